@@ -1,0 +1,101 @@
+//! Shared bench plumbing: an allocation counter and the closing ratio table.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting allocations and live bytes.
+pub struct CountingAlloc;
+
+// SAFETY-free: forwarding to `System` is safe code; `GlobalAlloc` is an unsafe trait, so
+// this impl lives in the bench binary only (the library forbids unsafe code).
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// How many allocations `f` made.
+pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let out = f();
+    (out, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
+
+/// Bytes currently allocated by the whole process.
+pub fn live_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// One line of the closing table.
+enum Line {
+    /// `ours` and `peer` are criterion ids (`group/function`); the ratio is ours / peer.
+    Ratio { what: &'static str, ours: String, peer: String, target: &'static str },
+    /// A measured fact with its target.
+    Fact { what: &'static str, value: String, target: &'static str },
+}
+
+/// The closing table: ratios read from criterion's estimates, and facts.
+#[derive(Default)]
+pub struct Report {
+    lines: Vec<Line>,
+}
+
+impl Report {
+    /// Compares two criterion benchmarks by their mean.
+    pub fn ratio(&mut self, what: &'static str, ours: &str, peer: &str, target: &'static str) {
+        self.lines.push(Line::Ratio { what, ours: ours.into(), peer: peer.into(), target });
+    }
+
+    /// Records a measured fact (memory per key, allocations per call, ...).
+    pub fn fact(&mut self, what: &'static str, value: impl ToString, target: &'static str) {
+        self.lines.push(Line::Fact { what, value: value.to_string(), target });
+    }
+
+    /// Prints the table. Benchmarks that did not run (filtered out, `--test`) are skipped.
+    pub fn print(&self) {
+        println!("\n== kube-reconcile middleware: ours vs peer (same run) ==");
+        for line in &self.lines {
+            match line {
+                Line::Ratio { what, ours, peer, target } => match (mean_ns(ours), mean_ns(peer)) {
+                    (Some(o), Some(p)) => println!(
+                        "{what:<48} ours {o:>10.1} ns | peer {p:>10.1} ns | ratio {:>6.2}x | target {target}",
+                        o / p
+                    ),
+                    _ => println!("{what:<48} not measured in this run"),
+                },
+                Line::Fact { what, value, target } => {
+                    println!("{what:<48} {value:>30} | target {target}");
+                }
+            }
+        }
+    }
+}
+
+fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    target.join("criterion")
+}
+
+/// Mean time per iteration of a criterion benchmark from this run, in nanoseconds.
+pub fn mean_ns(id: &str) -> Option<f64> {
+    let path = criterion_home().join(id).join("new").join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("mean")?.get("point_estimate")?.as_f64()
+}

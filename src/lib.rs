@@ -1,0 +1,86 @@
+//! Reconciliation patterns for Kubernetes operators built on [kube-rs](https://kube.rs).
+//!
+//! Wrap any kube-runtime reconciler in per-object exponential backoff, rate limits,
+//! circuit breakers and timeouts, without changing its body and without sleeping in a
+//! reconcile.
+//!
+//! # Quick example
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use futures::StreamExt;
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::{Api, Client, runtime::{Controller, controller::Action, watcher}};
+//! use kube_reconcile::{ControllerExt, ReconcilerExt};
+//! use kube_reconcile::middleware::{
+//!     backoff::BackoffLayer, circuit_breaker::CircuitBreakerLayer,
+//!     rate_limit::{Quota, RateLimitLayer}, timeout::TimeoutLayer,
+//! };
+//!
+//! struct Ctx { client: Client }
+//!
+//! async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+//!     // ... make the world match cm ...
+//!     Ok(Action::requeue(Duration::from_secs(3600)))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::try_default().await?;
+//! let reconciler = reconcile
+//!     .with(TimeoutLayer::new(Duration::from_secs(30)))
+//!     .with(CircuitBreakerLayer::new("dbaas"))
+//!     .with(RateLimitLayer::per_object(Quota::per_second(5)))
+//!     .with(BackoffLayer::operator());
+//! Controller::new(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+//!     .run_reconciler(reconciler, Arc::new(Ctx { client }))
+//!     .for_each(|_| async {})
+//!     .await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Composition
+//!
+//! Layers are listed inside out with [`ReconcilerExt::with`]; a call passes through
+//! them outside in:
+//!
+//! ```text
+//!  ┌ Backoff ─────────── per object: not before the next attempt; exponent, jitter, cap
+//!  │ ┌ RateLimit ─────── GCRA: global, per object, per named budget
+//!  │ │ ┌ CircuitBreaker ─ per dependency, shared by every object
+//!  │ │ │ ┌ Timeout ────── deadline per call
+//!  │ │ │ │   reconcile
+//! ```
+//!
+//! A layer that holds a call back returns a deferral, which a controller sees as
+//! `Ok(Action::requeue(wait))`; errors are classified ([`ErrorClass`]) and reach the
+//! controller's `error_policy` through [`Reconciler::error_action`].
+//!
+//! # Feature flags
+//!
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | (none yet) | | The middleware needs no optional features. |
+//!
+//! The crate does not pick a Kubernetes version for `k8s-openapi`; enable one
+//! (`k8s-openapi/latest` or `v1_xx`) in your binary, as with kube itself.
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.89, the same as kube 5.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod error;
+pub mod middleware;
+pub(crate) mod keyed;
+mod reconciler;
+mod rng;
+
+#[doc(inline)]
+pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
+#[doc(inline)]
+pub use crate::reconciler::{
+    ControllerExt, DeferReason, Deferral, ObjectKey, Outcome, ReconcileFuture, Reconciler,
+    ReconcilerExt, controller_fns, default_error_action,
+};
