@@ -59,7 +59,7 @@
 //!
 //! | Feature | Default | What it adds |
 //! |---|---|---|
-//! | (none yet) | | The middleware needs no optional features. |
+//! | `testing` | no | [`testing`]: an in-process Kubernetes API server with fault injection, for tests and examples. |
 //!
 //! The crate does not pick a Kubernetes version for `k8s-openapi`; enable one
 //! (`k8s-openapi/latest` or `v1_xx`) in your binary, as with kube itself.
@@ -76,6 +76,9 @@ pub mod middleware;
 pub(crate) mod keyed;
 mod reconciler;
 mod rng;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};

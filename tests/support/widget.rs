@@ -1,0 +1,29 @@
+//! A small custom resource for tests: `Widget` in `test.kube-reconcile.dev`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A widget: something with a size and a colour.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(group = "test.kube-reconcile.dev", version = "v1", kind = "Widget", namespaced)]
+#[kube(status = "WidgetStatus", shortname = "wd")]
+#[kube(printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".spec.size"}"#)]
+#[kube(printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#)]
+pub struct WidgetSpec {
+    #[schemars(range(min = 1, max = 10))]
+    pub size: i32,
+    #[serde(default = "default_colour")]
+    pub colour: String,
+}
+
+fn default_colour() -> String {
+    "blue".into()
+}
+
+/// What the widget controller saw.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct WidgetStatus {
+    pub phase: Option<String>,
+    pub observed_generation: Option<i64>,
+}
