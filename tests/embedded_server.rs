@@ -401,3 +401,63 @@ async fn kubectl_can_reach_the_http_listener() {
     assert!(http.kubeconfig().contains(&http.url()));
     assert_eq!(Api::<ConfigMap>::default_namespaced(server.client()).get("over-http").await.unwrap().name_any(), "over-http");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_simulator_marks_workloads_ready_after_a_delay_unless_held() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube_reconcile::testing::WorkloadSimulator;
+    let server = ApiServer::new();
+    let simulator = WorkloadSimulator::new(server.client()).ready_after(Duration::from_secs(3)).start();
+    simulator.keep_unready("default", "held");
+    let sts: Api<StatefulSet> = Api::default_namespaced(server.client());
+    let manifest = |name: &str| -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "serviceName": name,
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}
+            }
+        }))
+        .unwrap()
+    };
+    let started = tokio::time::Instant::now();
+    let created = sts.create(&PostParams::default(), &manifest("db")).await.unwrap();
+    assert_eq!(created.spec.pod_management_policy.as_deref(), Some("OrderedReady"), "server defaults applied");
+    sts.create(&PostParams::default(), &manifest("held")).await.unwrap();
+    let ready = await_condition(sts.clone(), "db", |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref()).and_then(|st| st.ready_replicas) == Some(2)
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready).await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let held = sts.get("held").await.unwrap();
+    assert_eq!(held.status.and_then(|s| s.ready_replicas), Some(0));
+    simulator.make_ready("default", "held");
+    sts.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}}))).await.unwrap();
+    let released = await_condition(sts.clone(), "held", |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref()).and_then(|st| st.ready_replicas) == Some(2)
+    });
+    tokio::time::timeout(Duration::from_secs(30), released).await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_watch_streams_are_resumed_by_the_watcher() {
+    let server = ApiServer::new();
+    server.faults().inject(Fault::drop_watch(Duration::from_secs(5)).resource("configmaps"));
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(cms.clone(), watcher::Config::default()).applied_objects();
+    tokio::spawn(stream.for_each(move |o| {
+        let _ = tx.send(o.map(|o| o.name_any()));
+        async {}
+    }));
+    cms.create(&PostParams::default(), &cm("one")).await.unwrap();
+    assert_eq!(rx.recv().await.unwrap().unwrap(), "one");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    cms.create(&PostParams::default(), &cm("two")).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next, "two");
+    assert!(server.requests().get(Verb::Watch, "configmaps") >= 2, "the stream was dropped and resumed: {}", server.requests());
+}

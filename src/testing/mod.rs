@@ -39,7 +39,10 @@
 //! | `pattern` and `format` in CRD schemas | not checked | checked |
 
 mod server;
+mod simulator;
 
+#[doc(inline)]
+pub use self::simulator::{RunningSimulator, WorkloadSimulator};
 #[doc(inline)]
 pub use self::server::{
     ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer, RequestCounts, Verb,

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    crd,
+    crd, defaults,
     error::{ApiError, FieldError, FieldErrorKind},
     meta::{meta_mut, meta_str, validate_label, validate_subdomain},
     resources::ResourceType,
@@ -87,6 +87,9 @@ pub(crate) fn admit(state: &State, rt: &ResourceType, ns: Option<&str>, obj: &mu
     }
     if let Some(s) = &rt.schema {
         schema::admit(rt, s, obj)?;
+    }
+    if rt.built_in {
+        defaults::apply(state, rt, obj);
     }
     let size = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0);
     if size > MAX_OBJECT_BYTES {

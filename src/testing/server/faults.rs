@@ -23,8 +23,10 @@ pub enum FaultAction {
     },
     /// Serve the request after this delay (tokio time, so paused tests stay deterministic).
     Latency(Duration),
-    /// Answer a list or watch with 410 Expired (a watch gets it as an `ERROR` event).
+    /// Answer a list or watch with 410 Expired.
     Expired,
+    /// End a watch stream this long after it starts (the client has to resume it).
+    DropWatch(Duration),
 }
 
 /// When a fault fires among the requests it matches.
@@ -79,6 +81,11 @@ impl Fault {
     /// Answer matching lists and watches with 410 Expired.
     pub fn expired() -> Self {
         Fault::new(FaultAction::Expired)
+    }
+
+    /// End matching watch streams `after` they start.
+    pub fn drop_watch(after: Duration) -> Self {
+        Fault::new(FaultAction::DropWatch(after)).verb(Verb::Watch)
     }
 
     /// Adds a `Retry-After` to an error fault.
@@ -180,8 +187,10 @@ impl Faults {
         self.rules.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|r| r.fired.load(Ordering::Relaxed)).sum()
     }
 
-    /// Applies the faults for a request: waits out latency, and returns the error to answer with, if any.
-    pub(crate) async fn before(&self, verb: Verb, resource: &str, name: Option<&str>) -> Option<ApiError> {
+    /// Applies the faults for a request: waits out latency, and returns the error to answer
+    /// with, or for a watch how soon to drop it.
+    pub(crate) async fn before(&self, verb: Verb, resource: &str, name: Option<&str>) -> Result<Option<Duration>, ApiError> {
+        let mut drop_after = None;
         let rules: Vec<Arc<Rule>> = self.rules.lock().unwrap_or_else(PoisonError::into_inner).clone();
         for rule in rules {
             if !rule.fault.matches(verb, resource, name) {
@@ -211,11 +220,12 @@ impl Faults {
                     };
                     let mut err = ApiError::new(*code, reason, format!("injected fault: {reason} ({code})"));
                     err.retry_after = *retry_after;
-                    return Some(err);
+                    return Err(err);
                 }
-                FaultAction::Expired => return Some(ApiError::gone("injected fault: too old resource version")),
+                FaultAction::Expired => return Err(ApiError::gone("injected fault: too old resource version")),
+                FaultAction::DropWatch(after) => drop_after = Some(*after),
             }
         }
-        None
+        Ok(drop_after)
     }
 }

@@ -10,6 +10,7 @@ use super::{
     Inner,
     admission::admit,
     body::Body,
+    defaults,
     discovery,
     error::ApiError,
     lifecycle::{DeleteOptions, Deleted},
@@ -98,9 +99,7 @@ impl Inner {
             resource = format!("{resource}/{sub}");
         }
         self.counter.add(verb, resource.clone());
-        if let Some(err) = self.faults.before(verb, &resource, t.name.as_deref()).await {
-            return Err(err);
-        }
+        let drop_watch_after = self.faults.before(verb, &resource, t.name.as_deref()).await?;
         match t.subresource.as_deref() {
             None => {}
             Some("status") if rt.status_subresource && t.name.is_some() => {}
@@ -134,7 +133,8 @@ impl Inner {
                     resource_version: query.get("resourceVersion").map(str::to_string),
                     send_initial_events: query.flag("sendInitialEvents"),
                     bookmarks: query.flag("allowWatchBookmarks"),
-                    timeout: Duration::from_secs(query.number("timeoutSeconds").unwrap_or(1800)),
+                    timeout: Duration::from_secs(query.number("timeoutSeconds").unwrap_or(1800))
+                        .min(drop_watch_after.unwrap_or(Duration::MAX)),
                     metadata_only: shape == Shape::Metadata,
                     bookmark_every: self.config.bookmark_every,
                 };
@@ -162,8 +162,9 @@ impl Inner {
             Verb::Update => {
                 let mut obj = ingest(&rt, parse_json(&body)?);
                 let mut state = self.lock();
-                admit(&state, &rt, ns, &mut obj, false)?;
                 let old = state.get(&rt, ns, name)?;
+                defaults::carry_over(&rt, &old, &mut obj);
+                admit(&state, &rt, ns, &mut obj, false)?;
                 ssa::track_update(&rt, Some(&old), &mut obj, &manager(query, headers), t.subresource.as_deref().unwrap_or_default());
                 let updated = state.update(&rt, ns, name, obj, status_only, &opts)?;
                 Ok(json_response(200, &present(&rt, &updated)))

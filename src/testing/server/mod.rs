@@ -3,6 +3,7 @@
 mod admission;
 mod body;
 mod crd;
+mod defaults;
 mod discovery;
 mod error;
 mod faults;
