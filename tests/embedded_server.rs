@@ -461,3 +461,63 @@ async fn dropped_watch_streams_are_resumed_by_the_watcher() {
     assert_eq!(next, "two");
     assert!(server.requests().get(Verb::Watch, "configmaps") >= 2, "the stream was dropped and resumed: {}", server.requests());
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PREFIXES: &[&str] = &[
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces",
+        "/apis/apps/v1/namespaces/default/statefulsets",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        "/api/v1/namespaces/default/events",
+        "/apis",
+        "/openapi/v3",
+        "",
+    ];
+    const CONTENT_TYPES: &[&str] = &[
+        "application/json",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+        "text/plain",
+    ];
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..120),
+            Just(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"b"}}"#.to_vec()),
+            Just(br#"[{"op":"replace","path":"/metadata/labels","value":{"a":"b"}}]"#.to_vec()),
+            Just(br#"{"metadata":{"finalizers":null,"ownerReferences":[{"uid":7}]}}"#.to_vec()),
+            Just(br#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"a.b.c"},"spec":{}}"#.to_vec()),
+            "[ -~]{0,80}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_request_gets_an_http_answer_and_never_a_panic(
+            method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+            prefix in prop::sample::select(PREFIXES.to_vec()),
+            tail in prop::collection::vec("[a-zA-Z0-9._%-]{0,10}", 0..4),
+            query in "(watch=true&timeoutSeconds=0|limit=[0-9]{1,2}|continue=[a-zA-Z0-9]{0,12}|labelSelector=[a-z!=(), ]{0,12}|fieldSelector=[a-z.=,]{0,12}|resourceVersion=[0-9a-z]{0,4}|dryRun=All|fieldManager=x&force=true){0,1}",
+            ct in prop::sample::select(CONTENT_TYPES.to_vec()),
+            body in body(),
+        ) {
+            let path = format!("{prefix}/{}?{query}", tail.join("/"));
+            let Ok(req) = http::Request::builder().method(method).uri(&path).header("content-type", ct).body(bytes::Bytes::from(body)) else {
+                return Ok(());
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            let code = rt.block_on(async {
+                let server = ApiServer::new();
+                server.call(req).await.status().as_u16()
+            });
+            prop_assert!((200..600).contains(&code), "{method} {path} -> {code}");
+        }
+    }
+}

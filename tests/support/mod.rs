@@ -153,3 +153,4 @@ fn json(status: StatusCode, body: String) -> Response<RespBody> {
 }
 
 pub mod widget;
+pub mod binaries;
