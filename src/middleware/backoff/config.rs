@@ -4,26 +4,11 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use crate::clock::Clock;
 
-use super::{error::BackoffConfigError, layer::BackoffLayer, state::Policy};
-
-/// How a delay is spread around its exponential value `d = base · factor^failures`.
-///
-/// The cap is applied after the jitter, so a delay is always in `[0, cap]`.
-///
-/// # Default
-///
-/// [`Jitter::Full`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Jitter {
-    /// Uniform in `[0, d]` ("full jitter"): spreads retries the most, and does the least work.
-    #[default]
-    Full,
-    /// Uniform in `[d/2, d]` ("equal jitter"): never retries much earlier than `d`.
-    Equal,
-    /// Exactly `d`, as client-go's `ItemExponentialFailureRateLimiter` does.
-    None,
-}
+use super::{
+    error::BackoffConfigError,
+    layer::BackoffLayer,
+    state::{Jitter, Policy},
+};
 
 /// The per-object backoff schedule: `delay = min(cap, jitter(base · factor^failures))`.
 ///
@@ -195,14 +180,22 @@ impl BackoffConfig {
             return Err(BackoffConfigError::ZeroBase);
         }
         if self.base > self.cap {
-            return Err(BackoffConfigError::BaseAboveCap { base: self.base, cap: self.cap });
+            return Err(BackoffConfigError::BaseAboveCap {
+                base: self.base,
+                cap: self.cap,
+            });
         }
         if !self.factor.is_finite() || self.factor < 1.0 {
-            return Err(BackoffConfigError::InvalidFactor { factor: self.factor });
+            return Err(BackoffConfigError::InvalidFactor {
+                factor: self.factor,
+            });
         }
         let conflict_delay = self.effective_conflict_delay();
         if conflict_delay > self.cap {
-            return Err(BackoffConfigError::ConflictDelayAboveCap { conflict_delay, cap: self.cap });
+            return Err(BackoffConfigError::ConflictDelayAboveCap {
+                conflict_delay,
+                cap: self.cap,
+            });
         }
         if self.effective_idle_ttl().is_zero() {
             return Err(BackoffConfigError::ZeroIdleTtl);
@@ -263,34 +256,54 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    fn policy(config: BackoffConfig) -> Policy {
+        config
+            .clock(ManualClock::new().clock())
+            .resolve()
+            .unwrap()
+            .policy
+    }
+
     #[test]
     fn presets_are_valid_and_default_is_the_operator_preset() {
-        assert_eq!(BackoffConfig::client_go().validate(), Ok(()));
-        assert_eq!(BackoffConfig::operator().validate(), Ok(()));
-        let policy = BackoffConfig::default().clock(ManualClock::new().clock()).resolve().unwrap().policy;
-        assert_eq!(policy.base, Duration::from_secs(1));
-        assert_eq!(policy.cap, Duration::from_secs(300));
-        assert_eq!(policy.jitter, Jitter::Full);
-        assert_eq!(policy.conflict_delay, Duration::from_secs(1));
-        assert_eq!(policy.idle_ttl, Duration::from_secs(600));
-        let client_go = BackoffConfig::client_go().clock(ManualClock::new().clock()).resolve().unwrap().policy;
-        assert_eq!(client_go.conflict_delay, Duration::from_millis(5));
+        let operator = policy(BackoffConfig::default());
+        assert_eq!(
+            (operator.base, operator.cap),
+            (Duration::from_secs(1), Duration::from_secs(300))
+        );
+        assert_eq!(operator.jitter, Jitter::Full);
+        assert_eq!(operator.conflict_delay, Duration::from_secs(1));
+        assert_eq!(operator.idle_ttl, Duration::from_secs(600));
+        let client_go = policy(BackoffConfig::client_go());
+        assert_eq!(
+            (client_go.base, client_go.cap),
+            (Duration::from_millis(5), Duration::from_secs(1000))
+        );
         assert_eq!(client_go.jitter, Jitter::None);
+        assert_eq!(client_go.conflict_delay, Duration::from_millis(5));
     }
 
     #[test]
     fn bad_values_are_typed_errors() {
         let c = BackoffConfig::operator;
-        assert_eq!(c().base(Duration::ZERO).validate(), Err(BackoffConfigError::ZeroBase));
         assert_eq!(
-            c().base(Duration::from_secs(9)).cap(Duration::from_secs(3)).validate(),
+            c().base(Duration::ZERO).validate(),
+            Err(BackoffConfigError::ZeroBase)
+        );
+        assert_eq!(
+            c().base(Duration::from_secs(9))
+                .cap(Duration::from_secs(3))
+                .validate(),
             Err(BackoffConfigError::BaseAboveCap {
                 base: Duration::from_secs(9),
                 cap: Duration::from_secs(3)
             })
         );
         for factor in [0.5, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
-            assert_eq!(c().factor(factor).validate(), Err(BackoffConfigError::InvalidFactor { factor }));
+            assert_eq!(
+                c().factor(factor).validate(),
+                Err(BackoffConfigError::InvalidFactor { factor })
+            );
         }
         assert!(matches!(
             c().factor(f64::NAN).validate(),
@@ -300,13 +313,14 @@ mod tests {
             c().conflict_delay(Duration::from_secs(301)).validate(),
             Err(BackoffConfigError::ConflictDelayAboveCap { .. })
         ));
-        assert_eq!(c().idle_ttl(Duration::ZERO).validate(), Err(BackoffConfigError::ZeroIdleTtl));
+        assert_eq!(
+            c().idle_ttl(Duration::ZERO).validate(),
+            Err(BackoffConfigError::ZeroIdleTtl)
+        );
         assert_eq!(c().factor(1.0).validate(), Ok(()));
-    }
-
-    #[test]
-    fn bad_config_fails_to_build_a_layer() {
-        let err = BackoffConfig::default().base(Duration::ZERO).build().unwrap_err();
-        assert_eq!(err.to_string(), "backoff base delay must be above zero");
+        assert_eq!(
+            BackoffConfigError::ZeroBase.to_string(),
+            "backoff base delay must be above zero"
+        );
     }
 }

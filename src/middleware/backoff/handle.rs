@@ -15,7 +15,7 @@ use crate::{
 use super::{
     config::{BackoffConfig, Resolved},
     error::{BackoffConfigError, BackoffError},
-    state::{Entry, Failure, Policy},
+    state::{Entry, Policy},
 };
 
 /// The longest interval between two amortised sweeps of idle keys.
@@ -61,29 +61,33 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// # Ok::<(), kube_reconcile::middleware::backoff::BackoffConfigError>(())
 /// ```
 pub struct BackoffHandle<Key = ObjectKey> {
-    shared: Arc<Shared<Key>>,
+    pub(super) shared: Arc<Shared<Key>>,
 }
 
-struct Shared<Key> {
-    store: KeyedStore<Key, Entry>,
-    policy: Policy,
-    rng: Rng,
-    clock: Clock,
+/// What the clones of a handle share.
+pub(super) struct Shared<Key> {
+    pub(super) store: KeyedStore<Key, Entry>,
+    pub(super) policy: Policy,
+    pub(super) rng: Rng,
+    pub(super) clock: Clock,
 }
 
 /// An attempt that [`BackoffHandle::check`] let through, to report with
 /// [`record_failure`](BackoffHandle::record_failure).
 ///
-/// It remembers when the attempt started: a failure of an attempt that started while a
-/// delay was still pending does not raise the exponent.
+/// It remembers when the attempt started, so that a failure of an attempt that started
+/// while a delay was still pending does not raise the exponent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempt {
-    started: Nanos,
+    /// When it started, or `None` if the key was not tracked then (which is earlier
+    /// than any delay recorded since, and saves reading the clock).
+    started: Option<Nanos>,
 }
 
 impl Attempt {
-    /// When the attempt started, on the handle's clock.
-    pub const fn started(self) -> Nanos {
+    /// When the attempt started; `None` if its key was not tracked then.
+    #[cfg(test)]
+    pub(super) const fn started(self) -> Option<Nanos> {
         self.started
     }
 }
@@ -100,7 +104,12 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
 
     /// Empty backoff state from a checked configuration.
     pub(super) fn from_resolved(resolved: Resolved) -> Self {
-        let Resolved { policy, seed, max_keys, clock } = resolved;
+        let Resolved {
+            policy,
+            seed,
+            max_keys,
+            clock,
+        } = resolved;
         let sweep_every = policy.idle_ttl.min(SWEEP_EVERY);
         BackoffHandle {
             shared: Arc::new(Shared {
@@ -122,10 +131,12 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
         Key: Borrow<Q>,
         Q: ?Sized + Hash + Eq,
     {
-        let now = self.now();
-        match self.wait(key, None, now) {
-            Some(retry_after) => Err(Deferral { retry_after, reason: DeferReason::BackingOff }),
-            None => Ok(Attempt { started: now }),
+        match self.gate(key, None) {
+            Ok(started) => Ok(Attempt { started }),
+            Err(retry_after) => Err(Deferral {
+                retry_after,
+                reason: DeferReason::BackingOff,
+            }),
         }
     }
 
@@ -145,14 +156,26 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// while a delay was still pending; throttled ones wait at least their
     /// `retry_after` (up to the cap). A conflict waits the conflict delay and leaves the
     /// exponent alone. A terminal error forgets the key.
-    pub fn record_failure<Q>(&self, key: &Q, attempt: Attempt, class: ErrorClass) -> Option<Duration>
+    pub fn record_failure<Q>(
+        &self,
+        key: &Q,
+        attempt: Attempt,
+        class: ErrorClass,
+    ) -> Option<Duration>
     where
         Key: Borrow<Q>,
         Q: ?Sized + Hash + Eq + ToOwned + fmt::Debug,
         Q::Owned: Into<Key>,
     {
         let to_key = || key.to_owned().into();
-        self.fail(key, to_key, class, None, attempt.started, &format_args!("{key:?}"))
+        self.fail(
+            key,
+            to_key,
+            class,
+            None,
+            attempt.started,
+            &format_args!("{key:?}"),
+        )
     }
 
     /// Runs `fut`, a fallible call for `key`, unless `key` is backing off, and records
@@ -194,7 +217,9 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     {
         let attempt = self
             .check(key)
-            .map_err(|deferral| BackoffError::BackingOff { retry_after: deferral.retry_after })?;
+            .map_err(|deferral| BackoffError::BackingOff {
+                retry_after: deferral.retry_after,
+            })?;
         match fut.await {
             Ok(value) => {
                 self.record_success(key);
@@ -202,7 +227,10 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
             }
             Err(source) => {
                 let retry_after = self.record_failure(key, attempt, source.class());
-                Err(BackoffError::Failed { source, retry_after })
+                Err(BackoffError::Failed {
+                    source,
+                    retry_after,
+                })
             }
         }
     }
@@ -244,7 +272,9 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     ///
     /// Sweeps also run by themselves (at most once a minute, when a new key is tracked).
     pub fn sweep(&self) -> usize {
-        self.shared.store.sweep(self.shared.policy.horizon(self.now()))
+        self.shared
+            .store
+            .sweep(self.shared.policy.horizon(self.now()))
     }
 
     /// How many keys are tracked, counting idle ones not yet swept.
@@ -261,83 +291,13 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     pub fn clock(&self) -> &Clock {
         &self.shared.clock
     }
-
-    /// The current time on the clock.
-    pub(super) fn now(&self) -> Nanos {
-        self.shared.clock.now()
-    }
-
-    /// How long an attempt for `key` at generation `observed` must still wait at `now`.
-    pub(super) fn wait<Q>(&self, key: &Q, observed: Option<i64>, now: Nanos) -> Option<Duration>
-    where
-        Key: Borrow<Q>,
-        Q: ?Sized + Hash + Eq,
-    {
-        self.shared.store.get(key)?.wait(observed, now)
-    }
-
-    /// The remaining wait recorded for `key` (zero if due); `None` if not tracked.
-    pub(super) fn remaining<Q>(&self, key: &Q) -> Option<Duration>
-    where
-        Key: Borrow<Q>,
-        Q: ?Sized + Hash + Eq,
-    {
-        let not_before = self.shared.store.get(key)?.not_before;
-        Some(not_before.saturating_since(self.now()))
-    }
-
-    /// Records a failure of the attempt for `key` that started at `started` (see
-    /// [`Entry::record_failure`]); `to_key` builds the owned key only when it is new.
-    pub(super) fn fail<Q>(
-        &self,
-        key: &Q,
-        to_key: impl FnOnce() -> Key,
-        class: ErrorClass,
-        observed: Option<i64>,
-        started: Nanos,
-        label: &dyn fmt::Display,
-    ) -> Option<Duration>
-    where
-        Key: Borrow<Q>,
-        Q: ?Sized + Hash + Eq,
-    {
-        let Shared { store, policy, rng, .. } = &*self.shared;
-        let Some(failure) = Failure::of(class) else {
-            store.remove(key);
-            tracing::debug!(object = %label, class = %class, "terminal failure, backoff state reset");
-            return None;
-        };
-        let now = self.now();
-        let record = |entry: &mut Entry| {
-            let delay = entry.record_failure(policy, rng, failure, observed, started, now);
-            (entry.failures, delay)
-        };
-        let (failures, delay) = if let Some(mut entry) = store.get_mut(key) {
-            record(&mut entry)
-        } else if let Ok(mut entry) = store.get_or_insert_with(to_key(), policy.horizon(now), || Entry::fresh(observed)) {
-            record(&mut entry)
-        } else {
-            tracing::warn!(object = %label, len = store.len(), "backoff store is full, failure not tracked");
-            record(&mut Entry::fresh(observed))
-        };
-        tracing::debug!(object = %label, failures, delay = ?delay, class = %class, "failed, backing off");
-        Some(delay)
-    }
-
-    /// A copy of `key`'s state, for tests.
-    #[cfg(test)]
-    pub(super) fn peek<Q>(&self, key: &Q) -> Option<Entry>
-    where
-        Key: Borrow<Q>,
-        Q: ?Sized + Hash + Eq,
-    {
-        self.shared.store.get(key).map(|entry| *entry)
-    }
 }
 
 impl<Key> Clone for BackoffHandle<Key> {
     fn clone(&self) -> Self {
-        BackoffHandle { shared: Arc::clone(&self.shared) }
+        BackoffHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 

@@ -41,7 +41,9 @@ impl BackoffLayer {
     ///
     /// A [`BackoffConfigError`] if a value in `config` cannot work.
     pub fn new(config: BackoffConfig) -> Result<Self, BackoffConfigError> {
-        Ok(BackoffLayer { handle: BackoffHandle::new(config)? })
+        Ok(BackoffLayer {
+            handle: BackoffHandle::new(config)?,
+        })
     }
 
     /// A layer with the recommended schedule, [`BackoffConfig::operator`]: 1 s doubling
@@ -59,7 +61,9 @@ impl BackoffLayer {
     }
 
     fn from_preset(preset: BackoffConfig) -> Self {
-        BackoffLayer { handle: BackoffHandle::from_resolved(preset.resolve_unchecked()) }
+        BackoffLayer {
+            handle: BackoffHandle::from_resolved(preset.resolve_unchecked()),
+        }
     }
 
     /// A handle on the per-object state of every reconciler this layer wraps.

@@ -9,7 +9,24 @@ use crate::{
     rng::Rng,
 };
 
-use super::config::Jitter;
+/// How a delay is spread around its exponential value `d = base · factor^failures`.
+///
+/// The cap is applied after the jitter, so a delay is always in `[0, cap]`.
+///
+/// # Default
+///
+/// [`Jitter::Full`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Uniform in `[0, d]` ("full jitter"): spreads retries the most, and does the least work.
+    #[default]
+    Full,
+    /// Uniform in `[d/2, d]` ("equal jitter"): never retries much earlier than `d`.
+    Equal,
+    /// Exactly `d`, as client-go's `ItemExponentialFailureRateLimiter` does.
+    None,
+}
 
 /// The checked schedule: what a [`BackoffConfig`](super::BackoffConfig) resolves to.
 #[derive(Clone, Debug)]
@@ -23,18 +40,28 @@ pub(super) struct Policy {
 }
 
 /// The largest delay the schedule computes with before the cap, in nanoseconds (~584 years).
-#[expect(clippy::cast_precision_loss, reason = "a bound for saturation; rounding up is harmless")]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "a bound for saturation; rounding up is harmless"
+)]
 const SATURATED_NS: f64 = u64::MAX as f64;
 
 impl Policy {
     /// `base · factor^level` in nanoseconds: finite, non-negative, saturated.
     fn exponential_ns(&self, level: u32) -> f64 {
-        #[expect(clippy::cast_precision_loss, reason = "delays are f64 math; exact below 2^53 ns (104 days)")]
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "delays are f64 math; exact below 2^53 ns (104 days)"
+        )]
         let base = duration_to_nanos(self.base) as f64;
         let exp = i32::try_from(level).unwrap_or(i32::MAX);
         let d = base * self.factor.powi(exp);
         // base > 0 and factor >= 1 are finite, so d is never NaN, but it may overflow.
-        if d.is_finite() { d.min(SATURATED_NS) } else { SATURATED_NS }
+        if d.is_finite() {
+            d.min(SATURATED_NS)
+        } else {
+            SATURATED_NS
+        }
     }
 
     /// The delay after failure number `level` (counted from 0): `min(cap, jitter(base · factor^level))`.
@@ -52,7 +79,10 @@ impl Policy {
 
     /// `min(cap, ns)` as a duration, for a finite, non-negative `ns`.
     fn capped(&self, ns: f64) -> Duration {
-        #[expect(clippy::cast_precision_loss, reason = "a comparison bound; see the note below")]
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a comparison bound; see the note below"
+        )]
         let cap = duration_to_nanos(self.cap) as f64;
         // Every f64 below `cap` (the cap rounded to nearest) converts to at most the exact
         // cap in nanoseconds, so the cast below cannot exceed it or overflow.
@@ -76,7 +106,10 @@ impl Policy {
     /// `now >= not_before + idle_ttl`. Before `idle_ttl` has elapsed since the epoch the
     /// horizon is zero and nothing can expire, which is also exact.
     pub(super) fn horizon(&self, now: Nanos) -> Nanos {
-        let horizon = now.as_raw().saturating_add(1).saturating_sub(duration_to_nanos(self.idle_ttl));
+        let horizon = now
+            .as_raw()
+            .saturating_add(1)
+            .saturating_sub(duration_to_nanos(self.idle_ttl));
         Nanos::from_raw(horizon)
     }
 }
@@ -147,14 +180,15 @@ impl Entry {
     /// A generation other than the recorded one resets the state first. An attempt
     /// that started while a backoff delay was still pending (the gate was bypassed, or
     /// attempts overlapped) does not raise the exponent; it only re-arms the delay at
-    /// the current level (kubernetes#132805).
+    /// the current level (kubernetes#132805). `started` is `None` for an attempt whose
+    /// key was not tracked when it started: every delay recorded since is later.
     pub(super) fn record_failure(
         &mut self,
         policy: &Policy,
         rng: &Rng,
         failure: Failure,
         observed: Option<i64>,
-        started: Nanos,
+        started: Option<Nanos>,
         now: Nanos,
     ) -> Duration {
         if observed.is_some_and(|g| g != self.generation) {
@@ -163,7 +197,7 @@ impl Entry {
         let delay = match failure {
             Failure::Conflict => policy.conflict_delay,
             Failure::Escalate { retry_after } => {
-                let early = self.failures > 0 && started < self.not_before;
+                let early = self.failures > 0 && started.is_none_or(|s| s < self.not_before);
                 let level = if early {
                     self.failures - 1
                 } else {
@@ -211,7 +245,10 @@ mod tests {
                 assert_eq!(p.delay(level, &rng), p.cap, "{jitter:?} {level}");
             }
         }
-        let huge_factor = Policy { factor: f64::MAX, ..policy(Jitter::Full) };
+        let huge_factor = Policy {
+            factor: f64::MAX,
+            ..policy(Jitter::Full)
+        };
         assert!(huge_factor.delay(u32::MAX, &rng) <= huge_factor.cap);
     }
 
@@ -233,7 +270,10 @@ mod tests {
         let p = policy(Jitter::Equal);
         for _ in 0..100 {
             let d = p.delay(3, &rng);
-            assert!(d >= Duration::from_millis(20) && d <= Duration::from_millis(40), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(20) && d <= Duration::from_millis(40),
+                "{d:?}"
+            );
         }
     }
 
@@ -241,7 +281,10 @@ mod tests {
     fn the_horizon_expires_entries_exactly_idle_ttl_after_their_due_time() {
         let p = policy(Jitter::None);
         let at = |s: u64| Nanos::ZERO.saturating_add(Duration::from_secs(s));
-        let entry = Entry { not_before: at(10), ..Entry::fresh(None) };
+        let entry = Entry {
+            not_before: at(10),
+            ..Entry::fresh(None)
+        };
         assert!(!entry.expired(p.horizon(at(2009))));
         assert!(!entry.expired(p.horizon(Nanos::from_raw(at(2010).as_raw() - 1))));
         assert!(entry.expired(p.horizon(at(2010))));
@@ -254,11 +297,11 @@ mod tests {
         let (p, rng) = (policy(Jitter::None), Rng::new(None));
         let mut e = Entry::fresh(Some(1));
         let fail = Failure::Escalate { retry_after: None };
-        e.record_failure(&p, &rng, fail, Some(1), Nanos::ZERO, Nanos::ZERO);
+        e.record_failure(&p, &rng, fail, Some(1), None, Nanos::ZERO);
         let t = e.not_before;
-        e.record_failure(&p, &rng, fail, Some(1), t, t);
+        e.record_failure(&p, &rng, fail, Some(1), Some(t), t);
         assert_eq!(e.failures, 2);
-        let d = e.record_failure(&p, &rng, fail, Some(2), t, t);
+        let d = e.record_failure(&p, &rng, fail, Some(2), Some(t), t);
         assert_eq!((e.failures, d), (1, p.base));
     }
 }

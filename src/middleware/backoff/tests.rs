@@ -14,7 +14,9 @@ use kube::{api::ObjectMeta, runtime::controller::Action};
 use super::*;
 use crate::{ReconcilerExt, clock::ManualClock};
 
+mod handle;
 mod props;
+mod pruning;
 
 /// What the scripted reconciler does on one call.
 #[derive(Clone, Copy, Debug)]
@@ -51,12 +53,19 @@ impl Reconciler<ConfigMap, ()> for Scripted {
 
     async fn call(&self, _: Arc<ConfigMap>, _: Arc<()>) -> Outcome<ErrorClass> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let step = self.steps.lock().unwrap().pop_front().unwrap_or(Step::Succeed);
+        let step = self
+            .steps
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Step::Succeed);
         match step {
             Step::Succeed => Outcome::Done(Action::await_change()),
             Step::Defer => Outcome::Deferred(Deferral {
                 retry_after: Duration::from_secs(7),
-                reason: DeferReason::RateLimited { budget: "global".into() },
+                reason: DeferReason::RateLimited {
+                    budget: "global".into(),
+                },
             }),
             Step::Fail(class) => Outcome::Failed(class),
         }
@@ -102,9 +111,21 @@ async fn the_gate_defers_a_watch_triggered_reconcile_for_the_remaining_time() {
 
     tokio::time::advance(ms(3)).await;
     let outcome = run(&r, &cm).await;
-    let Outcome::Deferred(deferral) = outcome else { panic!("expected a deferral, got {outcome:?}") };
-    assert_eq!(deferral, Deferral { retry_after: ms(2), reason: DeferReason::BackingOff });
-    assert_eq!(inner.calls(), 1, "the inner reconciler must not run while backing off");
+    let Outcome::Deferred(deferral) = outcome else {
+        panic!("expected a deferral, got {outcome:?}")
+    };
+    assert_eq!(
+        deferral,
+        Deferral {
+            retry_after: ms(2),
+            reason: DeferReason::BackingOff
+        }
+    );
+    assert_eq!(
+        inner.calls(),
+        1,
+        "the inner reconciler must not run while backing off"
+    );
 
     tokio::time::advance(ms(2)).await;
     assert!(matches!(run(&r, &cm).await, Outcome::Done(_)));
@@ -123,10 +144,16 @@ async fn a_generation_change_bypasses_the_gate_and_starts_fresh() {
     assert_eq!(r.handle().attempts("u1"), 4);
     inner.then(Step::Fail(ErrorClass::Transient));
     assert!(run(&r, &object("u1", Some(1))).await.is_failed());
-    assert!(matches!(run(&r, &object("u1", Some(1))).await, Outcome::Deferred(_)));
+    assert!(matches!(
+        run(&r, &object("u1", Some(1))).await,
+        Outcome::Deferred(_)
+    ));
 
     inner.then(Step::Fail(ErrorClass::Transient));
-    assert!(run(&r, &object("u1", Some(2))).await.is_failed(), "a new spec runs at once");
+    assert!(
+        run(&r, &object("u1", Some(2))).await.is_failed(),
+        "a new spec runs at once"
+    );
     assert_eq!(inner.calls(), 6);
     assert_eq!(r.handle().attempts("u1"), 1);
     assert_eq!(r.handle().remaining("u1"), Some(ms(5)));
@@ -136,16 +163,29 @@ async fn a_generation_change_bypasses_the_gate_and_starts_fresh() {
 async fn throttled_waits_for_retry_after_and_escalates() {
     let (r, inner, time) = manual(BackoffConfig::client_go().cap(Duration::from_secs(10)));
     let cm = object("u1", None);
-    let throttled = |secs| ErrorClass::Throttled { retry_after: Some(Duration::from_secs(secs)) };
+    let throttled = |secs| ErrorClass::Throttled {
+        retry_after: Some(Duration::from_secs(secs)),
+    };
     inner.then(Step::Fail(throttled(2)));
-    let Outcome::Failed(err) = run(&r, &cm).await else { panic!("expected a failure") };
-    assert_eq!(r.error_action(&cm, &err), Action::requeue(Duration::from_secs(2)));
+    let Outcome::Failed(err) = run(&r, &cm).await else {
+        panic!("expected a failure")
+    };
+    assert_eq!(
+        r.error_action(&cm, &err),
+        Action::requeue(Duration::from_secs(2))
+    );
     assert_eq!(r.handle().attempts("u1"), 1);
 
     time.advance(Duration::from_secs(2));
     inner.then(Step::Fail(throttled(60)));
-    let Outcome::Failed(err) = run(&r, &cm).await else { panic!("expected a failure") };
-    assert_eq!(r.error_action(&cm, &err), Action::requeue(Duration::from_secs(10)), "capped");
+    let Outcome::Failed(err) = run(&r, &cm).await else {
+        panic!("expected a failure")
+    };
+    assert_eq!(
+        r.error_action(&cm, &err),
+        Action::requeue(Duration::from_secs(10)),
+        "capped"
+    );
     assert_eq!(r.handle().attempts("u1"), 2);
 }
 
@@ -160,7 +200,9 @@ async fn a_conflict_requeues_quickly_without_escalating() {
         time.advance(r.handle().remaining("u1").unwrap());
     }
     inner.then(Step::Fail(ErrorClass::Conflict));
-    let Outcome::Failed(err) = run(&r, &cm).await else { panic!("expected a failure") };
+    let Outcome::Failed(err) = run(&r, &cm).await else {
+        panic!("expected a failure")
+    };
     assert_eq!(r.error_action(&cm, &err), Action::requeue(ms(100)));
     assert_eq!(r.handle().attempts("u1"), 3);
 
@@ -168,7 +210,11 @@ async fn a_conflict_requeues_quickly_without_escalating() {
     inner.then(Step::Fail(ErrorClass::Transient));
     run(&r, &cm).await;
     assert_eq!(r.handle().attempts("u1"), 4);
-    assert_eq!(r.handle().remaining("u1"), Some(ms(40)), "the fourth failure waits 5 ms * 2^3");
+    assert_eq!(
+        r.handle().remaining("u1"),
+        Some(ms(40)),
+        "the fourth failure waits 5 ms * 2^3"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +225,9 @@ async fn a_terminal_error_resets_and_awaits_a_change() {
     run(&r, &cm).await;
     time.advance(ms(5));
     inner.then(Step::Fail(ErrorClass::Terminal));
-    let Outcome::Failed(err) = run(&r, &cm).await else { panic!("expected a failure") };
+    let Outcome::Failed(err) = run(&r, &cm).await else {
+        panic!("expected a failure")
+    };
     assert_eq!(r.error_action(&cm, &err), Action::await_change());
     assert!(r.handle().is_empty());
     assert_eq!(r.handle().attempts("u1"), 0);
@@ -194,141 +242,13 @@ async fn an_inner_deferral_leaves_the_state_unchanged() {
     time.advance(ms(5));
     let before = r.handle().peek("u1");
     inner.then(Step::Defer);
-    assert!(matches!(run(&r, &cm).await, Outcome::Deferred(Deferral { reason: DeferReason::RateLimited { .. }, .. })));
+    assert!(matches!(
+        run(&r, &cm).await,
+        Outcome::Deferred(Deferral {
+            reason: DeferReason::RateLimited { .. },
+            ..
+        })
+    ));
     assert_eq!(r.handle().peek("u1"), before);
     assert_eq!(r.handle().attempts("u1"), 1);
-}
-
-#[tokio::test]
-async fn no_keys_are_tracked_after_successes() {
-    let (r, inner, time) = manual(BackoffConfig::client_go());
-    for i in 0..50 {
-        inner.then(Step::Fail(ErrorClass::Transient));
-        run(&r, &object(&i.to_string(), Some(1))).await;
-    }
-    assert_eq!(r.handle().len(), 50);
-    time.advance(ms(5));
-    for i in 0..50 {
-        assert!(matches!(run(&r, &object(&i.to_string(), Some(1))).await, Outcome::Done(_)));
-    }
-    assert!(r.handle().is_empty());
-}
-
-#[tokio::test]
-async fn a_deleted_object_is_forgotten_once_its_last_reconcile_succeeds() {
-    let (r, inner, _time) = manual(BackoffConfig::operator());
-    inner.then(Step::Fail(ErrorClass::Transient));
-    run(&r, &object("u1", Some(1))).await;
-    assert_eq!(r.handle().len(), 1);
-
-    // Deletion sets deletionTimestamp and bumps the generation, so cleanup runs at once.
-    let mut deleting = (*object("u1", Some(2))).clone();
-    deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-    assert!(matches!(run(&r, &Arc::new(deleting)).await, Outcome::Done(_)));
-    assert!(r.handle().is_empty());
-}
-
-#[tokio::test]
-async fn idle_keys_are_swept_after_the_ttl() {
-    let config = BackoffConfig::client_go().idle_ttl(Duration::from_secs(30));
-    let (r, inner, time) = manual(config);
-    for uid in ["a", "b"] {
-        inner.then(Step::Fail(ErrorClass::Transient));
-        run(&r, &object(uid, None)).await;
-    }
-    time.advance(Duration::from_secs(30));
-    assert_eq!(r.handle().sweep(), 2, "due 5 ms ago, idle for less than the ttl");
-    time.advance(Duration::from_secs(31));
-    // A new key arriving after the sweep interval sweeps idle keys by itself.
-    inner.then(Step::Fail(ErrorClass::Transient));
-    run(&r, &object("c", None)).await;
-    assert_eq!(r.handle().len(), 1);
-    assert_eq!(r.handle().attempts("a"), 0);
-    time.advance(Duration::from_secs(31));
-    assert_eq!(r.handle().sweep(), 0);
-    assert!(r.handle().is_empty());
-}
-
-#[test]
-fn seeded_jitter_is_deterministic() {
-    let delays = |seed| {
-        let backoff = BackoffHandle::<u32>::new(BackoffConfig::operator().seed(seed).clock(ManualClock::new().clock())).unwrap();
-        (0..20u32)
-            .map(|key| backoff.record_failure(&key, backoff.check(&key).unwrap(), ErrorClass::Transient))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(delays(42), delays(42));
-    assert_ne!(delays(42), delays(43));
-}
-
-#[test]
-fn bad_config_is_a_typed_error() {
-    let err = BackoffLayer::new(BackoffConfig::operator().factor(0.5)).unwrap_err();
-    assert_eq!(err, BackoffConfigError::InvalidFactor { factor: 0.5 });
-    let err = BackoffHandle::<String>::new(BackoffConfig::operator().cap(ms(10))).unwrap_err();
-    assert!(matches!(err, BackoffConfigError::BaseAboveCap { .. }));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_dropped_call_records_nothing() {
-    async fn slow_failure(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        Err(ErrorClass::Transient)
-    }
-    let r = slow_failure.with(BackoffLayer::client_go());
-    let cancelled = tokio::time::timeout(Duration::from_secs(1), r.call(object("u1", None), Arc::new(()))).await;
-    assert!(cancelled.is_err());
-    assert!(r.handle().is_empty());
-}
-
-#[tokio::test]
-async fn error_action_falls_back_when_the_store_is_full() {
-    let config = BackoffConfig::client_go().max_keys(NonZeroUsize::MIN);
-    let (r, inner, _time) = manual(config);
-    let (first, second) = (object("u1", None), object("u2", None));
-    inner.then(Step::Fail(ErrorClass::Transient)).then(Step::Fail(ErrorClass::Transient));
-    run(&r, &first).await;
-    let Outcome::Failed(err) = run(&r, &second).await else { panic!("expected a failure") };
-    assert_eq!(r.handle().len(), 1);
-    assert_eq!(r.error_action(&first, &err), Action::requeue(ms(5)));
-    assert_eq!(r.error_action(&second, &err), default_error_action(ErrorClass::Transient));
-}
-
-#[test]
-fn an_attempt_started_before_the_delay_ended_does_not_escalate() {
-    let time = ManualClock::new();
-    let backoff = BackoffHandle::<&str>::new(BackoffConfig::client_go().clock(time.clock())).unwrap();
-    let (early, overlapping) = (backoff.check(&"k").unwrap(), backoff.check(&"k").unwrap());
-    assert_eq!(backoff.record_failure(&"k", early, ErrorClass::Transient), Some(ms(5)));
-    time.advance(ms(1));
-    assert_eq!(backoff.record_failure(&"k", overlapping, ErrorClass::Transient), Some(ms(5)));
-    assert_eq!(backoff.attempts(&"k"), 1);
-    time.advance(ms(5));
-    let on_time = backoff.check(&"k").unwrap();
-    assert_eq!(backoff.record_failure(&"k", on_time, ErrorClass::Transient), Some(ms(10)));
-    assert_eq!(backoff.attempts(&"k"), 2);
-}
-
-#[tokio::test]
-async fn call_backs_off_any_async_call_per_key() {
-    let time = ManualClock::new();
-    let backoff = BackoffHandle::<String>::new(BackoffConfig::client_go().clock(time.clock())).unwrap();
-    let failed = backoff.call("eu", async { Err::<(), _>(ErrorClass::Transient) }).await.unwrap_err();
-    assert_eq!(failed.retry_after(), Some(ms(5)));
-    assert_eq!(failed.class(), ErrorClass::Transient);
-    let held = backoff.call("eu", async { Ok::<_, ErrorClass>(1) }).await.unwrap_err();
-    assert!(matches!(held, BackoffError::BackingOff { retry_after } if retry_after == ms(5)));
-    assert_eq!(backoff.call("us", async { Ok::<_, ErrorClass>(2) }).await.unwrap(), 2);
-    time.advance(ms(5));
-    assert_eq!(backoff.call("eu", async { Ok::<_, ErrorClass>(3) }).await.unwrap(), 3);
-    assert!(backoff.is_empty());
-}
-
-#[tokio::test(start_paused = true)]
-async fn next_attempt_is_when_the_delay_ends() {
-    let time = ManualClock::new();
-    let backoff = BackoffHandle::<&str>::new(BackoffConfig::client_go().clock(time.clock())).unwrap();
-    assert_eq!(backoff.next_attempt(&"k"), None);
-    backoff.record_failure(&"k", backoff.check(&"k").unwrap(), ErrorClass::Transient);
-    assert_eq!(backoff.next_attempt(&"k"), Some(tokio::time::Instant::now() + ms(5)));
 }

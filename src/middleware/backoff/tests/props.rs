@@ -2,16 +2,26 @@ use futures::executor::block_on;
 use proptest::prelude::*;
 
 use super::*;
+use crate::clock::Nanos;
 
 /// Any valid schedule on a manual clock.
 fn any_config() -> impl Strategy<Value = BackoffConfig> {
     let jitter = prop_oneof![Just(Jitter::Full), Just(Jitter::Equal), Just(Jitter::None)];
     let factor = prop_oneof![Just(1.0), 1.0..4.0, Just(1e300), Just(f64::MAX)];
     let cap_times = prop_oneof![1u32..=4, 1u32..=1_000_000];
-    (1u64..=10_000_000_000, cap_times, factor, jitter, any::<u64>(), 1u32..=1000).prop_map(
-        |(base, cap_times, factor, jitter, seed, conflict_div)| {
+    (
+        1u64..=10_000_000_000,
+        cap_times,
+        factor,
+        jitter,
+        any::<u64>(),
+        1u32..=1000,
+    )
+        .prop_map(|(base, cap_times, factor, jitter, seed, conflict_div)| {
             // Caps up to ~11 days keep the manual clock far from the end of time.
-            let cap = Duration::from_nanos(base).saturating_mul(cap_times).min(Duration::from_secs(1_000_000));
+            let cap = Duration::from_nanos(base)
+                .saturating_mul(cap_times)
+                .min(Duration::from_secs(1_000_000));
             BackoffConfig::operator()
                 .base(Duration::from_nanos(base))
                 .cap(cap)
@@ -19,8 +29,7 @@ fn any_config() -> impl Strategy<Value = BackoffConfig> {
                 .jitter(jitter)
                 .seed(seed)
                 .conflict_delay(cap / conflict_div)
-        },
-    )
+        })
 }
 
 fn any_class() -> impl Strategy<Value = ErrorClass> {
@@ -138,25 +147,36 @@ proptest! {
         let cap = config.clone().resolve().unwrap().policy.cap;
         let time = ManualClock::new();
         let backoff = BackoffHandle::<&str>::new(config.clock(time.clock())).unwrap();
-        // Attempts taken while the key was due, reported later and out of order.
-        let mut attempts: Vec<Attempt> = Vec::new();
+        let clock = backoff.clock().clone();
+        // Attempts taken while the key was due, with the time they really started,
+        // reported later and out of order.
+        let mut attempts: Vec<(Attempt, Nanos)> = Vec::new();
         for (pick, class, permille) in ops {
             if let Ok(attempt) = backoff.check(&"k") {
-                attempts.push(attempt);
+                attempts.push((attempt, clock.now()));
             }
-            if let Some(attempt) = attempts.get(pick).copied() {
+            if let Some((attempt, started)) = attempts.get(pick).copied() {
                 let before = backoff.peek(&"k");
                 backoff.record_failure(&"k", attempt, class);
                 let after = backoff.attempts(&"k");
-                let early = before.is_some_and(|e| e.failures > 0 && attempt.started() < e.not_before);
-                let escalates = matches!(class, ErrorClass::Transient | ErrorClass::Throttled { .. });
                 let failures = before.map_or(0, |e| e.failures);
+                // The property: an attempt that really started before the pending delay
+                // ended never raises the exponent.
+                let early = before.is_some_and(|e| e.failures > 0 && started < e.not_before);
+                if early {
+                    prop_assert!(after <= failures, "early {class} raised {failures} to {after}");
+                }
+                // And the exact rule (an attempt of an untracked key counts as early).
+                let counted_early = before.is_some_and(|e| {
+                    e.failures > 0 && attempt.started().is_none_or(|s| s < e.not_before)
+                });
                 let expected = match class {
                     ErrorClass::Terminal => 0,
-                    _ if escalates && !early => failures.saturating_add(1),
-                    _ => failures,
+                    ErrorClass::Conflict => failures,
+                    _ if counted_early => failures,
+                    _ => failures.saturating_add(1),
                 };
-                prop_assert_eq!(after, expected, "early: {}, class: {}", early, class);
+                prop_assert_eq!(after, expected, "early: {}, class: {}", counted_early, class);
             }
             time.advance(cap.mul_f64(f64::from(permille) / 1000.0));
         }
