@@ -12,7 +12,7 @@ use crate::support::{Report, allocations, live_bytes};
 
 const GROUP: &str = "circuit_breaker";
 
-pub fn benches(c: &mut Criterion, report: &mut Report) {
+pub(crate) fn benches(c: &mut Criterion, report: &mut Report) {
     let ours = Breaker::new("dbaas");
     let peer = recloser::Recloser::default();
     let timed = BreakerConfig::default()

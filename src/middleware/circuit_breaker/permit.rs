@@ -48,6 +48,7 @@ enum Kind {
 }
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(super) fn counted(shared: &'a Shared, word: u64) -> Self {
         let started = shared.settings.slow_call_nanos.map(|_| shared.now());
         Permit { shared, word, kind: Kind::Counted, started }
@@ -68,8 +69,16 @@ impl<'a> Permit<'a> {
     }
 
     /// The call succeeded (it still counts as slow if it took too long).
+    #[inline]
     pub fn success(self) {
-        self.finish(None);
+        if self.kind == Kind::Counted && self.started.is_none() {
+            // The closed hot path: nothing to measure, nothing to release on drop.
+            let (shared, word) = (self.shared, self.word);
+            std::mem::forget(self);
+            shared.record_success(word);
+        } else {
+            self.finish(None);
+        }
     }
 
     /// The call failed with an error of `class`.
@@ -87,7 +96,7 @@ impl<'a> Permit<'a> {
     /// [is a timeout](Classify::is_timeout) counts as failed and slow.
     pub fn record<T, E: Classify>(self, result: &Result<T, E>) {
         match result {
-            Ok(_) => self.finish(None),
+            Ok(_) => self.success(),
             Err(e) => self.finish(Some((e.class(), e.is_timeout()))),
         }
     }

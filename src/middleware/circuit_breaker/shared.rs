@@ -118,6 +118,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(super) fn word(&self) -> u64 {
         self.word.load(Ordering::Acquire)
     }
@@ -182,19 +183,28 @@ impl Shared {
         }
     }
 
+    /// Records a success (not slow) of a call admitted while closed: the hot path.
+    #[inline]
+    pub(super) fn record_success(&self, word: u64) {
+        if self.word() != word {
+            return;
+        }
+        self.window.record(COUNTED, &self.settings.clock, false);
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Records the outcome of a call admitted while closed.
     pub(super) fn record_closed(&self, word: u64, verdict: Verdict) {
+        if !verdict.failed && !verdict.slow {
+            self.record_success(word);
+            return;
+        }
         if self.word() != word {
             return;
         }
         let clock = &self.settings.clock;
-        if !verdict.failed && !verdict.slow {
-            self.window.record(COUNTED, clock, false);
-            if self.consecutive.load(Ordering::Relaxed) != 0 {
-                self.consecutive.store(0, Ordering::Relaxed);
-            }
-            return;
-        }
         self.note_retry_after(verdict.retry_after);
         let outcome = COUNTED | if verdict.failed { FAILED } else { 0 } | if verdict.slow { SLOW } else { 0 };
         let totals = self.window.record(outcome, clock, true);

@@ -69,15 +69,18 @@ impl Window {
     }
 
     /// Records one counted outcome; returns the new totals if `totals` is asked for.
+    #[inline]
     pub(super) fn record(&self, outcome: u8, clock: &Clock, totals: bool) -> Option<Counts> {
         match self {
             Window::Count(w) => w.record(outcome, totals),
-            Window::Time(w) => {
-                let now = clock.now();
-                let counts = lock(w).record(now, outcome);
-                Some(counts)
-            }
+            Window::Time(w) => Some(Self::record_timed(w, outcome, clock)),
         }
+    }
+
+    #[inline(never)]
+    fn record_timed(w: &Mutex<TimeWindow>, outcome: u8, clock: &Clock) -> Counts {
+        let now = clock.now();
+        lock(w).record(now, outcome)
     }
 
     /// The current totals.
@@ -105,6 +108,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) struct CountWindow {
     slots: Box<[AtomicU8]>,
     len: u32,
+    /// `n % len` without a division: see [`fast_mod`].
+    magic: u64,
     next: AtomicU32,
     counts: AtomicU64,
 }
@@ -114,19 +119,22 @@ impl CountWindow {
         CountWindow {
             slots: (0..len).map(|_| AtomicU8::new(0)).collect(),
             len,
+            magic: fast_mod_magic(len),
             next: AtomicU32::new(0),
             counts: AtomicU64::new(0),
         }
     }
 
+    #[inline]
     fn record(&self, outcome: u8, totals: bool) -> Option<Counts> {
         // Slot choice and swap need no ordering with other memory: the counter is only
         // read for decisions that tolerate a call in flight.
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // `len` is never zero (a NonZeroU32 in the config). When `n` wraps at 2^32 one
         // slot may be overwritten early, once every four billion calls.
-        let i = (n % self.len) as usize;
-        let old = self.slots[i].swap(outcome, Ordering::Relaxed);
+        let i = fast_mod(n, self.magic, self.len) as usize;
+        let Some(slot) = self.slots.get(i) else { return None };
+        let old = slot.swap(outcome, Ordering::Relaxed);
         if old == outcome {
             return if totals { self.totals() } else { None };
         }
@@ -158,6 +166,20 @@ impl CountWindow {
             }
         }
     }
+}
+
+/// The multiplier that lets [`fast_mod`] divide by `d` (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019). Wraps to 0 for `d == 1`, which is right.
+const fn fast_mod_magic(d: u32) -> u64 {
+    (u64::MAX / d as u64).wrapping_add(1)
+}
+
+/// `n % d` for any 32-bit `n` and `d > 0`, with two multiplications instead of a
+/// division (which dominates the closed path otherwise).
+#[inline]
+const fn fast_mod(n: u32, magic: u64, d: u32) -> u32 {
+    let low = magic.wrapping_mul(n as u64);
+    ((low as u128 * d as u128) >> 64) as u32
 }
 
 pub(super) struct TimeWindow {
@@ -216,7 +238,7 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::{clock::ManualClock, middleware::circuit_breaker::config::Window as WindowConfig};
     use std::time::Duration;
 
     #[test]
@@ -231,6 +253,15 @@ mod tests {
         assert_eq!(after, Some(Counts { calls: 3, failures: 0, slow: 1 }));
         w.clear();
         assert_eq!(w.totals(&clock), Counts::default());
+    }
+
+    #[test]
+    fn fast_mod_handles_the_edges() {
+        for d in [1, 2, 3, 50, WindowConfig::MAX_CALLS] {
+            for n in [0, 1, d - 1, d, u32::MAX - 1, u32::MAX] {
+                assert_eq!(fast_mod(n, fast_mod_magic(d), d), n % d, "{n} % {d}");
+            }
+        }
     }
 
     #[test]
@@ -250,6 +281,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn fast_mod_is_the_remainder(n in proptest::num::u32::ANY, d in 1u32..=WindowConfig::MAX_CALLS) {
+            proptest::prop_assert_eq!(fast_mod(n, fast_mod_magic(d), d), n % d);
+        }
+
         #[test]
         fn count_window_totals_equal_the_last_outcomes(
             len in 1u32..40,
