@@ -32,7 +32,9 @@ pub(crate) fn benches(c: &mut Criterion, report: &mut Report) {
     g.bench_function("closed_call_ready_future", |b| {
         b.iter(|| {
             let call = black_box(&ours).call(std::future::ready(Ok::<_, ErrorClass>(())));
-            futures::FutureExt::now_or_never(call).expect("ready").expect("closed");
+            futures::FutureExt::now_or_never(call)
+                .expect("ready")
+                .expect("closed");
         });
     });
     g.bench_function("closed_time_window_admit_record", |b| {
@@ -54,7 +56,11 @@ pub(crate) fn benches(c: &mut Criterion, report: &mut Report) {
     let ((), allocs) = allocations(|| {
         for i in 0..1000 {
             let permit = quiet.try_acquire().expect("closed");
-            if i % 10 == 0 { permit.failure(ErrorClass::Transient) } else { permit.success() }
+            if i % 10 == 0 {
+                permit.failure(ErrorClass::Transient);
+            } else {
+                permit.success();
+            }
         }
     });
     let before = live_bytes();
@@ -69,7 +75,10 @@ pub(crate) fn benches(c: &mut Criterion, report: &mut Report) {
     );
     report.fact(
         "circuit breaker: allocations per closed-path call",
-        format!("{:.3}", allocs as f64 / 1000.0),
+        format!(
+            "{:.3}",
+            f64::from(u32::try_from(allocs).unwrap_or(u32::MAX)) / 1000.0
+        ),
         "0",
     );
     report.fact(

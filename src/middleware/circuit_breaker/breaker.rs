@@ -5,10 +5,12 @@ use std::{fmt, future::Future, sync::Arc};
 use crate::error::Classify;
 
 use super::{
-    config::{BreakerConfig, Settings},
+    config::BreakerConfig,
     error::{BreakerError, Rejected},
     permit::Permit,
-    shared::{self, CLOSED, DISABLED, FORCED_OPEN, METRICS, Shared},
+    phase::{self, CLOSED, DISABLED, FORCED_OPEN, METRICS},
+    settings::Settings,
+    shared::Shared,
     state::{Snapshot, State, Transition},
 };
 
@@ -63,12 +65,20 @@ impl Breaker {
     ///
     /// Its clock is tokio's, taken now: create it inside the runtime whose (possibly
     /// paused) clock it should follow. Use [`BreakerConfig::build`] for anything else.
+    ///
+    /// # Panics
+    ///
+    /// Never: the default configuration always builds.
     pub fn new(dependency: impl Into<Arc<str>>) -> Self {
-        BreakerConfig::default().build(dependency).expect("the default configuration is valid")
+        BreakerConfig::default()
+            .build(dependency)
+            .expect("the default configuration is valid")
     }
 
     pub(super) fn from_settings(dependency: Arc<str>, settings: Settings) -> Self {
-        Breaker { shared: Arc::new(Shared::new(dependency, settings)) }
+        Breaker {
+            shared: Arc::new(Shared::new(dependency, settings)),
+        }
     }
 
     /// The dependency this breaker protects.
@@ -90,7 +100,7 @@ impl Breaker {
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let shared = &*self.shared;
         let word = shared.word();
-        match shared::phase(word) {
+        match phase::phase(word) {
             CLOSED => Ok(Permit::counted(shared, word)),
             p if p == METRICS + CLOSED => Ok(Permit::counted(shared, word)),
             DISABLED => Ok(Permit::unrecorded(shared, word)),

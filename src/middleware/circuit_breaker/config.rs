@@ -2,12 +2,9 @@
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use crate::{
-    clock::{Clock, duration_to_nanos},
-    error::ErrorClass,
-};
+use crate::{clock::Clock, error::ErrorClass};
 
-use super::{Breaker, error::ConfigError};
+use super::{Breaker, error::ConfigError, settings::Settings};
 
 /// The calls a failure rate is computed over.
 ///
@@ -27,7 +24,10 @@ pub struct Window(pub(super) WindowKind);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum WindowKind {
     Count(NonZeroU32),
-    Time { duration: Duration, buckets: NonZeroU32 },
+    Time {
+        duration: Duration,
+        buckets: NonZeroU32,
+    },
 }
 
 impl Window {
@@ -41,7 +41,7 @@ impl Window {
 
     /// The calls of the last `duration`, in 10 buckets (the oldest bucket leaves whole).
     pub const fn time(duration: Duration) -> Self {
-        Self::time_buckets(duration, NonZeroU32::new(10).expect("10 is not zero"))
+        Self::time_buckets(duration, NonZeroU32::MIN.saturating_add(9))
     }
 
     /// The calls of the last `duration`, in `buckets` buckets of `duration / buckets`.
@@ -56,7 +56,7 @@ const THROTTLED: u8 = 2;
 const CONFLICT: u8 = 4;
 const TERMINAL: u8 = 8;
 
-const fn class_bit(class: ErrorClass) -> u8 {
+pub(super) const fn class_bit(class: ErrorClass) -> u8 {
     match class {
         ErrorClass::Transient => TRANSIENT,
         ErrorClass::Throttled { .. } => THROTTLED,
@@ -112,22 +112,22 @@ const fn class_bit(class: ErrorClass) -> u8 {
 /// ```
 #[derive(Clone, Debug)]
 pub struct BreakerConfig {
-    failure_rate_threshold: f64,
-    window: Window,
-    min_calls: NonZeroU32,
-    consecutive_failures: u32,
-    slow_call_duration: Option<Duration>,
-    slow_call_rate_threshold: f64,
-    open_duration: Duration,
-    open_duration_growth: f64,
-    max_open_duration: Duration,
-    open_duration_jitter: f64,
-    permitted_probes: NonZeroU32,
-    probes_to_close: Option<NonZeroU32>,
-    excluded: u8,
-    spread: Duration,
-    seed: Option<u64>,
-    clock: Option<Clock>,
+    pub(super) failure_rate_threshold: f64,
+    pub(super) window: Window,
+    pub(super) min_calls: NonZeroU32,
+    pub(super) consecutive_failures: u32,
+    pub(super) slow_call_duration: Option<Duration>,
+    pub(super) slow_call_rate_threshold: f64,
+    pub(super) open_duration: Duration,
+    pub(super) open_duration_growth: f64,
+    pub(super) max_open_duration: Duration,
+    pub(super) open_duration_jitter: f64,
+    pub(super) permitted_probes: NonZeroU32,
+    pub(super) probes_to_close: Option<NonZeroU32>,
+    pub(super) excluded: u8,
+    pub(super) spread: Duration,
+    pub(super) seed: Option<u64>,
+    pub(super) clock: Option<Clock>,
 }
 
 impl Default for BreakerConfig {
@@ -287,108 +287,7 @@ impl BreakerConfig {
     ///
     /// A [`ConfigError`] naming the first setting that cannot work.
     pub fn build(self, dependency: impl Into<Arc<str>>) -> Result<Breaker, ConfigError> {
-        let settings = self.validate()?;
+        let settings = Settings::new(&self)?;
         Ok(Breaker::from_settings(dependency.into(), settings))
-    }
-
-    fn validate(&self) -> Result<Settings, ConfigError> {
-        let in_unit = |x: f64| x > 0.0 && x <= 1.0;
-        if !in_unit(self.failure_rate_threshold) {
-            return Err(ConfigError::FailureRateThreshold(self.failure_rate_threshold));
-        }
-        if !in_unit(self.slow_call_rate_threshold) {
-            return Err(ConfigError::SlowCallRateThreshold(self.slow_call_rate_threshold));
-        }
-        if self.slow_call_duration == Some(Duration::ZERO) {
-            return Err(ConfigError::ZeroSlowCallDuration);
-        }
-        let window = match self.window.0 {
-            WindowKind::Count(calls) => {
-                if calls.get() > Window::MAX_CALLS {
-                    return Err(ConfigError::WindowTooLarge { calls: calls.get(), max: Window::MAX_CALLS });
-                }
-                if self.min_calls > calls {
-                    return Err(ConfigError::MinCallsExceedWindow {
-                        min_calls: self.min_calls.get(),
-                        window: calls.get(),
-                    });
-                }
-                WindowSettings::Count(calls.get())
-            }
-            WindowKind::Time { duration, buckets } => {
-                let bucket = duration / buckets.get();
-                if bucket < Duration::from_millis(1) {
-                    return Err(ConfigError::TimeWindow { duration, buckets: buckets.get() });
-                }
-                WindowSettings::Time { bucket: duration_to_nanos(bucket), buckets: buckets.get() }
-            }
-        };
-        if self.open_duration.is_zero() {
-            return Err(ConfigError::ZeroOpenDuration);
-        }
-        if self.max_open_duration < self.open_duration {
-            return Err(ConfigError::MaxOpenDuration { base: self.open_duration, max: self.max_open_duration });
-        }
-        if !(self.open_duration_growth.is_finite() && self.open_duration_growth >= 1.0) {
-            return Err(ConfigError::OpenDurationGrowth(self.open_duration_growth));
-        }
-        if !(0.0..=1.0).contains(&self.open_duration_jitter) {
-            return Err(ConfigError::OpenDurationJitter(self.open_duration_jitter));
-        }
-        if self.spread.is_zero() {
-            return Err(ConfigError::ZeroSpread);
-        }
-        Ok(Settings {
-            failure_rate_threshold: self.failure_rate_threshold,
-            window,
-            min_calls: self.min_calls.get(),
-            consecutive_failures: self.consecutive_failures,
-            slow_call_nanos: self.slow_call_duration.map(duration_to_nanos),
-            slow_call_rate_threshold: self.slow_call_rate_threshold,
-            open_duration: self.open_duration,
-            open_duration_growth: self.open_duration_growth,
-            max_open_duration: self.max_open_duration,
-            open_duration_jitter: self.open_duration_jitter,
-            permitted_probes: self.permitted_probes.get(),
-            probes_to_close: self.probes_to_close.unwrap_or(self.permitted_probes).get(),
-            excluded: self.excluded,
-            spread: self.spread,
-            seed: self.seed,
-            clock: self.clock.clone().unwrap_or_else(Clock::tokio),
-        })
-    }
-}
-
-/// A checked configuration, in the units the breaker works in.
-#[derive(Debug)]
-pub(super) struct Settings {
-    pub(super) failure_rate_threshold: f64,
-    pub(super) window: WindowSettings,
-    pub(super) min_calls: u32,
-    pub(super) consecutive_failures: u32,
-    pub(super) slow_call_nanos: Option<u64>,
-    pub(super) slow_call_rate_threshold: f64,
-    pub(super) open_duration: Duration,
-    pub(super) open_duration_growth: f64,
-    pub(super) max_open_duration: Duration,
-    pub(super) open_duration_jitter: f64,
-    pub(super) permitted_probes: u32,
-    pub(super) probes_to_close: u32,
-    pub(super) excluded: u8,
-    pub(super) spread: Duration,
-    pub(super) seed: Option<u64>,
-    pub(super) clock: Clock,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(super) enum WindowSettings {
-    Count(u32),
-    Time { bucket: u64, buckets: u32 },
-}
-
-impl Settings {
-    /// Whether errors of `class` are left out of every count.
-    pub(super) const fn excludes(&self, class: ErrorClass) -> bool {
-        self.excluded & class_bit(class) != 0
     }
 }

@@ -10,7 +10,7 @@ use super::{Breaker, CircuitBreaker};
 ///
 /// # Examples
 ///
-/// One breaker for the DBaaS, shared by a reconciler and a plain API client:
+/// One breaker for a database service, shared by a reconciler and a plain API client:
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};

@@ -63,17 +63,19 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
-use crate::{
-    reconciler::{DeferReason, Deferral, Outcome, Reconciler},
-};
+use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 
 mod breaker;
 mod config;
 mod error;
 mod layer;
 mod permit;
+mod phase;
+mod settings;
 mod shared;
 mod state;
+mod time_window;
+mod transition;
 mod window;
 
 pub use self::{
@@ -150,7 +152,9 @@ where
                 );
                 return Outcome::Deferred(Deferral {
                     retry_after: rejected.retry_after,
-                    reason: DeferReason::CircuitOpen { dependency: self.breaker.dependency_arc() },
+                    reason: DeferReason::CircuitOpen {
+                        dependency: self.breaker.dependency_arc(),
+                    },
                 });
             }
         };

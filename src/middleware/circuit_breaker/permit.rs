@@ -51,16 +51,31 @@ impl<'a> Permit<'a> {
     #[inline]
     pub(super) fn counted(shared: &'a Shared, word: u64) -> Self {
         let started = shared.settings.slow_call_nanos.map(|_| shared.now());
-        Permit { shared, word, kind: Kind::Counted, started }
+        Permit {
+            shared,
+            word,
+            kind: Kind::Counted,
+            started,
+        }
     }
 
     pub(super) fn probe(shared: &'a Shared, word: u64) -> Self {
         let started = shared.settings.slow_call_nanos.map(|_| shared.now());
-        Permit { shared, word, kind: Kind::Probe, started }
+        Permit {
+            shared,
+            word,
+            kind: Kind::Probe,
+            started,
+        }
     }
 
     pub(super) const fn unrecorded(shared: &'a Shared, word: u64) -> Self {
-        Permit { shared, word, kind: Kind::Unrecorded, started: None }
+        Permit {
+            shared,
+            word,
+            kind: Kind::Unrecorded,
+            started: None,
+        }
     }
 
     /// Whether this call is a half-open probe, whose outcome decides whether the circuit closes.
@@ -123,10 +138,16 @@ impl<'a> Permit<'a> {
         let timeout = error.is_some_and(|(_, timeout)| timeout);
         let slow = timeout
             || match (self.started, shared.settings.slow_call_nanos) {
-                (Some(started), Some(limit)) => shared.now().as_raw().saturating_sub(started.as_raw()) >= limit,
+                (Some(started), Some(limit)) => {
+                    shared.now().as_raw().saturating_sub(started.as_raw()) >= limit
+                }
                 _ => false,
             };
-        let verdict = Verdict { failed: error.is_some(), slow, retry_after: error.and_then(|(class, _)| class.retry_after()) };
+        let verdict = Verdict {
+            failed: error.is_some(),
+            slow,
+            retry_after: error.and_then(|(class, _)| class.retry_after()),
+        };
         match kind {
             Kind::Counted => shared.record_closed(self.word, verdict),
             Kind::Probe => shared.record_probe(self.word, verdict),

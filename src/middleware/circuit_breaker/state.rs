@@ -94,7 +94,9 @@ impl fmt::Display for TransitionReason {
             TransitionReason::SlowCallRate { rate, calls } => {
                 write!(f, "slow call rate {:.0}% over {calls} calls", rate * 100.0)
             }
-            TransitionReason::ConsecutiveFailures { count } => write!(f, "{count} consecutive failures"),
+            TransitionReason::ConsecutiveFailures { count } => {
+                write!(f, "{count} consecutive failures")
+            }
             TransitionReason::OpenElapsed => f.write_str("open duration elapsed"),
             TransitionReason::ProbeFailed => f.write_str("probe failed"),
             TransitionReason::ProbesSucceeded { count } => write!(f, "{count} probes succeeded"),

@@ -8,16 +8,16 @@
 //! drift; a reader in between may see it a call or two off and discards impossible
 //! values.
 //!
-//! A time window is a ring of buckets behind a short lock; it needs the clock anyway.
+//! A time window ([`TimeWindow`]) is a ring of buckets behind a short lock.
 
 use std::sync::{
     Mutex, PoisonError,
     atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
 };
 
-use crate::clock::{Clock, Nanos};
+use crate::clock::Clock;
 
-use super::config::WindowSettings;
+use super::{settings::WindowSettings, time_window::TimeWindow};
 
 /// Outcome bits of one call.
 pub(super) const COUNTED: u8 = 1;
@@ -37,13 +37,13 @@ pub(super) struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, outcome: u8) {
+    pub(super) fn add(&mut self, outcome: u8) {
         self.calls += u32::from(outcome & COUNTED);
         self.failures += u32::from((outcome & FAILED) >> 1);
         self.slow += u32::from((outcome & SLOW) >> 2);
     }
 
-    fn sub(&mut self, other: Counts) {
+    pub(super) fn sub(&mut self, other: Counts) {
         self.calls -= other.calls;
         self.failures -= other.failures;
         self.slow -= other.slow;
@@ -52,7 +52,9 @@ impl Counts {
 
 /// The outcome bits as a packed counter value (one per field).
 const fn packed(outcome: u8) -> u64 {
-    (outcome & COUNTED) as u64 | (((outcome & FAILED) >> 1) as u64) << FIELD_BITS | (((outcome & SLOW) >> 2) as u64) << (2 * FIELD_BITS)
+    (outcome & COUNTED) as u64
+        | (((outcome & FAILED) >> 1) as u64) << FIELD_BITS
+        | (((outcome & SLOW) >> 2) as u64) << (2 * FIELD_BITS)
 }
 
 pub(super) enum Window {
@@ -64,7 +66,9 @@ impl Window {
     pub(super) fn new(settings: WindowSettings) -> Self {
         match settings {
             WindowSettings::Count(len) => Window::Count(CountWindow::new(len)),
-            WindowSettings::Time { bucket, buckets } => Window::Time(Mutex::new(TimeWindow::new(bucket, buckets))),
+            WindowSettings::Time { bucket, buckets } => {
+                Window::Time(Mutex::new(TimeWindow::new(bucket, buckets)))
+            }
         }
     }
 
@@ -133,13 +137,16 @@ impl CountWindow {
         // `len` is never zero (a NonZeroU32 in the config). When `n` wraps at 2^32 one
         // slot may be overwritten early, once every four billion calls.
         let i = fast_mod(n, self.magic, self.len) as usize;
-        let Some(slot) = self.slots.get(i) else { return None };
+        let slot = self.slots.get(i)?;
         let old = slot.swap(outcome, Ordering::Relaxed);
         if old == outcome {
             return if totals { self.totals() } else { None };
         }
         let delta = packed(outcome).wrapping_sub(packed(old));
-        let now = self.counts.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
+        let now = self
+            .counts
+            .fetch_add(delta, Ordering::Relaxed)
+            .wrapping_add(delta);
         if totals { self.checked(now) } else { None }
     }
 
@@ -149,8 +156,13 @@ impl CountWindow {
 
     /// Unpacks `raw`, or `None` if it is caught between two updates (a field below zero).
     fn checked(&self, raw: u64) -> Option<Counts> {
-        let field = |k: u32| u32::try_from((raw >> (k * FIELD_BITS)) & FIELD_MASK).unwrap_or(u32::MAX);
-        let counts = Counts { calls: field(0), failures: field(1), slow: field(2) };
+        let field =
+            |k: u32| u32::try_from((raw >> (k * FIELD_BITS)) & FIELD_MASK).unwrap_or(u32::MAX);
+        let counts = Counts {
+            calls: field(0),
+            failures: field(1),
+            slow: field(2),
+        };
         let plausible = raw >> (3 * FIELD_BITS) == 0
             && counts.calls <= self.len
             && counts.failures <= counts.calls
@@ -177,62 +189,13 @@ const fn fast_mod_magic(d: u32) -> u64 {
 /// `n % d` for any 32-bit `n` and `d > 0`, with two multiplications instead of a
 /// division (which dominates the closed path otherwise).
 #[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the high half of low * d is below d, a u32"
+)]
 const fn fast_mod(n: u32, magic: u64, d: u32) -> u32 {
     let low = magic.wrapping_mul(n as u64);
     ((low as u128 * d as u128) >> 64) as u32
-}
-
-pub(super) struct TimeWindow {
-    bucket_nanos: u64,
-    buckets: Box<[Counts]>,
-    /// The absolute index (`now / bucket_nanos`) of the newest bucket.
-    head: u64,
-    totals: Counts,
-}
-
-impl TimeWindow {
-    fn new(bucket_nanos: u64, buckets: u32) -> Self {
-        TimeWindow {
-            bucket_nanos,
-            buckets: vec![Counts::default(); buckets as usize].into_boxed_slice(),
-            head: 0,
-            totals: Counts::default(),
-        }
-    }
-
-    fn record(&mut self, now: Nanos, outcome: u8) -> Counts {
-        let i = self.advance(now);
-        self.buckets[i].add(outcome);
-        self.totals.add(outcome);
-        self.totals
-    }
-
-    fn totals(&mut self, now: Nanos) -> Counts {
-        self.advance(now);
-        self.totals
-    }
-
-    /// Drops the buckets that slid out by `now`; returns the slot of the current bucket.
-    fn advance(&mut self, now: Nanos) -> usize {
-        let len = self.buckets.len() as u64;
-        let current = now.as_raw() / self.bucket_nanos;
-        if current > self.head {
-            let expired = (current - self.head).min(len);
-            for k in 1..=expired {
-                let slot = ((self.head + k) % len) as usize;
-                let old = std::mem::take(&mut self.buckets[slot]);
-                self.totals.sub(old);
-            }
-            self.head = current;
-        }
-        // A clock read before a concurrent, later one lands in the newest bucket.
-        (self.head % len) as usize
-    }
-
-    fn clear(&mut self) {
-        self.buckets.fill(Counts::default());
-        self.totals = Counts::default();
-    }
 }
 
 #[cfg(test)]
@@ -248,9 +211,23 @@ mod tests {
         w.record(COUNTED | FAILED, &clock, false);
         w.record(COUNTED, &clock, false);
         w.record(COUNTED, &clock, false);
-        assert_eq!(w.totals(&clock), Counts { calls: 3, failures: 1, slow: 0 });
+        assert_eq!(
+            w.totals(&clock),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 0
+            }
+        );
         let after = w.record(COUNTED | SLOW, &clock, true);
-        assert_eq!(after, Some(Counts { calls: 3, failures: 0, slow: 1 }));
+        assert_eq!(
+            after,
+            Some(Counts {
+                calls: 3,
+                failures: 0,
+                slow: 1
+            })
+        );
         w.clear();
         assert_eq!(w.totals(&clock), Counts::default());
     }
@@ -269,13 +246,30 @@ mod tests {
         let manual = ManualClock::new();
         let clock = manual.clock();
         let second = 1_000_000_000;
-        let w = Window::new(WindowSettings::Time { bucket: second, buckets: 3 });
+        let w = Window::new(WindowSettings::Time {
+            bucket: second,
+            buckets: 3,
+        });
         w.record(COUNTED | FAILED, &clock, false);
         manual.advance(Duration::from_secs(1));
         w.record(COUNTED, &clock, false);
-        assert_eq!(w.totals(&clock), Counts { calls: 2, failures: 1, slow: 0 });
+        assert_eq!(
+            w.totals(&clock),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
         manual.advance(Duration::from_secs(2));
-        assert_eq!(w.totals(&clock), Counts { calls: 1, failures: 0, slow: 0 });
+        assert_eq!(
+            w.totals(&clock),
+            Counts {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
         manual.advance(Duration::from_secs(60));
         assert_eq!(w.totals(&clock), Counts::default());
     }

@@ -26,36 +26,66 @@ fn open_breaker_refuses_calls_until_the_open_duration_passes_then_half_opens() {
     assert_eq!(rejected.state, State::Open);
     let spread = Duration::from_secs(5);
     let left = Duration::from_secs(1);
-    assert!(rejected.retry_after >= left && rejected.retry_after <= left + spread, "{rejected:?}");
+    assert!(
+        rejected.retry_after >= left && rejected.retry_after <= left + spread,
+        "{rejected:?}"
+    );
     clock.advance(Duration::from_secs(1));
     assert_eq!(breaker.state(), State::Open, "transitions are lazy");
     let probe = breaker.try_acquire().unwrap();
     assert!(probe.is_probe());
     assert_eq!(breaker.state(), State::HalfOpen);
-    assert_eq!(edges(&seen), [(State::Closed, State::Open), (State::Open, State::HalfOpen)]);
+    assert_eq!(
+        edges(&seen),
+        [(State::Closed, State::Open), (State::Open, State::HalfOpen)]
+    );
 }
 
 #[test]
 fn breaker_closes_after_enough_successful_probes_with_a_fresh_window() {
     let clock = ManualClock::new();
-    let breaker = due_to_half_open(&clock, config(&clock).permitted_probes(nz(2)).probes_to_close(nz(3)));
+    let breaker = due_to_half_open(
+        &clock,
+        config(&clock)
+            .permitted_probes(nz(2))
+            .probes_to_close(nz(3)),
+    );
     let seen = transitions(&breaker);
     let first = breaker.try_acquire().unwrap();
     let second = breaker.try_acquire().unwrap();
     let full = breaker.try_acquire().unwrap_err();
     assert_eq!(full.state, State::HalfOpen);
-    assert!(full.retry_after >= Duration::from_millis(2500) && full.retry_after <= Duration::from_secs(5));
+    assert!(
+        full.retry_after >= Duration::from_millis(2500)
+            && full.retry_after <= Duration::from_secs(5)
+    );
     first.success();
-    let third = breaker.try_acquire().expect("a finished probe frees its slot");
+    let third = breaker
+        .try_acquire()
+        .expect("a finished probe frees its slot");
     second.success();
     assert_eq!(breaker.state(), State::HalfOpen);
     assert_eq!(breaker.snapshot().probe_successes, 2);
     third.success();
     assert_eq!(breaker.state(), State::Closed);
     let last = seen.lock().unwrap().last().cloned().unwrap();
-    assert_eq!((last.from, last.to, last.reason), (State::HalfOpen, State::Closed, TransitionReason::ProbesSucceeded { count: 3 }));
+    assert_eq!(
+        (last.from, last.to, last.reason),
+        (
+            State::HalfOpen,
+            State::Closed,
+            TransitionReason::ProbesSucceeded { count: 3 }
+        )
+    );
     let snapshot = breaker.snapshot();
-    assert_eq!((snapshot.calls, snapshot.failures, snapshot.consecutive_failures), (0, 0, 0));
+    assert_eq!(
+        (
+            snapshot.calls,
+            snapshot.failures,
+            snapshot.consecutive_failures
+        ),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -73,13 +103,19 @@ fn a_failed_probe_reopens_the_breaker_for_longer_up_to_the_max() {
     let mut periods = vec![open_for];
     for _ in 0..3 {
         clock.advance(open_for);
-        breaker.try_acquire().unwrap().failure(ErrorClass::Transient);
+        breaker
+            .try_acquire()
+            .unwrap()
+            .failure(ErrorClass::Transient);
         open_for = breaker.snapshot().remaining_open.unwrap();
         periods.push(open_for);
     }
     let secs = |s| Duration::from_secs(s);
     assert_eq!(periods, [secs(10), secs(20), secs(35), secs(35)]);
-    assert_eq!(seen.lock().unwrap().last().unwrap().reason, TransitionReason::ProbeFailed);
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().reason,
+        TransitionReason::ProbeFailed
+    );
     // Closing resets the growth.
     clock.advance(open_for);
     breaker.try_acquire().unwrap().success();
@@ -90,19 +126,34 @@ fn a_failed_probe_reopens_the_breaker_for_longer_up_to_the_max() {
 #[test]
 fn opening_honours_the_largest_retry_after_seen() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).permitted_probes(nz(1)).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .permitted_probes(nz(1))
+        .build("dbaas")
+        .unwrap();
     for wait in [90, 120, 60] {
-        let throttled = ErrorClass::Throttled { retry_after: Some(Duration::from_secs(wait)) };
+        let throttled = ErrorClass::Throttled {
+            retry_after: Some(Duration::from_secs(wait)),
+        };
         breaker.try_acquire().unwrap().failure(throttled);
     }
     clock.advance(Duration::from_secs(10));
     fail(&breaker);
     assert_eq!(breaker.state(), State::Open);
-    assert_eq!(breaker.snapshot().remaining_open, Some(Duration::from_secs(110)), "120 s asked at t=0");
+    assert_eq!(
+        breaker.snapshot().remaining_open,
+        Some(Duration::from_secs(110)),
+        "120 s asked at t=0"
+    );
     clock.advance(Duration::from_secs(110));
     let probe = breaker.try_acquire().unwrap();
-    probe.failure(ErrorClass::Throttled { retry_after: Some(Duration::from_secs(600)) });
-    assert_eq!(breaker.snapshot().remaining_open, Some(Duration::from_secs(600)), "beyond max_open_duration");
+    probe.failure(ErrorClass::Throttled {
+        retry_after: Some(Duration::from_secs(600)),
+    });
+    assert_eq!(
+        breaker.snapshot().remaining_open,
+        Some(Duration::from_secs(600)),
+        "beyond max_open_duration"
+    );
 }
 
 #[test]
@@ -116,7 +167,9 @@ fn half_open_never_admits_more_than_permitted_probes_across_threads() {
         for _ in 0..2 {
             s.spawn(|| {
                 for _ in 0..20_000 {
-                    let Ok(permit) = breaker.try_acquire() else { continue };
+                    let Ok(permit) = breaker.try_acquire() else {
+                        continue;
+                    };
                     assert!(permit.is_probe());
                     most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
                     admitted.fetch_add(1, SeqCst);
@@ -142,12 +195,21 @@ fn dropped_probe_futures_give_their_slots_back() {
         assert!(stuck.now_or_never().is_none(), "polled once, then dropped");
     }
     assert_eq!(breaker.snapshot().probes_in_flight, 0);
-    let held = [breaker.try_acquire().unwrap(), breaker.try_acquire().unwrap()];
+    let held = [
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    ];
     assert_eq!(breaker.snapshot().probes_in_flight, 2);
-    let refused = breaker.call(async { Ok::<_, ErrorClass>(()) }).now_or_never().unwrap();
+    let refused = breaker
+        .call(async { Ok::<_, ErrorClass>(()) })
+        .now_or_never()
+        .unwrap();
     assert!(refused.unwrap_err().is_open());
     drop(held);
-    let ran = breaker.call(async { Ok::<_, ErrorClass>(()) }).now_or_never().unwrap();
+    let ran = breaker
+        .call(async { Ok::<_, ErrorClass>(()) })
+        .now_or_never()
+        .unwrap();
     assert!(ran.is_ok());
     assert_eq!(breaker.state(), State::HalfOpen, "1 of 3 probes succeeded");
 }

@@ -35,7 +35,10 @@ fn succeed(breaker: &Breaker) {
 }
 
 fn fail(breaker: &Breaker) {
-    breaker.try_acquire().expect("admitted").failure(ErrorClass::Transient);
+    breaker
+        .try_acquire()
+        .expect("admitted")
+        .failure(ErrorClass::Transient);
 }
 
 /// Every transition `breaker` reports, as `(from, to)`, with the full records.
@@ -47,10 +50,14 @@ fn transitions(breaker: &Breaker) -> Arc<Mutex<Vec<Transition>>> {
 }
 
 fn edges(seen: &Mutex<Vec<Transition>>) -> Vec<(State, State)> {
-    seen.lock().unwrap().iter().map(|t| (t.from, t.to)).collect()
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect()
 }
 
-/// Opens `breaker` (min_calls failures in a row) and returns the open period it chose.
+/// Opens `breaker` (`min_calls` failures in a row) and returns the open period it chose.
 fn trip(breaker: &Breaker) -> Duration {
     while breaker.state() == State::Closed {
         fail(breaker);

@@ -20,7 +20,10 @@ fn forced_open_refuses_every_call_until_reset() {
 #[test]
 fn disabled_admits_every_call_and_records_nothing() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).consecutive_failures(1).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .consecutive_failures(1)
+        .build("dbaas")
+        .unwrap();
     breaker.disable();
     for _ in 0..100 {
         fail(&breaker);
@@ -33,7 +36,10 @@ fn disabled_admits_every_call_and_records_nothing() {
 #[test]
 fn metrics_only_admits_every_call_but_records_and_reports_the_circuit() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).permitted_probes(nz(1)).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .permitted_probes(nz(1))
+        .build("dbaas")
+        .unwrap();
     let seen = transitions(&breaker);
     breaker.metrics_only();
     for _ in 0..4 {
@@ -46,7 +52,10 @@ fn metrics_only_admits_every_call_but_records_and_reports_the_circuit() {
     clock.advance(Duration::from_secs(30));
     let probe = breaker.try_acquire().unwrap();
     assert!(probe.is_probe());
-    assert!(breaker.try_acquire().is_ok(), "calls beyond the probes are admitted too");
+    assert!(
+        breaker.try_acquire().is_ok(),
+        "calls beyond the probes are admitted too"
+    );
     probe.success();
     assert_eq!(breaker.snapshot().circuit, State::Closed);
     let seen = seen.lock().unwrap();
@@ -65,7 +74,10 @@ fn metrics_only_admits_every_call_but_records_and_reports_the_circuit() {
 #[test]
 fn transition_callbacks_fire_once_per_transition_in_order() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).permitted_probes(nz(1)).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .permitted_probes(nz(1))
+        .build("dbaas")
+        .unwrap();
     let seen = transitions(&breaker);
     let open_for = trip(&breaker);
     assert!(breaker.try_acquire().is_err());
@@ -89,7 +101,10 @@ fn transition_callbacks_fire_once_per_transition_in_order() {
     );
     let seen = seen.lock().unwrap();
     assert!(seen.iter().all(|t| &*t.dependency == "dbaas" && t.enforced));
-    assert_eq!(seen[1].at, crate::clock::Nanos::ZERO.saturating_add(open_for));
+    assert_eq!(
+        seen[1].at,
+        crate::clock::Nanos::ZERO.saturating_add(open_for)
+    );
 }
 
 #[test]
@@ -108,7 +123,13 @@ fn a_callback_may_call_back_into_the_breaker() {
         fail(&breaker);
     }
     assert_eq!(breaker.state(), State::ForcedOpen);
-    assert_eq!(edges(&seen), [(State::Closed, State::Open), (State::Open, State::ForcedOpen)]);
+    assert_eq!(
+        edges(&seen),
+        [
+            (State::Closed, State::Open),
+            (State::Open, State::ForcedOpen)
+        ]
+    );
 }
 
 #[test]
@@ -116,21 +137,72 @@ fn bad_configurations_are_typed_errors() {
     let build = |c: BreakerConfig| c.build("dbaas").unwrap_err();
     let base = BreakerConfig::default;
     for bad in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
-        assert!(matches!(build(base().failure_rate_threshold(bad)), ConfigError::FailureRateThreshold(_)), "{bad}");
-        assert!(matches!(build(base().slow_call_rate_threshold(bad)), ConfigError::SlowCallRateThreshold(_)), "{bad}");
+        assert!(
+            matches!(
+                build(base().failure_rate_threshold(bad)),
+                ConfigError::FailureRateThreshold(_)
+            ),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                build(base().slow_call_rate_threshold(bad)),
+                ConfigError::SlowCallRateThreshold(_)
+            ),
+            "{bad}"
+        );
     }
     assert!(base().failure_rate_threshold(1.0).build("dbaas").is_ok());
-    assert_eq!(build(base().min_calls(nz(51))), ConfigError::MinCallsExceedWindow { min_calls: 51, window: 50 });
-    assert!(base().min_calls(nz(51)).window(Window::time(Duration::from_secs(60))).build("dbaas").is_ok());
-    assert!(matches!(build(base().window(Window::count(nz(Window::MAX_CALLS + 1)))), ConfigError::WindowTooLarge { .. }));
-    assert!(matches!(build(base().window(Window::time(Duration::from_millis(5)))), ConfigError::TimeWindow { .. }));
-    assert_eq!(build(base().open_duration(Duration::ZERO)), ConfigError::ZeroOpenDuration);
-    assert!(matches!(build(base().max_open_duration(Duration::from_secs(1))), ConfigError::MaxOpenDuration { .. }));
-    assert_eq!(build(base().open_duration_growth(0.5)), ConfigError::OpenDurationGrowth(0.5));
-    assert!(matches!(build(base().open_duration_growth(f64::NAN)), ConfigError::OpenDurationGrowth(_)));
-    assert_eq!(build(base().open_duration_jitter(1.5)), ConfigError::OpenDurationJitter(1.5));
-    assert_eq!(build(base().spread(Duration::ZERO)), ConfigError::ZeroSpread);
-    assert_eq!(build(base().slow_call_duration(Duration::ZERO)), ConfigError::ZeroSlowCallDuration);
+    assert_eq!(
+        build(base().min_calls(nz(51))),
+        ConfigError::MinCallsExceedWindow {
+            min_calls: 51,
+            window: 50
+        }
+    );
+    assert!(
+        base()
+            .min_calls(nz(51))
+            .window(Window::time(Duration::from_secs(60)))
+            .build("dbaas")
+            .is_ok()
+    );
+    assert!(matches!(
+        build(base().window(Window::count(nz(Window::MAX_CALLS + 1)))),
+        ConfigError::WindowTooLarge { .. }
+    ));
+    assert!(matches!(
+        build(base().window(Window::time(Duration::from_millis(5)))),
+        ConfigError::TimeWindow { .. }
+    ));
+    assert_eq!(
+        build(base().open_duration(Duration::ZERO)),
+        ConfigError::ZeroOpenDuration
+    );
+    assert!(matches!(
+        build(base().max_open_duration(Duration::from_secs(1))),
+        ConfigError::MaxOpenDuration { .. }
+    ));
+    assert_eq!(
+        build(base().open_duration_growth(0.5)),
+        ConfigError::OpenDurationGrowth(0.5)
+    );
+    assert!(matches!(
+        build(base().open_duration_growth(f64::NAN)),
+        ConfigError::OpenDurationGrowth(_)
+    ));
+    assert_eq!(
+        build(base().open_duration_jitter(1.5)),
+        ConfigError::OpenDurationJitter(1.5)
+    );
+    assert_eq!(
+        build(base().spread(Duration::ZERO)),
+        ConfigError::ZeroSpread
+    );
+    assert_eq!(
+        build(base().slow_call_duration(Duration::ZERO)),
+        ConfigError::ZeroSlowCallDuration
+    );
     assert_eq!(
         build(base().failure_rate_threshold(2.0)).to_string(),
         "failure rate threshold must be in (0, 1], got 2"
@@ -141,8 +213,15 @@ fn bad_configurations_are_typed_errors() {
 fn open_duration_jitter_only_shortens_the_open_period() {
     let clock = ManualClock::new();
     for seed in 0..20 {
-        let breaker = config(&clock).open_duration_jitter(0.5).seed(seed).build("dbaas").unwrap();
+        let breaker = config(&clock)
+            .open_duration_jitter(0.5)
+            .seed(seed)
+            .build("dbaas")
+            .unwrap();
         let open_for = trip(&breaker);
-        assert!(open_for > Duration::from_secs(15) && open_for <= Duration::from_secs(30), "{open_for:?}");
+        assert!(
+            open_for > Duration::from_secs(15) && open_for <= Duration::from_secs(30),
+            "{open_for:?}"
+        );
     }
 }

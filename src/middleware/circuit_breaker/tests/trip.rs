@@ -19,14 +19,26 @@ fn breaker_opens_at_the_failure_rate_once_min_calls_are_in_a_count_window() {
     assert_eq!(breaker.state(), State::Open);
     let opened = seen.lock().unwrap()[0].clone();
     assert_eq!((opened.from, opened.to), (State::Closed, State::Open));
-    assert_eq!(opened.reason, TransitionReason::FailureRate { rate: 1.0, calls: 4 });
-    assert_eq!(opened.open_until, Some(crate::clock::Nanos::ZERO.saturating_add(Duration::from_secs(30))));
+    assert_eq!(
+        opened.reason,
+        TransitionReason::FailureRate {
+            rate: 1.0,
+            calls: 4
+        }
+    );
+    assert_eq!(
+        opened.open_until,
+        Some(crate::clock::Nanos::ZERO.saturating_add(Duration::from_secs(30)))
+    );
 }
 
 #[test]
 fn breaker_stays_closed_below_the_failure_rate_and_counts_only_the_last_calls() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).failure_rate_threshold(0.5).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .failure_rate_threshold(0.5)
+        .build("dbaas")
+        .unwrap();
     // 1 of 4 and 2 of 8 failed; then 10 successes push those out of the 10-call window.
     for _ in 0..2 {
         for _ in 0..3 {
@@ -51,7 +63,10 @@ fn breaker_stays_closed_below_the_failure_rate_and_counts_only_the_last_calls() 
 #[test]
 fn breaker_opens_at_the_failure_rate_over_a_time_window() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).window(Window::time(Duration::from_secs(10))).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .window(Window::time(Duration::from_secs(10)))
+        .build("dbaas")
+        .unwrap();
     for _ in 0..3 {
         fail(&breaker);
     }
@@ -62,7 +77,10 @@ fn breaker_opens_at_the_failure_rate_over_a_time_window() {
     }
     fail(&breaker);
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!((breaker.snapshot().calls, breaker.snapshot().failures), (4, 1));
+    assert_eq!(
+        (breaker.snapshot().calls, breaker.snapshot().failures),
+        (4, 1)
+    );
     clock.advance(Duration::from_secs(5));
     fail(&breaker);
     assert_eq!(breaker.state(), State::Closed, "2 of 5");
@@ -73,7 +91,11 @@ fn breaker_opens_at_the_failure_rate_over_a_time_window() {
 #[test]
 fn breaker_opens_after_consecutive_failures_whatever_the_rate() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).min_calls(nz(10)).consecutive_failures(3).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .min_calls(nz(10))
+        .consecutive_failures(3)
+        .build("dbaas")
+        .unwrap();
     let seen = transitions(&breaker);
     fail(&breaker);
     fail(&breaker);
@@ -84,7 +106,10 @@ fn breaker_opens_after_consecutive_failures_whatever_the_rate() {
     assert_eq!(breaker.snapshot().consecutive_failures, 2);
     fail(&breaker);
     assert_eq!(breaker.state(), State::Open);
-    assert_eq!(seen.lock().unwrap()[0].reason, TransitionReason::ConsecutiveFailures { count: 3 });
+    assert_eq!(
+        seen.lock().unwrap()[0].reason,
+        TransitionReason::ConsecutiveFailures { count: 3 }
+    );
 }
 
 #[test]
@@ -107,27 +132,47 @@ fn slow_calls_open_the_breaker_at_the_slow_call_rate() {
     assert_eq!(breaker.snapshot().slow_calls, 1);
     slow_success();
     assert_eq!(breaker.state(), State::Open);
-    assert_eq!(seen.lock().unwrap()[0].reason, TransitionReason::SlowCallRate { rate: 0.5, calls: 4 });
-    assert_eq!(breaker.snapshot().failures, 0, "slow successes are not failures");
+    assert_eq!(
+        seen.lock().unwrap()[0].reason,
+        TransitionReason::SlowCallRate {
+            rate: 0.5,
+            calls: 4
+        }
+    );
+    assert_eq!(
+        breaker.snapshot().failures,
+        0,
+        "slow successes are not failures"
+    );
 }
 
 #[test]
 fn a_timeout_counts_as_a_slow_failure() {
     let clock = ManualClock::new();
     let breaker = config(&clock).build("dbaas").unwrap();
-    let timed_out: Result<(), TimeoutError<ErrorClass>> = Err(TimeoutError::Elapsed { after: Duration::from_secs(5) });
+    let timed_out: Result<(), TimeoutError<ErrorClass>> = Err(TimeoutError::Elapsed {
+        after: Duration::from_secs(5),
+    });
     breaker.try_acquire().unwrap().record(&timed_out);
     let snapshot = breaker.snapshot();
-    assert_eq!((snapshot.calls, snapshot.failures, snapshot.slow_calls), (1, 1, 1));
+    assert_eq!(
+        (snapshot.calls, snapshot.failures, snapshot.slow_calls),
+        (1, 1, 1)
+    );
 }
 
 #[test]
 fn excluded_classes_are_not_counted() {
     let clock = ManualClock::new();
-    let breaker = config(&clock).exclude(ErrorClass::Throttled { retry_after: None }).build("dbaas").unwrap();
+    let breaker = config(&clock)
+        .exclude(ErrorClass::Throttled { retry_after: None })
+        .build("dbaas")
+        .unwrap();
     for _ in 0..10 {
         let permit = breaker.try_acquire().unwrap();
-        permit.failure(ErrorClass::Throttled { retry_after: Some(Duration::from_secs(9)) });
+        permit.failure(ErrorClass::Throttled {
+            retry_after: Some(Duration::from_secs(9)),
+        });
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(breaker.snapshot().calls, 0);
