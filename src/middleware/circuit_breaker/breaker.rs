@@ -10,7 +10,7 @@ use super::{
     permit::Permit,
     phase::{self, CLOSED, DISABLED, FORCED_OPEN, METRICS},
     settings::Settings,
-    shared::Shared,
+    shared::{Admit, Shared},
     state::{Snapshot, State, Transition},
 };
 
@@ -33,6 +33,8 @@ use super::{
 /// - **Half-open**: at most `permitted_probes` calls run at once; the slots are reserved
 ///   under a lock, so no two threads can take the last one. A probe that fails reopens
 ///   the circuit for longer; enough successful probes close it with a fresh window.
+///   If every slot stays taken for `probe_timeout` (hung calls), the circuit reopens
+///   rather than staying half-open forever.
 /// - **Cancel-safe**: a [`Permit`] dropped without an outcome records nothing and
 ///   gives its probe slot back; a result that arrives after the breaker changed state
 ///   (an old call finishing after an opening or a reset) is ignored.
@@ -105,8 +107,9 @@ impl Breaker {
             p if p == METRICS + CLOSED => Ok(Permit::counted(shared, word)),
             DISABLED => Ok(Permit::unrecorded(shared, word)),
             _ => match shared.acquire_slow(word)? {
-                (word, true) => Ok(Permit::probe(shared, word)),
-                (word, false) => Ok(Permit::unrecorded(shared, word)),
+                (word, Admit::Counted) => Ok(Permit::counted(shared, word)),
+                (word, Admit::Probe) => Ok(Permit::probe(shared, word)),
+                (word, Admit::Unrecorded) => Ok(Permit::unrecorded(shared, word)),
             },
         }
     }
@@ -150,6 +153,26 @@ impl Breaker {
     /// Callbacks run on the thread that made the change, or on one that is already
     /// delivering earlier changes, after the breaker's lock is released; they may call
     /// back into the breaker. Keep them short: the call that caused the change waits.
+    /// Every transition is also a `tracing` event (`warn` when opening, `info`
+    /// otherwise) with the fields `dependency`, `from`, `to`, `reason` and `enforced`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use kube_reconcile::middleware::circuit_breaker::{Breaker, State};
+    ///
+    /// let breaker = Breaker::new("dbaas");
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&seen);
+    /// breaker.on_transition(move |t| sink.lock().unwrap().push((t.from, t.to)));
+    /// breaker.force_open();
+    /// breaker.reset();
+    /// assert_eq!(
+    ///     *seen.lock().unwrap(),
+    ///     [(State::Closed, State::ForcedOpen), (State::ForcedOpen, State::Closed)]
+    /// );
+    /// ```
     pub fn on_transition(&self, callback: impl Fn(&Transition) + Send + Sync + 'static) {
         self.shared.add_callback(Arc::new(callback));
     }

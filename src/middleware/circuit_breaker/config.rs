@@ -88,6 +88,7 @@ pub(super) const fn class_bit(class: ErrorClass) -> u8 {
 /// | [`open_duration_jitter`](Self::open_duration_jitter) | 0.1 | each open period is up to 10% shorter, at random |
 /// | [`permitted_probes`](Self::permitted_probes) | 3 | one flaky probe does not decide alone |
 /// | [`probes_to_close`](Self::probes_to_close) | as many as `permitted_probes` | |
+/// | [`probe_timeout`](Self::probe_timeout) | 60 s | a hung probe cannot pin the circuit half-open |
 /// | [`exclude`](Self::exclude) | Terminal and Conflict (always) | not-found, validation and conflicts say nothing about the dependency's health |
 /// | [`spread`](Self::spread) | 5 s | refused reconciles come back spread over 5 s, not all at once |
 /// | [`seed`](Self::seed) | from the OS | |
@@ -124,6 +125,7 @@ pub struct BreakerConfig {
     pub(super) open_duration_jitter: f64,
     pub(super) permitted_probes: NonZeroU32,
     pub(super) probes_to_close: Option<NonZeroU32>,
+    pub(super) probe_timeout: Duration,
     pub(super) excluded: u8,
     pub(super) spread: Duration,
     pub(super) seed: Option<u64>,
@@ -148,6 +150,7 @@ impl Default for BreakerConfig {
             open_duration_jitter: 0.1,
             permitted_probes: nz(3),
             probes_to_close: None,
+            probe_timeout: Duration::from_secs(60),
             excluded: CONFLICT | TERMINAL,
             spread: Duration::from_secs(5),
             seed: None,
@@ -247,6 +250,16 @@ impl BreakerConfig {
     #[must_use]
     pub const fn probes_to_close(mut self, probes: NonZeroU32) -> Self {
         self.probes_to_close = Some(probes);
+        self
+    }
+
+    /// When every probe slot has been taken for this long without one coming back, the
+    /// probes are presumed hung (or their permits leaked): the circuit reopens and their
+    /// late outcomes are ignored. Keep it above the longest call, or put a
+    /// [`Timeout`](crate::middleware::timeout::Timeout) inside the breaker.
+    #[must_use]
+    pub const fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
         self
     }
 

@@ -128,6 +128,9 @@ pub enum ConfigError {
     /// The jitter of the open duration is not in `[0, 1]`.
     #[error("open duration jitter must be in [0, 1], got {0}")]
     OpenDurationJitter(f64),
+    /// The probe timeout is zero, so every half-open period would end at once.
+    #[error("probe timeout must be positive")]
+    ZeroProbeTimeout,
     /// The stampede spread is zero, so refused callers would retry at once and together.
     #[error("spread must be positive")]
     ZeroSpread,

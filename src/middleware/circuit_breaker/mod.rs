@@ -8,15 +8,14 @@
 //! grow while the dependency is down.
 //!
 //! ```text
-//!             failure rate ≥ threshold (after min_calls),
-//!             N consecutive failures, or slow-call rate ≥ threshold
-//!   Closed ─────────────────────────────────────────────────────────▶ Open
-//!     ▲                                                   open duration │ (grows ×factor
-//!     │ probes_to_close probes succeed                         elapses  │  per reopening,
-//!     │                                                                 ▼  ≥ Retry-After)
-//!     └───────────────────────────── HalfOpen ◀──────────────────────────┘
-//!                                     │  ▲  at most permitted_probes at once
-//!                      a probe fails  └──┘─▶ Open
+//!   Closed ──── failure rate ≥ threshold (after min_calls), ─────▶ Open
+//!     ▲         N consecutive failures, slow-call rate ≥ threshold   │  ▲
+//!     │                                                              │  │ a probe fails, or
+//!     │                                      open duration passes    │  │ every probe slot
+//!     │                                      (grows per reopening,   │  │ hangs past
+//!     │                                       at least Retry-After)  ▼  │ probe_timeout
+//!     └──── probes_to_close probes succeed ──────────────────────── HalfOpen
+//!                                               (at most permitted_probes at once)
 //!
 //!   By hand: force_open() → ForcedOpen, disable() → Disabled,
 //!            metrics_only() → MetricsOnly, reset() → Closed

@@ -7,7 +7,7 @@ use crate::{
     error::{Classify, ErrorClass},
 };
 
-use super::shared::{Shared, Verdict};
+use super::shared::{Admit, Shared, Verdict};
 
 /// Permission to make one call through a [`Breaker`](super::Breaker).
 ///
@@ -31,20 +31,8 @@ use super::shared::{Shared, Verdict};
 pub struct Permit<'a> {
     shared: &'a Shared,
     word: u64,
-    kind: Kind,
+    kind: Admit,
     started: Option<Nanos>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// Admitted while closed: the outcome goes into the window.
-    Counted,
-    /// A half-open probe holding one of the permitted slots.
-    Probe,
-    /// Admitted without recording (disabled, or metrics-only while the circuit is not closed).
-    Unrecorded,
-    /// Already recorded or cancelled.
-    Spent,
 }
 
 impl<'a> Permit<'a> {
@@ -54,7 +42,7 @@ impl<'a> Permit<'a> {
         Permit {
             shared,
             word,
-            kind: Kind::Counted,
+            kind: Admit::Counted,
             started,
         }
     }
@@ -64,7 +52,7 @@ impl<'a> Permit<'a> {
         Permit {
             shared,
             word,
-            kind: Kind::Probe,
+            kind: Admit::Probe,
             started,
         }
     }
@@ -73,20 +61,20 @@ impl<'a> Permit<'a> {
         Permit {
             shared,
             word,
-            kind: Kind::Unrecorded,
+            kind: Admit::Unrecorded,
             started: None,
         }
     }
 
     /// Whether this call is a half-open probe, whose outcome decides whether the circuit closes.
     pub fn is_probe(&self) -> bool {
-        self.kind == Kind::Probe
+        self.kind == Admit::Probe
     }
 
     /// The call succeeded (it still counts as slow if it took too long).
     #[inline]
     pub fn success(self) {
-        if self.kind == Kind::Counted && self.started.is_none() {
+        if self.kind == Admit::Counted && self.started.is_none() {
             // The closed hot path: nothing to measure, nothing to release on drop.
             let (shared, word) = (self.shared, self.word);
             std::mem::forget(self);
@@ -121,23 +109,24 @@ impl<'a> Permit<'a> {
         drop(self);
     }
 
-    fn finish(mut self, error: Option<(ErrorClass, bool)>) {
-        let kind = std::mem::replace(&mut self.kind, Kind::Spent);
-        let shared = self.shared;
-        if kind == Kind::Unrecorded {
+    fn finish(self, error: Option<(ErrorClass, bool)>) {
+        let (shared, word, kind, started) = (self.shared, self.word, self.kind, self.started);
+        // From here on this function gives back the probe slot, not `Drop`.
+        std::mem::forget(self);
+        if kind == Admit::Unrecorded {
             return;
         }
         if let Some((class, _)) = error
             && shared.excludes(class)
         {
-            if kind == Kind::Probe {
-                shared.release_probe(self.word);
+            if kind == Admit::Probe {
+                shared.release_probe(word);
             }
             return;
         }
         let timeout = error.is_some_and(|(_, timeout)| timeout);
         let slow = timeout
-            || match (self.started, shared.settings.slow_call_nanos) {
+            || match (started, shared.settings.slow_call_nanos) {
                 (Some(started), Some(limit)) => {
                     shared.now().as_raw().saturating_sub(started.as_raw()) >= limit
                 }
@@ -149,16 +138,16 @@ impl<'a> Permit<'a> {
             retry_after: error.and_then(|(class, _)| class.retry_after()),
         };
         match kind {
-            Kind::Counted => shared.record_closed(self.word, verdict),
-            Kind::Probe => shared.record_probe(self.word, verdict),
-            Kind::Unrecorded | Kind::Spent => {}
+            Admit::Counted => shared.record_closed(word, verdict),
+            Admit::Probe => shared.record_probe(word, verdict),
+            Admit::Unrecorded => {}
         }
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if self.kind == Kind::Probe {
+        if self.kind == Admit::Probe {
             self.shared.release_probe(self.word);
         }
     }

@@ -27,6 +27,7 @@ pub(super) struct Settings {
     pub(super) open_duration_jitter: f64,
     pub(super) permitted_probes: u32,
     pub(super) probes_to_close: u32,
+    pub(super) probe_timeout: Duration,
     pub(super) excluded: u8,
     pub(super) spread: Duration,
     pub(super) seed: Option<u64>,
@@ -101,6 +102,9 @@ impl Settings {
         if !(0.0..=1.0).contains(&config.open_duration_jitter) {
             return Err(ConfigError::OpenDurationJitter(config.open_duration_jitter));
         }
+        if config.probe_timeout.is_zero() {
+            return Err(ConfigError::ZeroProbeTimeout);
+        }
         if config.spread.is_zero() {
             return Err(ConfigError::ZeroSpread);
         }
@@ -120,6 +124,7 @@ impl Settings {
                 .probes_to_close
                 .unwrap_or(config.permitted_probes)
                 .get(),
+            probe_timeout: config.probe_timeout,
             excluded: config.excluded,
             spread: config.spread,
             seed: config.seed,

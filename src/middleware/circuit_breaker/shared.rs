@@ -19,12 +19,25 @@ use crate::{clock::Nanos, error::ErrorClass, rng::Rng};
 
 use super::{
     error::Rejected,
-    phase::{CLOSED, FORCED_OPEN, METRICS, OPEN, circuit, circuit_phase, phase, public_state},
+    phase::{
+        CLOSED, DISABLED, FORCED_OPEN, METRICS, OPEN, circuit, circuit_phase, phase, public_state,
+    },
     settings::Settings,
     state::{Snapshot, State, TransitionReason},
     transition::Control,
     window::{COUNTED, FAILED, SLOW, Window},
 };
+
+/// How a call was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Admit {
+    /// While closed: the outcome goes into the window.
+    Counted,
+    /// A half-open probe holding one of the permitted slots.
+    Probe,
+    /// Admitted without recording (disabled, or metrics-only while the circuit is not closed).
+    Unrecorded,
+}
 
 /// What a finished call says about the dependency.
 #[derive(Clone, Copy, Debug)]
@@ -78,33 +91,29 @@ impl Shared {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The admission decision for every phase but the fast ones (closed, disabled).
-    /// `Ok(true)` is a probe, `Ok(false)` an unrecorded call.
-    pub(super) fn acquire_slow(&self, mut word: u64) -> Result<(u64, bool), Rejected> {
+    /// The admission decision for any state (`try_acquire` handles closed and disabled
+    /// itself and comes here for the rest).
+    pub(super) fn acquire_slow(&self, mut word: u64) -> Result<(u64, Admit), Rejected> {
         loop {
             let p = phase(word);
-            if p == FORCED_OPEN {
-                let wait = self.settings.open_duration + self.rng.up_to(self.settings.spread);
-                return Err(Rejected {
-                    retry_after: wait,
-                    state: State::ForcedOpen,
-                });
-            }
-            if circuit_phase(p) == CLOSED {
-                return Ok((word, false));
+            match p {
+                CLOSED => return Ok((word, Admit::Counted)),
+                _ if p == METRICS + CLOSED => return Ok((word, Admit::Counted)),
+                DISABLED => return Ok((word, Admit::Unrecorded)),
+                FORCED_OPEN => {
+                    let wait = self.settings.open_duration + self.spread();
+                    return Err(Rejected {
+                        retry_after: wait,
+                        state: State::ForcedOpen,
+                    });
+                }
+                _ => {}
             }
             let now = self.now();
             if circuit_phase(p) == OPEN {
                 let until = Nanos::from_raw(self.open_until.load(Ordering::Relaxed));
                 if now < until {
-                    if p >= METRICS {
-                        return Ok((word, false));
-                    }
-                    let wait = until.saturating_since(now) + self.rng.up_to(self.settings.spread);
-                    return Err(Rejected {
-                        retry_after: wait,
-                        state: State::Open,
-                    });
+                    return self.refuse_open(word, until, now);
                 }
             }
             let decided = self.with_control(|c| {
@@ -112,23 +121,7 @@ impl Shared {
                 if current != word {
                     return Err(current);
                 }
-                let mut word = word;
-                if circuit_phase(p) == OPEN {
-                    word = self.half_open(c, word, now);
-                }
-                if c.in_flight < self.settings.permitted_probes {
-                    c.in_flight += 1;
-                    Ok(Ok((word, true)))
-                } else if p >= METRICS {
-                    Ok(Ok((word, false)))
-                } else {
-                    let half = self.settings.spread / 2;
-                    let wait = half + self.rng.up_to(self.settings.spread.saturating_sub(half));
-                    Ok(Err(Rejected {
-                        retry_after: wait,
-                        state: State::HalfOpen,
-                    }))
-                }
+                Ok(self.admit_probe(c, word, now))
             });
             match decided {
                 Ok(decision) => return decision,
@@ -136,6 +129,58 @@ impl Shared {
                 Err(current) => word = current,
             }
         }
+    }
+
+    /// Half-opens an open circuit whose time is up, then reserves a probe slot if one is free.
+    fn admit_probe(
+        &self,
+        c: &mut Control,
+        mut word: u64,
+        now: Nanos,
+    ) -> Result<(u64, Admit), Rejected> {
+        let s = &self.settings;
+        if circuit_phase(phase(word)) == OPEN {
+            word = self.half_open(c, word, now);
+        }
+        if c.in_flight < s.permitted_probes {
+            c.in_flight += 1;
+            c.last_reserved = now;
+            return Ok((word, Admit::Probe));
+        }
+        if now.saturating_since(c.last_reserved) >= s.probe_timeout {
+            // Every slot was taken at least `probe_timeout` ago and none came back: the
+            // probes hang (or their permits leaked). Reopen; their outcomes are now stale.
+            let word = self.open(c, word, now, TransitionReason::ProbesTimedOut);
+            let until = Nanos::from_raw(self.open_until.load(Ordering::Relaxed));
+            return self.refuse_open(word, until, now);
+        }
+        if phase(word) >= METRICS {
+            return Ok((word, Admit::Unrecorded));
+        }
+        let half = s.spread / 2;
+        let wait = half + self.rng.up_to(s.spread.saturating_sub(half));
+        Err(Rejected {
+            retry_after: wait,
+            state: State::HalfOpen,
+        })
+    }
+
+    /// The answer of an open circuit: refused until `until` plus a spread, unless only
+    /// metrics are kept.
+    fn refuse_open(&self, word: u64, until: Nanos, now: Nanos) -> Result<(u64, Admit), Rejected> {
+        if phase(word) >= METRICS {
+            return Ok((word, Admit::Unrecorded));
+        }
+        let wait = until.saturating_since(now) + self.spread();
+        Err(Rejected {
+            retry_after: wait,
+            state: State::Open,
+        })
+    }
+
+    /// A random share of the stampede spread.
+    fn spread(&self) -> Duration {
+        self.rng.up_to(self.settings.spread)
     }
 
     /// Records a success (not slow) of a call admitted while closed: the hot path.

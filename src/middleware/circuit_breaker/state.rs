@@ -75,6 +75,8 @@ pub enum TransitionReason {
     OpenElapsed,
     /// A half-open probe failed (or was slow, when slow calls are tracked).
     ProbeFailed,
+    /// Every probe slot stayed taken for the probe timeout: the probes hang.
+    ProbesTimedOut,
     /// Enough half-open probes succeeded.
     ProbesSucceeded {
         /// Successful probes in this half-open period.
@@ -99,6 +101,7 @@ impl fmt::Display for TransitionReason {
             }
             TransitionReason::OpenElapsed => f.write_str("open duration elapsed"),
             TransitionReason::ProbeFailed => f.write_str("probe failed"),
+            TransitionReason::ProbesTimedOut => f.write_str("probes timed out"),
             TransitionReason::ProbesSucceeded { count } => write!(f, "{count} probes succeeded"),
             TransitionReason::Manual => f.write_str("manual"),
         }

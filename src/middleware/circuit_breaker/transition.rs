@@ -29,13 +29,22 @@ pub(super) struct Control {
     pub(super) in_flight: u32,
     /// Half-open probes that succeeded in this half-open period.
     pub(super) successes: u32,
+    /// When the latest probe slot was reserved.
+    pub(super) last_reserved: Nanos,
     callbacks: Vec<Callback>,
     /// Transitions not yet handed to the callbacks, in order.
     pending: VecDeque<Transition>,
 }
 
 impl Shared {
-    pub(super) fn open(&self, c: &mut Control, word: u64, now: Nanos, reason: TransitionReason) {
+    /// Opens the circuit for the next open duration (or a server's longer `Retry-After`).
+    pub(super) fn open(
+        &self,
+        c: &mut Control,
+        word: u64,
+        now: Nanos,
+        reason: TransitionReason,
+    ) -> u64 {
         let s = &self.settings;
         let grown = s.open_duration.as_secs_f64()
             * s.open_duration_growth
@@ -55,7 +64,7 @@ impl Shared {
         } else {
             OPEN
         };
-        self.transition(c, word, target, now, reason, Some(until));
+        self.transition(c, word, target, now, reason, Some(until))
     }
 
     pub(super) fn half_open(&self, c: &mut Control, word: u64, now: Nanos) -> u64 {

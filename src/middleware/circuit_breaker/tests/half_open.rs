@@ -223,6 +223,35 @@ fn an_excluded_error_from_a_probe_gives_its_slot_back() {
     assert!(breaker.try_acquire().unwrap().is_probe());
 }
 
+#[test]
+fn hung_probes_reopen_the_breaker_after_the_probe_timeout() {
+    let clock = ManualClock::new();
+    let breaker = due_to_half_open(&clock, config(&clock).permitted_probes(nz(2)));
+    let seen = transitions(&breaker);
+    let hung = [
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    ];
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(breaker.try_acquire().unwrap_err().state, State::HalfOpen);
+    clock.advance(Duration::from_secs(1));
+    let rejected = breaker.try_acquire().unwrap_err();
+    assert_eq!(rejected.state, State::Open);
+    let reopened = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((reopened.from, reopened.to), (State::HalfOpen, State::Open));
+    assert_eq!(reopened.reason, TransitionReason::ProbesTimedOut);
+    assert_eq!(
+        breaker.snapshot().remaining_open,
+        Some(Duration::from_secs(60)),
+        "grown ×2"
+    );
+    // The hung probes finally answer: too late to count.
+    for probe in hung {
+        probe.success();
+    }
+    assert_eq!(breaker.state(), State::Open);
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Acquire,

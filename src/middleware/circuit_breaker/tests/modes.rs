@@ -200,6 +200,10 @@ fn bad_configurations_are_typed_errors() {
         ConfigError::ZeroSpread
     );
     assert_eq!(
+        build(base().probe_timeout(Duration::ZERO)),
+        ConfigError::ZeroProbeTimeout
+    );
+    assert_eq!(
         build(base().slow_call_duration(Duration::ZERO)),
         ConfigError::ZeroSlowCallDuration
     );
