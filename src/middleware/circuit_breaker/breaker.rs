@@ -98,7 +98,7 @@ impl Breaker {
     ///
     /// [`Rejected`] when the circuit is open or forced open, or when it is half-open and
     /// all probe slots are taken; nothing is reserved then.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let shared = &*self.shared;
         let word = shared.word();

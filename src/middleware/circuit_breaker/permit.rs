@@ -38,22 +38,35 @@ pub struct Permit<'a> {
 impl<'a> Permit<'a> {
     #[inline]
     pub(super) fn counted(shared: &'a Shared, word: u64) -> Self {
-        let started = shared.settings.slow_call_nanos.map(|_| shared.now());
         Permit {
             shared,
             word,
             kind: Admit::Counted,
-            started,
+            started: Self::start(shared),
         }
     }
 
     pub(super) fn probe(shared: &'a Shared, word: u64) -> Self {
-        let started = shared.settings.slow_call_nanos.map(|_| shared.now());
         Permit {
             shared,
             word,
             kind: Admit::Probe,
-            started,
+            started: Self::start(shared),
+        }
+    }
+
+    /// The start time, read only when slow calls are tracked.
+    #[inline]
+    fn start(shared: &Shared) -> Option<Nanos> {
+        #[cold]
+        #[inline(never)]
+        fn read(shared: &Shared) -> Option<Nanos> {
+            Some(shared.now())
+        }
+        if shared.settings.slow_call_nanos.is_some() {
+            read(shared)
+        } else {
+            None
         }
     }
 

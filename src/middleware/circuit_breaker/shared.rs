@@ -93,6 +93,8 @@ impl Shared {
 
     /// The admission decision for any state (`try_acquire` handles closed and disabled
     /// itself and comes here for the rest).
+    #[cold]
+    #[inline(never)]
     pub(super) fn acquire_slow(&self, mut word: u64) -> Result<(u64, Admit), Rejected> {
         loop {
             let p = phase(word);
