@@ -60,11 +60,11 @@ impl<'a> Permit<'a> {
     fn start(shared: &Shared) -> Option<Nanos> {
         #[cold]
         #[inline(never)]
-        fn read(shared: &Shared) -> Option<Nanos> {
-            Some(shared.now())
+        fn read(shared: &Shared) -> Nanos {
+            shared.now()
         }
         if shared.settings.slow_call_nanos.is_some() {
-            read(shared)
+            Some(read(shared))
         } else {
             None
         }
