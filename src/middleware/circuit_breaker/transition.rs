@@ -115,9 +115,25 @@ impl Shared {
         let enforced = target < METRICS;
         let (name, from_s, to_s) = (&*self.name, from.as_str(), to.as_str());
         if matches!(to, State::Open | State::ForcedOpen) {
-            tracing::warn!(dependency = name, from = from_s, to = to_s, %reason, enforced, until = ?open_until.map(|u| u.saturating_since(at)), "circuit breaker opened");
+            let open_for = open_until.map(|until| until.saturating_since(at));
+            tracing::warn!(
+                dependency = name,
+                from = from_s,
+                to = to_s,
+                %reason,
+                enforced,
+                open_for = ?open_for,
+                "circuit breaker opened"
+            );
         } else {
-            tracing::info!(dependency = name, from = from_s, to = to_s, %reason, enforced, "circuit breaker state changed");
+            tracing::info!(
+                dependency = name,
+                from = from_s,
+                to = to_s,
+                %reason,
+                enforced,
+                "circuit breaker state changed"
+            );
         }
         if !c.callbacks.is_empty() {
             c.pending.push_back(Transition {

@@ -229,3 +229,60 @@ fn open_duration_jitter_only_shortens_the_open_period() {
         );
     }
 }
+
+/// A subscriber that keeps the fields of every event as `name=value` strings.
+#[derive(Clone, Default)]
+struct Fields(Arc<Mutex<Vec<Vec<String>>>>);
+
+impl tracing::Subscriber for Fields {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Visit<'a>(&'a mut Vec<String>);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push(format!("{}={value:?}", field.name()));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push(format!("{}={value}", field.name()));
+            }
+        }
+        let mut fields = Vec::new();
+        event.record(&mut Visit(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn every_transition_is_a_tracing_event_naming_the_dependency() {
+    let clock = ManualClock::new();
+    let breaker = config(&clock).build("dbaas").unwrap();
+    let events = Fields::default();
+    tracing::subscriber::with_default(events.clone(), || {
+        trip(&breaker);
+        breaker.reset();
+    });
+    let events = events.0.lock().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (fields, (from, to)) in events.iter().zip([("closed", "open"), ("open", "closed")]) {
+        assert!(
+            fields.contains(&"dependency=dbaas".to_owned()),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&format!("from={from}")), "{fields:?}");
+        assert!(fields.contains(&format!("to={to}")), "{fields:?}");
+    }
+    assert!(
+        events[0].contains(&"open_for=Some(30s)".to_owned()),
+        "{:?}",
+        events[0]
+    );
+}
