@@ -1,1 +1,175 @@
-//! circuit_breaker (being written).
+//! [`CircuitBreaker`]: stop calling a dependency that is down, for every object at once.
+//!
+//! One [`Breaker`] per external dependency (`"dbaas"`), shared by all objects and by
+//! any plain client of that dependency. While its circuit is open, a wrapped reconcile
+//! is not run: it returns a [deferral](crate::Outcome::Deferred) (the controller
+//! requeues it for when the breaker half-opens, plus a random spread so the objects do
+//! not all come back at once). That is not a failure, so per-object backoff does not
+//! grow while the dependency is down.
+//!
+//! ```text
+//!   Closed ──── failure rate ≥ threshold (after min_calls), ─────▶ Open
+//!     ▲         N consecutive failures, slow-call rate ≥ threshold   │  ▲
+//!     │                                                              │  │ a probe fails, or
+//!     │                                      open duration passes    │  │ every probe slot
+//!     │                                      (grows per reopening,   │  │ hangs past
+//!     │                                       at least Retry-After)  ▼  │ probe_timeout
+//!     └──── probes_to_close probes succeed ──────────────────────── HalfOpen
+//!                                               (at most permitted_probes at once)
+//!
+//!   By hand: force_open() → ForcedOpen, disable() → Disabled,
+//!            metrics_only() → MetricsOnly, reset() → Closed
+//! ```
+//!
+//! What counts: a success; a failure of class [`Transient`](crate::ErrorClass::Transient)
+//! or [`Throttled`](crate::ErrorClass::Throttled) (whose `retry_after` is honoured when
+//! opening); a [timeout](crate::Classify::is_timeout) counts as failed and slow.
+//! [`Terminal`](crate::ErrorClass::Terminal) (not found, invalid) and
+//! [`Conflict`](crate::ErrorClass::Conflict) errors say nothing about the dependency's
+//! health and are never counted; nor are cancelled calls or inner deferrals.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::{num::NonZeroU32, sync::Arc, time::Duration};
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::runtime::controller::Action;
+//! use kube_reconcile::{DeferReason, ErrorClass, Outcome, Reconciler, ReconcilerExt};
+//! use kube_reconcile::middleware::circuit_breaker::{BreakerConfig, CircuitBreakerLayer, State};
+//!
+//! async fn provision(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
+//!     Err(ErrorClass::Transient) // the DBaaS is down
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dbaas = BreakerConfig::default().consecutive_failures(3).build("dbaas")?;
+//! let reconciler = provision.with(CircuitBreakerLayer::from_breaker(dbaas.clone()));
+//! let (obj, ctx) = (Arc::new(ConfigMap::default()), Arc::new(()));
+//! for _ in 0..3 {
+//!     assert!(reconciler.call(obj.clone(), ctx.clone()).await.is_failed());
+//! }
+//! assert_eq!(dbaas.state(), State::Open);
+//!
+//! // Open: the reconcile is not run, and the controller requeues it for later.
+//! let Outcome::Deferred(deferral) = reconciler.call(obj, ctx).await else { unreachable!() };
+//! assert_eq!(deferral.reason, DeferReason::CircuitOpen { dependency: "dbaas".into() });
+//! assert!(deferral.retry_after >= Duration::from_secs(27)); // 30 s, up to 10% jitter, + spread
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+
+use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
+
+mod breaker;
+mod config;
+mod error;
+mod layer;
+mod permit;
+mod phase;
+mod settings;
+mod shared;
+mod state;
+mod time_window;
+mod transition;
+mod window;
+
+pub use self::{
+    breaker::Breaker,
+    config::{BreakerConfig, Window},
+    error::{BreakerError, ConfigError, Rejected},
+    layer::CircuitBreakerLayer,
+    permit::Permit,
+    state::{Snapshot, State, Transition, TransitionReason},
+};
+
+/// A reconciler behind a shared circuit breaker.
+///
+/// Build it with [`CircuitBreakerLayer`] or [`CircuitBreaker::new`]. While the breaker
+/// refuses calls, [`call`](Reconciler::call) returns
+/// [`Outcome::Deferred`] with [`DeferReason::CircuitOpen`] and does not run the inner
+/// reconciler. Otherwise it runs it and records: `Done` as a success, `Failed` by the
+/// error's class, and an inner `Deferred` not at all (its probe slot, if any, is given
+/// back).
+///
+/// # Guarantees
+///
+/// Cancel-safe: if the reconcile future is dropped at its `.await`, nothing is recorded
+/// and a half-open probe slot is released.
+#[derive(Clone, Debug)]
+pub struct CircuitBreaker<R> {
+    inner: R,
+    breaker: Breaker,
+}
+
+impl<R> CircuitBreaker<R> {
+    /// Wraps `inner` behind `breaker`.
+    pub const fn new(inner: R, breaker: Breaker) -> Self {
+        CircuitBreaker { inner, breaker }
+    }
+
+    /// The wrapped reconciler.
+    pub const fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Unwraps the reconciler.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// The shared breaker, for introspection and manual control.
+    pub const fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl<K, Ctx, R> Reconciler<K, Ctx> for CircuitBreaker<R>
+where
+    R: Reconciler<K, Ctx>,
+    K: Send + Sync,
+    Ctx: Send + Sync,
+{
+    type Error = R::Error;
+
+    async fn reconcile(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Self::Error> {
+        self.call(obj, ctx).await.into_result()
+    }
+
+    async fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Outcome<Self::Error> {
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                tracing::debug!(
+                    dependency = self.breaker.dependency(),
+                    state = rejected.state.as_str(),
+                    retry_after = ?rejected.retry_after,
+                    "circuit breaker deferred the reconcile"
+                );
+                return Outcome::Deferred(Deferral {
+                    retry_after: rejected.retry_after,
+                    reason: DeferReason::CircuitOpen {
+                        dependency: self.breaker.dependency_arc(),
+                    },
+                });
+            }
+        };
+        let outcome = self.inner.call(obj, ctx).await;
+        match &outcome {
+            Outcome::Done(_) => permit.success(),
+            Outcome::Deferred(_) => permit.cancel(),
+            Outcome::Failed(error) => permit.record(&Err::<(), _>(error)),
+        }
+        outcome
+    }
+
+    fn error_action(&self, obj: &K, error: &Self::Error) -> Action {
+        self.inner.error_action(obj, error)
+    }
+}
+
+#[cfg(test)]
+mod tests;

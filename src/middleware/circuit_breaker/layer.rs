@@ -1,0 +1,67 @@
+//! [`CircuitBreakerLayer`]: puts a shared [`Breaker`] in front of reconcilers.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{Breaker, CircuitBreaker};
+
+/// Builds [`CircuitBreaker`] reconcilers that all share one [`Breaker`].
+///
+/// # Examples
+///
+/// One breaker for a database service, shared by a reconciler and a plain API client:
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kube::runtime::controller::Action;
+/// use kube_reconcile::{ErrorClass, ReconcilerExt};
+/// use kube_reconcile::middleware::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+///
+/// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> { Ok(Action::await_change()) }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dbaas = BreakerConfig::default().open_duration(Duration::from_secs(10)).build("dbaas")?;
+/// let reconciler = reconcile.with(CircuitBreakerLayer::from_breaker(dbaas.clone()));
+/// let health = dbaas.call(async { Ok::<_, ErrorClass>(()) }).await;
+/// assert!(health.is_ok());
+/// assert_eq!(reconciler.breaker().snapshot().calls, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerLayer {
+    breaker: Breaker,
+}
+
+impl CircuitBreakerLayer {
+    /// A layer with a new breaker for `dependency` and the
+    /// [default configuration](super::BreakerConfig#default).
+    pub fn new(dependency: impl Into<Arc<str>>) -> Self {
+        Self::from_breaker(Breaker::new(dependency))
+    }
+
+    /// A layer that shares `breaker` (and its state) with everyone else holding it.
+    pub const fn from_breaker(breaker: Breaker) -> Self {
+        CircuitBreakerLayer { breaker }
+    }
+
+    /// The shared breaker, for introspection and manual control.
+    pub const fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+}
+
+impl From<Breaker> for CircuitBreakerLayer {
+    fn from(breaker: Breaker) -> Self {
+        Self::from_breaker(breaker)
+    }
+}
+
+impl<R> Layer<R> for CircuitBreakerLayer {
+    type Service = CircuitBreaker<R>;
+
+    fn layer(&self, inner: R) -> CircuitBreaker<R> {
+        CircuitBreaker::new(inner, self.breaker.clone())
+    }
+}
