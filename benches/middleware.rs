@@ -3,6 +3,7 @@
 //! `cargo bench --bench middleware` runs everything and ends with a table of ratios
 //! (ours / peer) and per-key memory. Run with `-- --quick` for a fast pass.
 
+#[path = "middleware/support.rs"]
 mod support;
 
 #[path = "middleware/backoff.rs"]
