@@ -14,6 +14,7 @@ pub struct CountingAlloc;
 
 // SAFETY-free: forwarding to `System` is safe code; `GlobalAlloc` is an unsafe trait, so
 // this impl lives in the bench binary only (the library forbids unsafe code).
+#[allow(unsafe_code, reason = "a global allocator is an unsafe trait; this one only forwards to System")]
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
