@@ -11,9 +11,9 @@ use std::{hint::black_box, num::NonZeroU32, sync::Arc, time::Duration};
 
 use criterion::Criterion;
 use futures::FutureExt;
+use governor::clock::{Clock as _, FakeRelativeClock, MonotonicClock, QuantaClock};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{api::ObjectMeta, runtime::controller::Action};
-use governor::clock::{Clock as _, FakeRelativeClock, MonotonicClock, QuantaClock};
 use kube_reconcile::{
     ErrorClass, ObjectKey, Outcome, Reconciler, ReconcilerExt,
     clock::{Clock, ManualClock},
@@ -30,7 +30,9 @@ const GENEROUS: NonZeroU32 = NonZeroU32::new(1_000_000_000).expect("not zero");
 
 /// Keys shaped like object UIDs, the keys a per-object limit sees.
 fn uids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{i:08x}-7d1e-4c3a-9f00-{:012x}", i * 7919)).collect()
+    (0..n)
+        .map(|i| format!("{i:08x}-7d1e-4c3a-9f00-{:012x}", i * 7919))
+        .collect()
 }
 
 fn ours_quota() -> Quota {
@@ -70,7 +72,8 @@ fn keyed(c: &mut Criterion, report: &mut Report) {
     let ours_manual = KeyedLimiter::<String>::new(ours_quota()).clock(ManualClock::new().clock());
     let governor = governor::RateLimiter::keyed(governor_quota());
     let governor_std = governor::RateLimiter::dashmap_with_clock(governor_quota(), MonotonicClock);
-    let governor_fake = governor::RateLimiter::dashmap_with_clock(governor_quota(), FakeRelativeClock::default());
+    let governor_fake =
+        governor::RateLimiter::dashmap_with_clock(governor_quota(), FakeRelativeClock::default());
     for key in &keys {
         ours.check_key(key.as_str()).expect("admitted");
         ours_manual.check_key(key.as_str()).expect("admitted");
@@ -89,8 +92,12 @@ fn keyed(c: &mut Criterion, report: &mut Report) {
     bench("ours", &|k| ours.check_key(k.as_str()).is_ok());
     bench("governor", &|k| governor.check_key(k).is_ok());
     bench("governor_std_clock", &|k| governor_std.check_key(k).is_ok());
-    bench("ours_manual_clock", &|k| ours_manual.check_key(k.as_str()).is_ok());
-    bench("governor_fake_clock", &|k| governor_fake.check_key(k).is_ok());
+    bench("ours_manual_clock", &|k| {
+        ours_manual.check_key(k.as_str()).is_ok()
+    });
+    bench("governor_fake_clock", &|k| {
+        governor_fake.check_key(k).is_ok()
+    });
     group.finish();
 
     let ((), allocs) = allocations(|| {
@@ -128,13 +135,20 @@ fn direct(c: &mut Criterion, report: &mut Report) {
     let ours_manual = RateLimiter::new(ours_quota()).clock(ManualClock::new().clock());
     let governor = governor::RateLimiter::direct(governor_quota());
     let governor_std = governor::RateLimiter::direct_with_clock(governor_quota(), MonotonicClock);
-    let governor_fake = governor::RateLimiter::direct_with_clock(governor_quota(), FakeRelativeClock::default());
+    let governor_fake =
+        governor::RateLimiter::direct_with_clock(governor_quota(), FakeRelativeClock::default());
     let mut group = c.benchmark_group("rate_limit_direct");
     group.bench_function("ours", |b| b.iter(|| black_box(ours.check())));
     group.bench_function("governor", |b| b.iter(|| black_box(governor.check())));
-    group.bench_function("governor_std_clock", |b| b.iter(|| black_box(governor_std.check())));
-    group.bench_function("ours_manual_clock", |b| b.iter(|| black_box(ours_manual.check())));
-    group.bench_function("governor_fake_clock", |b| b.iter(|| black_box(governor_fake.check())));
+    group.bench_function("governor_std_clock", |b| {
+        b.iter(|| black_box(governor_std.check()));
+    });
+    group.bench_function("ours_manual_clock", |b| {
+        b.iter(|| black_box(ours_manual.check()));
+    });
+    group.bench_function("governor_fake_clock", |b| {
+        b.iter(|| black_box(governor_fake.check()));
+    });
     group.finish();
     report.ratio(
         "direct (global) check (vs governor direct)",
@@ -195,7 +209,9 @@ fn layer(c: &mut Criterion, report: &mut Report) {
         }
     };
     let run_ours = |i: usize| {
-        let outcome = ours.call(Arc::clone(&objects[i]), Arc::clone(&ctx)).now_or_never();
+        let outcome = ours
+            .call(Arc::clone(&objects[i]), Arc::clone(&ctx))
+            .now_or_never();
         matches!(outcome, Some(Outcome::Done(_)))
     };
     for i in 0..HOT_KEYS {
@@ -245,19 +261,24 @@ fn memory(report: &mut Report) {
 
     let manual = ManualClock::new();
     let before = live_bytes();
-    let ours = KeyedLimiter::<String>::new(Quota::per_second(NonZeroU32::new(10).expect("not zero")))
-        .clock(manual.clock());
+    let ours =
+        KeyedLimiter::<String>::new(Quota::per_second(NonZeroU32::new(10).expect("not zero")))
+            .clock(manual.clock());
     for key in &keys {
         ours.check_key(key.as_str()).expect("room for every key");
     }
-    let ours_bytes = live_bytes().saturating_sub(before).saturating_sub(key_bytes);
+    let ours_bytes = live_bytes()
+        .saturating_sub(before)
+        .saturating_sub(key_bytes);
 
     let before = live_bytes();
     let governor = governor::RateLimiter::keyed(governor_quota());
     for key in &keys {
         governor.check_key(key).expect("admitted");
     }
-    let governor_bytes = live_bytes().saturating_sub(before).saturating_sub(key_bytes);
+    let governor_bytes = live_bytes()
+        .saturating_sub(before)
+        .saturating_sub(key_bytes);
     drop(governor);
 
     report.fact(
@@ -283,4 +304,3 @@ fn memory(report: &mut Report) {
 fn per(total: usize, n: usize) -> f64 {
     total as f64 / n as f64
 }
-

@@ -155,19 +155,42 @@ mod tests {
     #[tokio::test]
     async fn a_refused_call_is_not_made_and_is_throttled_for_backoff() {
         let manual = ManualClock::new();
-        let budget = RateBudget::from_limiter("dbaas", RateLimiter::new(Quota::per_second(nz(2)).burst(nz(1))).clock(manual.clock()));
+        let budget = RateBudget::from_limiter(
+            "dbaas",
+            RateLimiter::new(Quota::per_second(nz(2)).burst(nz(1))).clock(manual.clock()),
+        );
         let mut made = 0;
-        budget.call(async { made += 1; Ok::<_, ErrorClass>(()) }).await.expect("first call admitted");
-        let refused = budget.call(async { made += 1; Ok::<_, ErrorClass>(()) }).await.expect_err("burst is one");
+        budget
+            .call(async {
+                made += 1;
+                Ok::<_, ErrorClass>(())
+            })
+            .await
+            .expect("first call admitted");
+        let refused = budget
+            .call(async {
+                made += 1;
+                Ok::<_, ErrorClass>(())
+            })
+            .await
+            .expect_err("burst is one");
         assert_eq!(made, 1);
-        assert_eq!(refused.class(), ErrorClass::Throttled { retry_after: Some(Duration::from_millis(500)) });
+        assert_eq!(
+            refused.class(),
+            ErrorClass::Throttled {
+                retry_after: Some(Duration::from_millis(500))
+            }
+        );
         assert_eq!(refused.to_string(), "rate limited, retry after 500ms");
     }
 
     #[tokio::test]
     async fn a_failed_call_keeps_its_class_and_its_cell() {
         let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
-        let failed = budget.call(async { Err::<(), _>(ErrorClass::Conflict) }).await.expect_err("the call fails");
+        let failed = budget
+            .call(async { Err::<(), _>(ErrorClass::Conflict) })
+            .await
+            .expect_err("the call fails");
         assert_eq!(failed.class(), ErrorClass::Conflict);
         assert!(matches!(failed.into_inner(), Some(ErrorClass::Conflict)));
         assert_eq!(budget.capacity().remaining(), 0);

@@ -51,9 +51,8 @@ impl CheckError {
     /// How long to wait before the same check can succeed; `None` if it never can.
     pub const fn retry_after(&self) -> Option<Duration> {
         match self {
-            CheckError::RateLimited { retry_after } | CheckError::TooManyKeys { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            CheckError::RateLimited { retry_after }
+            | CheckError::TooManyKeys { retry_after, .. } => Some(*retry_after),
             CheckError::InsufficientCapacity { .. } => None,
         }
     }

@@ -54,7 +54,12 @@ impl Gcra {
     /// Takes `n` cells at `now`, or says exactly how long until they would fit.
     ///
     /// `n` must not exceed the burst (callers check); a larger `n` is simply refused.
-    pub(super) fn reserve(&self, quota: &Quota, n: NonZeroU32, now: Nanos) -> Result<Reservation, Duration> {
+    pub(super) fn reserve(
+        &self,
+        quota: &Quota,
+        n: NonZeroU32,
+        now: Nanos,
+    ) -> Result<Reservation, Duration> {
         let now = now.as_raw();
         let inc = u128::from(quota.interval_nanos()) * u128::from(n.get());
         let limit = u128::from(now) + u128::from(quota.window());
@@ -65,7 +70,10 @@ impl Gcra {
                 return Err(nanos(next - limit));
             }
             let stored = u64::try_from(next).unwrap_or(u64::MAX);
-            match self.tat.compare_exchange_weak(tat, stored, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .tat
+                .compare_exchange_weak(tat, stored, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     return Ok(Reservation {
                         at: now,
@@ -85,7 +93,9 @@ impl Gcra {
             // The closure never returns `None`, so the update cannot fail.
             let _ = self
                 .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(refund)));
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                    Some(tat.saturating_sub(refund))
+                });
         }
     }
 
@@ -100,7 +110,8 @@ impl Gcra {
     /// The cell's free capacity at `now`.
     pub(super) fn capacity(&self, quota: &Quota, now: Nanos) -> Capacity {
         let tat = self.tat.load(Ordering::Acquire);
-        let free = (now.as_raw().saturating_add(quota.window())).saturating_sub(tat.max(now.as_raw()));
+        let free =
+            (now.as_raw().saturating_add(quota.window())).saturating_sub(tat.max(now.as_raw()));
         let remaining = u32::try_from(free / quota.interval_nanos())
             .unwrap_or(u32::MAX)
             .min(quota.max_burst().get());
@@ -108,6 +119,7 @@ impl Gcra {
             remaining,
             burst: quota.max_burst(),
             next_free: self.wait(quota, NonZeroU32::MIN, now),
+            at: now,
             full_in: Duration::from_nanos(tat.saturating_sub(now.as_raw())),
         }
     }
@@ -137,6 +149,7 @@ fn nanos(n: u128) -> Duration {
 /// let capacity = limiter.capacity();
 /// assert_eq!(capacity.remaining(), 1);
 /// assert_eq!(capacity.next_free(), Duration::ZERO);
+/// assert_eq!(capacity.next_free_at(), manual.clock().now());
 /// assert_eq!(capacity.full_in(), Duration::from_millis(500));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +157,7 @@ pub struct Capacity {
     remaining: u32,
     burst: NonZeroU32,
     next_free: Duration,
+    at: Nanos,
     full_in: Duration,
 }
 
@@ -161,6 +175,13 @@ impl Capacity {
     /// How long until one cell is free: zero if one is free now.
     pub const fn next_free(&self) -> Duration {
         self.next_free
+    }
+
+    /// The instant one cell is free, on the limiter's clock
+    /// ([`Clock::instant_at`](crate::clock::Clock::instant_at) turns it into a tokio
+    /// instant).
+    pub fn next_free_at(&self) -> Nanos {
+        self.at.saturating_add(self.next_free)
     }
 
     /// How long until the limiter is full again: zero if it is full now.
@@ -210,11 +231,16 @@ mod tests {
 
     #[test]
     fn an_immediate_rollback_restores_the_cell_exactly() {
-        let quota = Quota::with_period(Duration::from_nanos(10)).expect("not zero").burst(nz(3));
+        let quota = Quota::with_period(Duration::from_nanos(10))
+            .expect("not zero")
+            .burst(nz(3));
         let cell = Gcra::default();
-        cell.reserve(&quota, nz(1), at(100)).expect("full cell admits");
+        cell.reserve(&quota, nz(1), at(100))
+            .expect("full cell admits");
         let before = cell.capacity(&quota, at(100));
-        let r = cell.reserve(&quota, nz(2), at(100)).expect("two cells left");
+        let r = cell
+            .reserve(&quota, nz(2), at(100))
+            .expect("two cells left");
         assert_eq!(cell.capacity(&quota, at(100)).remaining(), 0);
         cell.rollback(r, at(100));
         assert_eq!(cell.capacity(&quota, at(100)), before);
@@ -222,13 +248,19 @@ mod tests {
 
     #[test]
     fn a_rollback_after_the_cell_drained_refunds_nothing_it_did_not_hold() {
-        let quota = Quota::with_period(Duration::from_nanos(10)).expect("not zero").burst(nz(2));
+        let quota = Quota::with_period(Duration::from_nanos(10))
+            .expect("not zero")
+            .burst(nz(2));
         let cell = Gcra::default();
         let a = cell.reserve(&quota, nz(1), at(0)).expect("admitted");
         // `a` has drained by t = 100; `b` starts a new chain at 100.
         cell.reserve(&quota, nz(1), at(100)).expect("admitted");
         cell.rollback(a, at(100));
-        assert_eq!(cell.capacity(&quota, at(100)).remaining(), 1, "b keeps its cell");
+        assert_eq!(
+            cell.capacity(&quota, at(100)).remaining(),
+            1,
+            "b keeps its cell"
+        );
     }
 
     proptest! {

@@ -57,7 +57,8 @@ impl RateLimitHandle {
 
     /// The free capacity of `obj`'s own limit; `None` without a per-object limit.
     pub fn object_capacity<K: Resource>(&self, obj: &K) -> Option<Capacity> {
-        self.per_object().map(|limiter| limiter.capacity(&*ObjectKey::lookup(obj)))
+        self.per_object()
+            .map(|limiter| limiter.capacity(&*ObjectKey::lookup(obj)))
     }
 
     /// How many objects the per-object limit tracks (including full ones not yet pruned).

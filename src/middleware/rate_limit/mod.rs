@@ -49,9 +49,11 @@
 //! ```
 
 mod budget;
+mod builder;
 mod error;
 mod gcra;
 mod handle;
+mod keyed_limiter;
 mod layer;
 mod limiter;
 mod quota;
@@ -60,16 +62,18 @@ use std::sync::Arc;
 
 use kube::{Resource, runtime::controller::Action};
 
+use self::layer::Refusal;
 pub use self::{
     budget::RateBudget,
+    builder::RateLimitBuilder,
     error::{CheckError, RateLimitConfigError, RateLimitError, RateLimited},
     gcra::Capacity,
     handle::RateLimitHandle,
-    layer::{RateLimitBuilder, RateLimitLayer},
-    limiter::{KeyedLimiter, RateLimiter},
+    keyed_limiter::KeyedLimiter,
+    layer::RateLimitLayer,
+    limiter::RateLimiter,
     quota::{Quota, QuotaError},
 };
-use self::layer::Refusal;
 use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 
 /// A reconciler that runs only when its rate limits have capacity, and defers otherwise.
@@ -122,7 +126,11 @@ impl<R> RateLimit<R> {
     fn defer<K: Resource>(&self, obj: &K, refusal: Refusal) -> Deferral {
         let shared = &self.layer.shared;
         let spread = refusal.refill.min(shared.jitter);
-        let jitter = if spread.is_zero() { spread } else { shared.rng.up_to(spread) };
+        let jitter = if spread.is_zero() {
+            spread
+        } else {
+            shared.rng.up_to(spread)
+        };
         let retry_after = refusal.wait.saturating_add(jitter);
         let meta = obj.meta();
         tracing::debug!(

@@ -20,7 +20,9 @@ fn ns(n: u64) -> Duration {
 }
 
 fn quota(interval: u64, burst: u32) -> Quota {
-    Quota::with_period(ns(interval)).expect("intervals are not zero").burst(nz(burst))
+    Quota::with_period(ns(interval))
+        .expect("intervals are not zero")
+        .burst(nz(burst))
 }
 
 /// Runs `attempts` calls of `check` on each of two threads at once; returns the admitted.
@@ -139,11 +141,26 @@ fn keys_are_limited_independently() {
     let limiter = KeyedLimiter::<String>::new(quota(100, 2)).clock(manual.clock());
     assert!(limiter.check_key("a").is_ok());
     assert!(limiter.check_key_n("a", nz(1)).is_ok());
-    assert_eq!(limiter.check_key("a"), Err(CheckError::RateLimited { retry_after: ns(100) }));
+    assert_eq!(
+        limiter.check_key("a"),
+        Err(CheckError::RateLimited {
+            retry_after: ns(100)
+        })
+    );
     assert!(limiter.check_key_n("b", nz(2)).is_ok());
     assert_eq!(limiter.capacity("c").remaining(), 2);
-    assert_eq!(limiter.check_key_n("c", nz(3)), Err(CheckError::InsufficientCapacity { cells: nz(3), burst: nz(2) }));
-    assert_eq!(limiter.len(), 2, "an impossible check does not track its key");
+    assert_eq!(
+        limiter.check_key_n("c", nz(3)),
+        Err(CheckError::InsufficientCapacity {
+            cells: nz(3),
+            burst: nz(2)
+        })
+    );
+    assert_eq!(
+        limiter.len(),
+        2,
+        "an impossible check does not track its key"
+    );
 }
 
 #[test]
@@ -154,9 +171,20 @@ fn a_full_keyed_limiter_refuses_new_keys_until_tracked_ones_expire() {
         .max_keys(NonZeroUsize::new(2).expect("not zero"));
     assert!(limiter.check_key(&1).is_ok());
     assert!(limiter.check_key(&2).is_ok());
-    let refused = limiter.check_key(&3).expect_err("two live keys fill the limiter");
-    assert_eq!(refused, CheckError::TooManyKeys { max_keys: 2, retry_after: ns(1_000) });
-    assert_eq!(refused.to_string(), "too many keys tracked (2), retry after 1µs");
+    let refused = limiter
+        .check_key(&3)
+        .expect_err("two live keys fill the limiter");
+    assert_eq!(
+        refused,
+        CheckError::TooManyKeys {
+            max_keys: 2,
+            retry_after: ns(1_000)
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "too many keys tracked (2), retry after 1µs"
+    );
     manual.advance(ns(1_000));
     assert!(limiter.check_key(&3).is_ok());
     assert_eq!(limiter.len(), 1, "the expired keys made room");
@@ -180,10 +208,18 @@ fn idle_keys_are_pruned_when_new_keys_arrive_and_by_sweep() {
 
 #[test]
 fn zero_period_and_oversized_checks_are_typed_errors() {
-    assert_eq!(Quota::with_period(Duration::ZERO), Err(QuotaError::ZeroPeriod));
+    assert_eq!(
+        Quota::with_period(Duration::ZERO),
+        Err(QuotaError::ZeroPeriod)
+    );
     let limiter = RateLimiter::new(quota(10, 4));
-    let err = limiter.check_n(nz(5)).expect_err("5 cells never fit a burst of 4");
+    let err = limiter
+        .check_n(nz(5))
+        .expect_err("5 cells never fit a burst of 4");
     assert_eq!(err.retry_after(), None);
-    assert_eq!(err.to_string(), "5 cells exceed the burst of 4 and can never be admitted");
+    assert_eq!(
+        err.to_string(),
+        "5 cells exceed the burst of 4 and can never be admitted"
+    );
     assert!(limiter.capacity().is_full(), "nothing was taken");
 }

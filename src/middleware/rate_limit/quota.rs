@@ -143,16 +143,31 @@ mod tests {
 
     #[test]
     fn rates_spread_cells_evenly_over_their_period() {
-        assert_eq!(Quota::per_second(nz(4)).emission_interval(), Duration::from_millis(250));
-        assert_eq!(Quota::per_minute(nz(6)).emission_interval(), Duration::from_secs(10));
-        assert_eq!(Quota::per_hour(nz(60)).emission_interval(), Duration::from_secs(60));
+        assert_eq!(
+            Quota::per_second(nz(4)).emission_interval(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            Quota::per_minute(nz(6)).emission_interval(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            Quota::per_hour(nz(60)).emission_interval(),
+            Duration::from_secs(60)
+        );
         assert_eq!(Quota::per_second(nz(7)).max_burst(), nz(7));
     }
 
     #[test]
     fn a_zero_period_is_a_typed_error() {
-        assert_eq!(Quota::with_period(Duration::ZERO), Err(QuotaError::ZeroPeriod));
-        assert_eq!(QuotaError::ZeroPeriod.to_string(), "a quota period must be longer than zero");
+        assert_eq!(
+            Quota::with_period(Duration::ZERO),
+            Err(QuotaError::ZeroPeriod)
+        );
+        assert_eq!(
+            QuotaError::ZeroPeriod.to_string(),
+            "a quota period must be longer than zero"
+        );
         let one = Quota::with_period(Duration::from_nanos(1)).expect("1 ns is a period");
         assert_eq!(one.max_burst(), nz(1));
     }
@@ -169,7 +184,9 @@ mod tests {
         let quota = Quota::per_second(nz(10)).burst(nz(100));
         assert_eq!(quota.refill_time(), Duration::from_secs(10));
         assert_eq!(Quota::default(), quota);
-        let forever = Quota::with_period(Duration::MAX).expect("not zero").burst(nz(3));
+        let forever = Quota::with_period(Duration::MAX)
+            .expect("not zero")
+            .burst(nz(3));
         assert_eq!(forever.window(), u64::MAX);
     }
 }
