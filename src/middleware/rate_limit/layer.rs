@@ -189,17 +189,18 @@ fn reserve_direct<K: Resource>(
 }
 
 impl RateLimitLayer {
-    /// One rate limit for every reconcile, across all objects.
+    /// One rate limit for every reconcile, across all objects (builder defaults otherwise).
     pub fn global(quota: Quota) -> Self {
         RateLimitBuilder::default().global(quota).assemble()
     }
 
-    /// A rate limit for each object (by UID), so one hot object cannot starve the rest.
+    /// A rate limit for each object (by UID), so an object that keeps requeueing cannot
+    /// monopolise the controller (builder defaults otherwise).
     pub fn per_object(quota: Quota) -> Self {
         RateLimitBuilder::default().per_object(quota).assemble()
     }
 
-    /// Every reconcile draws one cell from `budget`.
+    /// Every reconcile draws one cell from `budget` (builder defaults otherwise).
     pub fn budget(budget: RateBudget) -> Self {
         RateLimitBuilder::default().budget(budget).assemble()
     }

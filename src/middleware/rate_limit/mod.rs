@@ -90,6 +90,8 @@ use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 ///   longest wait: `"object"`, `"global"` or the budget's name.
 /// - The deferral's `retry_after` is that exact wait plus a seeded jitter of up to the
 ///   refusing limit's refill time, capped by [`RateLimitBuilder::jitter`].
+/// - An admitted call's outcome, including an inner layer's deferral, passes through
+///   unchanged; [`error_action`](Reconciler::error_action) is the inner reconciler's.
 ///
 /// # Caveats
 ///

@@ -32,6 +32,14 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 ///
 /// assert!(Quota::with_period(Duration::ZERO).is_err());
 /// ```
+///
+/// A zero rate or burst does not compile: both are `NonZeroU32`.
+///
+/// ```compile_fail
+/// use kube_reconcile::middleware::rate_limit::Quota;
+///
+/// let never = Quota::per_second(0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Quota {
     /// The emission interval `T` in nanoseconds; never zero.
