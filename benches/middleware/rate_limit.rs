@@ -175,7 +175,9 @@ async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> 
 }
 
 /// A whole admitted reconcile through a per-object + global layer, against the same two
-/// governor checks done by hand in front of the same reconcile (no rollback there).
+/// governor checks done by hand in front of the same reconcile. The peer is optimistic:
+/// its keys are precomputed `ObjectKey`s (governor looks up by `&K`, so a real caller
+/// would build or clone a key per call), and it returns nothing on a refusal.
 fn layer(c: &mut Criterion, report: &mut Report) {
     let objects: Vec<Arc<ConfigMap>> = uids(HOT_KEYS)
         .into_iter()
