@@ -1,0 +1,217 @@
+//! [`RateBudget`]: one named rate limit shared by every caller of a dependency.
+
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc};
+
+use super::{
+    error::{CheckError, RateLimitError, RateLimited},
+    gcra::Capacity,
+    limiter::RateLimiter,
+    quota::Quota,
+};
+
+/// A named rate limit for one dependency, shared by everything that calls it.
+///
+/// Clones share one budget. Hand a clone to every [`RateLimitLayer`](super::RateLimitLayer)
+/// and to the API client that talks to the dependency, and all of them draw from the
+/// same cells: the reconciles of every object, the other controllers in the process, and
+/// direct calls. A layer that defers because of this budget names it in
+/// [`DeferReason::RateLimited`](crate::DeferReason::RateLimited).
+///
+/// # Examples
+///
+/// ```
+/// use std::{num::NonZeroU32, time::Duration};
+/// use kube_reconcile::middleware::rate_limit::{Quota, RateBudget, RateLimitError};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let dbaas = RateBudget::new("dbaas", Quota::per_second(NonZeroU32::new(1).unwrap()));
+/// let created = dbaas.call(async { Ok::<_, std::io::Error>("instance-1") }).await;
+/// assert_eq!(created.unwrap(), "instance-1");
+///
+/// let again = dbaas.clone().call(async { Ok::<_, std::io::Error>("instance-2") }).await;
+/// assert!(matches!(again, Err(RateLimitError::RateLimited { retry_after }) if retry_after == Duration::from_secs(1)));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RateBudget {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: Arc<str>,
+    limiter: RateLimiter,
+}
+
+impl RateBudget {
+    /// A full budget called `name` with `quota`, reading the tokio clock.
+    pub fn new(name: impl Into<Arc<str>>, quota: Quota) -> Self {
+        Self::from_limiter(name, RateLimiter::new(quota))
+    }
+
+    /// A budget called `name` that draws from `limiter` (to choose its clock).
+    pub fn from_limiter(name: impl Into<Arc<str>>, limiter: RateLimiter) -> Self {
+        RateBudget {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                limiter,
+            }),
+        }
+    }
+
+    /// The dependency's name, as deferrals report it.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Takes one cell.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the exact wait if no cell is free; nothing is taken.
+    pub fn check(&self) -> Result<(), RateLimited> {
+        self.inner.limiter.check()
+    }
+
+    /// Takes `n` cells at once, or none.
+    ///
+    /// # Errors
+    ///
+    /// As [`RateLimiter::check_n`].
+    pub fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
+        self.inner.limiter.check_n(n)
+    }
+
+    /// Runs `call` if the budget has a cell for it.
+    ///
+    /// The cell is taken when the returned future is first polled; a future dropped
+    /// before that takes nothing. A call that was admitted keeps its cell however it
+    /// ends: the dependency saw the request.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimitError::RateLimited`] without running `call` if no cell is free, else
+    /// [`RateLimitError::Call`] with the call's own error.
+    pub async fn call<T, E, F>(&self, call: F) -> Result<T, RateLimitError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        if let Err(refused) = self.check() {
+            tracing::debug!(budget = %self.inner.name, retry_after = ?refused.retry_after, "call rate limited");
+            return Err(RateLimitError::RateLimited {
+                retry_after: refused.retry_after,
+            });
+        }
+        call.await.map_err(RateLimitError::Call)
+    }
+
+    /// The free capacity now.
+    pub fn capacity(&self) -> Capacity {
+        self.inner.limiter.capacity()
+    }
+
+    /// The quota of this budget.
+    pub fn quota(&self) -> Quota {
+        self.inner.limiter.quota()
+    }
+
+    pub(super) fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    pub(super) fn shared_name(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    /// Whether `self` and `other` are clones of one budget.
+    pub fn same_budget(&self, other: &RateBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for RateBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateBudget")
+            .field("name", &self.inner.name)
+            .field("quota", &self.inner.limiter.quota())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        clock::ManualClock,
+        error::{Classify, ErrorClass},
+    };
+    use std::time::Duration;
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).expect("test values are not zero")
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_is_not_made_and_is_throttled_for_backoff() {
+        let manual = ManualClock::new();
+        let budget = RateBudget::from_limiter(
+            "dbaas",
+            RateLimiter::new(Quota::per_second(nz(2)).burst(nz(1))).clock(manual.clock()),
+        );
+        let mut made = 0;
+        budget
+            .call(async {
+                made += 1;
+                Ok::<_, ErrorClass>(())
+            })
+            .await
+            .expect("first call admitted");
+        let refused = budget
+            .call(async {
+                made += 1;
+                Ok::<_, ErrorClass>(())
+            })
+            .await
+            .expect_err("burst is one");
+        assert_eq!(made, 1);
+        assert_eq!(
+            refused.class(),
+            ErrorClass::Throttled {
+                retry_after: Some(Duration::from_millis(500))
+            }
+        );
+        assert_eq!(refused.to_string(), "rate limited, retry after 500ms");
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_keeps_its_class_and_its_cell() {
+        let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
+        let failed = budget
+            .call(async { Err::<(), _>(ErrorClass::Conflict) })
+            .await
+            .expect_err("the call fails");
+        assert_eq!(failed.class(), ErrorClass::Conflict);
+        assert!(matches!(failed.into_inner(), Some(ErrorClass::Conflict)));
+        assert_eq!(budget.capacity().remaining(), 0);
+    }
+
+    #[test]
+    fn a_call_future_dropped_before_polling_takes_nothing() {
+        let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
+        drop(budget.call(async { Ok::<_, ErrorClass>(()) }));
+        assert!(budget.capacity().is_full());
+    }
+
+    #[test]
+    fn clones_share_one_budget() {
+        let a = RateBudget::new("dbaas", Quota::per_minute(nz(2)));
+        let b = a.clone();
+        a.check().expect("first cell");
+        b.check().expect("second cell");
+        assert!(a.check().is_err());
+        assert!(a.same_budget(&b));
+        assert!(!a.same_budget(&RateBudget::new("dbaas", Quota::per_minute(nz(2)))));
+        assert_eq!(b.name(), "dbaas");
+    }
+}

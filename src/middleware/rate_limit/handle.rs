@@ -1,0 +1,93 @@
+//! [`RateLimitHandle`]: what a layer's limits hold right now.
+
+use std::{fmt, sync::Arc};
+
+use kube::Resource;
+
+use super::{
+    gcra::Capacity,
+    layer::{Limit, Shared},
+};
+use crate::reconciler::ObjectKey;
+
+/// A view of a [`RateLimitLayer`](super::RateLimitLayer)'s limits, for status, metrics
+/// and tests.
+///
+/// Limits are named as deferrals name them: `"global"`, `"object"` and each budget's
+/// name.
+///
+/// # Examples
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use kube_reconcile::middleware::rate_limit::{Quota, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::global(Quota::per_second(NonZeroU32::new(5).unwrap()));
+/// let handle = layer.handle();
+/// assert_eq!(handle.names().collect::<Vec<_>>(), ["global"]);
+/// assert_eq!(handle.capacity("global").unwrap().remaining(), 5);
+/// assert_eq!(handle.keys_tracked(), 0);
+/// ```
+#[derive(Clone)]
+pub struct RateLimitHandle {
+    shared: Arc<Shared>,
+}
+
+impl RateLimitHandle {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        RateLimitHandle { shared }
+    }
+
+    /// The names of the layer's limits, in the order a call checks them.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.shared.limits.iter().map(|limit| &**limit.name())
+    }
+
+    /// The free capacity of the `"global"` limit or of a budget, by name.
+    ///
+    /// `None` for an unknown name and for `"object"`: see
+    /// [`object_capacity`](Self::object_capacity).
+    pub fn capacity(&self, name: &str) -> Option<Capacity> {
+        self.shared.limits.iter().find_map(|limit| match limit {
+            Limit::Global(n, limiter) if &**n == name => Some(limiter.capacity()),
+            Limit::Budget(budget) if budget.name() == name => Some(budget.capacity()),
+            _ => None,
+        })
+    }
+
+    /// The free capacity of `obj`'s own limit; `None` without a per-object limit.
+    pub fn object_capacity<K: Resource>(&self, obj: &K) -> Option<Capacity> {
+        self.per_object()
+            .map(|limiter| limiter.capacity(&*ObjectKey::lookup(obj)))
+    }
+
+    /// How many objects the per-object limit tracks (including full ones not yet pruned).
+    pub fn keys_tracked(&self) -> usize {
+        self.per_object().map_or(0, super::KeyedLimiter::len)
+    }
+
+    /// Forgets objects whose limit is full again; returns how many are still tracked.
+    ///
+    /// Pruning also happens by itself as new objects arrive; this runs it now.
+    pub fn sweep(&self) -> usize {
+        self.per_object().map_or(0, super::KeyedLimiter::sweep)
+    }
+
+    /// The weight of each call.
+    pub fn weight(&self) -> std::num::NonZeroU32 {
+        self.shared.weight
+    }
+
+    fn per_object(&self) -> Option<&super::KeyedLimiter<ObjectKey>> {
+        self.shared.limits.iter().find_map(|limit| match limit {
+            Limit::PerObject(_, limiter) => Some(limiter),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Debug for RateLimitHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
