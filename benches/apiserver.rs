@@ -14,6 +14,10 @@ use kube::{
 };
 use kube_reconcile::testing::ApiServer;
 use serde_json::json;
+use support::mean_ns;
+
+#[path = "middleware/support.rs"]
+mod support;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
@@ -94,13 +98,4 @@ fn main() {
             println!("{what:<40} {:>12.0} per second", per_iter * 1e9 / ns);
         }
     }
-}
-
-fn mean_ns(id: &str) -> Option<f64> {
-    let home = std::env::var_os("CRITERION_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), std::path::PathBuf::from).join("criterion")
-    });
-    let text = std::fs::read_to_string(home.join(id).join("new").join("estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }

@@ -16,7 +16,7 @@ mod rate_limit;
 mod stack;
 
 #[global_allocator]
-static ALLOC: support::CountingAlloc = support::CountingAlloc;
+static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = support::ALLOCATOR;
 
 fn main() {
     let mut c = criterion::Criterion::default().configure_from_args();

@@ -1,43 +1,26 @@
 //! Shared bench plumbing: an allocation counter and the closing ratio table.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
-};
+#![allow(dead_code, reason = "each bench binary uses a different part")]
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+use std::{alloc::System, path::PathBuf};
 
-/// The system allocator, counting allocations and live bytes.
-pub struct CountingAlloc;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
-// SAFETY-free: forwarding to `System` is safe code; `GlobalAlloc` is an unsafe trait, so
-// this impl lives in the bench binary only (the library forbids unsafe code).
-#[allow(unsafe_code, reason = "a global allocator is an unsafe trait; this one only forwards to System")]
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+/// The allocator to install with `#[global_allocator]`: the system one, instrumented.
+pub static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// How many allocations `f` made.
 pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATOR.stats().allocations;
     let out = f();
-    (out, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    (out, ALLOCATOR.stats().allocations - before)
 }
 
 /// Bytes currently allocated by the whole process.
 pub fn live_bytes() -> usize {
-    LIVE_BYTES.load(Ordering::Relaxed)
+    let s = ALLOCATOR.stats();
+    let live = s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated;
+    usize::try_from(live).unwrap_or(0)
 }
 
 /// One line of the closing table.
