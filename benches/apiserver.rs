@@ -20,7 +20,11 @@ use support::mean_ns;
 mod support;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn seeded(rt: &tokio::runtime::Runtime) -> (ApiServer, Api<ConfigMap>) {
@@ -30,7 +34,9 @@ fn seeded(rt: &tokio::runtime::Runtime) -> (ApiServer, Api<ConfigMap>) {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some("bench".into());
         cm.data = Some([("counter".to_string(), "0".to_string())].into());
-        cms.create(&PostParams::default(), &cm).await.expect("create");
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
     });
     (server, cms)
 }
@@ -40,14 +46,23 @@ fn requests(c: &mut Criterion) {
     let (_server, cms) = seeded(&rt);
     let mut group = c.benchmark_group("apiserver");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("get", |b| b.to_async(&rt).iter(|| async { black_box(cms.get("bench").await.expect("get")) }));
+    group.bench_function("get", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(cms.get("bench").await.expect("get")) });
+    });
     let mut n = 0u64;
     group.bench_function("merge_patch", |b| {
         b.to_async(&rt).iter(|| {
             n += 1;
             let patch = json!({ "data": { "counter": n.to_string() } });
             let cms = cms.clone();
-            async move { black_box(cms.patch("bench", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch")) }
+            async move {
+                black_box(
+                    cms.patch("bench", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .expect("patch"),
+                )
+            }
         });
     });
     group.finish();
@@ -63,15 +78,28 @@ fn fan_out(c: &mut Criterion) {
         b.to_async(&rt).iter_custom(|iters| {
             let cms = cms.clone();
             async move {
-                let rv = cms.get("bench").await.expect("get").metadata.resource_version.expect("rv");
+                let rv = cms
+                    .get("bench")
+                    .await
+                    .expect("get")
+                    .metadata
+                    .resource_version
+                    .expect("rv");
                 let mut streams = Vec::new();
                 for _ in 0..WATCHERS {
-                    streams.push(cms.watch(&WatchParams::default().timeout(290), &rv).await.expect("watch").boxed());
+                    streams.push(
+                        cms.watch(&WatchParams::default().timeout(290), &rv)
+                            .await
+                            .expect("watch")
+                            .boxed(),
+                    );
                 }
                 let start = tokio::time::Instant::now();
                 for i in 0..iters {
                     let patch = json!({ "data": { "counter": format!("w{i}") } });
-                    cms.patch("bench", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+                    cms.patch("bench", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .expect("patch");
                     for s in &mut streams {
                         match s.next().await {
                             Some(Ok(WatchEvent::Modified(_))) => {}
@@ -87,12 +115,21 @@ fn fan_out(c: &mut Criterion) {
 }
 
 fn main() {
-    let mut c = Criterion::default().configure_from_args().measurement_time(Duration::from_secs(3));
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(3));
     requests(&mut c);
     fan_out(&mut c);
     c.final_summary();
     println!("\n== embedded API server throughput (this run) ==");
-    for (id, what) in [("apiserver/get", "GET"), ("apiserver/merge_patch", "merge PATCH"), ("apiserver/event_to_10_watchers", "watch events delivered (10 watchers)")] {
+    for (id, what) in [
+        ("apiserver/get", "GET"),
+        ("apiserver/merge_patch", "merge PATCH"),
+        (
+            "apiserver/event_to_10_watchers",
+            "watch events delivered (10 watchers)",
+        ),
+    ] {
         if let Some(ns) = mean_ns(id) {
             let per_iter = if id.ends_with("watchers") { 10.0 } else { 1.0 };
             println!("{what:<40} {:>12.0} per second", per_iter * 1e9 / ns);

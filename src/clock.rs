@@ -1,8 +1,8 @@
 //! One injectable clock for every timing decision in the crate.
 //!
 //! All middleware reads time through [`Clock`]. The default clock is tokio's
-//! ([`tokio::time::Instant`]), so it follows [`tokio::time::pause`] and
-//! [`tokio::time::advance`] in tests. A [`ManualClock`] moves only when told to,
+//! ([`tokio::time::Instant`]), so it follows `tokio::time::pause()` and
+//! `tokio::time::advance()` in tests. A [`ManualClock`] moves only when told to,
 //! which suits property tests that run without a runtime.
 
 use std::{
@@ -170,7 +170,10 @@ mod tests {
         let clock = Clock::tokio();
         let t0 = clock.now();
         tokio::time::advance(Duration::from_millis(1500)).await;
-        assert_eq!(clock.now().saturating_since(t0), Duration::from_millis(1500));
+        assert_eq!(
+            clock.now().saturating_since(t0),
+            Duration::from_millis(1500)
+        );
     }
 
     #[test]
@@ -184,7 +187,13 @@ mod tests {
 
     #[test]
     fn nanos_arithmetic_saturates() {
-        assert_eq!(Nanos::from_raw(5).saturating_since(Nanos::from_raw(9)), Duration::ZERO);
-        assert_eq!(Nanos::from_raw(u64::MAX).saturating_add(Duration::from_secs(1)), Nanos::from_raw(u64::MAX));
+        assert_eq!(
+            Nanos::from_raw(5).saturating_since(Nanos::from_raw(9)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Nanos::from_raw(u64::MAX).saturating_add(Duration::from_secs(1)),
+            Nanos::from_raw(u64::MAX)
+        );
     }
 }

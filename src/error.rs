@@ -274,7 +274,10 @@ mod tests {
                 retry_after: Some(Duration::from_secs(7))
             }
         );
-        assert_eq!(api_error(503, 0).class(), ErrorClass::Throttled { retry_after: None });
+        assert_eq!(
+            api_error(503, 0).class(),
+            ErrorClass::Throttled { retry_after: None }
+        );
     }
 
     #[test]
@@ -301,6 +304,9 @@ mod tests {
     fn terminal_wrapper_keeps_its_source() {
         let err = terminal(std::io::Error::other("bad spec"));
         assert_eq!(err.class(), ErrorClass::Terminal);
-        assert_eq!(StdError::source(&err).map(ToString::to_string).as_deref(), Some("bad spec"));
+        assert_eq!(
+            StdError::source(&err).map(ToString::to_string).as_deref(),
+            Some("bad spec")
+        );
     }
 }

@@ -120,13 +120,6 @@ impl<K: Eq + Hash, V: Expiring> KeyedStore<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
-
-    /// Visits every tracked entry.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
-        for entry in &self.map {
-            f(entry.key(), entry.value());
-        }
-    }
 }
 
 impl<K: Eq + Hash, V> fmt::Debug for KeyedStore<K, V> {
@@ -153,9 +146,21 @@ mod tests {
     fn expired_entries_are_swept_when_a_new_key_arrives_after_the_interval() {
         let store = KeyedStore::<String, Until>::new(100, Duration::from_secs(1));
         let at = |s| Nanos::ZERO.saturating_add(Duration::from_secs(s));
-        drop(store.get_or_insert_with("a".into(), at(0), || Until(at(5))).unwrap());
-        drop(store.get_or_insert_with("b".into(), at(0), || Until(at(50))).unwrap());
-        drop(store.get_or_insert_with("c".into(), at(10), || Until(at(60))).unwrap());
+        drop(
+            store
+                .get_or_insert_with("a".into(), at(0), || Until(at(5)))
+                .unwrap(),
+        );
+        drop(
+            store
+                .get_or_insert_with("b".into(), at(0), || Until(at(50)))
+                .unwrap(),
+        );
+        drop(
+            store
+                .get_or_insert_with("c".into(), at(10), || Until(at(60)))
+                .unwrap(),
+        );
         assert!(store.get("a").is_none());
         assert_eq!(store.len(), 2);
         assert_eq!(store.sweep(at(100)), 0);
@@ -165,9 +170,25 @@ mod tests {
     fn a_full_store_refuses_new_keys_but_keeps_live_ones() {
         let store = KeyedStore::<u32, Until>::new(2, Duration::from_secs(1));
         let later = Nanos::from_raw(u64::MAX);
-        drop(store.get_or_insert_with(1, Nanos::ZERO, || Until(later)).unwrap());
-        drop(store.get_or_insert_with(2, Nanos::ZERO, || Until(later)).unwrap());
-        assert!(store.get_or_insert_with(3, Nanos::ZERO, || Until(later)).is_err());
-        assert!(store.get_or_insert_with(1, Nanos::ZERO, || Until(later)).is_ok());
+        drop(
+            store
+                .get_or_insert_with(1, Nanos::ZERO, || Until(later))
+                .unwrap(),
+        );
+        drop(
+            store
+                .get_or_insert_with(2, Nanos::ZERO, || Until(later))
+                .unwrap(),
+        );
+        assert!(
+            store
+                .get_or_insert_with(3, Nanos::ZERO, || Until(later))
+                .is_err()
+        );
+        assert!(
+            store
+                .get_or_insert_with(1, Nanos::ZERO, || Until(later))
+                .is_ok()
+        );
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! Wrap any kube-runtime reconciler in per-object exponential backoff, rate limits,
 //! circuit breakers and timeouts, without changing its body and without sleeping in a
-//! reconcile.
+//! reconcile; test it on an in-process Kubernetes API server ([`testing`], feature
+//! `testing`).
 //!
 //! # Quick example
 //!
 //! ```no_run
-//! use std::{sync::Arc, time::Duration};
+//! use std::{num::NonZeroU32, sync::Arc, time::Duration};
 //! use futures::StreamExt;
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //! use kube::{Api, Client, runtime::{Controller, controller::Action, watcher}};
@@ -29,7 +30,7 @@
 //! let reconciler = reconcile
 //!     .with(TimeoutLayer::new(Duration::from_secs(30)))
 //!     .with(CircuitBreakerLayer::new("dbaas"))
-//!     .with(RateLimitLayer::per_object(Quota::per_second(5)))
+//!     .with(RateLimitLayer::per_object(Quota::per_second(NonZeroU32::new(5).expect("non-zero"))))
 //!     .with(BackoffLayer::operator());
 //! Controller::new(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
 //!     .run_reconciler(reconciler, Arc::new(Ctx { client }))
@@ -72,8 +73,8 @@
 
 pub mod clock;
 pub mod error;
-pub mod middleware;
 pub(crate) mod keyed;
+pub mod middleware;
 mod reconciler;
 mod rng;
 #[cfg(feature = "testing")]

@@ -58,7 +58,11 @@ pub trait Reconciler<K, Ctx>: Send + Sync {
     /// deferral by an inner one (which must not reset backoff) from a success. The
     /// default runs [`reconcile`](Reconciler::reconcile); only layers that defer need
     /// to override it.
-    fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> impl Future<Output = Outcome<Self::Error>> + Send {
+    fn call(
+        &self,
+        obj: Arc<K>,
+        ctx: Arc<Ctx>,
+    ) -> impl Future<Output = Outcome<Self::Error>> + Send {
         IntoOutcome {
             inner: self.reconcile(obj, ctx),
         }
@@ -99,7 +103,11 @@ where
 {
     type Error = E;
 
-    fn reconcile(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> impl Future<Output = Result<Action, E>> + Send {
+    fn reconcile(
+        &self,
+        obj: Arc<K>,
+        ctx: Arc<Ctx>,
+    ) -> impl Future<Output = Result<Action, E>> + Send {
         self(obj, ctx)
     }
 }
@@ -117,6 +125,10 @@ pub enum Outcome<E> {
 
 impl<E> Outcome<E> {
     /// The result a controller sees: a deferral becomes `Ok(Action::requeue(wait))`.
+    ///
+    /// # Errors
+    ///
+    /// The reconciler's error, when it ran and failed.
     pub fn into_result(self) -> Result<Action, E> {
         match self {
             Outcome::Done(action) => Ok(action),
@@ -345,6 +357,10 @@ pub type ReconcileFuture<E> = Pin<Box<dyn Future<Output = Result<Action, E>> + S
 ///     .await;
 /// # }
 /// ```
+#[allow(
+    clippy::type_complexity,
+    reason = "the two closure types Controller::run takes; impl Trait cannot be aliased"
+)]
 pub fn controller_fns<K, Ctx, R>(
     reconciler: R,
 ) -> (
@@ -457,7 +473,10 @@ mod tests {
         let (mut reconcile, error_policy) = controller_fns(fails);
         let obj = Arc::new(cm("ns", "a", Some("u")));
         let err = reconcile(Arc::clone(&obj), Arc::new(())).await.unwrap_err();
-        assert_eq!(error_policy(obj, &err, Arc::new(())), Action::requeue(Duration::from_secs(1)));
+        assert_eq!(
+            error_policy(obj, &err, Arc::new(())),
+            Action::requeue(Duration::from_secs(1))
+        );
     }
 
     #[test]
@@ -466,6 +485,9 @@ mod tests {
             retry_after: Duration::from_millis(250),
             reason: DeferReason::BackingOff,
         });
-        assert_eq!(outcome.into_result(), Ok(Action::requeue(Duration::from_millis(250))));
+        assert_eq!(
+            outcome.into_result(),
+            Ok(Action::requeue(Duration::from_millis(250)))
+        );
     }
 }

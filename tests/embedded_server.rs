@@ -36,14 +36,29 @@ fn cm(name: &str) -> ConfigMap {
 async fn with_widgets(server: &ApiServer) -> Api<Widget> {
     let client = server.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &Widget::crd()).await.unwrap();
-    let established = await_condition(crds, "widgets.test.kube-reconcile.dev", conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(5), established).await.unwrap().unwrap();
+    crds.create(&PostParams::default(), &Widget::crd())
+        .await
+        .unwrap();
+    let established = await_condition(
+        crds,
+        "widgets.test.kube-reconcile.dev",
+        conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(5), established)
+        .await
+        .unwrap()
+        .unwrap();
     Api::default_namespaced(client)
 }
 
 fn widget(name: &str, size: i32) -> Widget {
-    Widget::new(name, WidgetSpec { size, colour: "red".into() })
+    Widget::new(
+        name,
+        WidgetSpec {
+            size,
+            colour: "red".into(),
+        },
+    )
 }
 
 fn api_code(err: &kube::Error) -> u16 {
@@ -58,17 +73,37 @@ async fn crud_with_conflicts_on_stale_writes_and_duplicate_names() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let created = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
-    assert_eq!(api_code(&cms.create(&PostParams::default(), &cm("a")).await.unwrap_err()), 409);
+    assert_eq!(
+        api_code(
+            &cms.create(&PostParams::default(), &cm("a"))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     let rv1: u64 = created.resource_version().unwrap().parse().unwrap();
     let mut changed = created.clone();
     changed.data = Some([("k".to_string(), "w".to_string())].into());
-    let replaced = cms.replace("a", &PostParams::default(), &changed).await.unwrap();
+    let replaced = cms
+        .replace("a", &PostParams::default(), &changed)
+        .await
+        .unwrap();
     let rv2: u64 = replaced.resource_version().unwrap().parse().unwrap();
     assert!(rv2 > rv1);
     // The old resourceVersion is stale now.
-    assert_eq!(api_code(&cms.replace("a", &PostParams::default(), &changed).await.unwrap_err()), 409);
+    assert_eq!(
+        api_code(
+            &cms.replace("a", &PostParams::default(), &changed)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     // A no-op write changes nothing.
-    let same = cms.replace("a", &PostParams::default(), &replaced).await.unwrap();
+    let same = cms
+        .replace("a", &PostParams::default(), &replaced)
+        .await
+        .unwrap();
     assert_eq!(same.resource_version(), replaced.resource_version());
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     assert_eq!(api_code(&cms.get("a").await.unwrap_err()), 404);
@@ -79,18 +114,45 @@ async fn crud_with_conflicts_on_stale_writes_and_duplicate_names() {
 async fn generation_moves_only_with_the_spec() {
     let server = ApiServer::new();
     let widgets = with_widgets(&server).await;
-    let w = widgets.create(&PostParams::default(), &widget("w", 3)).await.unwrap();
+    let w = widgets
+        .create(&PostParams::default(), &widget("w", 3))
+        .await
+        .unwrap();
     assert_eq!(w.metadata.generation, Some(1));
     let pp = PatchParams::default();
     let status = json!({"status": {"phase": "Ready", "observed_generation": 1}});
-    let w = widgets.patch_status("w", &pp, &Patch::Merge(&status)).await.unwrap();
+    let w = widgets
+        .patch_status("w", &pp, &Patch::Merge(&status))
+        .await
+        .unwrap();
     assert_eq!(w.metadata.generation, Some(1));
-    assert_eq!(w.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Ready"));
-    let w = widgets.patch("w", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}))).await.unwrap();
+    assert_eq!(
+        w.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Ready")
+    );
+    let w = widgets
+        .patch(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(w.metadata.generation, Some(1));
-    let w = widgets.patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 4}, "status": {"phase": "ignored"}}))).await.unwrap();
+    let w = widgets
+        .patch(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"spec": {"size": 4}, "status": {"phase": "ignored"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(w.metadata.generation, Some(2));
-    assert_eq!(w.status.unwrap().phase.as_deref(), Some("Ready"), "main writes keep the old status");
+    assert_eq!(
+        w.status.unwrap().phase.as_deref(),
+        Some("Ready"),
+        "main writes keep the old status"
+    );
 }
 
 #[tokio::test]
@@ -114,10 +176,15 @@ async fn crd_schema_defaults_and_422_with_field_path() {
     let created = raw.create(&PostParams::default(), &obj).await.unwrap();
     assert_eq!(created.data["spec"], json!({"size": 2, "colour": "blue"}));
     let _ = defaulted;
-    let err = widgets.create(&PostParams::default(), &widget("big", 11)).await.unwrap_err();
+    let err = widgets
+        .create(&PostParams::default(), &widget("big", 11))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), 422);
     assert!(
-        err.to_string().contains("spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"),
+        err.to_string().contains(
+            "spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"
+        ),
         "{err}"
     );
 }
@@ -126,25 +193,41 @@ async fn crd_schema_defaults_and_422_with_field_path() {
 async fn finalizers_hold_deletion_until_cleanup_removes_them() {
     let server = ApiServer::new();
     let widgets = with_widgets(&server).await;
-    widgets.create(&PostParams::default(), &widget("f", 1)).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("f", 1))
+        .await
+        .unwrap();
     let reconcile = |w: Arc<Widget>| {
         let widgets = widgets.clone();
         async move {
-            finalizer(&widgets, "test.kube-reconcile.dev/cleanup", w, |event| async move {
-                match event {
-                    Finalizer::Apply(_) | Finalizer::Cleanup(_) => Ok::<_, kube::Error>(Action::await_change()),
-                }
-            })
+            finalizer(
+                &widgets,
+                "test.kube-reconcile.dev/cleanup",
+                w,
+                |event| async move {
+                    match event {
+                        Finalizer::Apply(_) | Finalizer::Cleanup(_) => {
+                            Ok::<_, kube::Error>(Action::await_change())
+                        }
+                    }
+                },
+            )
             .await
         }
     };
-    reconcile(Arc::new(widgets.get("f").await.unwrap())).await.unwrap();
+    reconcile(Arc::new(widgets.get("f").await.unwrap()))
+        .await
+        .unwrap();
     let w = widgets.get("f").await.unwrap();
     assert_eq!(w.finalizers(), ["test.kube-reconcile.dev/cleanup"]);
     widgets.delete("f", &DeleteParams::default()).await.unwrap();
     let deleting = widgets.get("f").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
-    assert_eq!(deleting.metadata.generation, Some(2), "deletionTimestamp bumps generation");
+    assert_eq!(
+        deleting.metadata.generation,
+        Some(2),
+        "deletionTimestamp bumps generation"
+    );
     reconcile(Arc::new(deleting)).await.unwrap();
     assert_eq!(api_code(&widgets.get("f").await.unwrap_err()), 404);
 }
@@ -153,7 +236,10 @@ async fn finalizers_hold_deletion_until_cleanup_removes_them() {
 async fn deleting_an_owner_collects_its_dependents() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let owner = cms.create(&PostParams::default(), &cm("owner")).await.unwrap();
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner"))
+        .await
+        .unwrap();
     let mut child = cm("child");
     child.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "v1".into(),
@@ -164,7 +250,9 @@ async fn deleting_an_owner_collects_its_dependents() {
         block_owner_deletion: Some(true),
     }]);
     cms.create(&PostParams::default(), &child).await.unwrap();
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
     assert_eq!(api_code(&cms.get("child").await.unwrap_err()), 404);
 }
 
@@ -172,28 +260,59 @@ async fn deleting_an_owner_collects_its_dependents() {
 async fn server_side_apply_tracks_managers_and_conflicts_unless_forced() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let apply = |data: serde_json::Value| {
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data})
-    };
+    let apply = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
     let a = PatchParams::apply("manager-a");
     let b = PatchParams::apply("manager-b");
-    cms.patch("ssa", &a, &Patch::Apply(apply(json!({"x": "1", "y": "1"})))).await.unwrap();
-    let err = cms.patch("ssa", &b, &Patch::Apply(apply(json!({"x": "2"})))).await.unwrap_err();
+    cms.patch("ssa", &a, &Patch::Apply(apply(json!({"x": "1", "y": "1"}))))
+        .await
+        .unwrap();
+    let err = cms
+        .patch("ssa", &b, &Patch::Apply(apply(json!({"x": "2"}))))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), 409);
-    assert!(err.to_string().contains("conflict with \"manager-a\": .data.x"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("conflict with \"manager-a\": .data.x"),
+        "{err}"
+    );
     // Same value: shared ownership, no conflict.
-    cms.patch("ssa", &b, &Patch::Apply(apply(json!({"y": "1"})))).await.unwrap();
-    let forced = cms.patch("ssa", &b.clone().force(), &Patch::Apply(apply(json!({"x": "2", "y": "1"})))).await.unwrap();
+    cms.patch("ssa", &b, &Patch::Apply(apply(json!({"y": "1"}))))
+        .await
+        .unwrap();
+    let forced = cms
+        .patch(
+            "ssa",
+            &b.clone().force(),
+            &Patch::Apply(apply(json!({"x": "2", "y": "1"}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data.as_ref().unwrap()["x"], "2");
     // manager-a stops applying x and y: y stays (manager-b owns it too), x is manager-b's.
     let nothing = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}});
     let after = cms.patch("ssa", &a, &Patch::Apply(nothing)).await.unwrap();
-    assert_eq!(after.data.unwrap(), [("x".to_string(), "2".to_string()), ("y".to_string(), "1".to_string())].into());
-    let managers: Vec<String> = after.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    assert_eq!(
+        after.data.unwrap(),
+        [
+            ("x".to_string(), "2".to_string()),
+            ("y".to_string(), "1".to_string())
+        ]
+        .into()
+    );
+    let managers: Vec<String> = after
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert_eq!(managers, ["manager-b"]);
     // Re-applying the same configuration writes nothing.
     let rv = server.resource_version();
-    cms.patch("ssa", &b, &Patch::Apply(apply(json!({"x": "2", "y": "1"})))).await.unwrap();
+    cms.patch("ssa", &b, &Patch::Apply(apply(json!({"x": "2", "y": "1"}))))
+        .await
+        .unwrap();
     assert_eq!(server.resource_version(), rv);
 }
 
@@ -202,7 +321,9 @@ async fn lists_paginate_with_continue_tokens() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"))).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i}")))
+            .await
+            .unwrap();
     }
     let mut names = Vec::new();
     let mut lp = ListParams::default().limit(3);
@@ -216,19 +337,34 @@ async fn lists_paginate_with_continue_tokens() {
         }
     }
     assert_eq!(names.len(), 7);
-    let labelled = cms.list(&ListParams::default().fields("metadata.name=cm-3")).await.unwrap();
+    let labelled = cms
+        .list(&ListParams::default().fields("metadata.name=cm-3"))
+        .await
+        .unwrap();
     assert_eq!(labelled.items.len(), 1);
 }
 
 async fn watch_sees_changes(config: watcher::Config) {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    cms.create(&PostParams::default(), &cm("before")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
     let mut seen = watcher(cms.clone(), config).applied_objects().boxed();
-    let first = tokio::time::timeout(Duration::from_secs(5), seen.try_next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), seen.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first.name_any(), "before");
-    cms.create(&PostParams::default(), &cm("after")).await.unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(5), seen.try_next()).await.unwrap().unwrap().unwrap();
+    cms.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), seen.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second.name_any(), "after");
 }
 
@@ -247,16 +383,35 @@ async fn watch_from_a_compacted_version_gets_410_and_the_watcher_relists() {
     let server = ApiServer::builder().history(5).build();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     for i in 0..20 {
-        cms.create(&PostParams::default(), &cm(&format!("old-{i}"))).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("old-{i}")))
+            .await
+            .unwrap();
     }
-    let err = cms.watch(&kube::api::WatchParams::default(), "1").await.unwrap().boxed().try_next().await;
+    let err = cms
+        .watch(&kube::api::WatchParams::default(), "1")
+        .await
+        .unwrap()
+        .boxed()
+        .try_next()
+        .await;
     match err {
         Ok(Some(kube::api::WatchEvent::Error(e))) => assert_eq!(e.code, 410),
         other => panic!("expected a 410 watch error, got {other:?}"),
     }
-    server.faults().inject(Fault::expired().verb(Verb::Watch).resource("configmaps").times(1));
-    let mut seen = watcher(cms.clone(), watcher::Config::default()).applied_objects().boxed();
-    let first = tokio::time::timeout(Duration::from_secs(10), seen.try_next()).await.unwrap().unwrap().unwrap();
+    server.faults().inject(
+        Fault::expired()
+            .verb(Verb::Watch)
+            .resource("configmaps")
+            .times(1),
+    );
+    let mut seen = watcher(cms.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), seen.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(first.name_any().starts_with("old-"));
 }
 
@@ -265,8 +420,17 @@ async fn events_from_the_recorder_show_as_core_v1_events() {
     let server = ApiServer::new();
     let client: Client = server.client();
     let widgets = with_widgets(&server).await;
-    let w = widgets.create(&PostParams::default(), &widget("ev", 1)).await.unwrap();
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "widget-controller".into(), instance: None });
+    let w = widgets
+        .create(&PostParams::default(), &widget("ev", 1))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
     let event = Event {
         type_: EventType::Normal,
         reason: "Provisioning".into(),
@@ -279,7 +443,10 @@ async fn events_from_the_recorder_show_as_core_v1_events() {
     let lp = ListParams::default().fields("involvedObject.kind=Widget,involvedObject.name=ev");
     let events = core.list(&lp).await.unwrap();
     assert_eq!(events.items.len(), 1);
-    assert_eq!(events.items[0].message.as_deref(), Some("started provisioning"));
+    assert_eq!(
+        events.items[0].message.as_deref(),
+        Some("started provisioning")
+    );
     assert_eq!(events.items[0].reason.as_deref(), Some("Provisioning"));
 }
 
@@ -287,19 +454,38 @@ async fn events_from_the_recorder_show_as_core_v1_events() {
 async fn a_controller_reconciles_custom_resources() {
     let server = ApiServer::new();
     let widgets = with_widgets(&server).await;
-    widgets.create(&PostParams::default(), &widget("c", 2)).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("c", 2))
+        .await
+        .unwrap();
     let reconcile = |w: Arc<Widget>, api: Arc<Api<Widget>>| async move {
-        let status = WidgetStatus { phase: Some("Ready".into()), observed_generation: w.metadata.generation };
-        api.patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+        let status = WidgetStatus {
+            phase: Some("Ready".into()),
+            observed_generation: w.metadata.generation,
+        };
+        api.patch_status(
+            &w.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         Ok::<_, kube::Error>(Action::await_change())
     };
-    let controller = Controller::new(widgets.clone(), watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(widgets.clone()));
+    let controller = Controller::new(widgets.clone(), watcher::Config::default()).run(
+        reconcile,
+        |_, _, _| Action::requeue(Duration::from_secs(1)),
+        Arc::new(widgets.clone()),
+    );
     tokio::spawn(controller.for_each(|_| async {}));
     let ready = await_condition(widgets.clone(), "c", |w: Option<&Widget>| {
-        w.and_then(|w| w.status.as_ref()).and_then(|s| s.phase.as_deref()) == Some("Ready")
+        w.and_then(|w| w.status.as_ref())
+            .and_then(|s| s.phase.as_deref())
+            == Some("Ready")
     });
-    tokio::time::timeout(Duration::from_secs(5), ready).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ready)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -315,12 +501,63 @@ async fn bad_requests_get_typed_errors_and_never_a_panic() {
         let server = server.clone();
         async move { server.call(req).await.status().as_u16() }
     };
-    assert_eq!(send("POST", "/api/v1/namespaces/default/configmaps", b"{not json", "application/json").await, 400);
-    assert_eq!(send("GET", "/apis/nope.example/v1/things", b"", "application/json").await, 404);
-    assert_eq!(send("POST", "/api/v1/namespaces/default/configmaps", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#, "application/json").await, 422);
-    assert_eq!(send("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "text/plain").await, 415);
-    assert_eq!(send("POST", "/api/v1/namespaces/missing/configmaps", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#, "application/json").await, 404);
-    for garbage in [&b"\xff\xfe"[..], b"[]", b"null", b"{\"metadata\": 7}", b"{\"kind\": []}"] {
+    assert_eq!(
+        send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            b"{not json",
+            "application/json"
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "GET",
+            "/apis/nope.example/v1/things",
+            b"",
+            "application/json"
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        send(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#,
+            "application/json"
+        )
+        .await,
+        422
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/x",
+            b"{}",
+            "text/plain"
+        )
+        .await,
+        415
+    );
+    assert_eq!(
+        send(
+            "POST",
+            "/api/v1/namespaces/missing/configmaps",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+            "application/json"
+        )
+        .await,
+        404
+    );
+    for garbage in [
+        &b"\xff\xfe"[..],
+        b"[]",
+        b"null",
+        b"{\"metadata\": 7}",
+        b"{\"kind\": []}",
+    ] {
         let req = http::Request::builder()
             .method("POST")
             .uri("/api/v1/namespaces/default/configmaps")
@@ -332,23 +569,40 @@ async fn bad_requests_get_typed_errors_and_never_a_panic() {
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let mut huge = cm("huge");
     huge.data = Some([("blob".to_string(), "x".repeat(1_600_000))].into());
-    assert_eq!(api_code(&cms.create(&PostParams::default(), &huge).await.unwrap_err()), 413);
+    assert_eq!(
+        api_code(&cms.create(&PostParams::default(), &huge).await.unwrap_err()),
+        413
+    );
 }
 
 #[tokio::test]
 async fn kubectl_style_table_output_uses_printer_columns() {
     let server = ApiServer::new();
     let widgets = with_widgets(&server).await;
-    widgets.create(&PostParams::default(), &widget("t", 7)).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("t", 7))
+        .await
+        .unwrap();
     let req = http::Request::builder()
         .uri("/apis/test.kube-reconcile.dev/v1/namespaces/default/widgets")
-        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
         .body(bytes::Bytes::new())
         .unwrap();
     let resp = server.call(req).await;
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let table: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let names: Vec<&str> = table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Name", "Size", "Phase", "Age"]);
     assert_eq!(table["rows"][0]["cells"][0], "t");
     assert_eq!(table["rows"][0]["cells"][1], 7);
@@ -360,8 +614,15 @@ async fn discovery_finds_custom_resources_both_ways() {
     with_widgets(&server).await;
     for aggregated in [false, true] {
         let discovery = kube::Discovery::new(server.client());
-        let discovery = if aggregated { discovery.run_aggregated().await } else { discovery.run().await }.unwrap();
-        let group = discovery.get("test.kube-reconcile.dev").expect("group discovered");
+        let discovery = if aggregated {
+            discovery.run_aggregated().await
+        } else {
+            discovery.run().await
+        }
+        .unwrap();
+        let group = discovery
+            .get("test.kube-reconcile.dev")
+            .expect("group discovered");
         let (ar, caps) = group.recommended_kind("Widget").expect("kind discovered");
         assert_eq!(ar.plural, "widgets");
         assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
@@ -374,11 +635,33 @@ async fn discovery_finds_custom_resources_both_ways() {
 async fn injected_faults_fire_deterministically_and_are_counted() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    server.faults().inject(Fault::error(500).verb(Verb::Create).resource("configmaps").nth(&[2]));
-    server.faults().inject(Fault::error(429).retry_after(3).verb(Verb::Get).resource("configmaps").times(1));
-    cms.create(&PostParams::default(), &cm("one")).await.unwrap();
-    assert_eq!(api_code(&cms.create(&PostParams::default(), &cm("two")).await.unwrap_err()), 500);
-    cms.create(&PostParams::default(), &cm("two")).await.unwrap();
+    server.faults().inject(
+        Fault::error(500)
+            .verb(Verb::Create)
+            .resource("configmaps")
+            .nth(&[2]),
+    );
+    server.faults().inject(
+        Fault::error(429)
+            .retry_after(3)
+            .verb(Verb::Get)
+            .resource("configmaps")
+            .times(1),
+    );
+    cms.create(&PostParams::default(), &cm("one"))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(
+            &cms.create(&PostParams::default(), &cm("two"))
+                .await
+                .unwrap_err()
+        ),
+        500
+    );
+    cms.create(&PostParams::default(), &cm("two"))
+        .await
+        .unwrap();
     match cms.get("one").await.unwrap_err() {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 429);
@@ -397,9 +680,18 @@ async fn kubectl_can_reach_the_http_listener() {
     let config = kube::Config::new(http.url().parse().unwrap());
     let client = Client::try_from(config).unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
-    cms.create(&PostParams::default(), &cm("over-http")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("over-http"))
+        .await
+        .unwrap();
     assert!(http.kubeconfig().contains(&http.url()));
-    assert_eq!(Api::<ConfigMap>::default_namespaced(server.client()).get("over-http").await.unwrap().name_any(), "over-http");
+    assert_eq!(
+        Api::<ConfigMap>::default_namespaced(server.client())
+            .get("over-http")
+            .await
+            .unwrap()
+            .name_any(),
+        "over-http"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -407,7 +699,9 @@ async fn the_simulator_marks_workloads_ready_after_a_delay_unless_held() {
     use k8s_openapi::api::apps::v1::StatefulSet;
     use kube_reconcile::testing::WorkloadSimulator;
     let server = ApiServer::new();
-    let simulator = WorkloadSimulator::new(server.client()).ready_after(Duration::from_secs(3)).start();
+    let simulator = WorkloadSimulator::new(server.client())
+        .ready_after(Duration::from_secs(3))
+        .start();
     simulator.keep_unready("default", "held");
     let sts: Api<StatefulSet> = Api::default_namespaced(server.client());
     let manifest = |name: &str| -> StatefulSet {
@@ -423,29 +717,56 @@ async fn the_simulator_marks_workloads_ready_after_a_delay_unless_held() {
         .unwrap()
     };
     let started = tokio::time::Instant::now();
-    let created = sts.create(&PostParams::default(), &manifest("db")).await.unwrap();
-    assert_eq!(created.spec.pod_management_policy.as_deref(), Some("OrderedReady"), "server defaults applied");
-    sts.create(&PostParams::default(), &manifest("held")).await.unwrap();
+    let created = sts
+        .create(&PostParams::default(), &manifest("db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.spec.pod_management_policy.as_deref(),
+        Some("OrderedReady"),
+        "server defaults applied"
+    );
+    sts.create(&PostParams::default(), &manifest("held"))
+        .await
+        .unwrap();
     let ready = await_condition(sts.clone(), "db", |s: Option<&StatefulSet>| {
-        s.and_then(|s| s.status.as_ref()).and_then(|st| st.ready_replicas) == Some(2)
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|st| st.ready_replicas)
+            == Some(2)
     });
-    tokio::time::timeout(Duration::from_secs(30), ready).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(3));
     tokio::time::sleep(Duration::from_secs(10)).await;
     let held = sts.get("held").await.unwrap();
     assert_eq!(held.status.and_then(|s| s.ready_replicas), Some(0));
     simulator.make_ready("default", "held");
-    sts.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}}))).await.unwrap();
+    sts.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}})),
+    )
+    .await
+    .unwrap();
     let released = await_condition(sts.clone(), "held", |s: Option<&StatefulSet>| {
-        s.and_then(|s| s.status.as_ref()).and_then(|st| st.ready_replicas) == Some(2)
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|st| st.ready_replicas)
+            == Some(2)
     });
-    tokio::time::timeout(Duration::from_secs(30), released).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), released)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropped_watch_streams_are_resumed_by_the_watcher() {
     let server = ApiServer::new();
-    server.faults().inject(Fault::drop_watch(Duration::from_secs(5)).resource("configmaps"));
+    server
+        .faults()
+        .inject(Fault::drop_watch(Duration::from_secs(5)).resource("configmaps"));
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stream = watcher(cms.clone(), watcher::Config::default()).applied_objects();
@@ -453,13 +774,25 @@ async fn dropped_watch_streams_are_resumed_by_the_watcher() {
         let _ = tx.send(o.map(|o| o.name_any()));
         async {}
     }));
-    cms.create(&PostParams::default(), &cm("one")).await.unwrap();
+    cms.create(&PostParams::default(), &cm("one"))
+        .await
+        .unwrap();
     assert_eq!(rx.recv().await.unwrap().unwrap(), "one");
     tokio::time::sleep(Duration::from_secs(12)).await;
-    cms.create(&PostParams::default(), &cm("two")).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.unwrap().unwrap().unwrap();
+    cms.create(&PostParams::default(), &cm("two"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(next, "two");
-    assert!(server.requests().get(Verb::Watch, "configmaps") >= 2, "the stream was dropped and resumed: {}", server.requests());
+    assert!(
+        server.requests().get(Verb::Watch, "configmaps") >= 2,
+        "the stream was dropped and resumed: {}",
+        server.requests()
+    );
 }
 
 mod garbage {

@@ -23,9 +23,20 @@ struct Kubectl<'a> {
 impl Kubectl<'_> {
     async fn run(&self, args: &[&str]) -> (bool, String) {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--kubeconfig").arg(self.kubeconfig).arg("--cache-dir").arg(self.cache).args(args);
-        let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("run kubectl");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache)
+            .args(args);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .expect("run kubectl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 
@@ -39,10 +50,13 @@ impl Kubectl<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_gets_describes_deletes_and_explains() {
     let Some(bin) = binaries::find("kubectl") else {
-        if std::env::var("KUBE_RECONCILE_REQUIRE_KUBECTL").as_deref() == Ok("1") {
-            panic!("kubectl not found and KUBE_RECONCILE_REQUIRE_KUBECTL=1 (build it: tools/envtest/build.sh kubectl)");
-        }
-        eprintln!("SKIPPED: kubectl not found (build it with tools/envtest/build.sh kubectl, or set KUBEBUILDER_ASSETS)");
+        assert!(
+            std::env::var("KUBE_RECONCILE_REQUIRE_KUBECTL").as_deref() != Ok("1"),
+            "kubectl not found and KUBE_RECONCILE_REQUIRE_KUBECTL=1 (build it: tools/envtest/build.sh kubectl)"
+        );
+        eprintln!(
+            "SKIPPED: kubectl not found (build it with tools/envtest/build.sh kubectl, or set KUBEBUILDER_ASSETS)"
+        );
         return;
     };
     let server = ApiServer::new();
@@ -51,12 +65,25 @@ async fn kubectl_applies_gets_describes_deletes_and_explains() {
     let kubeconfig = dir.0.join("kubeconfig");
     http.write_kubeconfig(&kubeconfig).unwrap();
     let cache = dir.0.join("cache");
-    let kubectl = Kubectl { bin, kubeconfig: &kubeconfig, cache: &cache };
+    let kubectl = Kubectl {
+        bin,
+        kubeconfig: &kubeconfig,
+        cache: &cache,
+    };
 
     let crd_file = dir.0.join("crd.json");
-    std::fs::write(&crd_file, serde_json::to_string_pretty(&Widget::crd()).unwrap()).unwrap();
-    let out = kubectl.ok(&["apply", "-f", crd_file.to_str().unwrap()]).await;
-    assert!(out.contains("widgets.test.kube-reconcile.dev created"), "{out}");
+    std::fs::write(
+        &crd_file,
+        serde_json::to_string_pretty(&Widget::crd()).unwrap(),
+    )
+    .unwrap();
+    let out = kubectl
+        .ok(&["apply", "-f", crd_file.to_str().unwrap()])
+        .await;
+    assert!(
+        out.contains("widgets.test.kube-reconcile.dev created"),
+        "{out}"
+    );
 
     let widget_file = dir.0.join("widget.yaml");
     std::fs::write(
@@ -64,22 +91,44 @@ async fn kubectl_applies_gets_describes_deletes_and_explains() {
         "apiVersion: test.kube-reconcile.dev/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n",
     )
     .unwrap();
-    let out = kubectl.ok(&["apply", "-f", widget_file.to_str().unwrap()]).await;
-    assert!(out.contains("widget.test.kube-reconcile.dev/w1 created"), "{out}");
-    let out = kubectl.ok(&["apply", "-f", widget_file.to_str().unwrap()]).await;
+    let out = kubectl
+        .ok(&["apply", "-f", widget_file.to_str().unwrap()])
+        .await;
+    assert!(
+        out.contains("widget.test.kube-reconcile.dev/w1 created"),
+        "{out}"
+    );
+    let out = kubectl
+        .ok(&["apply", "-f", widget_file.to_str().unwrap()])
+        .await;
     assert!(out.contains("unchanged"), "{out}");
 
     let out = kubectl.ok(&["get", "widgets"]).await;
     let header = out.lines().next().unwrap_or_default();
-    assert!(header.contains("NAME") && header.contains("SIZE") && header.contains("AGE"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("w1") && l.contains('3')), "{out}");
+    assert!(
+        header.contains("NAME") && header.contains("SIZE") && header.contains("AGE"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("w1") && l.contains('3')),
+        "{out}"
+    );
 
     let out = kubectl.ok(&["get", "widget", "w1", "-o", "yaml"]).await;
-    assert!(out.contains("size: 3") && out.contains("colour: blue"), "{out}");
+    assert!(
+        out.contains("size: 3") && out.contains("colour: blue"),
+        "{out}"
+    );
 
     let widgets: Api<Widget> = Api::default_namespaced(server.client());
     let w = widgets.get("w1").await.unwrap();
-    let recorder = Recorder::new(server.client(), Reporter { controller: "widget-controller".into(), instance: None });
+    let recorder = Recorder::new(
+        server.client(),
+        Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
     let event = Event {
         type_: EventType::Normal,
         reason: "Configured".into(),
@@ -89,7 +138,10 @@ async fn kubectl_applies_gets_describes_deletes_and_explains() {
     };
     recorder.publish(&event, &w.object_ref(&())).await.unwrap();
     let out = kubectl.ok(&["describe", "widget", "w1"]).await;
-    assert!(out.contains("Events:") && out.contains("Configured") && out.contains("widget configured"), "{out}");
+    assert!(
+        out.contains("Events:") && out.contains("Configured") && out.contains("widget configured"),
+        "{out}"
+    );
 
     let out = kubectl.ok(&["explain", "widgets.spec"]).await;
     assert!(out.contains("size") && out.contains("colour"), "{out}");

@@ -7,60 +7,99 @@ use std::{alloc::System, path::PathBuf};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 /// The allocator to install with `#[global_allocator]`: the system one, instrumented.
-pub static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+pub(crate) static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// How many allocations `f` made.
-pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
+pub(crate) fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let before = ALLOCATOR.stats().allocations;
     let out = f();
     (out, ALLOCATOR.stats().allocations - before)
 }
 
 /// Bytes currently allocated by the whole process.
-pub fn live_bytes() -> usize {
+pub(crate) fn live_bytes() -> usize {
     let s = ALLOCATOR.stats();
-    let live = s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated;
+    let live =
+        s.bytes_allocated.cast_signed() - s.bytes_deallocated.cast_signed() + s.bytes_reallocated;
     usize::try_from(live).unwrap_or(0)
 }
 
 /// One line of the closing table.
 enum Line {
     /// `ours` and `peer` are criterion ids (`group/function`); the ratio is ours / peer.
-    Ratio { what: &'static str, ours: String, peer: String, target: &'static str },
+    Ratio {
+        what: &'static str,
+        ours: String,
+        peer: String,
+        target: &'static str,
+    },
     /// A measured fact with its target.
-    Fact { what: &'static str, value: String, target: &'static str },
+    Fact {
+        what: &'static str,
+        value: String,
+        target: &'static str,
+    },
 }
 
 /// The closing table: ratios read from criterion's estimates, and facts.
 #[derive(Default)]
-pub struct Report {
+pub(crate) struct Report {
     lines: Vec<Line>,
 }
 
 impl Report {
     /// Compares two criterion benchmarks by their mean.
-    pub fn ratio(&mut self, what: &'static str, ours: &str, peer: &str, target: &'static str) {
-        self.lines.push(Line::Ratio { what, ours: ours.into(), peer: peer.into(), target });
+    pub(crate) fn ratio(
+        &mut self,
+        what: &'static str,
+        ours: &str,
+        peer: &str,
+        target: &'static str,
+    ) {
+        self.lines.push(Line::Ratio {
+            what,
+            ours: ours.into(),
+            peer: peer.into(),
+            target,
+        });
     }
 
     /// Records a measured fact (memory per key, allocations per call, ...).
-    pub fn fact(&mut self, what: &'static str, value: impl ToString, target: &'static str) {
-        self.lines.push(Line::Fact { what, value: value.to_string(), target });
+    pub(crate) fn fact(
+        &mut self,
+        what: &'static str,
+        value: impl std::fmt::Display,
+        target: &'static str,
+    ) {
+        self.lines.push(Line::Fact {
+            what,
+            value: value.to_string(),
+            target,
+        });
     }
 
     /// Prints the table. Benchmarks that did not run (filtered out, `--test`) are skipped.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!("\n== kube-reconcile middleware: ours vs peer (same run) ==");
         for line in &self.lines {
             match line {
-                Line::Ratio { what, ours, peer, target } => match (mean_ns(ours), mean_ns(peer)) {
+                Line::Ratio {
+                    what,
+                    ours,
+                    peer,
+                    target,
+                } => match (mean_ns(ours), mean_ns(peer)) {
                     (Some(o), Some(p)) => println!(
                         "{what:<48} ours {o:>10.1} ns | peer {p:>10.1} ns | ratio {:>6.2}x | target {target}",
                         o / p
                     ),
                     _ => println!("{what:<48} not measured in this run"),
                 },
-                Line::Fact { what, value, target } => {
+                Line::Fact {
+                    what,
+                    value,
+                    target,
+                } => {
                     println!("{what:<48} {value:>30} | target {target}");
                 }
             }
@@ -72,12 +111,13 @@ fn criterion_home() -> PathBuf {
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
         return home.into();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     target.join("criterion")
 }
 
 /// Mean time per iteration of a criterion benchmark from this run, in nanoseconds.
-pub fn mean_ns(id: &str) -> Option<f64> {
+pub(crate) fn mean_ns(id: &str) -> Option<f64> {
     let path = criterion_home().join(id).join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;

@@ -57,7 +57,12 @@ impl<R> Timeout<R> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let deadline = TimeoutLayer::new(Duration::from_secs(1));
-/// let slow = deadline.call(tokio::time::sleep(Duration::from_secs(5))).await;
+/// let slow = deadline
+///     .call(async {
+///         tokio::time::sleep(Duration::from_secs(5)).await;
+///         Ok::<_, std::io::Error>(())
+///     })
+///     .await;
 /// assert!(matches!(slow, Err(TimeoutError::Elapsed { .. })));
 /// let fast = deadline.call(async { Ok::<_, std::io::Error>(7) }).await;
 /// assert_eq!(fast.unwrap(), 7);
@@ -153,12 +158,11 @@ where
     }
 
     async fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Outcome<Self::Error> {
-        match tokio::time::timeout(self.after, self.inner.call(obj, ctx)).await {
-            Ok(outcome) => outcome.map_err(TimeoutError::Reconcile),
-            Err(_) => {
-                tracing::debug!(after = ?self.after, "reconcile timed out");
-                Outcome::Failed(TimeoutError::Elapsed { after: self.after })
-            }
+        if let Ok(outcome) = tokio::time::timeout(self.after, self.inner.call(obj, ctx)).await {
+            outcome.map_err(TimeoutError::Reconcile)
+        } else {
+            tracing::debug!(after = ?self.after, "reconcile timed out");
+            Outcome::Failed(TimeoutError::Elapsed { after: self.after })
         }
     }
 
@@ -187,7 +191,9 @@ mod tests {
         let started = tokio::time::Instant::now();
         let outcome = r.call(Arc::new(ConfigMap::default()), Arc::new(())).await;
         assert_eq!(started.elapsed(), Duration::from_secs(2));
-        let Outcome::Failed(err) = outcome else { panic!("expected a failure, got {outcome:?}") };
+        let Outcome::Failed(err) = outcome else {
+            panic!("expected a failure, got {outcome:?}")
+        };
         assert!(err.is_timeout());
         assert_eq!(err.class(), ErrorClass::Transient);
         assert_eq!(err.to_string(), "timed out after 2s");
@@ -199,7 +205,10 @@ mod tests {
             Err(ErrorClass::Conflict)
         }
         let r = conflict.with(TimeoutLayer::new(Duration::from_secs(2)));
-        let err = r.reconcile(Arc::new(ConfigMap::default()), Arc::new(())).await.unwrap_err();
+        let err = r
+            .reconcile(Arc::new(ConfigMap::default()), Arc::new(()))
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Conflict);
         assert!(!err.is_timeout());
     }

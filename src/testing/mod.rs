@@ -7,10 +7,10 @@
 //!
 //! # What it models
 //!
-//! - Any group/version/kind: built-ins (core/v1 Namespace, ConfigMap, Secret, Service,
-//!   Pod, Event, PersistentVolumeClaim, ServiceAccount; apps/v1 StatefulSet, Deployment;
+//! - Any group/version/kind: built-ins (core/v1 Namespace, `ConfigMap`, Secret, Service,
+//!   Pod, Event, `PersistentVolumeClaim`, `ServiceAccount`; apps/v1 `StatefulSet`, Deployment;
 //!   events.k8s.io/v1 Event, also readable as core/v1 Event; coordination.k8s.io/v1 Lease;
-//!   apiextensions.k8s.io/v1 CustomResourceDefinition) and custom resources, served as
+//!   apiextensions.k8s.io/v1 `CustomResourceDefinition`) and custom resources, served as
 //!   soon as their CRD is created (`Established`, schema pruning, defaults and validation
 //!   with field paths in 422 answers, printer columns in Tables).
 //! - Strictly increasing cluster-wide `resourceVersion`, `uid`, `creationTimestamp`;
@@ -24,7 +24,7 @@
 //!   history, and streaming lists (`sendInitialEvents`).
 //! - JSON patch (with `test`), merge patch, strategic merge patch for built-ins, and
 //!   server-side apply with `managedFields` per manager and conflicts unless forced.
-//! - Discovery (legacy and aggregated), `/version`, health endpoints, minimal OpenAPI v3,
+//! - Discovery (legacy and aggregated), `/version`, health endpoints, minimal `OpenAPI` v3,
 //!   `metav1.Status` errors everywhere.
 //! - Deterministic fault injection ([`Fault`]) and request counters ([`RequestCounts`]).
 //!
@@ -42,8 +42,9 @@ mod server;
 mod simulator;
 
 #[doc(inline)]
-pub use self::simulator::{RunningSimulator, WorkloadSimulator};
-#[doc(inline)]
 pub use self::server::{
-    ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer, RequestCounts, Verb,
+    ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer,
+    RequestCounts, Verb,
 };
+#[doc(inline)]
+pub use self::simulator::{RunningSimulator, WorkloadSimulator};

@@ -1,7 +1,7 @@
-//! A workload simulator (like kwok): marks StatefulSets and Deployments ready after a delay.
+//! A workload simulator (like kwok): marks `StatefulSets` and Deployments ready after a delay.
 //!
 //! Neither the embedded server nor a bare kube-apiserver runs Pods, so nothing would ever
-//! report a workload ready. The simulator watches StatefulSets and Deployments through any
+//! report a workload ready. The simulator watches `StatefulSets` and Deployments through any
 //! `kube::Client` and, after a configurable delay, writes the status a healthy controller
 //! manager would: all replicas ready, `observedGeneration` current. Workloads can be held
 //! unready to test what an operator does while it waits.
@@ -34,7 +34,7 @@ struct Shared {
     handled: HashMap<WorkloadKey, (i64, bool)>,
 }
 
-/// Marks StatefulSets and Deployments ready after a delay. Stops when dropped.
+/// Marks `StatefulSets` and Deployments ready after a delay. Stops when dropped.
 ///
 /// # Examples
 ///
@@ -56,7 +56,9 @@ pub struct WorkloadSimulator {
 
 impl std::fmt::Debug for WorkloadSimulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkloadSimulator").field("ready_after", &self.ready_after).finish_non_exhaustive()
+        f.debug_struct("WorkloadSimulator")
+            .field("ready_after", &self.ready_after)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +72,10 @@ pub struct RunningSimulator {
 impl WorkloadSimulator {
     /// A simulator over `client` that marks workloads ready after 1 s.
     pub fn new(client: Client) -> Self {
-        WorkloadSimulator { client, ready_after: Duration::from_secs(1) }
+        WorkloadSimulator {
+            client,
+            ready_after: Duration::from_secs(1),
+        }
     }
 
     /// How long a workload takes to become ready after each spec change.
@@ -83,9 +88,22 @@ impl WorkloadSimulator {
     /// Starts watching in the background (needs a tokio runtime).
     pub fn start(self) -> RunningSimulator {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let sts = tokio::spawn(run::<StatefulSet>(self.client.clone(), self.ready_after, Arc::clone(&shared), "StatefulSet"));
-        let deploy = tokio::spawn(run::<Deployment>(self.client, self.ready_after, Arc::clone(&shared), "Deployment"));
-        RunningSimulator { shared, tasks: vec![sts, deploy] }
+        let sts = tokio::spawn(run::<StatefulSet>(
+            self.client.clone(),
+            self.ready_after,
+            Arc::clone(&shared),
+            "StatefulSet",
+        ));
+        let deploy = tokio::spawn(run::<Deployment>(
+            self.client,
+            self.ready_after,
+            Arc::clone(&shared),
+            "Deployment",
+        ));
+        RunningSimulator {
+            shared,
+            tasks: vec![sts, deploy],
+        }
     }
 }
 
@@ -94,14 +112,16 @@ impl RunningSimulator {
     pub fn keep_unready(&self, namespace: &str, name: &str) {
         let mut s = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         s.unready.insert((namespace.to_string(), name.to_string()));
-        s.handled.retain(|(_, ns, n), _| !(ns == namespace && n == name));
+        s.handled
+            .retain(|(_, ns, n), _| !(ns == namespace && n == name));
     }
 
     /// Lets a workload held by [`keep_unready`](Self::keep_unready) become ready again.
     pub fn make_ready(&self, namespace: &str, name: &str) {
         let mut s = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         s.unready.remove(&(namespace.to_string(), name.to_string()));
-        s.handled.retain(|(_, ns, n), _| !(ns == namespace && n == name));
+        s.handled
+            .retain(|(_, ns, n), _| !(ns == namespace && n == name));
     }
 }
 
@@ -113,7 +133,15 @@ impl Drop for RunningSimulator {
     }
 }
 
-trait Workload: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static {
+trait Workload:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
     fn desired_replicas(&self) -> i32;
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value;
 }
@@ -124,7 +152,11 @@ impl Workload for StatefulSet {
     }
 
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {
-        let revision = format!("{}-{}", self.name_any(), self.metadata.generation.unwrap_or(1));
+        let revision = format!(
+            "{}-{}",
+            self.name_any(),
+            self.metadata.generation.unwrap_or(1)
+        );
         json!({
             "observedGeneration": self.metadata.generation,
             "replicas": replicas,
@@ -161,12 +193,23 @@ impl Workload for Deployment {
     }
 }
 
-async fn run<K: Workload>(client: Client, delay: Duration, shared: Arc<Mutex<Shared>>, kind: &'static str) {
+async fn run<K: Workload>(
+    client: Client,
+    delay: Duration,
+    shared: Arc<Mutex<Shared>>,
+    kind: &'static str,
+) {
     let api: Api<K> = Api::all(client.clone());
-    let mut events = pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
+    let mut events = pin!(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
     while let Some(next) = poll_fn(|cx| events.as_mut().poll_next(cx)).await {
         let Ok(obj) = next else { continue };
-        let (Some(ns), name) = (obj.namespace(), obj.name_any()) else { continue };
+        let (Some(ns), name) = (obj.namespace(), obj.name_any()) else {
+            continue;
+        };
         let generation = obj.meta().generation.unwrap_or(0);
         let unready = {
             let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -186,7 +229,9 @@ async fn run<K: Workload>(client: Client, delay: Duration, shared: Arc<Mutex<Sha
                 tokio::time::sleep(delay).await;
             }
             let patch = json!({ "status": status });
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            let _ = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
         });
     }
 }

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 
 /// The version the project's tools/envtest pins.
 pub fn pinned_version() -> Option<String> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/envtest/versions.env")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("KUBERNETES_VERSION=")).map(str::to_string)
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tools/envtest/versions.env"
+    ))
+    .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("KUBERNETES_VERSION="))
+        .map(str::to_string)
 }
 
 /// Where `name` is: `$KUBEBUILDER_ASSETS`, the project's build cache, or `PATH`.
@@ -34,7 +40,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), fastrand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -48,5 +58,7 @@ impl Drop for TempDir {
 
 fn fastrand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
 }

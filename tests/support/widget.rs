@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 
 /// A widget: something with a size and a colour.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[kube(group = "test.kube-reconcile.dev", version = "v1", kind = "Widget", namespaced)]
+#[kube(
+    group = "test.kube-reconcile.dev",
+    version = "v1",
+    kind = "Widget",
+    namespaced
+)]
 #[kube(status = "WidgetStatus", shortname = "wd")]
 #[kube(printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".spec.size"}"#)]
 #[kube(printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#)]

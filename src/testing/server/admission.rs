@@ -15,9 +15,17 @@ use super::{
 pub(crate) const MAX_OBJECT_BYTES: usize = 1_572_864;
 
 /// Admits `obj` for a write to `rt` in `ns`; fills server defaults.
-pub(crate) fn admit(state: &State, rt: &ResourceType, ns: Option<&str>, obj: &mut Value, create: bool) -> Result<(), ApiError> {
+pub(crate) fn admit(
+    state: &State,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    obj: &mut Value,
+    create: bool,
+) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("Object 'Kind' is missing in the request body"));
+        return Err(ApiError::bad_request(
+            "Object 'Kind' is missing in the request body",
+        ));
     }
     check_type_meta(rt, obj)?;
     if create {
@@ -26,7 +34,11 @@ pub(crate) fn admit(state: &State, rt: &ResourceType, ns: Option<&str>, obj: &mu
     let name = meta_str(obj, "name").unwrap_or_default().to_string();
     let mut errors = Vec::new();
     if name.is_empty() {
-        errors.push(FieldError::new("metadata.name", FieldErrorKind::Required, "name or generateName is required"));
+        errors.push(FieldError::new(
+            "metadata.name",
+            FieldErrorKind::Required,
+            "name or generateName is required",
+        ));
     } else {
         let bad = if rt.group.is_empty() && rt.plural == "namespaces" {
             validate_label("metadata.name", &name)
@@ -91,9 +103,13 @@ pub(crate) fn admit(state: &State, rt: &ResourceType, ns: Option<&str>, obj: &mu
     if rt.built_in {
         defaults::apply(state, rt, obj);
     }
-    let size = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0);
+    let size = serde_json::to_vec(obj).map_or(0, |v| v.len());
     if size > MAX_OBJECT_BYTES {
-        return Err(ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: etcdserver: request is too large"));
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: etcdserver: request is too large",
+        ));
     }
     Ok(())
 }
@@ -101,13 +117,13 @@ pub(crate) fn admit(state: &State, rt: &ResourceType, ns: Option<&str>, obj: &mu
 fn check_type_meta(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     let kind = obj.get("kind").and_then(Value::as_str);
     let api_version = obj.get("apiVersion").and_then(Value::as_str);
-    if let Some(kind) = kind.filter(|k| !k.is_empty()) {
-        if kind != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({})",
-                rt.kind
-            )));
-        }
+    if let Some(kind) = kind.filter(|k| !k.is_empty())
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            rt.kind
+        )));
     }
     if let Some(av) = api_version.filter(|v| !v.is_empty()) {
         let group = av.rsplit_once('/').map_or("", |(g, _)| g);
@@ -129,7 +145,9 @@ fn generate_name(obj: &mut Value) {
     }
     if let Some(prefix) = meta_str(obj, "generateName").map(str::to_string) {
         const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let suffix: String = (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+            .collect();
         meta_mut(obj).insert("name".into(), json!(format!("{prefix}{suffix}")));
     }
 }
@@ -139,12 +157,19 @@ fn validate_labels(obj: &Value) -> Vec<FieldError> {
     if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
         for (k, v) in labels {
             let Some(v) = v.as_str() else {
-                errors.push(FieldError::new(format!("metadata.labels.{k}"), FieldErrorKind::TypeInvalid(v.to_string()), "must be a string"));
+                errors.push(FieldError::new(
+                    format!("metadata.labels.{k}"),
+                    FieldErrorKind::TypeInvalid(v.to_string()),
+                    "must be a string",
+                ));
                 continue;
             };
             let value_ok = v.len() <= 63
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && (v.is_empty() || (v.starts_with(|c: char| c.is_ascii_alphanumeric()) && v.ends_with(|c: char| c.is_ascii_alphanumeric())));
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && (v.is_empty()
+                    || (v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && v.ends_with(|c: char| c.is_ascii_alphanumeric())));
             if !value_ok {
                 errors.push(FieldError::new(
                     "metadata.labels",
@@ -153,8 +178,17 @@ fn validate_labels(obj: &Value) -> Vec<FieldError> {
                 ));
             }
             let name = k.rsplit_once('/').map_or(k.as_str(), |(_, n)| n);
-            if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-                errors.push(FieldError::new("metadata.labels", FieldErrorKind::Invalid(format!("{k:?}")), "name part must consist of alphanumeric characters, '-', '_' or '.'"));
+            if name.is_empty()
+                || name.len() > 63
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                errors.push(FieldError::new(
+                    "metadata.labels",
+                    FieldErrorKind::Invalid(format!("{k:?}")),
+                    "name part must consist of alphanumeric characters, '-', '_' or '.'",
+                ));
             }
         }
     }

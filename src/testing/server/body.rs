@@ -24,15 +24,21 @@ enum Kind {
 
 impl Body {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        Body { kind: Kind::Full(Some(bytes.into())) }
+        Body {
+            kind: Kind::Full(Some(bytes.into())),
+        }
     }
 
     pub(crate) fn empty() -> Self {
-        Body { kind: Kind::Full(None) }
+        Body {
+            kind: Kind::Full(None),
+        }
     }
 
     pub(crate) fn stream(rx: mpsc::Receiver<Bytes>) -> Self {
-        Body { kind: Kind::Stream(rx) }
+        Body {
+            kind: Kind::Stream(rx),
+        }
     }
 }
 
@@ -40,7 +46,10 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),

@@ -19,7 +19,11 @@ fn object<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>>
 }
 
 fn each<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    v.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut)
+    v.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
 }
 
 /// Fills the defaults of a built-in object before it is stored.
@@ -49,13 +53,26 @@ pub(crate) fn apply(state: &State, rt: &ResourceType, obj: &mut Value) {
             }
         }
         ("apps", "statefulsets") => {
-            let Some(spec) = object(obj, "spec") else { return };
+            let Some(spec) = object(obj, "spec") else {
+                return;
+            };
             set_default(spec, "replicas", json!(1));
             set_default(spec, "podManagementPolicy", json!("OrderedReady"));
             set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(spec, "updateStrategy", json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } }));
-            set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({ "whenDeleted": "Retain", "whenScaled": "Retain" }));
-            if let Some(templates) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } }),
+            );
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({ "whenDeleted": "Retain", "whenScaled": "Retain" }),
+            );
+            if let Some(templates) = spec
+                .get_mut("volumeClaimTemplates")
+                .and_then(Value::as_array_mut)
+            {
                 for t in templates.iter_mut().filter_map(Value::as_object_mut) {
                     set_default(t, "apiVersion", json!("v1"));
                     set_default(t, "kind", json!("PersistentVolumeClaim"));
@@ -68,11 +85,17 @@ pub(crate) fn apply(state: &State, rt: &ResourceType, obj: &mut Value) {
             template(spec);
         }
         ("apps", "deployments") => {
-            let Some(spec) = object(obj, "spec") else { return };
+            let Some(spec) = object(obj, "spec") else {
+                return;
+            };
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
-            set_default(spec, "strategy", json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "25%", "maxSurge": "25%" } }));
+            set_default(
+                spec,
+                "strategy",
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "25%", "maxSurge": "25%" } }),
+            );
             template(spec);
         }
         _ => {}
@@ -83,7 +106,10 @@ pub(crate) fn apply(state: &State, rt: &ResourceType, obj: &mut Value) {
 pub(crate) fn carry_over(rt: &ResourceType, old: &Value, new: &mut Value) {
     if rt.group.is_empty() && rt.plural == "services" {
         for field in ["clusterIP", "clusterIPs"] {
-            if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{field}")), new.get_mut("spec").and_then(Value::as_object_mut)) {
+            if let (Some(v), Some(spec)) = (
+                old.pointer(&format!("/spec/{field}")),
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
                 set_default(spec, field, v.clone());
             }
         }
@@ -115,8 +141,16 @@ fn pod_spec(spec: &mut Value) {
             set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
             set_default(c, "terminationMessagePolicy", json!("File"));
             let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-            let tag = image.rsplit('/').next().and_then(|last| last.split_once(':')).map(|(_, t)| t);
-            let pull = if image.contains('@') || tag.is_some_and(|t| t != "latest") { "IfNotPresent" } else { "Always" };
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':'))
+                .map(|(_, t)| t);
+            let pull = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
+                "IfNotPresent"
+            } else {
+                "Always"
+            };
             set_default(c, "imagePullPolicy", json!(pull));
             set_default(c, "resources", json!({}));
             if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
@@ -144,7 +178,9 @@ fn pod_spec(spec: &mut Value) {
 }
 
 fn service(state: &State, obj: &mut Value) {
-    let Some(spec) = object(obj, "spec") else { return };
+    let Some(spec) = object(obj, "spec") else {
+        return;
+    };
     set_default(spec, "type", json!("ClusterIP"));
     set_default(spec, "sessionAffinity", json!("None"));
     set_default(spec, "internalTrafficPolicy", json!("Cluster"));
@@ -180,7 +216,10 @@ mod tests {
     #[test]
     fn statefulset_and_its_pod_template_get_the_real_defaults() {
         let state = State::new(10);
-        let rt = built_ins().into_iter().find(|r| r.plural == "statefulsets").unwrap();
+        let rt = built_ins()
+            .into_iter()
+            .find(|r| r.plural == "statefulsets")
+            .unwrap();
         let mut sts = json!({"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "postgres:16", "ports": [{"containerPort": 5432}]}]}}}});
         apply(&state, &rt, &mut sts);
         assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
@@ -194,11 +233,19 @@ mod tests {
     #[test]
     fn services_get_a_cluster_ip_and_target_ports() {
         let state = State::new(10);
-        let rt = built_ins().into_iter().find(|r| r.plural == "services").unwrap();
+        let rt = built_ins()
+            .into_iter()
+            .find(|r| r.plural == "services")
+            .unwrap();
         let mut svc = json!({"spec": {"ports": [{"port": 5432}]}});
         apply(&state, &rt, &mut svc);
         assert_eq!(svc["spec"]["type"], "ClusterIP");
-        assert!(svc["spec"]["clusterIP"].as_str().unwrap().starts_with("10.96."));
+        assert!(
+            svc["spec"]["clusterIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.96.")
+        );
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], 5432);
     }
 }

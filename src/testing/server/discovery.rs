@@ -1,4 +1,4 @@
-//! Discovery (legacy and aggregated), `/version`, health, and the OpenAPI documents.
+//! Discovery (legacy and aggregated), `/version`, health, and the `OpenAPI` documents.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,13 +7,8 @@ use http::{HeaderMap, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{
-    body::Body,
-    error::ApiError,
-    handler::json_response,
-    openapi,
-    request::Route,
-    resources::ResourceType,
-    store::State,
+    body::Body, error::ApiError, handler::json_response, openapi, request::Route,
+    resources::ResourceType, store::State,
 };
 
 /// The Kubernetes version the embedded server reports.
@@ -21,42 +16,64 @@ pub(crate) const VERSION: (&str, &str) = ("1", "37");
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-pub(crate) fn serve(state: &State, route: &Route, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let aggregated = accept.split(',').next().unwrap_or_default().contains("as=APIGroupDiscoveryList");
+pub(crate) fn serve(
+    state: &State,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let aggregated = accept
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .contains("as=APIGroupDiscoveryList");
     let types: Vec<&Arc<ResourceType>> = state.types().collect();
     Ok(match route {
-        Route::Version => json_response(200, &json!({
-            "major": VERSION.0,
-            "minor": VERSION.1,
-            "gitVersion": format!("v{}.{}.0", VERSION.0, VERSION.1),
-            "gitCommit": "0000000000000000000000000000000000000000",
-            "gitTreeState": "clean",
-            "buildDate": "2026-01-01T00:00:00Z",
-            "goVersion": "go1.26",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        })),
+        Route::Version => json_response(
+            200,
+            &json!({
+                "major": VERSION.0,
+                "minor": VERSION.1,
+                "gitVersion": format!("v{}.{}.0", VERSION.0, VERSION.1),
+                "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.26",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }),
+        ),
         Route::Health(_) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(Body::full("ok"))
             .unwrap_or_else(|_| Response::new(Body::empty())),
         Route::CoreVersions if aggregated => aggregated_response(&types, true),
-        Route::CoreVersions => json_response(200, &json!({
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1" }],
-        })),
+        Route::CoreVersions => json_response(
+            200,
+            &json!({
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1" }],
+            }),
+        ),
         Route::Groups if aggregated => aggregated_response(&types, false),
-        Route::Groups => json_response(200, &json!({
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": groups(&types).iter().map(|(g, vs)| group_json(g, vs)).collect::<Vec<_>>(),
-        })),
+        Route::Groups => json_response(
+            200,
+            &json!({
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": groups(&types).iter().map(|(g, vs)| group_json(g, vs)).collect::<Vec<_>>(),
+            }),
+        ),
         Route::Group(g) => {
             let all = groups(&types);
-            let versions = all.get(g.as_str()).ok_or_else(|| ApiError::unknown_path(g))?;
+            let versions = all
+                .get(g.as_str())
+                .ok_or_else(|| ApiError::unknown_path(g))?;
             let mut v = group_json(g, versions);
             v["apiVersion"] = json!("v1");
             json_response(200, &v)
@@ -70,8 +87,15 @@ pub(crate) fn serve(state: &State, route: &Route, headers: &HeaderMap) -> Result
             if list.is_empty() && !(group.is_empty() && version == "v1") {
                 return Err(ApiError::unknown_path(&format!("{group}/{version}")));
             }
-            let gv = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
-            json_response(200, &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list }))
+            let gv = if group.is_empty() {
+                version.clone()
+            } else {
+                format!("{group}/{version}")
+            };
+            json_response(
+                200,
+                &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list }),
+            )
         }
         Route::OpenApi(path) => openapi::serve(state, path)?,
         Route::Object(_) => return Err(ApiError::internal("object route reached discovery")),
@@ -111,11 +135,23 @@ fn groups<'a>(types: &[&'a Arc<ResourceType>]) -> BTreeMap<&'a str, Vec<&'a str>
 }
 
 fn group_json(group: &str, versions: &[&str]) -> Value {
-    let gvs: Vec<Value> = versions.iter().map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v })).collect();
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
+        .collect();
     json!({ "kind": "APIGroup", "name": group, "versions": gvs, "preferredVersion": gvs.first().cloned().unwrap_or(Value::Null) })
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource_entries(t: &ResourceType) -> Vec<Value> {
     let mut out = vec![json!({
@@ -136,7 +172,12 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
 fn aggregated_response(types: &[&Arc<ResourceType>], core: bool) -> Response<Body> {
     let mut by_group: BTreeMap<&str, BTreeMap<&str, Vec<&ResourceType>>> = BTreeMap::new();
     for t in types.iter().filter(|t| t.group.is_empty() == core) {
-        by_group.entry(t.group.as_str()).or_default().entry(t.version.as_str()).or_default().push(t);
+        by_group
+            .entry(t.group.as_str())
+            .or_default()
+            .entry(t.version.as_str())
+            .or_default()
+            .push(t);
     }
     let items: Vec<Value> = by_group
         .iter()

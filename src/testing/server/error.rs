@@ -42,14 +42,22 @@ impl ApiError {
     }
 
     pub(crate) fn unknown_path(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub(crate) fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         let resource = qualified(group, plural);
         ApiError {
             details: Some(json!({ "name": name, "group": group, "kind": plural })),
-            ..Self::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{resource} \"{name}\" already exists"),
+            )
         }
     }
 
@@ -57,7 +65,11 @@ impl ApiError {
         let resource = qualified(group, plural);
         ApiError {
             details: Some(json!({ "name": name, "group": group, "kind": plural })),
-            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"))
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {resource} \"{name}\": {why}"),
+            )
         }
     }
 
@@ -73,9 +85,17 @@ impl ApiError {
     /// 422 Invalid with one cause per field error, worded like the real server:
     /// `Kind.group "name" is invalid: field: Reason: detail`.
     pub(crate) fn invalid(kind: &str, group: &str, name: &str, causes: &[FieldError]) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let list = causes.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let summary = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let summary = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
         ApiError {
             details: Some(json!({
                 "name": name,
@@ -87,7 +107,11 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
-            ..Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {summary}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{qualified_kind} \"{name}\" is invalid: {summary}"),
+            )
         }
     }
 
@@ -100,7 +124,13 @@ impl ApiError {
     }
 
     pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+            ),
+        )
     }
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {
@@ -131,7 +161,11 @@ impl ApiError {
 }
 
 fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 /// One field error of a 422 answer.
@@ -166,18 +200,27 @@ impl FieldErrorKind {
 }
 
 impl FieldError {
-    pub(crate) fn new(field: impl Into<String>, kind: FieldErrorKind, detail: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind, detail: detail.into() }
+    pub(crate) fn new(
+        field: impl Into<String>,
+        kind: FieldErrorKind,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            kind,
+            detail: detail.into(),
+        }
     }
 
     fn message(&self) -> String {
         let mut s = match &self.kind {
             FieldErrorKind::Required => "Required value".to_string(),
-            FieldErrorKind::Invalid(v) => format!("Invalid value: {v}"),
+            FieldErrorKind::Invalid(v) | FieldErrorKind::TypeInvalid(v) => {
+                format!("Invalid value: {v}")
+            }
             FieldErrorKind::NotSupported(v) => format!("Unsupported value: {v}"),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::TooLong => "Too long".to_string(),
-            FieldErrorKind::TypeInvalid(v) => format!("Invalid value: {v}"),
         };
         if !self.detail.is_empty() {
             s.push_str(": ");

@@ -65,12 +65,21 @@ pub struct Fault {
 
 impl Fault {
     fn new(action: FaultAction) -> Self {
-        Fault { verb: None, resource: None, name: None, trigger: Trigger::Always, action }
+        Fault {
+            verb: None,
+            resource: None,
+            name: None,
+            trigger: Trigger::Always,
+            action,
+        }
     }
 
     /// Answer with an HTTP error status.
     pub fn error(code: u16) -> Self {
-        Fault::new(FaultAction::Error { code, retry_after: None })
+        Fault::new(FaultAction::Error {
+            code,
+            retry_after: None,
+        })
     }
 
     /// Delay matching requests.
@@ -161,37 +170,70 @@ pub struct Faults {
 
 impl std::fmt::Debug for Faults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.rules.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("Faults").field("rules", &n).finish()
+        let n = self
+            .rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("Faults")
+            .field("rules", &n)
+            .finish_non_exhaustive()
     }
 }
 
 impl Faults {
     pub(crate) fn new(seed: u64) -> Self {
-        Faults { rules: Arc::default(), rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))) }
+        Faults {
+            rules: Arc::default(),
+            rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))),
+        }
     }
 
     /// Adds a fault; rules are checked in the order they were added.
     pub fn inject(&self, fault: Fault) {
-        let rule = Arc::new(Rule { fault, seen: AtomicU64::new(0), fired: AtomicU64::new(0) });
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner).push(rule);
+        let rule = Arc::new(Rule {
+            fault,
+            seen: AtomicU64::new(0),
+            fired: AtomicU64::new(0),
+        });
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(rule);
     }
 
     /// Removes every fault.
     pub fn clear(&self) {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// How many times faults have fired in total.
     pub fn fired(&self) -> u64 {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|r| r.fired.load(Ordering::Relaxed)).sum()
+        self.rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|r| r.fired.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Applies the faults for a request: waits out latency, and returns the error to answer
     /// with, or for a watch how soon to drop it.
-    pub(crate) async fn before(&self, verb: Verb, resource: &str, name: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    pub(crate) async fn before(
+        &self,
+        verb: Verb,
+        resource: &str,
+        name: Option<&str>,
+    ) -> Result<Option<Duration>, ApiError> {
         let mut drop_after = None;
-        let rules: Vec<Arc<Rule>> = self.rules.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let rules: Vec<Arc<Rule>> = self
+            .rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         for rule in rules {
             if !rule.fault.matches(verb, resource, name) {
                 continue;
@@ -199,7 +241,13 @@ impl Faults {
             let n = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
             let fire = match &rule.fault.trigger {
                 Trigger::Always => true,
-                Trigger::Rate(p) => self.rng.lock().unwrap_or_else(PoisonError::into_inner).f64() < *p,
+                Trigger::Rate(p) => {
+                    self.rng
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .f64()
+                        < *p
+                }
                 Trigger::Times(k) => n <= *k,
                 Trigger::Nth(which) => which.contains(&n),
             };
@@ -218,11 +266,14 @@ impl Faults {
                         404 => "NotFound",
                         _ => "InternalError",
                     };
-                    let mut err = ApiError::new(*code, reason, format!("injected fault: {reason} ({code})"));
+                    let mut err =
+                        ApiError::new(*code, reason, format!("injected fault: {reason} ({code})"));
                     err.retry_after = *retry_after;
                     return Err(err);
                 }
-                FaultAction::Expired => return Err(ApiError::gone("injected fault: too old resource version")),
+                FaultAction::Expired => {
+                    return Err(ApiError::gone("injected fault: too old resource version"));
+                }
                 FaultAction::DropWatch(after) => drop_after = Some(*after),
             }
         }

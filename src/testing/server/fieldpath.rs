@@ -34,8 +34,16 @@ fn ignored(path: &[Elem]) -> bool {
         [Elem::Field(f)] => matches!(f.as_str(), "apiVersion" | "kind"),
         [Elem::Field(m), Elem::Field(f), ..] if m == "metadata" => matches!(
             f.as_str(),
-            "name" | "namespace" | "uid" | "resourceVersion" | "generation" | "creationTimestamp" | "managedFields"
-                | "deletionTimestamp" | "deletionGracePeriodSeconds" | "selfLink"
+            "name"
+                | "namespace"
+                | "uid"
+                | "resourceVersion"
+                | "generation"
+                | "creationTimestamp"
+                | "managedFields"
+                | "deletionTimestamp"
+                | "deletionGracePeriodSeconds"
+                | "selfLink"
         ),
         _ => false,
     }
@@ -63,11 +71,17 @@ pub(crate) fn list_kind(rt: &ResourceType, path: &[Elem], items: &[Value]) -> Li
             Some("map") => ListKind::Map(
                 node.get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|k| k.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|k| {
+                        k.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
             Some("set") => ListKind::Set,
-            _ if is_metadata_list(path).is_some() => is_metadata_list(path).unwrap_or(ListKind::Atomic),
+            _ if is_metadata_list(path).is_some() => {
+                is_metadata_list(path).unwrap_or(ListKind::Atomic)
+            }
             _ => ListKind::Atomic,
         };
     }
@@ -80,7 +94,12 @@ pub(crate) fn list_kind(rt: &ResourceType, path: &[Elem], items: &[Value]) -> Li
     };
     let key = |k: &str| ListKind::Map(vec![k.to_string()]);
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => key("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => key("name"),
         "volumeMounts" => key("mountPath"),
         "conditions" => key("type"),
         "ports" if items.iter().any(|i| i.get("containerPort").is_some()) => key("containerPort"),
@@ -91,7 +110,9 @@ pub(crate) fn list_kind(rt: &ResourceType, path: &[Elem], items: &[Value]) -> Li
 
 fn is_metadata_list(path: &[Elem]) -> Option<ListKind> {
     match path {
-        [Elem::Field(m), Elem::Field(f)] if m == "metadata" && f == "finalizers" => Some(ListKind::Set),
+        [Elem::Field(m), Elem::Field(f)] if m == "metadata" && f == "finalizers" => {
+            Some(ListKind::Set)
+        }
         [Elem::Field(m), Elem::Field(f)] if m == "metadata" && f == "ownerReferences" => {
             Some(ListKind::Map(vec!["uid".to_string()]))
         }
@@ -130,7 +151,9 @@ fn walk(rt: &ResourceType, v: &Value, path: &mut Path, set: &mut FieldSet) {
         Value::Array(items) => match list_kind(rt, path, items) {
             ListKind::Map(keys) => {
                 for item in items {
-                    let Some(k) = item_key(&keys, item) else { continue };
+                    let Some(k) = item_key(&keys, item) else {
+                        continue;
+                    };
                     path.push(k);
                     set.insert(path.clone());
                     if let Value::Object(m) = item {
@@ -169,7 +192,9 @@ pub(crate) fn get<'a>(obj: &'a Value, path: &[Elem]) -> Option<&'a Value> {
             Elem::Field(f) => node.get(f)?,
             Elem::Key(k) => {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-                node.as_array()?.iter().find(|i| key.iter().all(|(kf, kv)| i.get(kf) == Some(kv)))?
+                node.as_array()?
+                    .iter()
+                    .find(|i| key.iter().all(|(kf, kv)| i.get(kf) == Some(kv)))?
             }
             Elem::Value(v) => {
                 let want: Value = serde_json::from_str(v).ok()?;
@@ -182,14 +207,21 @@ pub(crate) fn get<'a>(obj: &'a Value, path: &[Elem]) -> Option<&'a Value> {
 
 /// Removes the value at `path`; returns whether something was removed.
 pub(crate) fn remove(obj: &mut Value, path: &[Elem]) -> bool {
-    let Some((last, parent_path)) = path.split_last() else { return false };
+    let Some((last, parent_path)) = path.split_last() else {
+        return false;
+    };
     let mut node = obj;
     for e in parent_path {
         let next = match e {
             Elem::Field(f) => node.get_mut(f),
             Elem::Key(k) => {
-                let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
-                node.as_array_mut().and_then(|a| a.iter_mut().find(|i| key.iter().all(|(kf, kv)| i.get(kf) == Some(kv))))
+                let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
+                    return false;
+                };
+                node.as_array_mut().and_then(|a| {
+                    a.iter_mut()
+                        .find(|i| key.iter().all(|(kf, kv)| i.get(kf) == Some(kv)))
+                })
             }
             Elem::Value(_) => return false,
         };
@@ -199,7 +231,9 @@ pub(crate) fn remove(obj: &mut Value, path: &[Elem]) -> bool {
     match last {
         Elem::Field(f) => node.as_object_mut().is_some_and(|m| m.remove(f).is_some()),
         Elem::Key(k) => {
-            let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
+            let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
+                return false;
+            };
             node.as_array_mut().is_some_and(|a| {
                 let before = a.len();
                 a.retain(|i| !key.iter().all(|(kf, kv)| i.get(kf) == Some(kv)));
@@ -207,7 +241,9 @@ pub(crate) fn remove(obj: &mut Value, path: &[Elem]) -> bool {
             })
         }
         Elem::Value(v) => {
-            let Ok(want) = serde_json::from_str::<Value>(v) else { return false };
+            let Ok(want) = serde_json::from_str::<Value>(v) else {
+                return false;
+            };
             node.as_array_mut().is_some_and(|a| {
                 let before = a.len();
                 a.retain(|i| *i != want);
@@ -250,10 +286,8 @@ pub(crate) fn from_fields_v1(v: &Value) -> FieldSet {
 
 fn decode(v: &Value, path: &mut Path, set: &mut FieldSet) {
     let Some(map) = v.as_object() else { return };
-    if map.is_empty() || map.contains_key(".") {
-        if !path.is_empty() {
-            set.insert(path.clone());
-        }
+    if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+        set.insert(path.clone());
     }
     for (k, child) in map {
         let e = if let Some(f) = k.strip_prefix("f:") {
@@ -282,7 +316,11 @@ pub(crate) fn display(path: &[Elem]) -> String {
             }
             Elem::Key(k) => {
                 s.push('[');
-                s.push_str(&k.trim_start_matches('{').trim_end_matches('}').replace("\":", "\"="));
+                s.push_str(
+                    &k.trim_start_matches('{')
+                        .trim_end_matches('}')
+                        .replace("\":", "\"="),
+                );
                 s.push(']');
             }
             Elem::Value(v) => {

@@ -10,8 +10,7 @@ use super::{
     Inner,
     admission::admit,
     body::Body,
-    defaults,
-    discovery,
+    defaults, discovery,
     error::ApiError,
     lifecycle::{DeleteOptions, Deleted},
     patch::{self, PatchType},
@@ -32,7 +31,10 @@ enum Shape {
 }
 
 fn shape(headers: &HeaderMap) -> Shape {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let first = accept.split(',').next().unwrap_or_default();
     if first.contains("as=Table") {
         Shape::Table
@@ -53,10 +55,10 @@ pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
 
 pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
     let mut resp = json_response(err.code, &err.to_status());
-    if let Some(s) = err.retry_after {
-        if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(s) = err.retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&s.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }
@@ -65,19 +67,28 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal the request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal the request body: {e}")))
 }
 
 impl Inner {
-    pub(crate) async fn handle(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+    pub(crate) async fn handle(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response<Body> {
         let query = Query::parse(uri.query());
         let path = uri.path();
         match route(path) {
             None => error_response(&ApiError::unknown_path(path)),
-            Some(Route::Object(target)) => match self.object(method, &query, headers, target, body).await {
-                Ok(resp) => resp,
-                Err(err) => error_response(&err),
-            },
+            Some(Route::Object(target)) => {
+                match self.object(method, &query, headers, target, body).await {
+                    Ok(resp) => resp,
+                    Err(err) => error_response(&err),
+                }
+            }
             Some(route) => {
                 let state = self.lock();
                 match discovery::serve(&state, &route, headers) {
@@ -88,18 +99,38 @@ impl Inner {
         }
     }
 
-    async fn object(&self, method: &Method, query: &Query, headers: &HeaderMap, t: Target, body: Bytes) -> Result<Response<Body>, ApiError> {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per verb reads best as a single dispatch table"
+    )]
+    async fn object(
+        &self,
+        method: &Method,
+        query: &Query,
+        headers: &HeaderMap,
+        t: Target,
+        body: Bytes,
+    ) -> Result<Response<Body>, ApiError> {
         let rt = self
             .lock()
             .lookup(&t.group, &t.version, &t.plural)
             .ok_or_else(|| ApiError::unknown_path(&format!("{}/{}", t.group, t.plural)))?;
-        let verb = Verb::of(method, &t, query).ok_or_else(|| ApiError::method_not_allowed(format!("{method} is not supported here")))?;
-        let mut resource = if rt.group.is_empty() { rt.plural.clone() } else { format!("{}.{}", rt.plural, rt.group) };
+        let verb = Verb::of(method, &t, query).ok_or_else(|| {
+            ApiError::method_not_allowed(format!("{method} is not supported here"))
+        })?;
+        let mut resource = if rt.group.is_empty() {
+            rt.plural.clone()
+        } else {
+            format!("{}.{}", rt.plural, rt.group)
+        };
         if let Some(sub) = &t.subresource {
             resource = format!("{resource}/{sub}");
         }
         self.counter.add(verb, resource.clone());
-        let drop_watch_after = self.faults.before(verb, &resource, t.name.as_deref()).await?;
+        let drop_watch_after = self
+            .faults
+            .before(verb, &resource, t.name.as_deref())
+            .await?;
         match t.subresource.as_deref() {
             None => {}
             Some("status") if rt.status_subresource && t.name.is_some() => {}
@@ -122,7 +153,7 @@ impl Inner {
             Verb::Get => {
                 let stored = self.lock().get(&rt, ns, name)?;
                 let obj = present(&rt, &stored);
-                Ok(self.render_one(&rt, shape, &obj))
+                Ok(Self::render_one(&rt, shape, &obj))
             }
             Verb::List => self.list(&rt, ns, query, shape),
             Verb::Watch => {
@@ -150,10 +181,11 @@ impl Inner {
                 let mut obj = ingest(&rt, parse_json(&body)?);
                 let mut state = self.lock();
                 admit(&state, &rt, ns, &mut obj, true)?;
-                if rt.status_subresource && rt.plural != "namespaces" {
-                    if let Some(o) = obj.as_object_mut() {
-                        o.remove("status");
-                    }
+                if rt.status_subresource
+                    && rt.plural != "namespaces"
+                    && let Some(o) = obj.as_object_mut()
+                {
+                    o.remove("status");
                 }
                 ssa::track_update(&rt, None, &mut obj, &manager(query, headers), "");
                 let created = state.create(&rt, ns, obj, &opts)?;
@@ -165,48 +197,89 @@ impl Inner {
                 let old = state.get(&rt, ns, name)?;
                 defaults::carry_over(&rt, &old, &mut obj);
                 admit(&state, &rt, ns, &mut obj, false)?;
-                ssa::track_update(&rt, Some(&old), &mut obj, &manager(query, headers), t.subresource.as_deref().unwrap_or_default());
+                ssa::track_update(
+                    &rt,
+                    Some(&old),
+                    &mut obj,
+                    &manager(query, headers),
+                    t.subresource.as_deref().unwrap_or_default(),
+                );
                 let updated = state.update(&rt, ns, name, obj, status_only, &opts)?;
                 Ok(json_response(200, &present(&rt, &updated)))
             }
             Verb::Patch => {
-                let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+                let ct = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let kind = PatchType::from_content_type(ct)
+                    .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
                 let patch_body = parse_json(&body)?;
                 let mut state = self.lock();
                 if kind == PatchType::Apply {
                     let field_manager = query.get("fieldManager").ok_or_else(|| {
                         ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
                     })?;
-                    let (obj, created) = ssa::apply(&mut state, &rt, ns, name, patch_body, field_manager, query.flag("force"), status_only, &opts)?;
-                    return Ok(json_response(if created { 201 } else { 200 }, &present(&rt, &obj)));
+                    let (obj, created) = ssa::apply(
+                        &mut state,
+                        &rt,
+                        ns,
+                        name,
+                        patch_body,
+                        field_manager,
+                        query.flag("force"),
+                        status_only,
+                        &opts,
+                    )?;
+                    return Ok(json_response(
+                        if created { 201 } else { 200 },
+                        &present(&rt, &obj),
+                    ));
                 }
                 let current = state.get(&rt, ns, name)?;
                 let mut doc = present(&rt, &current);
                 match kind {
                     PatchType::Json => patch::json_patch(&mut doc, &patch_body)?,
                     PatchType::Merge => patch::merge_patch(&mut doc, &patch_body)?,
-                    PatchType::Strategic if rt.built_in => patch::strategic_merge(&mut doc, &patch_body)?,
+                    PatchType::Strategic if rt.built_in => {
+                        patch::strategic_merge(&mut doc, &patch_body)?;
+                    }
                     PatchType::Strategic => return Err(ApiError::unsupported_media_type(ct)),
                     PatchType::Apply => unreachable!("apply handled above"),
                 }
                 let mut obj = ingest(&rt, doc);
                 admit(&state, &rt, ns, &mut obj, false)?;
-                ssa::track_update(&rt, Some(&current), &mut obj, &manager(query, headers), t.subresource.as_deref().unwrap_or_default());
+                ssa::track_update(
+                    &rt,
+                    Some(&current),
+                    &mut obj,
+                    &manager(query, headers),
+                    t.subresource.as_deref().unwrap_or_default(),
+                );
                 let updated = state.update(&rt, ns, name, obj, status_only, &opts)?;
                 Ok(json_response(200, &present(&rt, &updated)))
             }
             Verb::Delete => {
-                let options = if body.is_empty() { json!({}) } else { parse_json(&body)? };
-                let del = DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
+                let options = if body.is_empty() {
+                    json!({})
+                } else {
+                    parse_json(&body)?
+                };
+                let del =
+                    DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
                 match self.lock().delete(&rt, ns, name, &del)? {
                     Deleted::Pending(obj) => Ok(json_response(200, &present(&rt, &obj))),
                     Deleted::Gone(obj) => Ok(json_response(200, &success(&rt, &obj))),
                 }
             }
             Verb::DeleteCollection => {
-                let options = if body.is_empty() { json!({}) } else { parse_json(&body)? };
-                let del = DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
+                let options = if body.is_empty() {
+                    json!({})
+                } else {
+                    parse_json(&body)?
+                };
+                let del =
+                    DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
                 let sel = selectors(query)?;
                 let mut state = self.lock();
                 let names: Vec<(Option<String>, String)> = state
@@ -214,18 +287,24 @@ impl Inner {
                     .filter(|o| sel.matches(&present(&rt, o)))
                     .map(|o| {
                         let m = &o["metadata"];
-                        (m["namespace"].as_str().map(str::to_string), m["name"].as_str().unwrap_or_default().to_string())
+                        (
+                            m["namespace"].as_str().map(str::to_string),
+                            m["name"].as_str().unwrap_or_default().to_string(),
+                        )
                     })
                     .collect();
                 for (ns, name) in names {
                     state.delete(&rt, ns.as_deref(), &name, &del)?;
                 }
-                Ok(json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+                Ok(json_response(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+                ))
             }
         }
     }
 
-    fn render_one(&self, rt: &ResourceType, shape: Shape, obj: &Value) -> Response<Body> {
+    fn render_one(rt: &ResourceType, shape: Shape, obj: &Value) -> Response<Body> {
         match shape {
             Shape::Full => json_response(200, obj),
             Shape::Metadata => json_response(200, &metadata_only(obj)),
@@ -233,15 +312,26 @@ impl Inner {
         }
     }
 
-    fn list(&self, rt: &ResourceType, ns: Option<&str>, query: &Query, shape: Shape) -> Result<Response<Body>, ApiError> {
+    fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        query: &Query,
+        shape: Shape,
+    ) -> Result<Response<Body>, ApiError> {
         let sel = selectors(query)?;
-        let limit = query.number("limit").filter(|l| *l > 0).and_then(|l| usize::try_from(l).ok());
+        let limit = query
+            .number("limit")
+            .filter(|l| *l > 0)
+            .and_then(|l| usize::try_from(l).ok());
         let state = self.lock();
         let after = match query.get("continue") {
             Some(token) => {
                 let (rv, key) = decode_continue(token)?;
                 if rv < state.oldest_rv {
-                    return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                    return Err(ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ));
                 }
                 Some(key)
             }
@@ -260,17 +350,23 @@ impl Inner {
                 continue;
             }
             last_key = Some((
-                view["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-                view["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                view["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                view["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             ));
             items.push(view);
         }
         let mut meta = json!({ "resourceVersion": state.rv.to_string() });
-        if more > 0 {
-            if let Some(key) = last_key {
-                meta["continue"] = json!(encode_continue(state.rv, &key));
-                meta["remainingItemCount"] = json!(more);
-            }
+        if more > 0
+            && let Some(key) = last_key
+        {
+            meta["continue"] = json!(encode_continue(state.rv, &key));
+            meta["remainingItemCount"] = json!(more);
         }
         let body = match shape {
             Shape::Table => table::render(rt, &items, Some(meta)),
@@ -335,9 +431,21 @@ fn encode_continue(rv: u64, key: &(String, String)) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     use base64::Engine as _;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
-    Ok((rv, (v["ns"].as_str().unwrap_or_default().to_string(), v["name"].as_str().ok_or_else(bad)?.to_string())))
+    Ok((
+        rv,
+        (
+            v["ns"].as_str().unwrap_or_default().to_string(),
+            v["name"].as_str().ok_or_else(bad)?.to_string(),
+        ),
+    ))
 }

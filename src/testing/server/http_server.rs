@@ -23,18 +23,30 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let server = server.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let server = server.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_else(|_| Bytes::new());
-                            Ok::<_, std::convert::Infallible>(server.inner.handle(&parts.method, &parts.uri, &parts.headers, bytes).await)
+                            let bytes = body
+                                .collect()
+                                .await
+                                .map_or_else(|_| Bytes::new(), http_body_util::Collected::to_bytes);
+                            Ok::<_, std::convert::Infallible>(
+                                server
+                                    .inner
+                                    .handle(&parts.method, &parts.uri, &parts.headers, bytes)
+                                    .await,
+                            )
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

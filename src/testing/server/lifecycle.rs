@@ -33,7 +33,10 @@ pub(crate) struct DeleteOptions {
 
 impl DeleteOptions {
     pub(crate) fn from_body(body: &Value, dry_run: bool, policy_param: Option<&str>) -> Self {
-        let policy = body.get("propagationPolicy").and_then(Value::as_str).or(policy_param);
+        let policy = body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .or(policy_param);
         let orphan = body.get("orphanDependents").and_then(Value::as_bool) == Some(true);
         DeleteOptions {
             propagation: match policy {
@@ -42,12 +45,19 @@ impl DeleteOptions {
                 _ if orphan => Propagation::Orphan,
                 _ => Propagation::Background,
             },
-            uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+            uid: body
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             resource_version: body
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            dry_run: dry_run || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty()),
+            dry_run: dry_run
+                || body
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty()),
         }
     }
 }
@@ -75,31 +85,48 @@ impl State {
     ) -> Result<Deleted, ApiError> {
         let obj = self.get(rt, ns, name)?;
         let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
-        if let Some(want) = &opts.uid {
-            if *want != uid {
-                return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!(
+        if let Some(want) = &opts.uid
+            && *want != uid
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
                     "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                )));
-            }
+                ),
+            ));
         }
         if let Some(want) = &opts.resource_version {
             let have = meta_str(&obj, "resourceVersion").unwrap_or_default();
             if want != have {
-                return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {have}"
-                )));
+                return Err(ApiError::conflict(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {have}"
+                    ),
+                ));
             }
         }
         let key = (ns.unwrap_or_default().to_string(), name.to_string());
         let mut fins = finalizers(&obj);
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
         let has_dependents = !self.dependents_of(&uid).is_empty();
-        if opts.propagation == Propagation::Foreground && has_dependents && !fins.iter().any(|f| f == FOREGROUND) {
+        if opts.propagation == Propagation::Foreground
+            && has_dependents
+            && !fins.iter().any(|f| f == FOREGROUND)
+        {
             fins.push(FOREGROUND.to_string());
         }
         let waits = !fins.is_empty() || is_namespace;
         if opts.dry_run {
-            return Ok(if waits { Deleted::Pending(obj) } else { Deleted::Gone(obj) });
+            return Ok(if waits {
+                Deleted::Pending(obj)
+            } else {
+                Deleted::Gone(obj)
+            });
         }
         if opts.propagation == Propagation::Orphan {
             self.orphan_dependents(&uid);
@@ -126,7 +153,11 @@ impl State {
         if is_namespace {
             new["status"] = json!({ "phase": "Terminating" });
         }
-        let new = if already && new == *obj { obj } else { self.commit(rt, key.clone(), Some(obj), new) };
+        let new = if already && new == *obj {
+            obj
+        } else {
+            self.commit(rt, key.clone(), Some(obj), new)
+        };
         if opts.propagation == Propagation::Foreground {
             self.delete_dependents(&uid);
             self.finish_foreground(&uid);
@@ -153,11 +184,13 @@ impl State {
         let uid = meta_str(gone, "uid").unwrap_or_default().to_string();
         // Background cascade: dependents with no owner left go too.
         for (storage, key) in self.dependents_of(&uid) {
-            let Some(dep) = self.object_at(&storage, &key) else { continue };
-            if owner_uids(&dep).iter().all(|u| !self.uid_exists(u)) {
-                if let Some(drt) = self.type_for_storage(&storage) {
-                    let _ = self.delete(&drt, ns_of(&key), &key.1, &DeleteOptions::default());
-                }
+            let Some(dep) = self.object_at(&storage, &key) else {
+                continue;
+            };
+            if owner_uids(&dep).iter().all(|u| !self.uid_exists(u))
+                && let Some(drt) = self.type_for_storage(&storage)
+            {
+                let _ = self.delete(&drt, ns_of(&key), &key.1, &DeleteOptions::default());
             }
         }
         for owner in owner_uids(gone) {
@@ -185,43 +218,82 @@ impl State {
 
     fn orphan_dependents(&mut self, uid: &str) {
         for (storage, key) in self.dependents_of(uid) {
-            let (Some(drt), Some(dep)) = (self.type_for_storage(&storage), self.object_at(&storage, &key)) else {
+            let (Some(drt), Some(dep)) = (
+                self.type_for_storage(&storage),
+                self.object_at(&storage, &key),
+            ) else {
                 continue;
             };
             let mut new = (*dep).clone();
-            if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
             }
-            let _ = self.update(&drt, ns_of(&key), &key.1, new, false, &WriteOptions::default());
+            let _ = self.update(
+                &drt,
+                ns_of(&key),
+                &key.1,
+                new,
+                false,
+                &WriteOptions::default(),
+            );
         }
     }
 
     /// Removes the foreground finalizer from the owner `uid` once it has no dependents left.
     fn finish_foreground(&mut self, uid: &str) {
-        if !self.dependents_of(uid).iter().all(|(s, k)| self.object_at(s, k).is_none()) {
+        if !self
+            .dependents_of(uid)
+            .iter()
+            .all(|(s, k)| self.object_at(s, k).is_none())
+        {
             return;
         }
-        let Some((storage, key)) = self.locate(uid) else { return };
-        let Some(obj) = self.object_at(&storage, &key) else { return };
+        let Some((storage, key)) = self.locate(uid) else {
+            return;
+        };
+        let Some(obj) = self.object_at(&storage, &key) else {
+            return;
+        };
         if !finalizers(&obj).iter().any(|f| f == FOREGROUND) {
             return;
         }
-        let Some(rt) = self.type_for_storage(&storage) else { return };
+        let Some(rt) = self.type_for_storage(&storage) else {
+            return;
+        };
         let mut new = (*obj).clone();
-        if let Some(f) = new.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+        if let Some(f) = new
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        {
             f.retain(|x| x.as_str() != Some(FOREGROUND));
         }
-        let _ = self.update(&rt, ns_of(&key), &key.1, new, false, &WriteOptions::default());
+        let _ = self.update(
+            &rt,
+            ns_of(&key),
+            &key.1,
+            new,
+            false,
+            &WriteOptions::default(),
+        );
     }
 
     fn empty_namespace(&mut self, ns: &str) {
         let storages: Vec<Arc<str>> = self.objects.keys().cloned().collect();
         for storage in storages {
-            let Some(rt) = self.type_for_storage(&storage) else { continue };
+            let Some(rt) = self.type_for_storage(&storage) else {
+                continue;
+            };
             if !rt.namespaced {
                 continue;
             }
-            let keys: Vec<ObjKey> = self.objects[&storage].keys().filter(|(n, _)| n == ns).cloned().collect();
+            let keys: Vec<ObjKey> = self.objects[&storage]
+                .keys()
+                .filter(|(n, _)| n == ns)
+                .cloned()
+                .collect();
             for key in keys {
                 let _ = self.delete(&rt, Some(ns), &key.1, &DeleteOptions::default());
             }
@@ -230,14 +302,22 @@ impl State {
 
     /// Removes a terminating namespace once nothing is left in it.
     fn finish_namespace(&mut self, ns: &str) {
-        let Some(obj) = self.namespace_state(ns).cloned() else { return };
+        let Some(obj) = self.namespace_state(ns).cloned() else {
+            return;
+        };
         if obj.pointer("/metadata/deletionTimestamp").is_none() {
             return;
         }
-        if self.objects.values().any(|b| b.keys().any(|(n, _)| n == ns)) {
+        if self
+            .objects
+            .values()
+            .any(|b| b.keys().any(|(n, _)| n == ns))
+        {
             return;
         }
-        let Some(rt) = self.lookup("", "v1", "namespaces") else { return };
+        let Some(rt) = self.lookup("", "v1", "namespaces") else {
+            return;
+        };
         if finalizers(&obj).is_empty() {
             self.remove(&rt, &(String::new(), ns.to_string()), None);
         }

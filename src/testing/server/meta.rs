@@ -7,7 +7,9 @@ use super::error::{FieldError, FieldErrorKind};
 /// The current wall-clock time as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
 pub(crate) fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// The current wall-clock time with microseconds (`MicroTime`, as in `eventTime`).
@@ -22,15 +24,25 @@ pub(crate) fn new_uid() -> String {
     let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let hex: String = b.iter().fold(String::with_capacity(32), |mut s, x| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{x:02x}");
+        s
+    });
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// DNS-1123 subdomain: lowercase alphanumerics, `-` and `.`, starting and ending alphanumeric, ≤ 253.
 pub(crate) fn validate_subdomain(field: &str, value: &str) -> Option<FieldError> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|part| label_ok(part, 253));
+    let ok =
+        !value.is_empty() && value.len() <= 253 && value.split('.').all(|part| label_ok(part, 253));
     (!ok).then(|| {
         FieldError::new(
             field,
@@ -54,17 +66,24 @@ pub(crate) fn validate_label(field: &str, value: &str) -> Option<FieldError> {
 fn label_ok(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 /// Whether anything outside `metadata` (and `status`, when it is a subresource) differs.
 pub(crate) fn spec_changed(old: &Value, new: &Value, status_is_subresource: bool) -> bool {
-    let skip = |k: &str| matches!(k, "metadata" | "apiVersion" | "kind") || (status_is_subresource && k == "status");
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else { return old != new };
+    let skip = |k: &str| {
+        matches!(k, "metadata" | "apiVersion" | "kind") || (status_is_subresource && k == "status")
+    };
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return old != new;
+    };
     let keys: std::collections::BTreeSet<&String> = o.keys().chain(n.keys()).collect();
-    keys.into_iter().filter(|k| !skip(k)).any(|k| o.get(k.as_str()) != n.get(k.as_str()))
+    keys.into_iter()
+        .filter(|k| !skip(k))
+        .any(|k| o.get(k.as_str()) != n.get(k.as_str()))
 }
 
 /// `metadata` of an object, created if missing.
@@ -72,7 +91,9 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Map::new());
     }
-    obj["metadata"].as_object_mut().expect("invariant: metadata was just made an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("invariant: metadata was just made an object")
 }
 
 /// A string field of `metadata`.
@@ -84,7 +105,11 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -92,7 +117,11 @@ pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
 pub(crate) fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -112,10 +141,15 @@ mod tests {
     #[test]
     fn generation_ignores_metadata_and_subresource_status() {
         let old = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"x": 1}, "status": {"y": 1}});
-        let relabelled = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"x": 1}, "status": {"y": 2}});
+        let relabelled =
+            json!({"metadata": {"labels": {"a": "2"}}, "spec": {"x": 1}, "status": {"y": 2}});
         assert!(!spec_changed(&old, &relabelled, true));
         assert!(spec_changed(&old, &relabelled, false));
-        assert!(spec_changed(&old, &json!({"metadata": {}, "spec": {"x": 2}}), true));
+        assert!(spec_changed(
+            &old,
+            &json!({"metadata": {}, "spec": {"x": 2}}),
+            true
+        ));
     }
 
     #[test]

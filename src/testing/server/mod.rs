@@ -61,7 +61,11 @@ pub struct ApiServerBuilder {
 
 impl Default for ApiServerBuilder {
     fn default() -> Self {
-        ApiServerBuilder { history: 10_000, seed: 0, bookmark_every: Duration::from_secs(60) }
+        ApiServerBuilder {
+            history: 10_000,
+            seed: 0,
+            bookmark_every: Duration::from_secs(60),
+        }
     }
 }
 
@@ -149,7 +153,9 @@ impl Inner {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("resource_version", &self.inner.lock().rv).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("resource_version", &self.inner.lock().rv)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,13 +203,20 @@ impl ApiServer {
 
     /// How many objects the server holds, of every kind.
     pub fn object_count(&self) -> usize {
-        self.inner.lock().objects.values().map(std::collections::BTreeMap::len).sum()
+        self.inner
+            .lock()
+            .objects
+            .values()
+            .map(std::collections::BTreeMap::len)
+            .sum()
     }
 
     /// Serves one HTTP request.
     pub async fn call(&self, request: http::Request<Bytes>) -> http::Response<Body> {
         let (parts, body) = request.into_parts();
-        self.inner.handle(&parts.method, &parts.uri, &parts.headers, body).await
+        self.inner
+            .handle(&parts.method, &parts.uri, &parts.headers, body)
+            .await
     }
 
     /// Serves the API over plain HTTP on `127.0.0.1` (a free port), for `kubectl`.
@@ -232,10 +245,15 @@ impl tower_service::Service<http::Request<kube::client::Body>> for ApiServer {
             let bytes = match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) => {
-                    return Ok(handler::error_response(&ApiError::bad_request(format!("reading the request body: {e}"))));
+                    return Ok(handler::error_response(&ApiError::bad_request(format!(
+                        "reading the request body: {e}"
+                    ))));
                 }
             };
-            Ok(server.inner.handle(&parts.method, &parts.uri, &parts.headers, bytes).await)
+            Ok(server
+                .inner
+                .handle(&parts.method, &parts.uri, &parts.headers, bytes)
+                .await)
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The OpenAPI v3 documents `kubectl apply` (strict validation) and `kubectl explain` read.
+//! The `OpenAPI` v3 documents `kubectl apply` (strict validation) and `kubectl explain` read.
 
 use http::Response;
 use serde_json::{Value, json};
@@ -9,13 +9,22 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     let mut gvs: Vec<(String, String)> = state.types().map(|t| t.group_version()).collect();
     gvs.sort();
     gvs.dedup();
-    let doc_path = |(g, v): &(String, String)| if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+    let doc_path = |(g, v): &(String, String)| {
+        if g.is_empty() {
+            format!("api/{v}")
+        } else {
+            format!("apis/{g}/{v}")
+        }
+    };
     if path == "v3" || path == "v3/" {
         let paths: serde_json::Map<String, Value> = gvs
             .iter()
             .map(|gv| {
                 let p = doc_path(gv);
-                (p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash=0") }))
+                (
+                    p.clone(),
+                    json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash=0") }),
+                )
             })
             .collect();
         return Ok(json_response(200, &json!({ "paths": paths })));
@@ -31,38 +40,56 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     for t in state.types().filter(|t| t.group_version() == *gv) {
         let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
         let name = schema_name(&t.group, &t.version, &t.kind);
-        let mut schema = t.schema.as_deref().cloned().unwrap_or_else(|| json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }));
+        let mut schema = t.schema.as_deref().cloned().unwrap_or_else(
+            || json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }),
+        );
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
             props.insert("apiVersion".into(), json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object." }));
             props.insert("kind".into(), json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents." }));
-            props.insert("metadata".into(), json!({ "type": "object", "description": "Standard object's metadata." }));
+            props.insert(
+                "metadata".into(),
+                json!({ "type": "object", "description": "Standard object's metadata." }),
+            );
         }
         schema["x-kubernetes-group-version-kind"] = gvk.clone();
         schemas.insert(name.clone(), schema);
-        let base = if t.group.is_empty() { format!("/api/{}", t.version) } else { format!("/apis/{}/{}", t.group, t.version) };
+        let base = if t.group.is_empty() {
+            format!("/api/{}", t.version)
+        } else {
+            format!("/apis/{}/{}", t.group, t.version)
+        };
         let item = if t.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
         } else {
             format!("{base}/{}/{{name}}", t.plural)
         };
-        let op = |verb: &str| json!({
-            "operationId": format!("{verb}{}", t.kind),
-            "x-kubernetes-action": verb,
-            "x-kubernetes-group-version-kind": gvk[0],
-            "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }],
-            "responses": { "200": { "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } } } },
-        });
+        let op = |verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", t.kind),
+                "x-kubernetes-action": verb,
+                "x-kubernetes-group-version-kind": gvk[0],
+                "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }],
+                "responses": { "200": { "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } } } },
+            })
+        };
         paths.insert(item, json!({ "get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete") }));
     }
-    Ok(json_response(200, &json!({
-        "openapi": "3.0.0",
-        "info": { "title": "Kubernetes", "version": "v1.37.0" },
-        "paths": paths,
-        "components": { "schemas": schemas },
-    })))
+    Ok(json_response(
+        200,
+        &json!({
+            "openapi": "3.0.0",
+            "info": { "title": "Kubernetes", "version": "v1.37.0" },
+            "paths": paths,
+            "components": { "schemas": schemas },
+        }),
+    ))
 }
 
 fn schema_name(group: &str, version: &str, kind: &str) -> String {
-    let reversed: Vec<&str> = if group.is_empty() { vec!["io", "k8s", "api", "core"] } else { group.split('.').rev().collect() };
+    let reversed: Vec<&str> = if group.is_empty() {
+        vec!["io", "k8s", "api", "core"]
+    } else {
+        group.split('.').rev().collect()
+    };
     format!("{}.{version}.{kind}", reversed.join("."))
 }

@@ -20,7 +20,9 @@ impl PatchType {
             "application/json-patch+json" => PatchType::Json,
             "application/merge-patch+json" => PatchType::Merge,
             "application/strategic-merge-patch+json" => PatchType::Strategic,
-            "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => PatchType::Apply,
+            "application/apply-patch+yaml"
+            | "application/apply-patch+json"
+            | "application/apply-patch+cbor" => PatchType::Apply,
             _ => return None,
         })
     }
@@ -36,14 +38,21 @@ pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError>
         // (kube's finalizer helper relies on it).
         let missing_null_test = op.get("op").and_then(Value::as_str) == Some("test")
             && op.get("value").is_some_and(Value::is_null)
-            && op.get("path").and_then(Value::as_str).is_some_and(|p| doc.pointer(p).is_none());
+            && op
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| doc.pointer(p).is_none());
         if missing_null_test {
             continue;
         }
         let one: json_patch::Patch = serde_json::from_value(Value::Array(vec![op.clone()]))
             .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal the patch: {e}")))?;
         json_patch::patch(doc, &one).map_err(|e| {
-            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {e}"),
+            )
         })?;
     }
     Ok(())
@@ -61,7 +70,12 @@ pub(crate) fn merge_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError
 /// The merge key of a list field in built-in kinds (`patchMergeKey`), or `None` if it is replaced whole.
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" => "type",
@@ -80,12 +94,18 @@ fn is_set(field: &str) -> bool {
 /// Applies a strategic merge patch, with the list semantics of built-in kinds.
 pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let Value::Object(p) = patch else {
-        return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "strategic merge patch must be a JSON object",
+        ));
     };
     if !doc.is_object() {
         *doc = Value::Object(Map::new());
     }
-    merge_object(doc.as_object_mut().expect("invariant: doc was made an object"), p);
+    merge_object(
+        doc.as_object_mut()
+            .expect("invariant: doc was made an object"),
+        p,
+    );
     Ok(())
 }
 
@@ -116,15 +136,22 @@ fn merge_object(doc: &mut Map<String, Value>, patch: &Map<String, Value>) {
                     doc.remove(key);
                     continue;
                 }
-                let slot = doc.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let slot = doc
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
-                merge_object(slot.as_object_mut().expect("invariant: slot is an object"), pv);
+                merge_object(
+                    slot.as_object_mut().expect("invariant: slot is an object"),
+                    pv,
+                );
             }
             Value::Array(items) => {
                 let merged = match (merge_key(key), doc.get(key)) {
-                    (Some(mk), Some(Value::Array(current))) if items.iter().all(Value::is_object) => {
+                    (Some(mk), Some(Value::Array(current)))
+                        if items.iter().all(Value::is_object) =>
+                    {
                         merge_list(current.clone(), items, mk)
                     }
                     (None, Some(Value::Array(current))) if is_set(key) => {
@@ -149,8 +176,15 @@ fn merge_object(doc: &mut Map<String, Value>, patch: &Map<String, Value>) {
 }
 
 fn merge_list(mut current: Vec<Value>, patch: &[Value], key: &str) -> Vec<Value> {
-    if patch.iter().any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        return patch.iter().filter(|p| p.get("$patch").is_none()).cloned().collect();
+    if patch
+        .iter()
+        .any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        return patch
+            .iter()
+            .filter(|p| p.get("$patch").is_none())
+            .cloned()
+            .collect();
     }
     for item in patch {
         let k = item.get(key);
@@ -195,7 +229,10 @@ mod tests {
         });
         strategic_merge(&mut doc, &patch).unwrap();
         assert_eq!(doc["metadata"]["finalizers"], json!(["a", "b"]));
-        assert_eq!(doc["spec"]["containers"], json!([{"name": "db", "image": "pg:16"}]));
+        assert_eq!(
+            doc["spec"]["containers"],
+            json!([{"name": "db", "image": "pg:16"}])
+        );
     }
 
     #[test]

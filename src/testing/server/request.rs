@@ -16,7 +16,10 @@ pub(crate) enum Route {
     /// `/apis/{group}`
     Group(String),
     /// `/api/v1` or `/apis/{group}/{version}`
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v2`, `/openapi/v3`, `/openapi/v3/{api|apis/g}/{v}`
     OpenApi(String),
     /// A resource collection, item or subresource.
@@ -113,8 +116,14 @@ pub(crate) fn route(path: &str) -> Option<Route> {
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
         ["apis", g] => Some(Route::Group((*g).to_string())),
-        ["api", v] => Some(Route::Resources { group: String::new(), version: (*v).to_string() }),
-        ["apis", g, v] => Some(Route::Resources { group: (*g).to_string(), version: (*v).to_string() }),
+        ["api", v] => Some(Route::Resources {
+            group: String::new(),
+            version: (*v).to_string(),
+        }),
+        ["apis", g, v] => Some(Route::Resources {
+            group: (*g).to_string(),
+            version: (*v).to_string(),
+        }),
         ["api", v, rest @ ..] => object("", v, rest),
         ["apis", g, v, rest @ ..] => object(g, v, rest),
         _ => None,
@@ -155,7 +164,11 @@ pub(crate) struct Query(HashMap<String, String>);
 impl Query {
     pub(crate) fn parse(query: Option<&str>) -> Self {
         let mut map = HashMap::new();
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             map.insert(percent_decode(k), percent_decode(v));
         }
@@ -163,7 +176,10 @@ impl Query {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub(crate) fn flag(&self, key: &str) -> bool {
@@ -184,15 +200,12 @@ pub(crate) fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                } else {
+                    out.push(b'%');
+                    i += 1;
                 }
             }
             b'+' => {
@@ -214,10 +227,14 @@ mod tests {
 
     #[test]
     fn namespaced_item_routes_to_its_target() {
-        let Some(Route::Object(t)) = route("/apis/apps/v1/namespaces/db/statefulsets/pg/status") else {
+        let Some(Route::Object(t)) = route("/apis/apps/v1/namespaces/db/statefulsets/pg/status")
+        else {
             panic!("no route")
         };
-        assert_eq!((t.group.as_str(), t.plural.as_str()), ("apps", "statefulsets"));
+        assert_eq!(
+            (t.group.as_str(), t.plural.as_str()),
+            ("apps", "statefulsets")
+        );
         assert_eq!(t.namespace.as_deref(), Some("db"));
         assert_eq!(t.name.as_deref(), Some("pg"));
         assert_eq!(t.subresource.as_deref(), Some("status"));
@@ -225,8 +242,13 @@ mod tests {
 
     #[test]
     fn a_namespace_is_a_cluster_scoped_item() {
-        let Some(Route::Object(t)) = route("/api/v1/namespaces/default") else { panic!("no route") };
-        assert_eq!((t.plural.as_str(), t.name.as_deref(), t.namespace), ("namespaces", Some("default"), None));
+        let Some(Route::Object(t)) = route("/api/v1/namespaces/default") else {
+            panic!("no route")
+        };
+        assert_eq!(
+            (t.plural.as_str(), t.name.as_deref(), t.namespace),
+            ("namespaces", Some("default"), None)
+        );
     }
 
     #[test]

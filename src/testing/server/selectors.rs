@@ -26,7 +26,11 @@ impl LabelSelector {
             if term.is_empty() {
                 continue;
             }
-            let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {term:?}"));
+            let bad = || {
+                ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label selector: {term:?}"
+                ))
+            };
             let req = if let Some(key) = term.strip_prefix('!') {
                 Requirement::NotExists(valid_key(key.trim()).ok_or_else(bad)?)
             } else if let Some((k, v)) = term.split_once("!=") {
@@ -34,9 +38,15 @@ impl LabelSelector {
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 Requirement::Eq(valid_key(k.trim()).ok_or_else(bad)?, v.trim().to_string())
             } else if let Some((k, rest)) = split_set(term, " notin ") {
-                Requirement::NotIn(valid_key(k).ok_or_else(bad)?, set_values(rest).ok_or_else(bad)?)
+                Requirement::NotIn(
+                    valid_key(k).ok_or_else(bad)?,
+                    set_values(rest).ok_or_else(bad)?,
+                )
             } else if let Some((k, rest)) = split_set(term, " in ") {
-                Requirement::In(valid_key(k).ok_or_else(bad)?, set_values(rest).ok_or_else(bad)?)
+                Requirement::In(
+                    valid_key(k).ok_or_else(bad)?,
+                    set_values(rest).ok_or_else(bad)?,
+                )
             } else {
                 Requirement::Exists(valid_key(term).ok_or_else(bad)?)
             };
@@ -84,13 +94,20 @@ fn split_set<'a>(term: &'a str, op: &str) -> Option<(&'a str, &'a str)> {
 
 fn set_values(rest: &str) -> Option<Vec<String>> {
     let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 fn valid_key(k: &str) -> Option<String> {
     let ok = !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     ok.then(|| k.to_string())
 }
 
@@ -107,7 +124,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{term}'"
+                )));
             };
             reqs.push((field.trim().to_string(), eq, value.trim().to_string()));
         }
@@ -170,8 +189,16 @@ mod tests {
     #[test]
     fn field_selectors_read_dotted_paths() {
         let obj = json!({"metadata": {"name": "x", "namespace": "ns"}, "involvedObject": {"kind": "Database"}});
-        assert!(FieldSelector::parse("metadata.name=x,involvedObject.kind=Database").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns").unwrap().matches(&obj));
+        assert!(
+            FieldSelector::parse("metadata.name=x,involvedObject.kind=Database")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=ns")
+                .unwrap()
+                .matches(&obj)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

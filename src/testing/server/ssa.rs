@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use super::{
     admission::admit,
     error::ApiError,
-    fieldpath::{Elem, FieldSet, ListKind, Path, display, fields_of, from_fields_v1, get, item_key, list_kind, remove, to_fields_v1},
+    fieldpath::{
+        Elem, FieldSet, ListKind, Path, display, fields_of, from_fields_v1, get, item_key,
+        list_kind, remove, to_fields_v1,
+    },
     meta::{meta_mut, meta_str, now_rfc3339},
     resources::ResourceType,
     store::{State, WriteOptions},
@@ -86,7 +89,13 @@ fn starts_with(path: &Path, prefix: &Path) -> bool {
 }
 
 /// Records the fields a non-apply write changed as owned by `manager`.
-pub(crate) fn track_update(rt: &ResourceType, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str) {
+pub(crate) fn track_update(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: &str,
+) {
     let empty = json!({});
     let old_obj = old.unwrap_or(&empty);
     let mut ents = entries(old_obj);
@@ -113,9 +122,13 @@ pub(crate) fn track_update(rt: &ResourceType, old: Option<&Value>, new: &mut Val
         return;
     }
     for e in &mut ents {
-        e.fields.retain(|p| !changed.iter().any(|c| starts_with(p, c)));
+        e.fields
+            .retain(|p| !changed.iter().any(|c| starts_with(p, c)));
     }
-    let gained: FieldSet = changed.into_iter().filter(|p| get(new, p).is_some()).collect();
+    let gained: FieldSet = changed
+        .into_iter()
+        .filter(|p| get(new, p).is_some())
+        .collect();
     let me = ents
         .iter_mut()
         .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource);
@@ -137,7 +150,11 @@ pub(crate) fn track_update(rt: &ResourceType, old: Option<&Value>, new: &mut Val
 }
 
 /// Server-side apply of `body` by `manager`. Returns the object and whether it was created.
-#[allow(clippy::too_many_arguments)] // reason: mirrors the request's parameters one to one
+#[allow(
+    clippy::too_many_arguments,
+    clippy::too_many_lines,
+    reason = "mirrors the request's parameters; the steps of apply read in order"
+)]
 pub(crate) fn apply(
     state: &mut State,
     rt: &ResourceType,
@@ -150,10 +167,18 @@ pub(crate) fn apply(
     opts: &WriteOptions,
 ) -> Result<(Arc<Value>, bool), ApiError> {
     let mut applied = ingest(rt, body);
-    if applied.get("apiVersion").and_then(Value::as_str).is_none_or(str::is_empty)
-        || applied.get("kind").and_then(Value::as_str).is_none_or(str::is_empty)
+    if applied
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        || applied
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
-        return Err(ApiError::bad_request("apiVersion and kind must be set in an applied configuration"));
+        return Err(ApiError::bad_request(
+            "apiVersion and kind must be set in an applied configuration",
+        ));
     }
     match meta_str(&applied, "name") {
         Some(n) if !n.is_empty() && n != name => {
@@ -166,12 +191,16 @@ pub(crate) fn apply(
         }
     }
     let sub = if status_only { "status" } else { "" };
-    if rt.status_subresource && !status_only {
-        if let Some(o) = applied.as_object_mut() {
-            o.remove("status");
-        }
+    if rt.status_subresource
+        && !status_only
+        && let Some(o) = applied.as_object_mut()
+    {
+        o.remove("status");
     }
-    let applied_set: FieldSet = fields_of(rt, &applied).into_iter().filter(|p| in_scope(rt, p, sub)).collect();
+    let applied_set: FieldSet = fields_of(rt, &applied)
+        .into_iter()
+        .filter(|p| in_scope(rt, p, sub))
+        .collect();
     let Ok(live) = state.get(rt, ns, name) else {
         if status_only {
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
@@ -208,7 +237,11 @@ pub(crate) fn apply(
             let message = if lines.len() == 1 {
                 format!("Apply failed with 1 conflict: {}", lines[0])
             } else {
-                format!("Apply failed with {} conflicts: {}", lines.len(), lines.join("\n"))
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    lines.len(),
+                    lines.join("\n")
+                )
             };
             let mut err = ApiError::new(409, "Conflict", message);
             err.details = Some(json!({
@@ -226,9 +259,16 @@ pub(crate) fn apply(
     }
     let mut merged = (*live).clone();
     merge(rt, &mut merged, &applied, &mut Vec::new());
-    let previous = ents.iter().find(|e| is_me(e)).map(|e| e.fields.clone()).unwrap_or_default();
+    let previous = ents
+        .iter()
+        .find(|e| is_me(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     for p in previous.difference(&applied_set) {
-        let owned_elsewhere = ents.iter().filter(|e| !is_me(e)).any(|e| e.fields.iter().any(|q| starts_with(q, p)));
+        let owned_elsewhere = ents
+            .iter()
+            .filter(|e| !is_me(e))
+            .any(|e| e.fields.iter().any(|q| starts_with(q, p)));
         if !owned_elsewhere {
             remove(&mut merged, p);
         }
@@ -251,7 +291,10 @@ pub(crate) fn apply(
     }
     write_entries(&mut merged, &ents);
     admit(state, rt, ns, &mut merged, false)?;
-    Ok((state.update(rt, ns, name, merged, status_only, opts)?, false))
+    Ok((
+        state.update(rt, ns, name, merged, status_only, opts)?,
+        false,
+    ))
 }
 
 fn merge(rt: &ResourceType, live: &mut Value, applied: &Value, path: &mut Path) {
@@ -275,7 +318,9 @@ fn merge(rt: &ResourceType, live: &mut Value, applied: &Value, path: &mut Path) 
                         l.push(item.clone());
                         continue;
                     };
-                    let existing = l.iter_mut().find(|i| item_key(&keys, i).as_ref() == Some(&k));
+                    let existing = l
+                        .iter_mut()
+                        .find(|i| item_key(&keys, i).as_ref() == Some(&k));
                     match existing {
                         Some(i) => {
                             path.push(k);

@@ -16,22 +16,37 @@ pub struct RequestCounts {
 impl RequestCounts {
     /// Requests with `verb` on `resource`.
     pub fn get(&self, verb: Verb, resource: &str) -> u64 {
-        self.counts.get(&(verb, resource.to_string())).copied().unwrap_or(0)
+        self.counts
+            .get(&(verb, resource.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests with `verb` on any resource.
     pub fn verb(&self, verb: Verb) -> u64 {
-        self.counts.iter().filter(|((v, _), _)| *v == verb).map(|(_, n)| n).sum()
+        self.counts
+            .iter()
+            .filter(|((v, _), _)| *v == verb)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Requests on `resource` with any verb.
     pub fn resource(&self, resource: &str) -> u64 {
-        self.counts.iter().filter(|((_, r), _)| r == resource).map(|(_, n)| n).sum()
+        self.counts
+            .iter()
+            .filter(|((_, r), _)| r == resource)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Write requests (create, update, patch, delete, deletecollection) on any resource.
     pub fn writes(&self) -> u64 {
-        self.counts.iter().filter(|((v, _), _)| v.is_write()).map(|(_, n)| n).sum()
+        self.counts
+            .iter()
+            .filter(|((v, _), _)| v.is_write())
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// All requests.
@@ -72,15 +87,25 @@ pub(crate) struct Counter(Mutex<RequestCounts>);
 
 impl Counter {
     pub(crate) fn add(&self, verb: Verb, resource: String) {
-        let mut c = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *c.counts.entry((verb, resource)).or_default() += 1;
     }
 
     pub(crate) fn snapshot(&self) -> RequestCounts {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn reset(&self) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).counts.clear();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .counts
+            .clear();
     }
 }

@@ -84,8 +84,12 @@ impl State {
                 "spec": { "finalizers": ["kubernetes"] },
                 "status": { "phase": "Active" },
             });
-            let rt = state.lookup("", "v1", "namespaces").expect("invariant: namespaces are built in");
-            state.create(&rt, None, obj, &WriteOptions::default()).expect("invariant: built-in namespaces are valid");
+            let rt = state
+                .lookup("", "v1", "namespaces")
+                .expect("invariant: namespaces are built in");
+            state
+                .create(&rt, None, obj, &WriteOptions::default())
+                .expect("invariant: built-in namespaces are valid");
         }
         state.oldest_rv = state.rv;
         state
@@ -93,16 +97,28 @@ impl State {
 
     pub(crate) fn register(&mut self, rt: ResourceType) {
         self.objects.entry(Arc::clone(&rt.storage)).or_default();
-        self.types.insert((rt.group.clone(), rt.version.clone(), rt.plural.clone()), Arc::new(rt));
+        self.types.insert(
+            (rt.group.clone(), rt.version.clone(), rt.plural.clone()),
+            Arc::new(rt),
+        );
     }
 
     pub(crate) fn unregister_group_plural(&mut self, group: &str, plural: &str) {
-        self.types.retain(|(g, _, p), _| !(g == group && p == plural));
+        self.types
+            .retain(|(g, _, p), _| !(g == group && p == plural));
     }
 
     /// The resource type served at `group/version/plural` (also by singular or short name).
-    pub(crate) fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        if let Some(rt) = self.types.get(&(group.to_string(), version.to_string(), plural.to_string())) {
+    pub(crate) fn lookup(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceType>> {
+        if let Some(rt) =
+            self.types
+                .get(&(group.to_string(), version.to_string(), plural.to_string()))
+        {
             return Some(Arc::clone(rt));
         }
         None
@@ -116,7 +132,12 @@ impl State {
         self.objects.get(&rt.storage)
     }
 
-    pub(crate) fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub(crate) fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         let key = (ns.unwrap_or_default().to_string(), name.to_string());
         self.bucket(rt)
             .and_then(|b| b.get(&key))
@@ -147,7 +168,9 @@ impl State {
     }
 
     pub(crate) fn namespace_state(&self, ns: &str) -> Option<&Arc<Value>> {
-        self.objects.get("namespaces").and_then(|b| b.get(&(String::new(), ns.to_string())))
+        self.objects
+            .get("namespaces")
+            .and_then(|b| b.get(&(String::new(), ns.to_string())))
     }
 
     /// Creates an object. `obj` is already in storage form and admitted.
@@ -182,6 +205,10 @@ impl State {
     }
 
     /// Replaces an object (PUT, or the result of a patch). `status_only` writes only `.status`.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the update rules in the order the real server applies them"
+    )]
     pub(crate) fn update(
         &mut self,
         rt: &ResourceType,
@@ -192,23 +219,23 @@ impl State {
         opts: &WriteOptions,
     ) -> Result<Arc<Value>, ApiError> {
         let old = self.get(rt, ns, name)?;
-        if let Some(rv) = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty()) {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::stale(&rt.group, &rt.plural, name));
-            }
+        if let Some(rv) = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty())
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::stale(&rt.group, &rt.plural, name));
         }
-        if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
-            if Some(uid) != meta_str(&old, "uid") {
-                return Err(ApiError::conflict(
-                    &rt.group,
-                    &rt.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&old, "uid").unwrap_or_default()
-                    ),
-                ));
-            }
+        if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty())
+            && Some(uid) != meta_str(&old, "uid")
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid").unwrap_or_default()
+                ),
+            ));
         }
         if rt.status_subresource {
             if status_only {
@@ -237,15 +264,33 @@ impl State {
         // Server-owned metadata comes from the stored object.
         let deleting = old.pointer("/metadata/deletionTimestamp").is_some();
         {
-            let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+            let old_meta = old
+                .get("metadata")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             let meta = meta_mut(&mut new);
-            for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+                "name",
+            ] {
                 match old_meta.get(field) {
                     Some(v) => meta.insert(field.into(), v.clone()),
                     None => meta.remove(field),
                 };
             }
-            meta.insert("resourceVersion".into(), old_meta.get("resourceVersion").cloned().unwrap_or(Value::Null));
+            meta.insert(
+                "resourceVersion".into(),
+                old_meta
+                    .get("resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
         }
         if deleting {
             let before: BTreeSet<String> = finalizers(&old).into_iter().collect();
@@ -263,7 +308,10 @@ impl State {
             }
         }
         if rt.generation && spec_changed(&old, &new, rt.status_subresource) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         if without_rv(&new) == without_rv(&old) {
@@ -280,7 +328,13 @@ impl State {
     }
 
     /// Stores `new` with the next resource version and tells the watchers.
-    pub(crate) fn commit(&mut self, rt: &ResourceType, key: ObjKey, old: Option<Arc<Value>>, mut new: Value) -> Arc<Value> {
+    pub(crate) fn commit(
+        &mut self,
+        rt: &ResourceType,
+        key: ObjKey,
+        old: Option<Arc<Value>>,
+        mut new: Value,
+    ) -> Arc<Value> {
         self.rv += 1;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let new = Arc::new(new);
@@ -288,16 +342,32 @@ impl State {
             self.unindex(rt, &key, old);
         }
         self.index(rt, &key, &new);
-        self.objects.entry(Arc::clone(&rt.storage)).or_default().insert(key, Arc::clone(&new));
-        let event = if old.is_some() { EventType::Modified } else { EventType::Added };
+        self.objects
+            .entry(Arc::clone(&rt.storage))
+            .or_default()
+            .insert(key, Arc::clone(&new));
+        let event = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.record(rt, event, Arc::clone(&new), old);
         self.after_write(rt, &new);
         new
     }
 
     /// Removes an object for good (no finalizers left), then collects its dependents.
-    pub(crate) fn remove(&mut self, rt: &ResourceType, key: &ObjKey, last: Option<Value>) -> Arc<Value> {
-        let Some(old) = self.objects.get_mut(&rt.storage).and_then(|b| b.remove(key)) else {
+    pub(crate) fn remove(
+        &mut self,
+        rt: &ResourceType,
+        key: &ObjKey,
+        last: Option<Value>,
+    ) -> Arc<Value> {
+        let Some(old) = self
+            .objects
+            .get_mut(&rt.storage)
+            .and_then(|b| b.remove(key))
+        else {
             return Arc::new(last.unwrap_or(Value::Null));
         };
         self.unindex(rt, key, &old);
@@ -310,12 +380,24 @@ impl State {
         gone
     }
 
-    fn record(&mut self, rt: &ResourceType, event: EventType, object: Arc<Value>, old: Option<Arc<Value>>) {
-        let record = Arc::new(Record { rv: self.rv, storage: Arc::clone(&rt.storage), event, object, old });
-        if self.log.len() == self.log_capacity {
-            if let Some(dropped) = self.log.pop_front() {
-                self.oldest_rv = dropped.rv;
-            }
+    fn record(
+        &mut self,
+        rt: &ResourceType,
+        event: EventType,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
+        let record = Arc::new(Record {
+            rv: self.rv,
+            storage: Arc::clone(&rt.storage),
+            event,
+            object,
+            old,
+        });
+        if self.log.len() == self.log_capacity
+            && let Some(dropped) = self.log.pop_front()
+        {
+            self.oldest_rv = dropped.rv;
         }
         self.log.push_back(Arc::clone(&record));
         let _ = self.tx.send(record);
@@ -327,15 +409,25 @@ impl State {
             return None;
         }
         let start = self.log.partition_point(|r| r.rv <= rv);
-        Some(self.log.range(start..).filter(|r| &*r.storage == storage).cloned().collect())
+        Some(
+            self.log
+                .range(start..)
+                .filter(|r| &*r.storage == storage)
+                .cloned()
+                .collect(),
+        )
     }
 
     fn index(&mut self, rt: &ResourceType, key: &ObjKey, obj: &Value) {
         if let Some(uid) = meta_str(obj, "uid") {
-            self.uids.insert(uid.to_string(), (Arc::clone(&rt.storage), key.clone()));
+            self.uids
+                .insert(uid.to_string(), (Arc::clone(&rt.storage), key.clone()));
         }
         for owner in owner_uids(obj) {
-            self.dependents.entry(owner).or_default().insert((Arc::clone(&rt.storage), key.clone()));
+            self.dependents
+                .entry(owner)
+                .or_default()
+                .insert((Arc::clone(&rt.storage), key.clone()));
         }
     }
 
@@ -362,12 +454,18 @@ impl State {
     }
 
     pub(crate) fn dependents_of(&self, uid: &str) -> Vec<(Arc<str>, ObjKey)> {
-        self.dependents.get(uid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Any served type for a storage (to re-enter write paths for dependents).
     pub(crate) fn type_for_storage(&self, storage: &str) -> Option<Arc<ResourceType>> {
-        self.types.values().find(|t| &*t.storage == storage && !t.view).cloned()
+        self.types
+            .values()
+            .find(|t| &*t.storage == storage && !t.view)
+            .cloned()
     }
 
     pub(crate) fn object_at(&self, storage: &str, key: &ObjKey) -> Option<Arc<Value>> {

@@ -12,56 +12,115 @@ struct Column {
 }
 
 fn s(v: &Value, p: &str) -> String {
-    v.pointer(p).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).unwrap_or_default()
+    v.pointer(p)
+        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+        .unwrap_or_default()
 }
 
 fn count(v: &Value, p: &str) -> Value {
-    json!(v.pointer(p).and_then(|x| x.as_object().map(serde_json::Map::len).or_else(|| x.as_array().map(Vec::len))).unwrap_or(0))
+    json!(
+        v.pointer(p)
+            .and_then(|x| x
+                .as_object()
+                .map(serde_json::Map::len)
+                .or_else(|| x.as_array().map(Vec::len)))
+            .unwrap_or(0)
+    )
 }
 
 fn ready(v: &Value) -> Value {
-    let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-    let have = v.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+    let want = v
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let have = v
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     json!(format!("{have}/{want}"))
 }
 
 fn builtin_columns(rt: &ResourceType) -> Vec<Column> {
-    let col = |name, type_, cell| Column { name, type_, format: "", cell };
+    let col = |name, type_, cell| Column {
+        name,
+        type_,
+        format: "",
+        cell,
+    };
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "configmaps") => vec![col("Data", "integer", |v| count(v, "/data"))],
-        ("", "secrets") => vec![col("Type", "string", |v| json!(s(v, "/type"))), col("Data", "integer", |v| count(v, "/data"))],
+        ("", "secrets") => vec![
+            col("Type", "string", |v| json!(s(v, "/type"))),
+            col("Data", "integer", |v| count(v, "/data")),
+        ],
         ("", "namespaces") => vec![col("Status", "string", |v| json!(s(v, "/status/phase")))],
         ("", "services") => vec![
             col("Type", "string", |v| json!(s(v, "/spec/type"))),
             col("Cluster-IP", "string", |v| json!(s(v, "/spec/clusterIP"))),
             col("Ports", "string", |v| {
-                let ports = v.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-                json!(ports.iter().map(|p| format!("{}/{}", s(p, "/port"), s(p, "/protocol"))).collect::<Vec<_>>().join(","))
+                let ports = v
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                json!(
+                    ports
+                        .iter()
+                        .map(|p| format!("{}/{}", s(p, "/port"), s(p, "/protocol")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             }),
         ],
         ("", "pods") => vec![col("Status", "string", |v| json!(s(v, "/status/phase")))],
-        ("", "persistentvolumeclaims") => vec![col("Status", "string", |v| json!(s(v, "/status/phase")))],
+        ("", "persistentvolumeclaims") => {
+            vec![col("Status", "string", |v| json!(s(v, "/status/phase")))]
+        }
         ("apps", "statefulsets") => vec![col("Ready", "string", ready)],
         ("apps", "deployments") => vec![
             col("Ready", "string", ready),
-            col("Up-to-date", "integer", |v| json!(v.pointer("/status/updatedReplicas").and_then(Value::as_i64).unwrap_or(0))),
-            col("Available", "integer", |v| json!(v.pointer("/status/availableReplicas").and_then(Value::as_i64).unwrap_or(0))),
+            col("Up-to-date", "integer", |v| {
+                json!(
+                    v.pointer("/status/updatedReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                )
+            }),
+            col("Available", "integer", |v| {
+                json!(
+                    v.pointer("/status/availableReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                )
+            }),
         ],
-        ("coordination.k8s.io", "leases") => vec![col("Holder", "string", |v| json!(s(v, "/spec/holderIdentity")))],
+        ("coordination.k8s.io", "leases") => vec![col("Holder", "string", |v| {
+            json!(s(v, "/spec/holderIdentity"))
+        })],
         ("", "events") => vec![
             col("Type", "string", |v| json!(s(v, "/type"))),
             col("Reason", "string", |v| json!(s(v, "/reason"))),
-            col("Object", "string", |v| json!(format!("{}/{}", s(v, "/involvedObject/kind").to_lowercase(), s(v, "/involvedObject/name")))),
+            col("Object", "string", |v| {
+                json!(format!(
+                    "{}/{}",
+                    s(v, "/involvedObject/kind").to_lowercase(),
+                    s(v, "/involvedObject/name")
+                ))
+            }),
             col("Message", "string", |v| json!(s(v, "/message"))),
         ],
-        ("apiextensions.k8s.io", _) => vec![col("Created At", "date", |v| json!(s(v, "/metadata/creationTimestamp")))],
+        ("apiextensions.k8s.io", _) => vec![col("Created At", "date", |v| {
+            json!(s(v, "/metadata/creationTimestamp"))
+        })],
         _ => Vec::new(),
     }
 }
 
 /// Human age as kubectl prints it: `42s`, `5m3s`, `3h`, `2d`.
 pub(crate) fn age(created: &str) -> String {
-    let Ok(t) = created.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let Ok(t) = created.parse::<jiff::Timestamp>() else {
+        return "<unknown>".into();
+    };
     let secs = (jiff::Timestamp::now().as_second() - t.as_second()).max(0);
     match secs {
         0..120 => format!("{secs}s"),
@@ -72,9 +131,13 @@ pub(crate) fn age(created: &str) -> String {
     }
 }
 
-/// Evaluates the simple JSONPath of a printer column (`.spec.engine`, `.status.conditions[0].type`).
+/// Evaluates the simple `JSONPath` of a printer column (`.spec.engine`, `.status.conditions[0].type`).
 pub(crate) fn json_path(obj: &Value, path: &str) -> Value {
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let path = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
     let mut node = obj;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
         let (field, index) = match seg.split_once('[') {
@@ -97,7 +160,9 @@ pub(crate) fn json_path(obj: &Value, path: &str) -> Value {
 
 /// A Table of `objects` (already presented through `rt`).
 pub(crate) fn render(rt: &ResourceType, objects: &[Value], list_meta: Option<Value>) -> Value {
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     let builtin = builtin_columns(rt);
     for c in &builtin {
         defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": "", "priority": 0}));
@@ -116,7 +181,11 @@ pub(crate) fn render(rt: &ResourceType, objects: &[Value], list_meta: Option<Val
             cells.extend(builtin.iter().map(|c| (c.cell)(o)));
             for c in &rt.printer_columns {
                 let v = json_path(o, &c.json_path);
-                cells.push(if c.type_ == "date" { v.as_str().map_or(Value::Null, |t| json!(age(t))) } else { v });
+                cells.push(if c.type_ == "date" {
+                    v.as_str().map_or(Value::Null, |t| json!(age(t)))
+                } else {
+                    v
+                });
             }
             if !has_age_column {
                 cells.push(json!(age(&s(o, "/metadata/creationTimestamp"))));

@@ -36,16 +36,23 @@ pub(crate) fn present(rt: &ResourceType, stored: &Value) -> Value {
 
 /// The object as stored, from a body written through `rt`.
 pub(crate) fn ingest(rt: &ResourceType, body: Value) -> Value {
-    let mut obj = if rt.view { rename(body, |(from, to)| (to, from)) } else { body };
-    if rt.view {
-        if let Some(o) = obj.as_object_mut() {
-            o.insert("apiVersion".into(), json!("events.k8s.io/v1"));
-        }
+    let mut obj = if rt.view {
+        rename(body, |(from, to)| (to, from))
+    } else {
+        body
+    };
+    if rt.view
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.insert("apiVersion".into(), json!("events.k8s.io/v1"));
     }
     obj
 }
 
-fn rename(mut obj: Value, dir: impl Fn((&'static str, &'static str)) -> (&'static str, &'static str)) -> Value {
+fn rename(
+    mut obj: Value,
+    dir: impl Fn((&'static str, &'static str)) -> (&'static str, &'static str),
+) -> Value {
     if let Some(o) = obj.as_object_mut() {
         for pair in EVENT_FIELDS {
             let (from, to) = dir(*pair);
@@ -61,20 +68,23 @@ fn rename(mut obj: Value, dir: impl Fn((&'static str, &'static str)) -> (&'stati
 fn fill_core_event(obj: &mut Value) {
     let Some(o) = obj.as_object_mut() else { return };
     let series_count = o.get("series").and_then(|s| s.get("count")).cloned();
-    let series_last = o.get("series").and_then(|s| s.get("lastObservedTime")).cloned();
+    let series_last = o
+        .get("series")
+        .and_then(|s| s.get("lastObservedTime"))
+        .cloned();
     let event_time = o.get("eventTime").cloned().filter(|v| !v.is_null());
     if !o.contains_key("count") {
         o.insert("count".into(), series_count.unwrap_or(json!(1)));
     }
-    if !o.contains_key("firstTimestamp") {
-        if let Some(t) = event_time.clone() {
-            o.insert("firstTimestamp".into(), truncate_micro(&t));
-        }
+    if !o.contains_key("firstTimestamp")
+        && let Some(t) = event_time.clone()
+    {
+        o.insert("firstTimestamp".into(), truncate_micro(&t));
     }
-    if !o.contains_key("lastTimestamp") {
-        if let Some(t) = series_last.or(event_time) {
-            o.insert("lastTimestamp".into(), truncate_micro(&t));
-        }
+    if !o.contains_key("lastTimestamp")
+        && let Some(t) = series_last.or(event_time)
+    {
+        o.insert("lastTimestamp".into(), truncate_micro(&t));
     }
     if !o.contains_key("source") {
         let component = o.get("reportingComponent").cloned().unwrap_or(json!(""));

@@ -33,7 +33,11 @@ pub(crate) struct WatchSpec {
 
 impl WatchSpec {
     fn line(&self, event: &str, obj: &Value) -> Bytes {
-        let object = if self.metadata_only { metadata_only(obj) } else { obj.clone() };
+        let object = if self.metadata_only {
+            metadata_only(obj)
+        } else {
+            obj.clone()
+        };
         let mut line = json!({ "type": event, "object": object }).to_string();
         line.push('\n');
         Bytes::from(line)
@@ -44,14 +48,17 @@ impl WatchSpec {
         if initial_end {
             meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
         }
-        let obj = json!({ "kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta });
+        let obj =
+            json!({ "kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta });
         let mut line = json!({ "type": "BOOKMARK", "object": obj }).to_string();
         line.push('\n');
         Bytes::from(line)
     }
 
     fn in_scope(&self, obj: &Value) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| meta_str(obj, "namespace") == Some(ns))
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| meta_str(obj, "namespace") == Some(ns))
     }
 
     /// The event this watcher sees for a record, if any (selector transitions included).
@@ -61,12 +68,18 @@ impl WatchSpec {
         }
         let new = present(&self.rt, &rec.object);
         let new_matches = self.selectors.matches(&new);
-        let old_matches = rec.old.as_ref().map(|o| self.selectors.matches(&present(&self.rt, o)));
+        let old_matches = rec
+            .old
+            .as_ref()
+            .map(|o| self.selectors.matches(&present(&self.rt, o)));
         let event = match (rec.event, old_matches, new_matches) {
-            (EventType::Added, _, true) | (EventType::Modified, Some(false) | None, true) => "ADDED",
+            (EventType::Added, _, true) | (EventType::Modified, Some(false) | None, true) => {
+                "ADDED"
+            }
             (EventType::Modified, Some(true), true) => "MODIFIED",
-            (EventType::Modified, Some(true), false) => "DELETED",
-            (EventType::Deleted, Some(true), _) | (EventType::Deleted, None, true) => "DELETED",
+            (EventType::Modified, Some(true), false)
+            | (EventType::Deleted, Some(true), _)
+            | (EventType::Deleted, None, true) => "DELETED",
             _ => return None,
         };
         Some((event, new))
@@ -99,16 +112,19 @@ pub(crate) fn start(state: &State, spec: WatchSpec) -> Result<Body, ApiError> {
                 initial.push(spec.bookmark(now, true));
             }
         }
-        Some(rv) => match state.history_after(&spec.rt.storage, rv) {
-            Some(records) => {
+        Some(rv) => {
+            if let Some(records) = state.history_after(&spec.rt.storage, rv) {
                 for rec in records {
                     if let Some((event, obj)) = spec.translate(&rec) {
                         initial.push(spec.line(event, &obj));
                     }
                 }
-            }
-            None => {
-                let status = ApiError::gone(format!("too old resource version: {rv} ({})", state.oldest_rv)).to_status();
+            } else {
+                let status = ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    state.oldest_rv
+                ))
+                .to_status();
                 initial.push(spec.line("ERROR", &status));
                 let (tx, rx) = mpsc::channel(initial.len().max(1));
                 for line in initial {
@@ -116,14 +132,20 @@ pub(crate) fn start(state: &State, spec: WatchSpec) -> Result<Body, ApiError> {
                 }
                 return Ok(Body::stream(rx));
             }
-        },
+        }
     }
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(run(spec, initial, live, now, tx));
     Ok(Body::stream(rx))
 }
 
-async fn run(spec: WatchSpec, initial: Vec<Bytes>, mut live: broadcast::Receiver<Arc<Record>>, mut last_rv: u64, tx: mpsc::Sender<Bytes>) {
+async fn run(
+    spec: WatchSpec,
+    initial: Vec<Bytes>,
+    mut live: broadcast::Receiver<Arc<Record>>,
+    mut last_rv: u64,
+    tx: mpsc::Sender<Bytes>,
+) {
     for line in initial {
         if tx.send(line).await.is_err() {
             return;
@@ -131,7 +153,10 @@ async fn run(spec: WatchSpec, initial: Vec<Bytes>, mut live: broadcast::Receiver
     }
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + spec.bookmark_every, spec.bookmark_every);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + spec.bookmark_every,
+        spec.bookmark_every,
+    );
     loop {
         tokio::select! {
             () = &mut deadline => return,
@@ -147,11 +172,10 @@ async fn run(spec: WatchSpec, initial: Vec<Bytes>, mut live: broadcast::Receiver
                         continue;
                     }
                     last_rv = rec.rv;
-                    if let Some((event, obj)) = spec.translate(&rec) {
-                        if tx.send(spec.line(event, &obj)).await.is_err() {
+                    if let Some((event, obj)) = spec.translate(&rec)
+                        && tx.send(spec.line(event, &obj)).await.is_err() {
                             return;
                         }
-                    }
                 }
                 // A watcher that falls too far behind is closed; the client resumes from
                 // its last resource version (or relists after 410), as with a real server.
