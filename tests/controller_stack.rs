@@ -1,5 +1,5 @@
 //! A real `kube_runtime::Controller` on the embedded API server, running a reconciler
-//! wrapped in the whole middleware stack: Backoff ∘ RateLimit ∘ CircuitBreaker ∘ Timeout.
+//! wrapped in the whole middleware stack: `Backoff ∘ RateLimit ∘ CircuitBreaker ∘ Timeout`.
 
 use std::{
     collections::HashMap,

@@ -149,6 +149,12 @@ impl Inner {
         let opts = super::store::WriteOptions { dry_run };
         let shape = shape(headers);
         let status_only = t.subresource.is_some();
+        let writer = Writer {
+            manager: manager(query, headers),
+            subresource: t.subresource.clone().unwrap_or_default(),
+            status_only,
+            opts: opts.clone(),
+        };
         match verb {
             Verb::Get => {
                 let stored = self.lock().get(&rt, ns, name)?;
@@ -196,16 +202,7 @@ impl Inner {
                 let mut state = self.lock();
                 let old = state.get(&rt, ns, name)?;
                 defaults::carry_over(&rt, &old, &mut obj);
-                admit(&state, &rt, ns, &mut obj, false)?;
-                ssa::track_update(
-                    &rt,
-                    Some(&old),
-                    &mut obj,
-                    &manager(query, headers),
-                    t.subresource.as_deref().unwrap_or_default(),
-                );
-                let updated = state.update(&rt, ns, name, obj, status_only, &opts)?;
-                Ok(json_response(200, &present(&rt, &updated)))
+                replace(&mut state, &rt, ns, name, &old, obj, &writer)
             }
             Verb::Patch => {
                 let ct = headers
@@ -245,19 +242,12 @@ impl Inner {
                         patch::strategic_merge(&mut doc, &patch_body)?;
                     }
                     PatchType::Strategic => return Err(ApiError::unsupported_media_type(ct)),
-                    PatchType::Apply => unreachable!("apply handled above"),
+                    PatchType::Apply => {
+                        return Err(ApiError::internal("apply reached the merge path"));
+                    }
                 }
-                let mut obj = ingest(&rt, doc);
-                admit(&state, &rt, ns, &mut obj, false)?;
-                ssa::track_update(
-                    &rt,
-                    Some(&current),
-                    &mut obj,
-                    &manager(query, headers),
-                    t.subresource.as_deref().unwrap_or_default(),
-                );
-                let updated = state.update(&rt, ns, name, obj, status_only, &opts)?;
-                Ok(json_response(200, &present(&rt, &updated)))
+                let obj = ingest(&rt, doc);
+                replace(&mut state, &rt, ns, name, &current, obj, &writer)
             }
             Verb::Delete => {
                 let options = if body.is_empty() {
@@ -385,6 +375,30 @@ impl Inner {
         };
         Ok(json_response(200, &body))
     }
+}
+
+/// Who writes, and how, for the update paths (PUT and non-apply PATCH).
+struct Writer {
+    manager: String,
+    subresource: String,
+    status_only: bool,
+    opts: super::store::WriteOptions,
+}
+
+/// Admits a replacement for `old`, records the fields it changed, and stores it.
+fn replace(
+    state: &mut super::store::State,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    old: &Value,
+    mut obj: Value,
+    w: &Writer,
+) -> Result<Response<Body>, ApiError> {
+    admit(state, rt, ns, &mut obj, false)?;
+    ssa::track_update(rt, Some(old), &mut obj, &w.manager, &w.subresource);
+    let updated = state.update(rt, ns, name, obj, w.status_only, &w.opts)?;
+    Ok(json_response(200, &present(rt, &updated)))
 }
 
 fn selectors(query: &Query) -> Result<Selectors, ApiError> {
