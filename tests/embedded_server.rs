@@ -569,8 +569,39 @@ async fn bad_requests_get_typed_errors_and_never_a_panic() {
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let mut huge = cm("huge");
     huge.data = Some([("blob".to_string(), "x".repeat(1_600_000))].into());
+    let err = cms.create(&PostParams::default(), &huge).await.unwrap_err();
+    assert_eq!(api_code(&err), 422);
+    assert!(
+        err.to_string().contains(
+            "ConfigMap \"huge\" is invalid: []: Too long: may not be more than 1048576 bytes"
+        ),
+        "{err}"
+    );
+    // Any object over etcd's 1.5 MiB: a 500 from etcd; a body over 3 MiB: 413 before decoding.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::default_namespaced(server.client());
+    let lease = |n: usize| -> k8s_openapi::api::coordination::v1::Lease {
+        serde_json::from_value(
+            json!({"metadata": {"name": "huge"}, "spec": {"holderIdentity": "x".repeat(n)}}),
+        )
+        .unwrap()
+    };
+    let err = leases
+        .create(&PostParams::default(), &lease(1_600_000))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 500);
+    assert!(
+        err.to_string().contains("etcdserver: request is too large"),
+        "{err}"
+    );
     assert_eq!(
-        api_code(&cms.create(&PostParams::default(), &huge).await.unwrap_err()),
+        api_code(
+            &leases
+                .create(&PostParams::default(), &lease(3_200_000))
+                .await
+                .unwrap_err()
+        ),
         413
     );
 }

@@ -14,6 +14,12 @@ use super::{
 /// The most an object may weigh once stored (etcd's default request limit).
 pub(crate) const MAX_OBJECT_BYTES: usize = 1_572_864;
 
+/// The most data a ConfigMap or Secret may hold (`[]: Too long`).
+const MAX_DATA_BYTES: usize = 1_048_576;
+
+/// The largest request body the server reads.
+pub(crate) const MAX_REQUEST_BYTES: usize = 3_145_728;
+
 /// Admits `obj` for a write to `rt` in `ns`; fills server defaults.
 pub(crate) fn admit(
     state: &State,
@@ -103,13 +109,28 @@ pub(crate) fn admit(
     if rt.built_in {
         defaults::apply(state, rt, obj);
     }
+    if rt.group.is_empty() && matches!(rt.plural.as_str(), "configmaps" | "secrets") {
+        let data_bytes: usize = ["data", "binaryData", "stringData"]
+            .iter()
+            .filter_map(|f| obj.get(*f).and_then(Value::as_object))
+            .flat_map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            })
+            .sum();
+        if data_bytes > MAX_DATA_BYTES {
+            let too_long = FieldError::new(
+                "[]",
+                FieldErrorKind::TooLong,
+                format!("may not be more than {MAX_DATA_BYTES} bytes"),
+            );
+            return Err(ApiError::invalid(&rt.kind, "", &name, &[too_long]));
+        }
+    }
     let size = serde_json::to_vec(obj).map_or(0, |v| v.len());
     if size > MAX_OBJECT_BYTES {
-        return Err(ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: etcdserver: request is too large",
-        ));
+        // What etcd answers through the real server: a 500 without a reason.
+        return Err(ApiError::new(500, "", "etcdserver: request is too large"));
     }
     Ok(())
 }

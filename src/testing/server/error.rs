@@ -148,6 +148,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            if let Some(o) = status.as_object_mut() {
+                o.remove("reason");
+            }
+        }
         let mut details = self.details.clone();
         if let Some(seconds) = self.retry_after {
             let d = details.get_or_insert_with(|| json!({}));

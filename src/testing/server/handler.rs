@@ -79,6 +79,15 @@ impl Inner {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response<Body> {
+        if body.len() > super::admission::MAX_REQUEST_BYTES {
+            let limit = super::admission::MAX_REQUEST_BYTES;
+            let err = ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("Request entity too large: limit is {limit}"),
+            );
+            return error_response(&err);
+        }
         let query = Query::parse(uri.query());
         let path = uri.path();
         match route(path) {

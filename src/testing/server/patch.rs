@@ -47,12 +47,14 @@ pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError>
         }
         let one: json_patch::Patch = serde_json::from_value(Value::Array(vec![op.clone()]))
             .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal the patch: {e}")))?;
-        json_patch::patch(doc, &one).map_err(|e| {
-            ApiError::new(
+        json_patch::patch(doc, &one).map_err(|_| {
+            let mut err = ApiError::new(
                 422,
                 "Invalid",
-                format!("the server rejected our request due to an error in our request: {e}"),
-            )
+                "the server rejected our request due to an error in our request",
+            );
+            err.details = Some(serde_json::json!({}));
+            err
         })?;
     }
     Ok(())
