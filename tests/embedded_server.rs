@@ -489,6 +489,7 @@ async fn a_controller_reconciles_custom_resources() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines, reason = "one request per kind of bad input")]
 async fn bad_requests_get_typed_errors_and_never_a_panic() {
     let server = ApiServer::new();
     let send = |method: &str, path: &str, body: &'static [u8], ct: &str| {

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, CustomResource, CustomResourceExt, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
     runtime::{
         Controller,
         controller::Action,
@@ -207,7 +207,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
-        let list = api.list(&Default::default()).await?;
+        let list = api.list(&ListParams::default()).await?;
         let ready = list
             .items
             .iter()

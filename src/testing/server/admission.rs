@@ -109,6 +109,17 @@ pub(crate) fn admit(
     if rt.built_in {
         defaults::apply(state, rt, obj);
     }
+    check_data_size(rt, &name, obj)?;
+    let size = serde_json::to_vec(obj).map_or(0, |v| v.len());
+    if size > MAX_OBJECT_BYTES {
+        // What etcd answers through the real server: a 500 without a reason.
+        return Err(ApiError::new(500, "", "etcdserver: request is too large"));
+    }
+    Ok(())
+}
+
+/// ConfigMaps and Secrets hold at most 1 MiB of data.
+fn check_data_size(rt: &ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
     if rt.group.is_empty() && matches!(rt.plural.as_str(), "configmaps" | "secrets") {
         let data_bytes: usize = ["data", "binaryData", "stringData"]
             .iter()
@@ -124,13 +135,8 @@ pub(crate) fn admit(
                 FieldErrorKind::TooLong,
                 format!("may not be more than {MAX_DATA_BYTES} bytes"),
             );
-            return Err(ApiError::invalid(&rt.kind, "", &name, &[too_long]));
+            return Err(ApiError::invalid(&rt.kind, "", name, &[too_long]));
         }
-    }
-    let size = serde_json::to_vec(obj).map_or(0, |v| v.len());
-    if size > MAX_OBJECT_BYTES {
-        // What etcd answers through the real server: a 500 without a reason.
-        return Err(ApiError::new(500, "", "etcdserver: request is too large"));
     }
     Ok(())
 }

@@ -148,10 +148,8 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if self.reason.is_empty() {
-            if let Some(o) = status.as_object_mut() {
-                o.remove("reason");
-            }
+        if let Some(o) = status.as_object_mut().filter(|_| self.reason.is_empty()) {
+            o.remove("reason");
         }
         let mut details = self.details.clone();
         if let Some(seconds) = self.retry_after {
