@@ -28,6 +28,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn seeded(rt: &tokio::runtime::Runtime) -> (ApiServer, Api<ConfigMap>) {
+    let _entered = rt.enter();
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     rt.block_on(async {

@@ -177,6 +177,10 @@ impl ApiServer {
     }
 
     /// A `kube::Client` that talks to this server in process (no sockets), default namespace `default`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `kube::Client::new` does.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.clone(), "default")
     }
