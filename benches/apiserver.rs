@@ -69,6 +69,8 @@ fn requests(c: &mut Criterion) {
     group.finish();
 }
 
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn fan_out(c: &mut Criterion) {
     const WATCHERS: usize = 10;
     let rt = runtime();
@@ -96,15 +98,20 @@ fn fan_out(c: &mut Criterion) {
                     );
                 }
                 let start = tokio::time::Instant::now();
-                for i in 0..iters {
-                    let patch = json!({ "data": { "counter": format!("w{i}") } });
+                for _ in 0..iters {
+                    // Every value is new, so no patch is a no-op (which would send no event).
+                    let value = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let patch = json!({ "data": { "counter": format!("w{value}") } });
                     cms.patch("bench", &PatchParams::default(), &Patch::Merge(&patch))
                         .await
                         .expect("patch");
                     for s in &mut streams {
-                        match s.next().await {
-                            Some(Ok(WatchEvent::Modified(_))) => {}
-                            other => panic!("unexpected watch event: {other:?}"),
+                        loop {
+                            match s.next().await {
+                                Some(Ok(WatchEvent::Modified(_))) => break,
+                                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                                other => panic!("unexpected watch event: {other:?}"),
+                            }
                         }
                     }
                 }
