@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{
     error::{ApiError, FieldError, FieldErrorKind},
     lifecycle::DeleteOptions,
-    meta::{finalizers, meta_str, now_rfc3339},
+    meta::{finalizers, meta_str, now_rfc3339, str_at},
     resources::{PrinterColumn, ResourceType},
     store::{ObjKey, State},
 };
@@ -17,16 +17,8 @@ const CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 /// Checks a CRD before it is stored; adds the cleanup finalizer.
 pub(crate) fn admit(crd: &mut Value) -> Result<(), ApiError> {
     let name = meta_str(crd, "name").unwrap_or_default().to_string();
-    let group = crd
-        .pointer("/spec/group")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let plural = crd
-        .pointer("/spec/names/plural")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let group = str_at(crd, "/spec/group");
+    let plural = str_at(crd, "/spec/names/plural");
     let kind = crd
         .pointer("/spec/names/kind")
         .and_then(Value::as_str)
@@ -258,16 +250,8 @@ impl State {
 
     /// A CRD is gone: stop serving it.
     pub(crate) fn crd_removed(&mut self, crd: &Arc<Value>) {
-        let group = crd
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let plural = crd
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let group = str_at(crd, "/spec/group");
+        let plural = str_at(crd, "/spec/names/plural");
         self.unregister_group_plural(&group, &plural);
         self.objects.remove(format!("{group}/{plural}").as_str());
     }

@@ -259,26 +259,14 @@ impl Inner {
                 replace(&mut state, &rt, ns, name, &current, obj, &writer)
             }
             Verb::Delete => {
-                let options = if body.is_empty() {
-                    json!({})
-                } else {
-                    parse_json(&body)?
-                };
-                let del =
-                    DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
+                let del = delete_options(&body, dry_run, query)?;
                 match self.lock().delete(&rt, ns, name, &del)? {
                     Deleted::Pending(obj) => Ok(json_response(200, &present(&rt, &obj))),
                     Deleted::Gone(obj) => Ok(json_response(200, &success(&rt, &obj))),
                 }
             }
             Verb::DeleteCollection => {
-                let options = if body.is_empty() {
-                    json!({})
-                } else {
-                    parse_json(&body)?
-                };
-                let del =
-                    DeleteOptions::from_body(&options, dry_run, query.get("propagationPolicy"));
+                let del = delete_options(&body, dry_run, query)?;
                 let sel = selectors(query)?;
                 let mut state = self.lock();
                 let names: Vec<(Option<String>, String)> = state
@@ -408,6 +396,19 @@ fn replace(
     ssa::track_update(rt, Some(old), &mut obj, &w.manager, &w.subresource);
     let updated = state.update(rt, ns, name, obj, w.status_only, &w.opts)?;
     Ok(json_response(200, &present(rt, &updated)))
+}
+
+fn delete_options(body: &Bytes, dry_run: bool, query: &Query) -> Result<DeleteOptions, ApiError> {
+    let options = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    Ok(DeleteOptions::from_body(
+        &options,
+        dry_run,
+        query.get("propagationPolicy"),
+    ))
 }
 
 fn selectors(query: &Query) -> Result<Selectors, ApiError> {

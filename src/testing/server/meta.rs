@@ -96,6 +96,14 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("invariant: metadata was just made an object")
 }
 
+/// The string at a JSON pointer, or empty.
+pub(crate) fn str_at(obj: &Value, pointer: &str) -> String {
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A string field of `metadata`.
 pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
