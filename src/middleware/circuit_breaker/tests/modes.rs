@@ -267,6 +267,10 @@ fn every_transition_is_a_tracing_event_naming_the_dependency() {
     let breaker = config(&clock).build("dbaas").unwrap();
     let events = Fields::default();
     tracing::subscriber::with_default(events.clone(), || {
+        // Another test thread may have registered these callsites while no
+        // subscriber wanted them; tracing caches that "never" interest. Ask
+        // every callsite again now that this subscriber exists.
+        tracing::callsite::rebuild_interest_cache();
         trip(&breaker);
         breaker.reset();
     });
