@@ -72,6 +72,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
+pub mod conditions;
 pub mod error;
 pub(crate) mod keyed;
 pub mod middleware;
