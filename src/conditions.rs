@@ -148,7 +148,7 @@ pub struct Condition {
 }
 
 /// Reads a field, or its default when the stored value has the wrong shape.
-fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: serde::de::DeserializeOwned + Default,

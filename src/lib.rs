@@ -76,6 +76,7 @@ pub mod conditions;
 pub mod error;
 pub(crate) mod keyed;
 pub mod middleware;
+pub mod phase;
 mod reconciler;
 mod rng;
 #[cfg(feature = "testing")]

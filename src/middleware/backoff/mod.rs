@@ -81,12 +81,14 @@ mod error;
 mod gate;
 mod handle;
 mod layer;
+mod schedule;
 mod state;
 
 pub use self::config::BackoffConfig;
 pub use self::error::{BackoffConfigError, BackoffError};
 pub use self::handle::{Attempt, BackoffHandle};
 pub use self::layer::BackoffLayer;
+pub use self::schedule::RetrySchedule;
 pub use self::state::Jitter;
 
 /// A reconciler that backs off per object after failures.

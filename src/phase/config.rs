@@ -1,0 +1,118 @@
+//! How a [`PhaseEngine`](super::PhaseEngine) is set up.
+
+use std::num::NonZeroUsize;
+
+use crate::{clock::Clock, middleware::backoff::BackoffConfig};
+
+/// Settings of a [`PhaseEngine`](super::PhaseEngine).
+///
+/// # Default
+///
+/// - finalizer `kube-reconcile.dev/cleanup`
+/// - events reported as controller `kube-reconcile`
+/// - 10 phase-history entries
+/// - retries of the failed phase on [`BackoffConfig::operator`] (1 s doubling to 300 s,
+///   full jitter)
+/// - tokio's clock
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct PhaseConfig {
+    pub(super) finalizer: String,
+    pub(super) controller: String,
+    pub(super) history: NonZeroUsize,
+    pub(super) retry: BackoffConfig,
+    pub(super) events: bool,
+    pub(super) clock: Option<Clock>,
+}
+
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        PhaseConfig {
+            finalizer: "kube-reconcile.dev/cleanup".to_owned(),
+            controller: "kube-reconcile".to_owned(),
+            history: NonZeroUsize::new(10).expect("10 is not zero"),
+            retry: BackoffConfig::operator(),
+            events: true,
+            clock: None,
+        }
+    }
+}
+
+impl PhaseConfig {
+    /// The finalizer that holds a deleted object until its cleanup succeeded; a
+    /// qualified name such as `example.com/cleanup`.
+    pub fn finalizer(mut self, name: impl Into<String>) -> Self {
+        self.finalizer = name.into();
+        self
+    }
+
+    /// The controller name that events are reported under.
+    pub fn controller(mut self, name: impl Into<String>) -> Self {
+        self.controller = name.into();
+        self
+    }
+
+    /// How many phase changes the status keeps.
+    pub const fn history(mut self, entries: NonZeroUsize) -> Self {
+        self.history = entries;
+        self
+    }
+
+    /// The schedule of retries out of the failed phase.
+    pub fn retry(mut self, backoff: BackoffConfig) -> Self {
+        self.retry = backoff;
+        self
+    }
+
+    /// Whether to publish a Kubernetes Event per transition.
+    pub const fn events(mut self, publish: bool) -> Self {
+        self.events = publish;
+        self
+    }
+
+    /// The clock deadlines and retries read.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+/// What is wrong with a [`PhaseConfig`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PhaseConfigError {
+    /// The finalizer name is not a qualified name (`domain/name`).
+    #[error("finalizer {0:?} must be a qualified name such as example.com/cleanup")]
+    Finalizer(String),
+    /// The controller name is empty.
+    #[error("the controller name is empty")]
+    Controller,
+    /// The retry schedule is invalid.
+    #[error("invalid retry schedule")]
+    Retry(#[source] crate::middleware::backoff::BackoffConfigError),
+}
+
+impl PhaseConfig {
+    pub(super) fn check(&self) -> Result<(), PhaseConfigError> {
+        let qualified = self
+            .finalizer
+            .split_once('/')
+            .is_some_and(|(domain, name)| {
+                !domain.is_empty()
+                    && !name.is_empty()
+                    && !name.contains('/')
+                    && self.finalizer.len() <= 253
+                    && self
+                        .finalizer
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c))
+            });
+        if !qualified {
+            return Err(PhaseConfigError::Finalizer(self.finalizer.clone()));
+        }
+        if self.controller.is_empty() {
+            return Err(PhaseConfigError::Controller);
+        }
+        self.retry.validate().map_err(PhaseConfigError::Retry)
+    }
+}

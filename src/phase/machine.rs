@@ -1,0 +1,121 @@
+//! The trait an operator implements: one handler per phase, and a cleanup.
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+
+use super::{Phase, PhaseStatus, Transition, Transitions};
+use crate::error::Classify;
+
+/// A phased reconciler: a phase enum, its transition table, one handler per phase and a
+/// cleanup for deletion. Run it with [`PhaseEngine`](super::PhaseEngine).
+///
+/// Handlers make the world match the object for their phase and say what comes next. They
+/// must be idempotent: the engine may run a handler again after a crash, a conflict or a
+/// retry, and a handler may be cancelled at any `.await`.
+pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
+    /// The phases, usually declared with [`phases!`](crate::phases).
+    type Phase: Phase;
+    /// What a handler fails with; its [`class`](Classify::class) decides what happens:
+    /// a `Terminal` error moves the object to the failed phase (no retry until its spec
+    /// changes), the others keep the phase and go to the middleware (backoff).
+    type Error: Classify + std::error::Error + Send + Sync + 'static;
+
+    /// The transition table. Called on every reconcile: keep it in a field.
+    fn transitions(&self) -> &Transitions<Self::Phase>;
+
+    /// Runs the handler of `phase` for `obj`.
+    ///
+    /// The failed phase has no handler of its own: the engine retries it. `phase` is
+    /// never the failed phase.
+    fn handle(
+        &self,
+        phase: Self::Phase,
+        obj: &K,
+        step: &Step<'_, Self::Phase, Ctx>,
+    ) -> impl Future<Output = Result<Transition<Self::Phase>, Self::Error>> + Send;
+
+    /// Releases what the object holds outside Kubernetes before it is deleted; runs,
+    /// possibly many times, while the engine's finalizer is on a deleted object.
+    ///
+    /// The default does nothing.
+    fn cleanup(
+        &self,
+        obj: &K,
+        step: &Step<'_, Self::Phase, Ctx>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (obj, step);
+        async { Ok(()) }
+    }
+
+    /// The `CamelCase` reason recorded for a handler error. Default: `ReconcileError`.
+    fn error_reason(&self, error: &Self::Error) -> Cow<'static, str> {
+        let _ = error;
+        Cow::Borrowed("ReconcileError")
+    }
+}
+
+/// What a handler knows about the step it runs in.
+pub struct Step<'a, P, Ctx> {
+    pub(super) ctx: &'a Arc<Ctx>,
+    pub(super) client: &'a Client,
+    pub(super) phase: P,
+    pub(super) status: &'a PhaseStatus,
+    pub(super) entered_at: Option<Timestamp>,
+    pub(super) now: Timestamp,
+}
+
+impl<P: Phase, Ctx> Step<'_, P, Ctx> {
+    /// The controller's context.
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        self.ctx
+    }
+
+    /// The engine's client.
+    pub fn client(&self) -> &Client {
+        self.client
+    }
+
+    /// The phase whose handler runs.
+    pub fn phase(&self) -> P {
+        self.phase
+    }
+
+    /// The engine's status of the object as read.
+    pub fn status(&self) -> &PhaseStatus {
+        self.status
+    }
+
+    /// When the object entered this phase, if recorded.
+    pub fn entered_at(&self) -> Option<Timestamp> {
+        self.entered_at
+    }
+
+    /// The engine's wall-clock time for this step.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// How long the object has been in this phase (zero if unknown).
+    pub fn time_in_phase(&self) -> Duration {
+        self.entered_at
+            .and_then(|at| Duration::try_from(self.now.duration_since(at)).ok())
+            .unwrap_or_default()
+    }
+
+    /// How many times the object failed since it was last ready.
+    pub fn retries(&self) -> u32 {
+        self.status.retry.as_ref().map_or(0, |r| r.attempts)
+    }
+}
+
+impl<P: Phase, Ctx> std::fmt::Debug for Step<'_, P, Ctx> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("phase", &self.phase)
+            .field("entered_at", &self.entered_at)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,222 @@
+//! [`PhaseMachine`]: typed multi-phase reconciliation with validated transitions,
+//! conditions, retries, deadlines and cleanup.
+//!
+//! A resource that takes several steps to become ready (provision, configure, deploy,
+//! verify) is easiest to follow as a state machine: a phase enum, a table of the moves
+//! allowed between phases, and one handler per phase. You write those three; the
+//! [`PhaseEngine`] does the bookkeeping that hand-written `match phase` code gets
+//! subtly wrong, and is a [`Reconciler`](crate::Reconciler), so the middleware wraps
+//! it unchanged.
+//!
+//! # Flow of one reconcile
+//!
+//! 1. **Deleted?** While the engine's finalizer is on a deleted object, run
+//!    [`cleanup`](PhaseMachine::cleanup); when it succeeds, remove the finalizer. When it
+//!    fails, the object gets `Ready=False, reason: CleanupFailed` with the error, and the
+//!    error goes to the middleware to be retried with backoff.
+//! 2. **Finalizer** added before anything else happens, so no side effect can leak.
+//! 3. **Read the phase** from `status.phase`. No phase: enter the initial phase. A name
+//!    the machine does not know (a corrupted or hand-edited status): start over from the
+//!    initial phase, with reason `UnknownPhase` and a warning event.
+//! 4. **Failed phase**: wait until `status.retry.nextAttemptTime` (exponential, see
+//!    [`PhaseConfig::retry`]), then move to the table's retry phase. A failure that waits
+//!    for a change (`Stalled=True`) moves on only when `metadata.generation` moves.
+//! 5. **Ready phase and a new spec** (`metadata.generation` past
+//!    `status.observedGeneration`): move to the updating phase.
+//! 6. **Deadline**: past the phase's deadline, fail with reason `PhaseTimeout`.
+//! 7. **Run the phase's handler** and apply its [`Transition`]: stay (requeue, capped at
+//!    the deadline), move along a declared edge, fail (with retry, or terminal), or rest.
+//!    A handler error keeps the phase: a `Terminal` one fails the object with the error's
+//!    reason; any other is recorded as `status.lastError` and returned to the middleware.
+//!
+//! # What lands in status
+//!
+//! Through the status subresource, with a merge patch guarded by `resourceVersion`
+//! ([`PhaseStatus`]): `phase`; `observedGeneration`; the kstatus conditions `Ready`,
+//! `Reconciling` (while moving or retrying) and `Stalled` (when only a change helps), with
+//! `meta.SetStatusCondition` semantics ([`conditions`](crate::conditions)); a bounded
+//! `phaseHistory` with timestamps; `retry` (attempts and next attempt) while failing; the
+//! `lastError`. Every transition also publishes one Kubernetes Event on the object.
+//!
+//! # Guarantees
+//!
+//! - **No undeclared move.** A handler asking for an edge the table does not declare is
+//!   refused: the phase stays, `Stalled=True, reason: UndeclaredTransition` says why, and
+//!   [`PhaseError::UndeclaredTransition`] (terminal) is returned.
+//! - **No needless write.** When a reconcile changes nothing, nothing is written: a ready
+//!   object whose handler returns [`Transition::done`] costs zero writes.
+//! - **No lost update.** Status and finalizer writes carry the `resourceVersion` read; a
+//!   concurrent change makes them fail with a conflict, which the middleware retries
+//!   quickly without raising the backoff, on a fresh read.
+//! - **Cancellation at any `.await`** leaves a consistent object: every write is one
+//!   request, and handlers are rerun from the recorded phase.
+//! - **No silent stall.** Every failure leaves a condition and `lastError` saying why.
+//!
+//! # Caveats
+//!
+//! - Handlers must be idempotent: after a crash, conflict or retry the same handler runs
+//!   again for the same phase.
+//! - `observedGeneration` is the generation the current pass through the phases started
+//!   from; a spec change in the middle of a pass is seen by the later handlers, and by the
+//!   updating phase once the object is ready.
+//! - The failed phase has no handler; its retries are the engine's own schedule, kept in
+//!   status, so they survive a restart of the operator. Handler errors that are not
+//!   terminal are retried by the middleware ([`Backoff`](crate::middleware::backoff)).
+//! - The engine owns the status fields of [`PhaseStatus`]; write other status fields with
+//!   [`Transition::with_status`], so they go out in the same request.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kube_reconcile::phase::{PhaseMachine, Step, Transition, Transitions};
+//! # use k8s_openapi::api::core::v1::ConfigMap;
+//!
+//! kube_reconcile::phases! {
+//!     /// Where a cache is in its life.
+//!     pub enum CachePhase { Pending, Warming, Ready, Updating, Failed }
+//! }
+//!
+//! struct CacheMachine { table: Transitions<CachePhase> }
+//!
+//! impl CacheMachine {
+//!     fn new() -> Result<Self, kube_reconcile::phase::TableError> {
+//!         use CachePhase::*;
+//!         let table = Transitions::builder(Pending)
+//!             .path([Pending, Warming, Ready, Updating, Warming])
+//!             .edge(Failed, Warming)
+//!             .ready(Ready)
+//!             .updating(Updating)
+//!             .failed(Failed)
+//!             .build()?;
+//!         Ok(CacheMachine { table })
+//!     }
+//! }
+//!
+//! impl PhaseMachine<Cache, ()> for CacheMachine {
+//!     type Phase = CachePhase;
+//!     type Error = kube::Error;
+//!
+//!     fn transitions(&self) -> &Transitions<CachePhase> {
+//!         &self.table
+//!     }
+//!
+//!     async fn handle(&self, phase: CachePhase, cache: &Cache, _: &Step<'_, CachePhase, ()>)
+//!         -> Result<Transition<CachePhase>, kube::Error>
+//!     {
+//!         Ok(match phase {
+//!             CachePhase::Pending | CachePhase::Updating => Transition::to(CachePhase::Warming),
+//!             CachePhase::Warming => Transition::to(CachePhase::Ready).because("Warm", "entries loaded"),
+//!             _ => Transition::done(),
+//!         })
+//!     }
+//! }
+//! # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+//! # struct Cache { metadata: kube::api::ObjectMeta, status: Option<kube_reconcile::phase::PhaseStatus> }
+//! # impl kube::Resource for Cache {
+//! #     type DynamicType = (); type Scope = kube::core::NamespaceResourceScope;
+//! #     fn kind(_: &()) -> std::borrow::Cow<'_, str> { "Cache".into() }
+//! #     fn group(_: &()) -> std::borrow::Cow<'_, str> { "example.com".into() }
+//! #     fn version(_: &()) -> std::borrow::Cow<'_, str> { "v1".into() }
+//! #     fn plural(_: &()) -> std::borrow::Cow<'_, str> { "caches".into() }
+//! #     fn meta(&self) -> &kube::api::ObjectMeta { &self.metadata }
+//! #     fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta { &mut self.metadata }
+//! # }
+//! # impl kube_reconcile::phase::HasPhaseStatus for Cache {
+//! #     fn phase_status(&self) -> Option<&kube_reconcile::phase::PhaseStatus> { self.status.as_ref() }
+//! # }
+//! assert!(CacheMachine::new().is_ok());
+//! ```
+//!
+//! Run it with `PhaseEngine::new(CacheMachine::new()?, client)` as the reconciler of a
+//! `Controller` ([`ControllerExt::run_reconciler`](crate::ControllerExt::run_reconciler)),
+//! wrapped in middleware like any other reconciler. The crate's `tests/phase.rs` and the
+//! `database_operator` example run it end to end on the embedded API server.
+
+mod config;
+mod engine;
+mod error;
+mod machine;
+mod plan;
+mod status;
+mod table;
+mod transition;
+
+pub use self::config::{PhaseConfig, PhaseConfigError};
+pub use self::engine::PhaseEngine;
+pub use self::error::PhaseError;
+pub use self::machine::{PhaseMachine, Step};
+pub use self::status::{ErrorRecord, HasPhaseStatus, PhaseRecord, PhaseStatus, RetryStatus};
+pub use self::table::{TableError, Transitions, TransitionsBuilder};
+pub use self::transition::Transition;
+
+use std::{fmt, hash::Hash};
+
+/// A phase of a [`PhaseMachine`]: a small `Copy` enum with a stable name per variant.
+///
+/// Declare one with [`phases!`](crate::phases), which also implements this trait.
+pub trait Phase: Copy + Eq + Hash + fmt::Debug + Send + Sync + 'static {
+    /// The name stored in `status.phase`.
+    fn name(self) -> &'static str;
+
+    /// The phase stored as `name`, if there is one.
+    fn from_name(name: &str) -> Option<Self>;
+
+    /// Every phase, in declaration order.
+    fn all() -> &'static [Self];
+}
+
+/// Declares a phase enum and implements [`Phase`](crate::phase::Phase) and `Display`
+/// for it; each variant's name is what `status.phase` stores.
+///
+/// # Examples
+///
+/// ```
+/// use kube_reconcile::phase::Phase;
+///
+/// kube_reconcile::phases! {
+///     /// Where a database is in its life.
+///     pub enum DbPhase { Pending, Provisioning, Ready, Failed }
+/// }
+///
+/// assert_eq!(DbPhase::Provisioning.name(), "Provisioning");
+/// assert_eq!(DbPhase::from_name("Ready"), Some(DbPhase::Ready));
+/// assert_eq!(DbPhase::from_name("ready"), None);
+/// assert_eq!(DbPhase::all().len(), 4);
+/// assert_eq!(DbPhase::Failed.to_string(), "Failed");
+/// ```
+#[macro_export]
+macro_rules! phases {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $crate::phase::Phase for $name {
+            fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant)),+
+                }
+            }
+
+            fn from_name(name: &str) -> ::core::option::Option<Self> {
+                match name {
+                    $(stringify!($variant) => ::core::option::Option::Some($name::$variant),)+
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn all() -> &'static [Self] {
+                &[$($name::$variant),+]
+            }
+        }
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str($crate::phase::Phase::name(*self))
+            }
+        }
+    };
+}

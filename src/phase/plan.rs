@@ -1,0 +1,185 @@
+//! Pure status arithmetic: what the status becomes after a step. No I/O, so it can be
+//! property-tested.
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+use super::{ErrorRecord, Phase, PhaseRecord, PhaseStatus, RetryStatus, Transitions};
+use crate::conditions::Condition;
+
+/// The kstatus condition types the engine maintains.
+pub(super) const READY: &str = "Ready";
+pub(super) const RECONCILING: &str = "Reconciling";
+pub(super) const STALLED: &str = "Stalled";
+
+/// How the object stands after a step, as far as conditions go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// Moving through the phases.
+    Progressing,
+    /// In the ready phase.
+    Ready,
+    /// Failed, with a retry scheduled.
+    Retrying,
+    /// Failed, waiting for a change (terminal error, refused transition).
+    Stalled,
+}
+
+/// When a step happens and how much history it keeps.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct At {
+    pub(super) now: Timestamp,
+    pub(super) history: usize,
+}
+
+/// Why, in two parts.
+#[derive(Clone, Debug)]
+pub(super) struct Why<'a> {
+    pub(super) reason: &'a str,
+    pub(super) message: &'a str,
+}
+
+/// Sets `Ready`, `Reconciling` and `Stalled` for `standing`, each at the status's
+/// observed generation. Removes the abnormal-true ones that do not apply.
+pub(super) fn set_conditions(
+    status: &mut PhaseStatus,
+    standing: Standing,
+    why: &Why<'_>,
+    now: Timestamp,
+) {
+    let generation = status.observed_generation;
+    let cond = |c: Condition| c.observed_generation(generation);
+    let (reason, message) = (why.reason, why.message);
+    let conditions = &mut status.conditions;
+    match standing {
+        Standing::Ready => {
+            conditions.set(cond(Condition::true_(READY, reason, message)), now);
+            conditions.remove(RECONCILING);
+            conditions.remove(STALLED);
+        }
+        Standing::Progressing | Standing::Retrying => {
+            conditions.set(cond(Condition::false_(READY, reason, message)), now);
+            conditions.set(cond(Condition::true_(RECONCILING, reason, message)), now);
+            conditions.remove(STALLED);
+        }
+        Standing::Stalled => {
+            conditions.set(cond(Condition::false_(READY, reason, message)), now);
+            conditions.remove(RECONCILING);
+            conditions.set(cond(Condition::true_(STALLED, reason, message)), now);
+        }
+    }
+}
+
+/// The standing of an object resting in `phase` (not failing).
+pub(super) fn standing_of<P: Phase>(table: &Transitions<P>, phase: P) -> Standing {
+    if phase == table.ready() {
+        Standing::Ready
+    } else {
+        Standing::Progressing
+    }
+}
+
+/// The status after moving from `from` to `to`.
+///
+/// `observe` is the generation a new pass through the phases starts from (entering the
+/// initial phase, updating, retrying), if this move starts one.
+pub(super) fn enter<P: Phase>(
+    table: &Transitions<P>,
+    status: &PhaseStatus,
+    from: Option<&str>,
+    to: P,
+    why: &Why<'_>,
+    observe: Option<Option<i64>>,
+    at: At,
+) -> PhaseStatus {
+    let At {
+        now,
+        history: history_limit,
+    } = at;
+    let mut next = status.clone();
+    next.phase = Some(to.name().to_owned());
+    if let Some(generation) = observe {
+        next.observed_generation = generation;
+    }
+    next.phase_history.push(PhaseRecord {
+        phase: to.name().to_owned(),
+        from: from.map(str::to_owned),
+        entered_at: Time(now),
+        reason: why.reason.to_owned(),
+        message: why.message.to_owned(),
+    });
+    let excess = next
+        .phase_history
+        .len()
+        .saturating_sub(history_limit.max(1));
+    next.phase_history.drain(..excess);
+    if to == table.ready() {
+        next.retry = None;
+    } else if let Some(retry) = &mut next.retry {
+        // A retry in progress: the wait is over once the object left the failed phase.
+        retry.next_attempt_time = None;
+    }
+    set_conditions(&mut next, standing_of(table, to), why, now);
+    next
+}
+
+/// The status after `from` failed: the failed phase, the retry schedule (`next_attempt`
+/// `None` for a failure that waits for a change) and the error.
+pub(super) fn fail<P: Phase>(
+    table: &Transitions<P>,
+    status: &PhaseStatus,
+    from: &str,
+    why: &Why<'_>,
+    next_attempt: Option<Timestamp>,
+    at: At,
+) -> PhaseStatus {
+    let now = at.now;
+    let attempts = status
+        .retry
+        .as_ref()
+        .map_or(0, |r| r.attempts)
+        .saturating_add(1);
+    let mut next = enter(table, status, Some(from), table.failed(), why, None, at);
+    next.retry = Some(RetryStatus {
+        attempts,
+        next_attempt_time: next_attempt.map(Time),
+    });
+    next.last_error = Some(ErrorRecord {
+        phase: from.to_owned(),
+        reason: why.reason.to_owned(),
+        message: why.message.to_owned(),
+        time: Time(now),
+    });
+    let standing = if next_attempt.is_some() {
+        Standing::Retrying
+    } else {
+        Standing::Stalled
+    };
+    set_conditions(&mut next, standing, why, now);
+    next
+}
+
+/// Records `error` as the last error (keeping its first-seen time if it is the same).
+pub(super) fn record_error(status: &mut PhaseStatus, phase: &str, why: &Why<'_>, now: Timestamp) {
+    let same = status
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e.phase == phase && e.reason == why.reason && e.message == why.message);
+    if !same {
+        status.last_error = Some(ErrorRecord {
+            phase: phase.to_owned(),
+            reason: why.reason.to_owned(),
+            message: why.message.to_owned(),
+            time: Time(now),
+        });
+    }
+}
+
+/// When the object entered its current phase, from the history.
+pub(super) fn entered_at(status: &PhaseStatus) -> Option<Timestamp> {
+    let phase = status.phase.as_deref()?;
+    status
+        .phase_history
+        .last()
+        .filter(|r| r.phase == phase)
+        .map(|r| r.entered_at.0)
+}

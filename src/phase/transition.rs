@@ -1,0 +1,125 @@
+//! What a phase handler decides.
+
+use std::{borrow::Cow, time::Duration};
+
+use serde::Serialize;
+
+/// What a phase handler decided: stay, move on, fail or rest.
+///
+/// Reasons are `CamelCase` words a program can match on; messages are for humans. Both
+/// end up in the object's conditions, its phase history and its events.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kube_reconcile::phase::Transition;
+///
+/// # kube_reconcile::phases! { enum DbPhase { Provisioning, Configuring } }
+/// let waiting: Transition<DbPhase> =
+///     Transition::stay(Duration::from_secs(5)).because("InstanceCreating", "the DBaaS is still creating it");
+/// let next = Transition::to(DbPhase::Configuring).because("InstanceReady", "instance db-1 is up");
+/// let broken: Transition<DbPhase> = Transition::fail_terminal("InvalidSpec", "spec.replicas must be 1, 3 or 5");
+/// assert_eq!(next.target(), Some(DbPhase::Configuring));
+/// assert_eq!(waiting.target(), None);
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Transition<P> {
+    pub(super) kind: Kind<P>,
+    pub(super) reason: Option<Cow<'static, str>>,
+    pub(super) message: Option<String>,
+    pub(super) status: Option<serde_json::Value>,
+    pub(super) status_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind<P> {
+    Stay(Option<Duration>),
+    To(P),
+    Fail { retry: bool },
+    Done,
+}
+
+impl<P: Copy> Transition<P> {
+    fn of(kind: Kind<P>) -> Self {
+        Transition {
+            kind,
+            reason: None,
+            message: None,
+            status: None,
+            status_error: None,
+        }
+    }
+
+    /// Stay in this phase and run its handler again after `requeue_after` (or sooner, at
+    /// the phase's deadline).
+    pub fn stay(requeue_after: Duration) -> Self {
+        Transition::of(Kind::Stay(Some(requeue_after)))
+    }
+
+    /// Stay in this phase until the object changes (or the phase's deadline).
+    pub fn wait_for_change() -> Self {
+        Transition::of(Kind::Stay(None))
+    }
+
+    /// Move to `phase`; the edge must be declared in the table.
+    pub fn to(phase: P) -> Self {
+        Transition::of(Kind::To(phase))
+    }
+
+    /// Fail: move to the failed phase and retry, with exponential backoff, from the
+    /// table's retry phase.
+    pub fn fail(reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Transition::of(Kind::Fail { retry: true }).because(reason, message)
+    }
+
+    /// Fail without retrying: the object rests in the failed phase (condition
+    /// `Stalled=True`) until its spec changes, as for an invalid spec.
+    pub fn fail_terminal(reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Transition::of(Kind::Fail { retry: false }).because(reason, message)
+    }
+
+    /// Nothing more to do until the object changes: the usual answer of the ready phase.
+    pub fn done() -> Self {
+        Transition::of(Kind::Done)
+    }
+
+    /// Why: a `CamelCase` reason and a message for humans.
+    pub fn because(
+        mut self,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        self.reason = Some(reason.into());
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Also writes these fields into `.status`, in the same write as the phase (for
+    /// example an `endpoint`). `fields` must serialize to a JSON object; nested objects
+    /// merge, `null` removes a field.
+    pub fn with_status(mut self, fields: impl Serialize) -> Self {
+        match serde_json::to_value(fields) {
+            Ok(value @ serde_json::Value::Object(_)) => self.status = Some(value),
+            Ok(other) => {
+                self.status_error = Some(format!("status fields must be an object, not {other}"));
+            }
+            Err(e) => self.status_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// The phase this transition moves to, for [`Transition::to`].
+    pub fn target(&self) -> Option<P> {
+        match self.kind {
+            Kind::To(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether this transition fails the object.
+    pub fn is_failure(&self) -> bool {
+        matches!(self.kind, Kind::Fail { .. })
+    }
+}
