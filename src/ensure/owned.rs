@@ -125,9 +125,9 @@ fn fields(
         path.pop();
     }
     for (name, value) in d.into_iter().flatten() {
-        if !node.contains_key(&format!("f:{name}")) && !is_absent(Some(value)) {
+        if !node.contains_key(&format!("f:{name}")) {
             path.field(name);
-            out.push(path.render());
+            walk(Some(value), l.and_then(|m| m.get(name)), None, path, out);
             path.pop();
         }
     }
