@@ -23,7 +23,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, CustomResourceExt, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
     runtime::wait::{await_condition, conditions},
 };
 use kube_reconcile::{
@@ -250,7 +250,10 @@ async fn apply_never_churns_on_server_defaults_of_services_and_stateful_sets() {
         outcomes
     })
     .await;
-    assert!(outcomes.iter().all(|o| *o == Ensured::Unchanged), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == Ensured::Unchanged),
+        "{outcomes:?}"
+    );
     assert_eq!(requests.writes(), 0, "{requests}");
     let again = Api::<StatefulSet>::default_namespaced(client)
         .get("db")
@@ -322,7 +325,10 @@ async fn identical_server_side_applies_do_not_bump_the_resource_version() {
     let first = cms.patch("x", &params, &Patch::Apply(&body)).await.unwrap();
     let second = cms.patch("x", &params, &Patch::Apply(&body)).await.unwrap();
     assert_eq!(rv(&first), rv(&second));
-    assert_eq!(first.metadata.managed_fields, second.metadata.managed_fields);
+    assert_eq!(
+        first.metadata.managed_fields,
+        second.metadata.managed_fields
+    );
 }
 
 #[tokio::test]
@@ -378,7 +384,10 @@ async fn patch_compares_only_the_fields_it_sets() {
         outcomes
     })
     .await;
-    assert!(outcomes.iter().all(|o| *o == Ensured::Unchanged), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == Ensured::Unchanged),
+        "{outcomes:?}"
+    );
     assert_eq!(requests.writes(), 0, "{requests}");
 
     // A change patches what differs and keeps what the server allocated.
@@ -488,8 +497,11 @@ async fn a_single_conflict_is_retried_and_two_are_a_conflict() {
         .apply(&config_map("settings", &[("a", "2")]))
         .await
         .unwrap_err();
-    assert!(matches!(&err, EnsureError::Conflict { kind, name, .. }
-        if kind == "ConfigMap" && name == "default/settings"), "{err:?}");
+    assert!(
+        matches!(&err, EnsureError::Conflict { kind, name, .. }
+        if kind == "ConfigMap" && name == "default/settings"),
+        "{err:?}"
+    );
     assert_eq!(err.class(), ErrorClass::Conflict);
     assert!(std::error::Error::source(&err).is_some());
 }
@@ -562,7 +574,10 @@ async fn create_only_refuses_a_password_someone_else_made() {
     )
     .await;
     let err = outcome.unwrap_err();
-    assert!(matches!(&err, EnsureError::NotOwned { owner: None, .. }), "{err:?}");
+    assert!(
+        matches!(&err, EnsureError::NotOwned { owner: None, .. }),
+        "{err:?}"
+    );
     assert_eq!(requests.writes(), 0);
 }
 
@@ -573,8 +588,8 @@ async fn an_object_of_another_owner_is_never_taken_over() {
     let (server, client, owner) = setup().await;
     let other = widget(&client, "other").await;
     let theirs = Ensure::new(client.clone(), &other).unwrap();
-    let ours = Ensure::with_config(client.clone(), &owner, EnsureConfig::default().adopt(true))
-        .unwrap();
+    let ours =
+        Ensure::with_config(client.clone(), &owner, EnsureConfig::default().adopt(true)).unwrap();
     theirs
         .apply(&config_map("shared", &[("a", "theirs")]))
         .await
@@ -610,16 +625,22 @@ async fn an_object_of_another_owner_is_never_taken_over() {
 async fn an_object_without_a_controller_is_adopted_only_when_allowed() {
     let (_server, client, owner) = setup().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    cms.create(&PostParams::default(), &config_map("handmade", &[("a", "1")]))
-        .await
-        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &config_map("handmade", &[("a", "1")]),
+    )
+    .await
+    .unwrap();
 
     let strict = Ensure::new(client.clone(), &owner).unwrap();
     let err = strict
         .apply(&config_map("handmade", &[("a", "2")]))
         .await
         .unwrap_err();
-    assert!(matches!(&err, EnsureError::NotOwned { owner: None, .. }), "{err:?}");
+    assert!(
+        matches!(&err, EnsureError::NotOwned { owner: None, .. }),
+        "{err:?}"
+    );
 
     let adopting =
         Ensure::with_config(client, &owner, EnsureConfig::default().adopt(true)).unwrap();
@@ -627,7 +648,10 @@ async fn an_object_without_a_controller_is_adopted_only_when_allowed() {
         .apply(&config_map("handmade", &[("a", "2")]))
         .await
         .unwrap();
-    assert!(outcome.fields().contains(&"data.a".to_string()), "{outcome:?}");
+    assert!(
+        outcome.fields().contains(&"data.a".to_string()),
+        "{outcome:?}"
+    );
     let live = cms.get("handmade").await.unwrap();
     assert_eq!(
         live.owner_references()[0].uid,
@@ -662,7 +686,13 @@ fn an_owner_without_a_uid_is_a_typed_error() {
         assert_eq!(err.class(), ErrorClass::Terminal);
         owner.metadata.name = None;
         let err = Ensure::new(client, &owner).unwrap_err();
-        assert!(matches!(err, EnsureError::MissingField { field: "metadata.name", .. }));
+        assert!(matches!(
+            err,
+            EnsureError::MissingField {
+                field: "metadata.name",
+                ..
+            }
+        ));
     });
 }
 
@@ -717,7 +747,9 @@ async fn children_get_a_controller_reference_and_the_standard_labels() {
         EnsureConfig::default().owner_reference(false).labels(false),
     )
     .unwrap();
-    bare.apply(&config_map("bare", &[("a", "1")])).await.unwrap();
+    bare.apply(&config_map("bare", &[("a", "1")]))
+        .await
+        .unwrap();
     let live = Api::<ConfigMap>::default_namespaced(client)
         .get("bare")
         .await
@@ -725,7 +757,9 @@ async fn children_get_a_controller_reference_and_the_standard_labels() {
     assert!(live.owner_references().is_empty());
     assert!(live.labels().is_empty());
     assert_eq!(
-        bare.apply(&config_map("bare", &[("a", "1")])).await.unwrap(),
+        bare.apply(&config_map("bare", &[("a", "1")]))
+            .await
+            .unwrap(),
         Ensured::Unchanged
     );
 }
@@ -802,7 +836,10 @@ async fn prune_removes_only_labelled_orphans_of_this_owner() {
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
 
     for name in ["keep", "orphan-1", "orphan-2"] {
-        ensure.apply(&config_map(name, &[("a", "1")])).await.unwrap();
+        ensure
+            .apply(&config_map(name, &[("a", "1")]))
+            .await
+            .unwrap();
     }
     other
         .apply(&config_map("other-child", &[("a", "1")]))
@@ -820,7 +857,7 @@ async fn prune_removes_only_labelled_orphans_of_this_owner() {
     deleted.sort();
     assert_eq!(deleted, ["orphan-1", "orphan-2"]);
     let mut left: Vec<String> = cms
-        .list(&Default::default())
+        .list(&ListParams::default())
         .await
         .unwrap()
         .items
@@ -846,9 +883,7 @@ async fn dynamic_objects_work_like_typed_ones() {
     let (server, client, owner) = setup().await;
     let ensure = Ensure::new(client.clone(), &owner).unwrap();
     let ar = ApiResource::erase::<Widget>(&());
-    let child = |size: i64| {
-        DynamicObject::new("child", &ar).data(json!({"spec": {"size": size}}))
-    };
+    let child = |size: i64| DynamicObject::new("child", &ar).data(json!({"spec": {"size": size}}));
 
     assert_eq!(
         ensure.apply_with(&child(2), &ar).await.unwrap(),
@@ -876,10 +911,7 @@ async fn dynamic_objects_work_like_typed_ones() {
         ["spec.size"]
     );
     assert_eq!(
-        ensure
-            .create_only_with(&child(9), &ar)
-            .await
-            .unwrap(),
+        ensure.create_only_with(&child(9), &ar).await.unwrap(),
         Ensured::Unchanged
     );
     assert_eq!(

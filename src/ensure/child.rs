@@ -154,7 +154,7 @@ impl Ensure {
             action: "serializing",
             kind: location.kind.clone(),
             name: location.display(&name),
-            source: kube::Error::SerdeError(e),
+            source: Box::new(kube::Error::SerdeError(e)),
         })?;
         let Some(obj) = body.as_object_mut() else {
             return Err(EnsureError::MissingField {
@@ -225,9 +225,7 @@ impl Ensure {
         let Ok(ours) = serde_json::to_value(&reference) else {
             return;
         };
-        let refs = meta
-            .entry("ownerReferences")
-            .or_insert_with(|| json!([]));
+        let refs = meta.entry("ownerReferences").or_insert_with(|| json!([]));
         if let Some(list) = refs.as_array_mut() {
             list.retain(|r| r.get("uid").and_then(Value::as_str) != Some(&reference.uid));
             list.push(ours);

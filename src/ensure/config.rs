@@ -32,6 +32,10 @@ pub const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
 /// assert_eq!(config.get_field_manager(), "database-operator");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent on/off settings, each with its own setter"
+)]
 pub struct EnsureConfig {
     field_manager: String,
     owner_reference: bool,
@@ -194,8 +198,7 @@ pub(crate) fn is_label_value(v: &str) -> bool {
     v.len() <= 63
         && ends_ok(v.chars().next())
         && ends_ok(v.chars().last())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -206,17 +209,30 @@ mod tests {
     #[test]
     fn the_default_config_is_valid() {
         assert!(EnsureConfig::default().validate().is_ok());
-        assert_eq!(EnsureConfig::default().get_field_manager(), "kube-reconcile");
+        assert_eq!(
+            EnsureConfig::default().get_field_manager(),
+            "kube-reconcile"
+        );
     }
 
     #[test]
     fn bad_field_managers_and_label_values_are_refused() {
-        assert!(EnsureConfig::default().field_manager("").validate().is_err());
+        assert!(
+            EnsureConfig::default()
+                .field_manager("")
+                .validate()
+                .is_err()
+        );
         let spaced = EnsureConfig::default().field_manager("my operator");
         assert!(spaced.clone().validate().is_err());
         assert!(spaced.labels(false).validate().is_ok());
         assert!(EnsureConfig::default().part_of("-x").validate().is_err());
-        assert!(EnsureConfig::default().app_name("a".repeat(64)).validate().is_err());
+        assert!(
+            EnsureConfig::default()
+                .app_name("a".repeat(64))
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub enum EnsureError {
         name: String,
         /// The second conflict.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// A request to the API server failed.
     #[error("{action} {kind} {name} failed")]
@@ -51,7 +51,7 @@ pub enum EnsureError {
         name: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// A setting of [`EnsureConfig`](super::EnsureConfig) is not valid.
     #[error("invalid ensure config: {message}")]
@@ -106,7 +106,10 @@ mod tests {
             name: "default/pw".into(),
             owner: None,
         };
-        assert!(err.to_string().ends_with("has no controller and was not written by our field manager"));
+        assert!(
+            err.to_string()
+                .ends_with("has no controller and was not written by our field manager")
+        );
     }
 
     #[test]
@@ -116,7 +119,7 @@ mod tests {
             action: "applying",
             kind: "ConfigMap".into(),
             name: "default/x".into(),
-            source: kube::Error::Api(status.boxed()),
+            source: Box::new(kube::Error::Api(status.boxed())),
         };
         assert!(matches!(err.class(), ErrorClass::Throttled { .. }));
         assert_eq!(err.to_string(), "applying ConfigMap default/x failed");

@@ -231,7 +231,11 @@ impl Ensure {
     ///
     /// [`EnsureError::MissingField`] as for [`new`](Self::new);
     /// [`EnsureError::InvalidConfig`] when a setting cannot be sent (see [`EnsureConfig`]).
-    pub fn with_config<O>(client: Client, owner: &O, config: EnsureConfig) -> Result<Self, EnsureError>
+    pub fn with_config<O>(
+        client: Client,
+        owner: &O,
+        config: EnsureConfig,
+    ) -> Result<Self, EnsureError>
     where
         O: Resource<DynamicType = ()>,
     {
@@ -256,23 +260,19 @@ impl Ensure {
         config.validate()?;
         let kind = O::kind(dt).to_string();
         let meta = owner.meta();
-        let name = meta
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| EnsureError::MissingField {
+        let name = meta.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+            EnsureError::MissingField {
                 object: format!("owner {kind}"),
                 field: "metadata.name",
-            })?;
+            }
+        })?;
         let display = format!("{kind}/{name}");
-        let uid = meta
-            .uid
-            .clone()
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| EnsureError::MissingField {
+        let uid = meta.uid.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+            EnsureError::MissingField {
                 object: format!("owner {display}"),
                 field: "metadata.uid",
-            })?;
+            }
+        })?;
         let reference = OwnerReference {
             api_version: O::api_version(dt).to_string(),
             kind,

@@ -21,8 +21,7 @@ pub(crate) fn owned_fields<'a>(live: &'a Value, manager: &str) -> Option<&'a Map
         .find(|e| {
             e.get("manager").and_then(Value::as_str) == Some(manager)
                 && e.get("operation").and_then(Value::as_str) == Some("Apply")
-                && e
-                    .get("subresource")
+                && e.get("subresource")
                     .and_then(Value::as_str)
                     .is_none_or(str::is_empty)
         })?
@@ -43,9 +42,19 @@ pub(crate) fn is_manager(live: &Value, manager: &str) -> bool {
 
 /// The paths an apply of `desired` would change, given the fields `owned` in `live`.
 /// `desired` carries no identity (`apiVersion`, `kind`, `metadata.name`/`namespace`).
-pub(crate) fn owned_diff(desired: &Value, live: &Value, owned: Option<&Map<String, Value>>) -> Vec<String> {
+pub(crate) fn owned_diff(
+    desired: &Value,
+    live: &Value,
+    owned: Option<&Map<String, Value>>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    walk(Some(desired), Some(live), owned, &mut FieldPath::default(), &mut out);
+    walk(
+        Some(desired),
+        Some(live),
+        owned,
+        &mut FieldPath::default(),
+        &mut out,
+    );
     out
 }
 
@@ -188,7 +197,12 @@ fn list_map(
     }
 }
 
-fn set(desired: Option<&Value>, node: &Map<String, Value>, path: &mut FieldPath, out: &mut Vec<String>) {
+fn set(
+    desired: Option<&Value>,
+    node: &Map<String, Value>,
+    path: &mut FieldPath,
+    out: &mut Vec<String>,
+) {
     let owned: Vec<Value> = children(node)
         .filter_map(|(k, _)| k.strip_prefix("v:"))
         .filter_map(|v| serde_json::from_str(v).ok())

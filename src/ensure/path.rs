@@ -81,7 +81,10 @@ impl FieldPath {
                     let _ = write!(out, "[{i}]");
                 }
                 Seg::Key(k) => {
-                    let parts: Vec<String> = k.iter().map(|(f, v)| format!("{f}={}", scalar(v))).collect();
+                    let parts: Vec<String> = k
+                        .iter()
+                        .map(|(f, v)| format!("{f}={}", scalar(v)))
+                        .collect();
                     let _ = write!(out, "[{}]", parts.join(","));
                 }
                 Seg::Member(v) => {

@@ -44,7 +44,8 @@ impl Ensure {
         K::DynamicType: Default,
         K::Scope: 'static,
     {
-        self.absent_with::<K>(name, &K::DynamicType::default()).await
+        self.absent_with::<K>(name, &K::DynamicType::default())
+            .await
     }
 
     /// [`absent`](Self::absent) for a kind that needs runtime type information.
@@ -52,7 +53,11 @@ impl Ensure {
     /// # Errors
     ///
     /// As for [`absent`](Self::absent).
-    pub async fn absent_with<K>(&self, name: &str, dt: &K::DynamicType) -> Result<Ensured, EnsureError>
+    pub async fn absent_with<K>(
+        &self,
+        name: &str,
+        dt: &K::DynamicType,
+    ) -> Result<Ensured, EnsureError>
     where
         K: Resource,
         K::Scope: 'static,
@@ -65,7 +70,10 @@ impl Ensure {
                 return Ok(Step::Done(Ensured::Unchanged));
             };
             self.check_owner(&live, &kind, &shown, false)?;
-            if live.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            if live
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
                 return Ok(Step::Done(Ensured::Deleted));
             }
             let uid = live
@@ -172,10 +180,15 @@ impl Ensure {
                     continue;
                 }
                 let api = match (&location.namespace, &namespace) {
-                    (None, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &location.resource),
+                    (None, Some(ns)) => {
+                        Api::namespaced_with(self.client.clone(), ns, &location.resource)
+                    }
                     _ => location.api.clone(),
                 };
-                match api.delete(&name, &delete_params(obj.metadata.uid.clone())).await {
+                match api
+                    .delete(&name, &delete_params(obj.metadata.uid.clone()))
+                    .await
+                {
                     Ok(_) => {
                         tracing::debug!(kind = %kind, object = %shown, "ensure: pruned");
                         deleted.push(name);

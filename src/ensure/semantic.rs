@@ -176,7 +176,11 @@ mod tests {
     fn integers_and_floats_of_the_same_value_are_equal() {
         assert!(equal(Some(&json!(1)), Some(&json!(1.0)), &mut at(&["a"])));
         assert!(!equal(Some(&json!(1)), Some(&json!(1.5)), &mut at(&["a"])));
-        assert!(equal(Some(&json!(u64::MAX)), Some(&json!(u64::MAX)), &mut at(&["a"])));
+        assert!(equal(
+            Some(&json!(u64::MAX)),
+            Some(&json!(u64::MAX)),
+            &mut at(&["a"])
+        ));
     }
 
     #[test]
@@ -204,7 +208,11 @@ mod tests {
         assert!(!equal(Some(&json!("1G")), Some(&json!("1Gi")), &mut mem));
         // Elsewhere a string is a string.
         let mut data = at(&["data", "size"]);
-        assert!(!equal(Some(&json!("1Gi")), Some(&json!("1024Mi")), &mut data));
+        assert!(!equal(
+            Some(&json!("1Gi")),
+            Some(&json!("1024Mi")),
+            &mut data
+        ));
     }
 
     #[test]
@@ -219,8 +227,20 @@ mod tests {
     #[test]
     fn lists_compare_item_by_item() {
         let mut p = at(&["spec", "args"]);
-        assert!(equal(Some(&json!(["a", 1])), Some(&json!(["a", 1.0])), &mut p));
-        assert!(!equal(Some(&json!(["a", "b"])), Some(&json!(["b", "a"])), &mut p));
-        assert!(!equal(Some(&json!(["a"])), Some(&json!(["a", "b"])), &mut p));
+        assert!(equal(
+            Some(&json!(["a", 1])),
+            Some(&json!(["a", 1.0])),
+            &mut p
+        ));
+        assert!(!equal(
+            Some(&json!(["a", "b"])),
+            Some(&json!(["b", "a"])),
+            &mut p
+        ));
+        assert!(!equal(
+            Some(&json!(["a"])),
+            Some(&json!(["a", "b"])),
+            &mut p
+        ));
     }
 }

@@ -55,15 +55,15 @@ fn walk(
     match desired {
         Value::Object(d) => match live {
             Some(Value::Object(l)) => {
-                let mut patch = Map::new();
+                let mut changes = Map::new();
                 for (k, dv) in d {
                     path.field(k);
                     if let Some(p) = walk(dv, l.get(k), path, out) {
-                        patch.insert(k.clone(), p);
+                        changes.insert(k.clone(), p);
                     }
                     path.pop();
                 }
-                (!patch.is_empty()).then_some(Value::Object(patch))
+                (!changes.is_empty()).then_some(Value::Object(changes))
             }
             _ => replace(desired, live, path, out),
         },
@@ -107,7 +107,12 @@ fn replace(
     Some(desired.clone())
 }
 
-fn positional(d: &[Value], l: &[Value], path: &mut FieldPath, out: &mut Vec<String>) -> Option<Value> {
+fn positional(
+    d: &[Value],
+    l: &[Value],
+    path: &mut FieldPath,
+    out: &mut Vec<String>,
+) -> Option<Value> {
     if d.len() == l.len() {
         let before = out.len();
         for (i, (di, li)) in d.iter().zip(l).enumerate() {
@@ -138,19 +143,16 @@ fn keyed(
         let mut seg = Map::new();
         seg.insert(key.to_string(), id.cloned().unwrap_or(Value::Null));
         path.push(Seg::Key(seg));
-        match result
+        if let Some(li) = result
             .iter_mut()
             .find(|li| id.is_some() && li.get(key) == id)
         {
-            Some(li) => {
-                if walk(item, Some(li), path, out).is_some() {
-                    *li = merge_value(li, item);
-                }
+            if walk(item, Some(li), path, out).is_some() {
+                *li = merge_value(li, item);
             }
-            None => {
-                out.push(path.render());
-                result.push(item.clone());
-            }
+        } else {
+            out.push(path.render());
+            result.push(item.clone());
         }
         path.pop();
     }
@@ -227,7 +229,8 @@ mod tests {
     #[test]
     fn a_changed_leaf_is_reported_and_patched_alone() {
         let desired = json!({"data": {"a": "1", "b": "2"}, "metadata": {"labels": {"x": "y"}}});
-        let live = json!({"data": {"a": "1", "b": "3"}, "metadata": {"labels": {"x": "y", "other": "z"}}});
+        let live =
+            json!({"data": {"a": "1", "b": "3"}, "metadata": {"labels": {"x": "y", "other": "z"}}});
         let diff = subset_diff(&desired, &live);
         assert_eq!(diff.fields, vec!["data.b"]);
         assert_eq!(diff.patch, Some(json!({"data": {"b": "2"}})));
@@ -241,7 +244,9 @@ mod tests {
         assert_eq!(diff.fields, vec!["containers[0].image"]);
         assert_eq!(
             diff.patch,
-            Some(json!({"containers": [{"name": "db", "image": "postgres:17", "imagePullPolicy": "IfNotPresent"}]}))
+            Some(
+                json!({"containers": [{"name": "db", "image": "postgres:17", "imagePullPolicy": "IfNotPresent"}]})
+            )
         );
     }
 
@@ -278,7 +283,10 @@ mod tests {
         let live = json!({"metadata": {"finalizers": ["b"]}});
         let diff = subset_diff(&desired, &live);
         assert_eq!(diff.fields, vec![r#"metadata.finalizers[="a"]"#]);
-        assert_eq!(diff.patch, Some(json!({"metadata": {"finalizers": ["b", "a"]}})));
+        assert_eq!(
+            diff.patch,
+            Some(json!({"metadata": {"finalizers": ["b", "a"]}}))
+        );
     }
 
     #[test]

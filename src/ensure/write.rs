@@ -51,7 +51,7 @@ where
         Step::Retry(source) => Err(EnsureError::Conflict {
             kind: kind.to_string(),
             name: shown.to_string(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -66,7 +66,7 @@ pub(crate) fn api_error(
         action,
         kind,
         name,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -77,7 +77,11 @@ pub(crate) fn to_json(obj: &DynamicObject, kind: &str, shown: &str) -> Result<Va
 
 impl Ensure {
     /// Reads the live object as JSON, if it exists.
-    pub(crate) async fn read(&self, location: &Location, name: &str) -> Result<Option<Value>, EnsureError> {
+    pub(crate) async fn read(
+        &self,
+        location: &Location,
+        name: &str,
+    ) -> Result<Option<Value>, EnsureError> {
         let shown = location.display(name);
         match location.api.get_opt(name).await {
             Ok(Some(obj)) => to_json(&obj, &location.kind, &shown).map(Some),
@@ -116,7 +120,11 @@ impl Ensure {
     /// # Errors
     ///
     /// As for [`apply`](Self::apply).
-    pub async fn apply_with<K>(&self, desired: &K, dt: &K::DynamicType) -> Result<Ensured, EnsureError>
+    pub async fn apply_with<K>(
+        &self,
+        desired: &K,
+        dt: &K::DynamicType,
+    ) -> Result<Ensured, EnsureError>
     where
         K: Resource + Serialize,
         K::Scope: 'static,
@@ -146,7 +154,12 @@ impl Ensure {
         if self.config.force_on() {
             params = params.force();
         }
-        match t.location.api.patch(&t.name, &params, &Patch::Apply(&t.body)).await {
+        match t
+            .location
+            .api
+            .patch(&t.name, &params, &Patch::Apply(&t.body))
+            .await
+        {
             Ok(_) => {
                 let outcome = fields.map_or(Ensured::Created, |fields| Ensured::Updated { fields });
                 tracing::debug!(kind = %kind, object = %shown, %outcome, "ensure: applied");
@@ -182,7 +195,11 @@ impl Ensure {
     /// # Errors
     ///
     /// As for [`patch`](Self::patch).
-    pub async fn patch_with<K>(&self, desired: &K, dt: &K::DynamicType) -> Result<Ensured, EnsureError>
+    pub async fn patch_with<K>(
+        &self,
+        desired: &K,
+        dt: &K::DynamicType,
+    ) -> Result<Ensured, EnsureError>
     where
         K: Resource + Serialize,
         K::Scope: 'static,
@@ -218,9 +235,16 @@ impl Ensure {
             field_manager: Some(self.config.get_field_manager().to_string()),
             ..PatchParams::default()
         };
-        match t.location.api.patch(&t.name, &params, &Patch::Merge(&patch)).await {
+        match t
+            .location
+            .api
+            .patch(&t.name, &params, &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
-                let outcome = Ensured::Updated { fields: diff.fields };
+                let outcome = Ensured::Updated {
+                    fields: diff.fields,
+                };
                 tracing::debug!(kind = %kind, object = %shown, %outcome, "ensure: patched");
                 Ok(Step::Done(outcome))
             }
@@ -248,7 +272,8 @@ impl Ensure {
         K::DynamicType: Default,
         K::Scope: 'static,
     {
-        self.create_only_with(desired, &K::DynamicType::default()).await
+        self.create_only_with(desired, &K::DynamicType::default())
+            .await
     }
 
     /// [`create_only`](Self::create_only) for a kind that needs runtime type information.
