@@ -142,11 +142,23 @@ fn fields(
     }
 }
 
-/// Whether `item` has the key fields of `key` with the same values.
+/// Whether the live `item` has the key fields of `key` with the same values.
 fn matches_key(item: &Value, key: &Map<String, Value>, path: &mut FieldPath) -> bool {
     key.iter().all(|(k, v)| {
         path.field(k);
         let eq = equal(item.get(k), Some(v), path);
+        path.pop();
+        eq
+    })
+}
+
+/// Whether the desired `item` is the one `key` names. A key field the desired item leaves
+/// out counts as matching: the server defaults it before it keys the item (a Service port
+/// applied without `protocol` is owned as `k:{"port":80,"protocol":"TCP"}`).
+fn desired_matches_key(item: &Value, key: &Map<String, Value>, path: &mut FieldPath) -> bool {
+    key.iter().all(|(k, v)| {
+        path.field(k);
+        let eq = item.get(k).is_none_or(|x| equal(Some(x), Some(v), path));
         path.pop();
         eq
     })
@@ -176,7 +188,9 @@ fn list_map(
         };
         path.push(Seg::Key(key.clone()));
         let mut scratch = FieldPath::default();
-        let di = d.iter().find(|i| matches_key(i, &key, &mut scratch));
+        let di = d
+            .iter()
+            .find(|i| desired_matches_key(i, &key, &mut scratch));
         let li = l.iter().find(|i| matches_key(i, &key, &mut scratch));
         if di.is_none() {
             // We would stop applying an item we own: the apply removes it.
@@ -189,7 +203,10 @@ fn list_map(
     }
     let mut scratch = FieldPath::default();
     for (i, item) in d.iter().enumerate() {
-        if !keys.iter().any(|k| matches_key(item, k, &mut scratch)) {
+        if !keys
+            .iter()
+            .any(|k| desired_matches_key(item, k, &mut scratch))
+        {
             path.push(Seg::Index(i));
             out.push(path.render());
             path.pop();
@@ -274,6 +291,20 @@ mod tests {
                 "spec.containers[name=b]",
                 "spec.containers[1]"
             ]
+        );
+    }
+
+    #[test]
+    fn a_key_field_the_server_defaulted_still_matches_the_desired_item() {
+        let owned = json!({"f:spec": {"f:ports": {
+            "k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}});
+        let desired = json!({"spec": {"ports": [{"port": 80}]}});
+        let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}});
+        assert!(owned_diff(&desired, &live, Some(fields(&owned))).is_empty());
+        let desired = json!({"spec": {"ports": [{"port": 80, "protocol": "UDP"}]}});
+        assert_eq!(
+            owned_diff(&desired, &live, Some(fields(&owned))),
+            vec!["spec.ports[port=80,protocol=TCP]", "spec.ports[0]"]
         );
     }
 

@@ -213,6 +213,7 @@ fn merge_list(l: &[Value], d: &[Value]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -305,5 +306,77 @@ mod tests {
         let desired = json!({"spec": {"replicas": 3.0}});
         let live = json!({"spec": {"replicas": 3}});
         assert!(subset_diff(&desired, &live).patch.is_none());
+    }
+
+    /// RFC 7386 JSON merge patch, as the API server applies ours.
+    fn merge_patch(target: &mut Value, patch: &Value) {
+        let Value::Object(p) = patch else {
+            *target = patch.clone();
+            return;
+        };
+        if !target.is_object() {
+            *target = json!({});
+        }
+        let t = target.as_object_mut().unwrap();
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..4).prop_map(Value::from),
+            (0u8..4).prop_map(|n| json!(f64::from(n))),
+            prop::sample::select(vec!["a", "b", "db"]).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["name", "image", "a", "b"]),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    fn arb_object() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map(
+            prop::sample::select(vec!["spec", "data", "metadata"]),
+            arb_json(),
+            0..3,
+        )
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn an_object_is_never_different_from_itself(x in arb_object()) {
+            let diff = subset_diff(&x, &x);
+            prop_assert!(diff.fields.is_empty(), "{:?}", diff.fields);
+            prop_assert!(diff.patch.is_none());
+        }
+
+        #[test]
+        fn after_its_patch_is_applied_nothing_differs(desired in arb_object(), live in arb_object()) {
+            let diff = subset_diff(&desired, &live);
+            prop_assert_eq!(diff.fields.is_empty(), diff.patch.is_none());
+            if let Some(patch) = diff.patch {
+                let mut patched = live.clone();
+                merge_patch(&mut patched, &patch);
+                let again = subset_diff(&desired, &patched);
+                prop_assert!(again.fields.is_empty(), "{:?} after {}", again.fields, patch);
+            }
+        }
     }
 }
