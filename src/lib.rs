@@ -72,6 +72,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
+pub mod ensure;
 pub mod error;
 pub(crate) mod keyed;
 pub mod middleware;
@@ -81,6 +82,8 @@ mod rng;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[doc(inline)]
+pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
 #[doc(inline)]
