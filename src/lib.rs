@@ -73,6 +73,7 @@
 
 pub mod clock;
 pub mod conditions;
+pub mod ensure;
 pub mod error;
 pub(crate) mod keyed;
 pub mod middleware;
@@ -83,6 +84,8 @@ mod rng;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[doc(inline)]
+pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
 #[doc(inline)]
