@@ -136,11 +136,15 @@
 mod config;
 mod engine;
 mod error;
+mod finalize;
+mod flow;
 mod machine;
 mod plan;
 mod status;
 mod table;
+mod text;
 mod transition;
+mod write;
 
 pub use self::config::{PhaseConfig, PhaseConfigError};
 pub use self::engine::PhaseEngine;

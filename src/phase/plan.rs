@@ -31,6 +31,15 @@ pub(super) struct At {
     pub(super) history: usize,
 }
 
+/// Whether a move starts a new pass through the phases, observing a generation.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Observe {
+    /// Keep `observedGeneration`.
+    Keep,
+    /// A new pass from this `metadata.generation`.
+    Generation(Option<i64>),
+}
+
 /// Why, in two parts.
 #[derive(Clone, Debug)]
 pub(super) struct Why<'a> {
@@ -80,15 +89,31 @@ pub(super) fn standing_of<P: Phase>(table: &Transitions<P>, phase: P) -> Standin
 
 /// The status after moving from `from` to `to`.
 ///
-/// `observe` is the generation a new pass through the phases starts from (entering the
-/// initial phase, updating, retrying), if this move starts one.
+/// `observe` says whether this move starts a new pass through the phases (entering the
+/// initial phase, updating, retrying).
 pub(super) fn enter<P: Phase>(
     table: &Transitions<P>,
     status: &PhaseStatus,
     from: Option<&str>,
     to: P,
     why: &Why<'_>,
-    observe: Option<Option<i64>>,
+    observe: Observe,
+    at: At,
+) -> PhaseStatus {
+    let mut next = record_move(table, status, from, to, why, observe, at);
+    set_conditions(&mut next, standing_of(table, to), why, at.now);
+    next
+}
+
+/// The status after the move, conditions aside: each condition is set once per step,
+/// so a condition that keeps its status keeps its transition time.
+fn record_move<P: Phase>(
+    table: &Transitions<P>,
+    status: &PhaseStatus,
+    from: Option<&str>,
+    to: P,
+    why: &Why<'_>,
+    observe: Observe,
     at: At,
 ) -> PhaseStatus {
     let At {
@@ -97,7 +122,7 @@ pub(super) fn enter<P: Phase>(
     } = at;
     let mut next = status.clone();
     next.phase = Some(to.name().to_owned());
-    if let Some(generation) = observe {
+    if let Observe::Generation(generation) = observe {
         next.observed_generation = generation;
     }
     next.phase_history.push(PhaseRecord {
@@ -118,7 +143,6 @@ pub(super) fn enter<P: Phase>(
         // A retry in progress: the wait is over once the object left the failed phase.
         retry.next_attempt_time = None;
     }
-    set_conditions(&mut next, standing_of(table, to), why, now);
     next
 }
 
@@ -138,7 +162,8 @@ pub(super) fn fail<P: Phase>(
         .as_ref()
         .map_or(0, |r| r.attempts)
         .saturating_add(1);
-    let mut next = enter(table, status, Some(from), table.failed(), why, None, at);
+    let failed = table.failed();
+    let mut next = record_move(table, status, Some(from), failed, why, Observe::Keep, at);
     next.retry = Some(RetryStatus {
         attempts,
         next_attempt_time: next_attempt.map(Time),

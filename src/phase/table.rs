@@ -196,14 +196,13 @@ impl<P: Phase> TransitionsBuilder<P> {
         if ready == failed {
             return Err(TableError::ReadyIsFailed(name(ready)));
         }
-        let retry = match self.retry {
-            Some(retry) => retry,
-            None => {
-                let mut outs = edges.iter().filter(|(from, _)| *from == failed);
-                match (outs.next(), outs.next()) {
-                    (Some(&(_, to)), None) => to,
-                    _ => return Err(TableError::NoRetryEdge(name(failed))),
-                }
+        let retry = if let Some(retry) = self.retry {
+            retry
+        } else {
+            let mut outs = edges.iter().filter(|(from, _)| *from == failed);
+            match (outs.next(), outs.next()) {
+                (Some(&(_, to)), None) => to,
+                _ => return Err(TableError::NoRetryEdge(name(failed))),
             }
         };
         if !edges.contains(&(failed, retry)) {

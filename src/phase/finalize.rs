@@ -1,0 +1,84 @@
+//! Deletion: the cleanup behind the engine's finalizer.
+
+use std::sync::Arc;
+
+use kube::{ResourceExt, runtime::controller::Action};
+
+use super::{
+    Phase, PhaseError, PhaseMachine, Step,
+    engine::{Inner, Object},
+    plan::{self, At, Standing, Why},
+    text::chain,
+    write::{Note, Target},
+};
+
+impl<M> Inner<M> {
+    /// Runs the cleanup while the engine's finalizer is on a deleted object, then removes
+    /// the finalizer; a failing cleanup leaves `Ready=False, reason: CleanupFailed`.
+    pub(super) async fn finalize<K: Object, Ctx>(
+        &self,
+        api: &Target,
+        obj: &K,
+        ctx: &Arc<Ctx>,
+        at: At,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        if !self.has_finalizer(obj) {
+            return Ok(Action::await_change());
+        }
+        let status = obj.phase_status().cloned().unwrap_or_default();
+        let phase = status
+            .phase
+            .as_deref()
+            .and_then(M::Phase::from_name)
+            .unwrap_or_else(|| self.machine.transitions().initial());
+        let step = Step {
+            ctx,
+            client: &self.client,
+            phase,
+            status: &status,
+            entered_at: plan::entered_at(&status),
+            now: at.now,
+        };
+        match self.machine.cleanup(obj, &step).await {
+            Ok(()) => {
+                self.remove_finalizer::<K, M::Error>(api, obj).await?;
+                let note = Note::normal("CleanedUp", "cleanup done; finalizer removed");
+                self.publish(obj, note).await;
+                Ok(Action::await_change())
+            }
+            Err(error) => {
+                let message = format!(
+                    "cleanup failed: {}; the finalizer {} stays until it succeeds",
+                    chain(&error),
+                    self.config.finalizer
+                );
+                let why = Why {
+                    reason: "CleanupFailed",
+                    message: &message,
+                };
+                let mut next = status.clone();
+                plan::set_conditions(&mut next, Standing::Retrying, &why, at.now);
+                plan::record_error(&mut next, phase.name(), &why, at.now);
+                let note = Note::warning("CleanupFailed", message.clone());
+                // Best effort: the cleanup's error is what the caller needs to see.
+                if let Err(write) = self
+                    .write_then::<K, M::Error>(
+                        api,
+                        obj,
+                        &next,
+                        None,
+                        Some(note),
+                        Action::await_change(),
+                    )
+                    .await
+                {
+                    tracing::debug!(object = %obj.name_any(), error = %write, "recording the cleanup failure failed");
+                }
+                Err(PhaseError::Cleanup { source: error })
+            }
+        }
+    }
+}

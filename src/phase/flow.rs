@@ -1,0 +1,475 @@
+//! One reconcile: read the phase, handle the special cases, run the handler, apply its
+//! decision.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt, runtime::controller::Action};
+
+use super::{
+    Phase, PhaseError, PhaseMachine, PhaseStatus, Step, Transition,
+    engine::{Inner, Object, later, until},
+    plan::{self, At, Observe, Standing, Why},
+    text::{chain, humantime, transition_note},
+    transition::Kind,
+    write::{Note, Target},
+};
+use crate::error::{Classify, ErrorClass};
+
+/// What one step knows besides the object: where to write, the status as read, when.
+struct Here<'a, P> {
+    api: &'a Target,
+    status: &'a PhaseStatus,
+    phase: P,
+    at: At,
+}
+
+impl<M> Inner<M> {
+    fn at(&self) -> At {
+        At {
+            now: self.wall.now(),
+            history: self.config.history.get(),
+        }
+    }
+
+    pub(super) fn has_finalizer<K: Resource>(&self, obj: &K) -> bool {
+        obj.finalizers().contains(&self.config.finalizer)
+    }
+
+    pub(super) async fn reconcile<K: Object, Ctx>(
+        &self,
+        obj: Arc<K>,
+        ctx: &Arc<Ctx>,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let api = Target::of(&self.client, &*obj);
+        let at = self.at();
+        if obj.meta().deletion_timestamp.is_some() {
+            return self.finalize(&api, &*obj, ctx, at).await;
+        }
+        let obj = if self.has_finalizer(&*obj) {
+            obj
+        } else {
+            Arc::new(self.add_finalizer(&api, &*obj).await?)
+        };
+        let obj: &K = &obj;
+        let table = self.machine.transitions();
+        let status = obj.phase_status().cloned().unwrap_or_default();
+        let generation = obj.meta().generation;
+        let restart = async |why: &Why<'_>, from: Option<&str>, note: Note| {
+            let initial = table.initial();
+            let observe = Observe::Generation(generation);
+            let next = plan::enter(table, &status, from, initial, why, observe, at);
+            let action = Action::requeue(Duration::ZERO);
+            self.write_then(&api, obj, &next, None, Some(note), action)
+                .await
+        };
+        let Some(name) = status.phase.as_deref() else {
+            let note = Note::normal("Created", format!("starting in {}", table.initial().name()));
+            return restart(
+                &Why {
+                    reason: "Created",
+                    message: "",
+                },
+                None,
+                note,
+            )
+            .await;
+        };
+        let Some(phase) = M::Phase::from_name(name) else {
+            let message = format!(
+                "status.phase was {name:?}, which is not a phase of this machine; starting over from {}",
+                table.initial().name()
+            );
+            let note = Note::warning("UnknownPhase", message.clone());
+            return restart(
+                &Why {
+                    reason: "UnknownPhase",
+                    message: &message,
+                },
+                Some(name),
+                note,
+            )
+            .await;
+        };
+        let spec_changed = generation.is_some() && generation > status.observed_generation;
+        let here = Here {
+            api: &api,
+            status: &status,
+            phase,
+            at,
+        };
+        if phase == table.failed() {
+            return self.failed(&here, obj, spec_changed).await;
+        }
+        if phase == table.ready() && spec_changed {
+            return self.spec_changed(&here, obj, ctx).await;
+        }
+        self.run_handler(&here, obj, ctx).await
+    }
+
+    /// A ready object whose spec changed: to the updating phase, or the ready handler
+    /// again when the table has none.
+    async fn spec_changed<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        ctx: &Arc<Ctx>,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            api,
+            status,
+            phase,
+            at,
+        } = *here;
+        let table = self.machine.transitions();
+        let name = phase.name();
+        let generation = obj.meta().generation;
+        let message = format!(
+            "metadata.generation {} is past the observed {}",
+            generation.unwrap_or_default(),
+            status
+                .observed_generation
+                .map_or_else(|| "none".to_owned(), |g| g.to_string()),
+        );
+        let why = Why {
+            reason: "SpecChanged",
+            message: &message,
+        };
+        if let Some(updating) = table.updating() {
+            let next = plan::enter(
+                table,
+                status,
+                Some(name),
+                updating,
+                &why,
+                Observe::Generation(generation),
+                at,
+            );
+            let note = Note::normal(
+                "SpecChanged",
+                transition_note(name, updating.name(), &message),
+            );
+            return self
+                .write_then(
+                    api,
+                    obj,
+                    &next,
+                    None,
+                    Some(note),
+                    Action::requeue(Duration::ZERO),
+                )
+                .await;
+        }
+        // No updating phase: the ready handler sees the new spec.
+        let mut observed = status.clone();
+        observed.observed_generation = generation;
+        let here = Here {
+            status: &observed,
+            ..*here
+        };
+        self.run_handler(&here, obj, ctx).await
+    }
+
+    /// Enforces the deadline, runs the phase's handler and applies its decision.
+    async fn run_handler<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        ctx: &Arc<Ctx>,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            status, phase, at, ..
+        } = *here;
+        let entered = plan::entered_at(status);
+        let due = self
+            .machine
+            .transitions()
+            .deadline(phase)
+            .and_then(|limit| entered.map(|at| (limit, later(at, limit))));
+        if let Some((limit, due)) = due
+            && at.now >= due
+        {
+            let message = format!("{} took longer than {}", phase.name(), humantime(limit));
+            return self
+                .apply(here, obj, Transition::fail("PhaseTimeout", message), None)
+                .await;
+        }
+        let step = Step {
+            ctx,
+            client: &self.client,
+            phase,
+            status,
+            entered_at: entered,
+            now: at.now,
+        };
+        match self.machine.handle(phase, obj, &step).await {
+            Ok(t) => self.apply(here, obj, t, due.map(|(_, due)| due)).await,
+            Err(error) if error.class() == ErrorClass::Terminal => {
+                let t = Transition::fail_terminal(self.machine.error_reason(&error), chain(&error));
+                self.apply(here, obj, t, None).await
+            }
+            Err(error) => {
+                let reason = self.machine.error_reason(&error);
+                let message = chain(&error);
+                let mut next = status.clone();
+                plan::record_error(
+                    &mut next,
+                    phase.name(),
+                    &Why {
+                        reason: &reason,
+                        message: &message,
+                    },
+                    at.now,
+                );
+                // Best effort: the handler's error is what the caller needs to see.
+                if let Err(write) = self.write::<K, M::Error>(here.api, obj, &next, None).await {
+                    tracing::debug!(object = %obj.name_any(), error = %write, "recording the last error failed");
+                }
+                Err(PhaseError::Handler {
+                    phase: phase.name(),
+                    source: error,
+                })
+            }
+        }
+    }
+
+    /// Applies a handler's decision.
+    async fn apply<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        t: Transition<M::Phase>,
+        deadline: Option<Timestamp>,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        if let Some(problem) = t.status_error {
+            return Err(PhaseError::StatusFields(problem));
+        }
+        let Here {
+            api,
+            status,
+            phase,
+            at,
+        } = *here;
+        let table = self.machine.transitions();
+        let from = phase.name();
+        let reason = t.reason.as_deref().unwrap_or("");
+        let message = t.message.as_deref().unwrap_or("");
+        let extra = t.status.as_ref();
+        match t.kind {
+            Kind::Stay(after) => {
+                let mut next = status.clone();
+                if t.reason.is_some() {
+                    plan::set_conditions(
+                        &mut next,
+                        plan::standing_of(table, phase),
+                        &Why { reason, message },
+                        at.now,
+                    );
+                }
+                let action = match (after, deadline.map(|due| until(at.now, due))) {
+                    (Some(a), Some(b)) => Action::requeue(a.min(b)),
+                    (Some(d), None) | (None, Some(d)) => Action::requeue(d),
+                    (None, None) => Action::await_change(),
+                };
+                self.write_then(api, obj, &next, extra, None, action).await
+            }
+            Kind::Done => {
+                self.write_then(api, obj, status, extra, None, Action::await_change())
+                    .await
+            }
+            Kind::To(to) if to == table.failed() => {
+                self.fail(
+                    here,
+                    obj,
+                    &Why {
+                        reason: if reason.is_empty() { "Failed" } else { reason },
+                        message,
+                    },
+                    true,
+                    extra,
+                )
+                .await
+            }
+            Kind::Fail { retry } => {
+                self.fail(
+                    here,
+                    obj,
+                    &Why {
+                        reason: if reason.is_empty() { "Failed" } else { reason },
+                        message,
+                    },
+                    retry,
+                    extra,
+                )
+                .await
+            }
+            Kind::To(to) if !table.allows(phase, to) => self.refuse(here, obj, to).await,
+            Kind::To(to) => {
+                let reason = if reason.is_empty() { to.name() } else { reason };
+                let next = plan::enter(
+                    table,
+                    status,
+                    Some(from),
+                    to,
+                    &Why { reason, message },
+                    Observe::Keep,
+                    at,
+                );
+                let note = Note::normal(reason, transition_note(from, to.name(), message));
+                self.write_then(
+                    api,
+                    obj,
+                    &next,
+                    extra,
+                    Some(note),
+                    Action::requeue(Duration::ZERO),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Refuses an undeclared move: the phase stays, `Stalled` says why.
+    async fn refuse<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        to: M::Phase,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            api,
+            status,
+            phase,
+            at,
+        } = *here;
+        let from = phase.name();
+        let message = format!(
+            "the {from} handler asked for {}, which the transition table does not declare",
+            to.name()
+        );
+        let why = Why {
+            reason: "UndeclaredTransition",
+            message: &message,
+        };
+        let mut next = status.clone();
+        plan::set_conditions(&mut next, Standing::Stalled, &why, at.now);
+        plan::record_error(&mut next, from, &why, at.now);
+        self.write::<K, M::Error>(api, obj, &next, None).await?;
+        Err(PhaseError::UndeclaredTransition {
+            from,
+            to: to.name(),
+        })
+    }
+
+    /// Moves to the failed phase, scheduling a retry unless the failure waits for a change.
+    async fn fail<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        why: &Why<'_>,
+        retry: bool,
+        extra: Option<&serde_json::Value>,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            api,
+            status,
+            phase,
+            at,
+        } = *here;
+        let table = self.machine.transitions();
+        let attempts = status.retry.as_ref().map_or(0, |r| r.attempts);
+        let delay = retry.then(|| self.schedule.delay(attempts));
+        let next_attempt = delay.map(|d| later(at.now, d));
+        let next = plan::fail(table, status, phase.name(), why, next_attempt, at);
+        let moved = transition_note(phase.name(), table.failed().name(), why.message);
+        let text = match next_attempt {
+            Some(when) => format!("{moved}; retry {} at {when}", attempts + 1),
+            None => format!("{moved}; waiting for a spec change"),
+        };
+        let action = delay.map_or_else(Action::await_change, Action::requeue);
+        self.write_then(
+            api,
+            obj,
+            &next,
+            extra,
+            Some(Note::warning(why.reason, text)),
+            action,
+        )
+        .await
+    }
+
+    /// The failed phase: wait out the retry, then go to the retry phase.
+    async fn failed<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        spec_changed: bool,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            api, status, at, ..
+        } = *here;
+        let table = self.machine.transitions();
+        let failed = table.failed().name();
+        let mut from = status.clone();
+        let (reason, message) = if spec_changed {
+            // A new spec starts afresh.
+            from.retry = None;
+            ("SpecChanged", "the spec changed; starting again".to_owned())
+        } else {
+            match status
+                .retry
+                .as_ref()
+                .and_then(|r| r.next_attempt_time.as_ref())
+            {
+                None => return Ok(Action::await_change()),
+                Some(due) if at.now < due.0 => return Ok(Action::requeue(until(at.now, due.0))),
+                Some(_) => {
+                    let attempt = status.retry.as_ref().map_or(0, |r| r.attempts);
+                    let after = status
+                        .last_error
+                        .as_ref()
+                        .map_or("a failure", |e| e.reason.as_str());
+                    ("Retrying", format!("retry {attempt} after {after}"))
+                }
+            }
+        };
+        let why = Why {
+            reason,
+            message: &message,
+        };
+        let to = table.retry();
+        let generation = Observe::Generation(obj.meta().generation);
+        let next = plan::enter(table, &from, Some(failed), to, &why, generation, at);
+        let note = Note::normal(reason, transition_note(failed, to.name(), &message));
+        self.write_then(
+            api,
+            obj,
+            &next,
+            None,
+            Some(note),
+            Action::requeue(Duration::ZERO),
+        )
+        .await
+    }
+}
