@@ -4,17 +4,41 @@
 //! ([`tokio::time::Instant`]), so it follows `tokio::time::pause()` and
 //! `tokio::time::advance()` in tests. A [`ManualClock`] moves only when told to,
 //! which suits property tests that run without a runtime.
+//!
+//! # How the tokio clock is read
+//!
+//! Reading `tokio::time::Instant::now()` costs a system clock read
+//! (`clock_gettime`, 20–30 ns on common virtual machines), which is most of a rate
+//! limiter check. tokio time can only differ from the system's monotonic clock on a
+//! thread that has entered a `current_thread` runtime: pausing is refused on every
+//! other runtime flavor, and outside a runtime tokio reads the system clock. So
+//! [`Clock::now`] asks which runtime the calling thread is in (a thread-local lookup,
+//! a few nanoseconds) and
+//!
+//! - in a `current_thread` runtime (the one `#[tokio::test]` builds, paused or not),
+//!   or any flavor tokio may add later, reads tokio's clock, exactly as
+//!   `tokio::time::Instant::now()` would;
+//! - in a multi-thread runtime or outside any runtime, reads the CPU's time-stamp
+//!   counter through [`quanta`] (the clock governor uses), anchored to the system
+//!   clock when the [`Clock`] is created, so it reads what tokio's clock would.
+//!
+//! The check happens on every read, not once at construction, because a runtime can
+//! be paused after the clock was made, and one clock can be read from several
+//! runtimes.
 
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{
+    runtime::{Handle, RuntimeFlavor},
+    time::Instant,
+};
 
 /// A point on a [`Clock`]'s time line: nanoseconds since the clock's epoch.
 ///
@@ -80,8 +104,84 @@ pub struct Clock {
 
 #[derive(Clone)]
 enum Source {
-    Tokio { epoch: Instant },
+    Tokio(TokioSource),
     Manual(Arc<AtomicU64>),
+}
+
+/// tokio's time line since `epoch`, and a cheaper reading of it where tokio time
+/// cannot be paused.
+#[derive(Clone, Copy)]
+struct TokioSource {
+    epoch: Instant,
+    /// The time-stamp counter, read as nanoseconds since `counter_at`.
+    counter: &'static quanta::Clock,
+    /// A raw counter reading taken when the clock was created.
+    counter_at: u64,
+    /// The system clock at `counter_at` minus `epoch`, whichever way it points
+    /// (the epoch is ahead of the system clock when taken in advanced paused time).
+    system_after_epoch: u64,
+    system_before_epoch: u64,
+}
+
+/// The process-wide counter clock, calibrated against the system clock once (under a
+/// millisecond to a few milliseconds, at the first [`Clock::tokio`]).
+fn counter() -> &'static quanta::Clock {
+    static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
+    COUNTER.get_or_init(quanta::Clock::new)
+}
+
+/// Whether tokio's clock may differ from the system clock on this thread: the thread
+/// is in a runtime whose time can be paused. Only `current_thread` runtimes allow
+/// `pause()`; a flavor this crate does not know is treated as pausable.
+fn tokio_time_may_be_paused() -> bool {
+    match Handle::try_current() {
+        Ok(handle) => handle.runtime_flavor() != RuntimeFlavor::MultiThread,
+        // Outside a runtime tokio reads the system clock.
+        Err(_) => false,
+    }
+}
+
+impl TokioSource {
+    fn new() -> Self {
+        let counter = counter();
+        let epoch = Instant::now();
+        let system = std::time::Instant::now();
+        let counter_at = counter.raw();
+        TokioSource {
+            epoch,
+            counter,
+            counter_at,
+            system_after_epoch: duration_to_nanos(
+                system.saturating_duration_since(epoch.into_std()),
+            ),
+            system_before_epoch: duration_to_nanos(
+                epoch.into_std().saturating_duration_since(system),
+            ),
+        }
+    }
+
+    /// `tokio::time::Instant::now() - epoch`, through tokio.
+    fn read_tokio(&self) -> u64 {
+        duration_to_nanos(Instant::now().saturating_duration_since(self.epoch))
+    }
+
+    /// The same reading where tokio time is the system clock, through the counter.
+    fn read_counter(&self) -> u64 {
+        let elapsed = self
+            .counter
+            .delta_as_nanos(self.counter_at, self.counter.raw());
+        self.system_after_epoch
+            .saturating_add(elapsed)
+            .saturating_sub(self.system_before_epoch)
+    }
+
+    fn now(&self) -> u64 {
+        if tokio_time_may_be_paused() {
+            self.read_tokio()
+        } else {
+            self.read_counter()
+        }
+    }
 }
 
 impl Clock {
@@ -89,20 +189,28 @@ impl Clock {
     ///
     /// The epoch is taken now, so create middleware inside the runtime whose
     /// (possibly paused) clock it should follow.
+    ///
+    /// # Caveats
+    ///
+    /// Outside `current_thread` runtimes the clock reads the CPU's time-stamp
+    /// counter (see the [module docs](self)). The first call in a process calibrates
+    /// it against the system clock, which blocks for about a millisecond (at most
+    /// 200 ms). The counter's rate agrees with the system clock to within a few
+    /// parts per million, so one clock read both from a `current_thread` runtime and
+    /// from elsewhere can see the two readings drift apart by milliseconds over
+    /// hours; each limiter, backoff and breaker decision only compares readings
+    /// taken close together.
     pub fn tokio() -> Self {
         Clock {
-            source: Source::Tokio {
-                epoch: Instant::now(),
-            },
+            source: Source::Tokio(TokioSource::new()),
         }
     }
 
     /// The current time on this clock.
+    #[inline]
     pub fn now(&self) -> Nanos {
         match &self.source {
-            Source::Tokio { epoch } => Nanos(duration_to_nanos(
-                Instant::now().saturating_duration_since(*epoch),
-            )),
+            Source::Tokio(tokio) => Nanos(tokio.now()),
             Source::Manual(now) => Nanos(now.load(Ordering::Acquire)),
         }
     }
@@ -130,7 +238,7 @@ impl Default for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
-            Source::Tokio { .. } => f.write_str("Clock::Tokio"),
+            Source::Tokio(_) => f.write_str("Clock::Tokio"),
             Source::Manual(now) => write!(f, "Clock::Manual({}ns)", now.load(Ordering::Relaxed)),
         }
     }
