@@ -25,6 +25,8 @@ fn main() {
     rate_limit::benches(&mut c, &mut report);
     backoff::benches(&mut c, &mut report);
     stack::benches(&mut c, &mut report);
+    // Pauses a runtime, which changes tokio's clock path for the rest of the process.
+    rate_limit::paused_clock(&mut c, &mut report);
     c.final_summary();
     report.print();
 }

@@ -4,17 +4,41 @@
 //! ([`tokio::time::Instant`]), so it follows `tokio::time::pause()` and
 //! `tokio::time::advance()` in tests. A [`ManualClock`] moves only when told to,
 //! which suits property tests that run without a runtime.
+//!
+//! # How the tokio clock is read
+//!
+//! Reading `tokio::time::Instant::now()` costs a system clock read
+//! (`clock_gettime`, 20–30 ns on common virtual machines), which is most of a rate
+//! limiter check. tokio time can only differ from the system's monotonic clock on a
+//! thread that has entered a `current_thread` runtime: pausing is refused on every
+//! other runtime flavor, and outside a runtime tokio reads the system clock. So
+//! [`Clock::now`] asks which runtime the calling thread is in (a thread-local lookup,
+//! a few nanoseconds) and
+//!
+//! - in a `current_thread` runtime (the one `#[tokio::test]` builds, paused or not),
+//!   or any flavor tokio may add later, reads tokio's clock, exactly as
+//!   `tokio::time::Instant::now()` would;
+//! - in a multi-thread runtime or outside any runtime, reads the CPU's time-stamp
+//!   counter through [`quanta`] (the clock governor uses), anchored to the system
+//!   clock when the [`Clock`] is created, so it reads what tokio's clock would.
+//!
+//! The check happens on every read, not once at construction, because a runtime can
+//! be paused after the clock was made, and one clock can be read from several
+//! runtimes.
 
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{
+    runtime::{Handle, RuntimeFlavor},
+    time::Instant,
+};
 
 /// A point on a [`Clock`]'s time line: nanoseconds since the clock's epoch.
 ///
@@ -80,8 +104,85 @@ pub struct Clock {
 
 #[derive(Clone)]
 enum Source {
-    Tokio { epoch: Instant },
+    Tokio(TokioSource),
     Manual(Arc<AtomicU64>),
+}
+
+/// tokio's time line since `epoch`, and a cheaper reading of it where tokio time
+/// cannot be paused.
+#[derive(Clone, Copy)]
+struct TokioSource {
+    epoch: Instant,
+    /// The time-stamp counter, read as nanoseconds since `counter_at`.
+    counter: &'static quanta::Clock,
+    /// A raw counter reading taken when the clock was created.
+    counter_at: u64,
+    /// The system clock at `counter_at` minus `epoch`, whichever way it points
+    /// (the epoch is ahead of the system clock when taken in advanced paused time).
+    system_after_epoch: u64,
+    system_before_epoch: u64,
+}
+
+/// The process-wide counter clock, calibrated against the system clock once (under a
+/// millisecond to a few milliseconds, at the first [`Clock::tokio`]).
+fn counter() -> &'static quanta::Clock {
+    static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
+    COUNTER.get_or_init(quanta::Clock::new)
+}
+
+/// Whether tokio's clock may differ from the system clock on this thread: the thread
+/// is in a runtime whose time can be paused. Only `current_thread` runtimes allow
+/// `pause()`; a flavor this crate does not know is treated as pausable.
+#[inline]
+fn tokio_time_may_be_paused() -> bool {
+    match Handle::try_current() {
+        Ok(handle) => handle.runtime_flavor() != RuntimeFlavor::MultiThread,
+        // Outside a runtime tokio reads the system clock.
+        Err(_) => false,
+    }
+}
+
+impl TokioSource {
+    fn new() -> Self {
+        let counter = counter();
+        let epoch = Instant::now();
+        let system = std::time::Instant::now();
+        let counter_at = counter.raw();
+        TokioSource {
+            epoch,
+            counter,
+            counter_at,
+            system_after_epoch: duration_to_nanos(
+                system.saturating_duration_since(epoch.into_std()),
+            ),
+            system_before_epoch: duration_to_nanos(
+                epoch.into_std().saturating_duration_since(system),
+            ),
+        }
+    }
+
+    /// `tokio::time::Instant::now() - epoch`, through tokio.
+    fn read_tokio(&self) -> u64 {
+        duration_to_nanos(Instant::now().saturating_duration_since(self.epoch))
+    }
+
+    /// The same reading where tokio time is the system clock, from a raw counter value.
+    #[inline]
+    fn counter_nanos(&self, raw: u64) -> u64 {
+        let elapsed = self.counter.delta_as_nanos(self.counter_at, raw);
+        self.system_after_epoch
+            .saturating_add(elapsed)
+            .saturating_sub(self.system_before_epoch)
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        if tokio_time_may_be_paused() {
+            self.read_tokio()
+        } else {
+            self.counter_nanos(self.counter.raw())
+        }
+    }
 }
 
 impl Clock {
@@ -89,20 +190,35 @@ impl Clock {
     ///
     /// The epoch is taken now, so create middleware inside the runtime whose
     /// (possibly paused) clock it should follow.
+    ///
+    /// # Caveats
+    ///
+    /// Outside `current_thread` runtimes the clock reads the CPU's time-stamp
+    /// counter (see the [module docs](self)). The first call in a process calibrates
+    /// it against the system clock, which blocks for about a millisecond (at most
+    /// 200 ms). Calibration matches the rates closely but not exactly (15 parts per
+    /// million on a cloud VM, about 55 ms per hour). That error only shows when one
+    /// clock is read both from a `current_thread` runtime and from elsewhere (a
+    /// plain thread, a multi-thread runtime): the two kinds of reading drift apart
+    /// by that much per hour since the clock was created, and a limiter read both
+    /// ways admits that much time's worth of extra cells on the faster side. A clock
+    /// read from one kind of context, the usual case, compares only counter
+    /// readings or only tokio readings, and a rate off by 15 ppm is immaterial.
+    ///
+    /// Inside a runtime, each read clones the runtime handle to learn its flavor (as
+    /// tokio's own timers do), which touches a reference count shared by the
+    /// runtime's threads.
     pub fn tokio() -> Self {
         Clock {
-            source: Source::Tokio {
-                epoch: Instant::now(),
-            },
+            source: Source::Tokio(TokioSource::new()),
         }
     }
 
     /// The current time on this clock.
+    #[inline]
     pub fn now(&self) -> Nanos {
         match &self.source {
-            Source::Tokio { epoch } => Nanos(duration_to_nanos(
-                Instant::now().saturating_duration_since(*epoch),
-            )),
+            Source::Tokio(tokio) => Nanos(tokio.now()),
             Source::Manual(now) => Nanos(now.load(Ordering::Acquire)),
         }
     }
@@ -130,7 +246,7 @@ impl Default for Clock {
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
-            Source::Tokio { .. } => f.write_str("Clock::Tokio"),
+            Source::Tokio(_) => f.write_str("Clock::Tokio"),
             Source::Manual(now) => write!(f, "Clock::Manual({}ns)", now.load(Ordering::Relaxed)),
         }
     }
@@ -174,6 +290,130 @@ mod tests {
             clock.now().saturating_since(t0),
             Duration::from_millis(1500)
         );
+    }
+
+    #[test]
+    fn a_clock_made_outside_any_runtime_follows_a_runtime_paused_later() {
+        let clock = Clock::tokio();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            tokio::time::pause();
+            let t0 = clock.now();
+            tokio::time::advance(Duration::from_secs(90)).await;
+            assert_eq!(clock.now().saturating_since(t0), Duration::from_secs(90));
+        });
+    }
+
+    #[tokio::test]
+    async fn a_clock_follows_a_pause_that_comes_after_it_was_made() {
+        let clock = Clock::tokio();
+        tokio::time::pause();
+        let t0 = clock.now();
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(clock.now().saturating_since(t0), Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blocking_threads_of_a_paused_runtime_read_paused_time() {
+        let clock = Clock::tokio();
+        let t0 = clock.now();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let reader = clock.clone();
+        let read = tokio::task::spawn_blocking(move || reader.now())
+            .await
+            .expect("the read does not panic");
+        assert_eq!(read.saturating_since(t0), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_advanced_before_a_resume_stays_on_the_clock() {
+        let clock = Clock::tokio();
+        let t0 = clock.now();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        tokio::time::resume();
+        // tokio's resumed clock keeps the hour it skipped; so must ours.
+        assert!(clock.now().saturating_since(t0) >= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn only_current_thread_runtimes_count_as_pausable() {
+        assert!(!tokio_time_may_be_paused(), "outside any runtime");
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        multi.block_on(async {
+            assert!(!tokio_time_may_be_paused(), "multi-thread block_on");
+            let in_task = tokio::spawn(async { tokio_time_may_be_paused() })
+                .await
+                .expect("the task does not panic");
+            assert!(!in_task, "multi-thread task");
+        });
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        current.block_on(async {
+            assert!(tokio_time_may_be_paused(), "current_thread block_on");
+            let blocking = tokio::task::spawn_blocking(tokio_time_may_be_paused)
+                .await
+                .expect("the closure does not panic");
+            assert!(blocking, "current_thread blocking thread");
+        });
+    }
+
+    /// Where the counter is read, it agrees with tokio's clock. The bound is loose: the
+    /// reads bracket each other, so only calibration error could break it, and that is
+    /// far below a millisecond over a test's lifetime.
+    #[test]
+    fn the_counter_reads_what_tokio_would_where_time_cannot_pause() {
+        let clock = Clock::tokio();
+        let Source::Tokio(source) = &clock.source else {
+            panic!("Clock::tokio reads tokio");
+        };
+        let slack = duration_to_nanos(Duration::from_millis(1));
+        let check = |context: &str| {
+            for _ in 0..1000 {
+                let before = source.read_tokio();
+                let read = clock.now().as_raw();
+                let after = source.read_tokio();
+                assert!(
+                    before <= read + slack && read <= after + slack,
+                    "{context}: {before} <= {read} <= {after}"
+                );
+            }
+        };
+        check("outside a runtime");
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let _entered = multi.enter();
+        check("in a multi-thread runtime");
+    }
+
+    #[test]
+    fn a_clock_made_in_advanced_paused_time_reads_zero_where_tokio_would() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        let clock = rt.block_on(async {
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            Clock::tokio()
+        });
+        // Off the paused runtime tokio reads the system clock, an hour behind the
+        // epoch; both readings saturate at the epoch.
+        let elsewhere = std::thread::spawn(move || clock.now())
+            .join()
+            .expect("the read does not panic");
+        assert_eq!(elsewhere, Nanos::ZERO);
     }
 
     #[test]
