@@ -1,9 +1,19 @@
 //! Reconciliation patterns for Kubernetes operators built on [kube-rs](https://kube.rs).
 //!
-//! Wrap any kube-runtime reconciler in per-object exponential backoff, rate limits,
-//! circuit breakers and timeouts, without changing its body and without sleeping in a
-//! reconcile; test it on an in-process Kubernetes API server ([`testing`], feature
-//! `testing`).
+//! Write a phased operator as one enum, one table and one handler per phase
+//! ([`phase`]); keep child objects in shape with zero needless writes ([`ensure`]); wrap
+//! any kube-runtime reconciler in per-object backoff, rate limits, circuit breakers and
+//! timeouts without sleeping in a reconcile ([`middleware`]); test it all on an
+//! in-process Kubernetes API server ([`testing`], feature `testing`).
+//!
+//! | Module | What it gives you |
+//! |---|---|
+//! | [`phase`] | `PhaseMachine` and its engine: validated transitions, status and conditions, retries, deadlines, cleanup through a finalizer. |
+//! | [`ensure`] | `Ensure`: idempotent child objects (server-side apply, subset patch, create-only, absent, prune). |
+//! | [`conditions`] | Status conditions with `meta.SetStatusCondition` semantics. |
+//! | [`middleware`] | `Backoff`, `RateLimit`, `CircuitBreaker`, `Timeout` around any reconciler or async call. |
+//! | [`error`] | Error classes (`Transient`, `Throttled`, `Conflict`, `Terminal`) that drive retries. |
+//! | [`testing`] | The embedded API server, fault injection, a workload simulator. |
 //!
 //! # Quick example
 //!
