@@ -256,6 +256,20 @@ impl<M> Inner<M> {
         if let Some(problem) = t.status_error {
             return Err(PhaseError::StatusFields(problem));
         }
+        let extra_status;
+        let extra_here;
+        let here = if t.conditions.is_empty() {
+            here
+        } else {
+            let mut with_conditions = here.status.clone();
+            plan::set_extra_conditions(&mut with_conditions, &t.conditions, here.at.now);
+            extra_status = with_conditions;
+            extra_here = Here {
+                status: &extra_status,
+                ..*here
+            };
+            &extra_here
+        };
         let Here {
             api,
             status,

@@ -78,6 +78,16 @@ pub(super) fn set_conditions(
     }
 }
 
+/// Sets conditions a handler asked for, except the engine's own types.
+pub(super) fn set_extra_conditions(status: &mut PhaseStatus, extra: &[Condition], now: Timestamp) {
+    for c in extra {
+        if ![READY, RECONCILING, STALLED].contains(&c.type_.as_str()) {
+            let c = c.clone().observed_generation(status.observed_generation);
+            status.conditions.set(c, now);
+        }
+    }
+}
+
 /// The standing of an object resting in `phase` (not failing).
 pub(super) fn standing_of<P: Phase>(table: &Transitions<P>, phase: P) -> Standing {
     if phase == table.ready() {

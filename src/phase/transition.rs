@@ -4,6 +4,8 @@ use std::{borrow::Cow, time::Duration};
 
 use serde::Serialize;
 
+use crate::conditions::Condition;
+
 /// What a phase handler decided: stay, move on, fail or rest.
 ///
 /// Reasons are `CamelCase` words a program can match on; messages are for humans. Both
@@ -31,6 +33,7 @@ pub struct Transition<P> {
     pub(super) message: Option<String>,
     pub(super) status: Option<serde_json::Value>,
     pub(super) status_error: Option<String>,
+    pub(super) conditions: Vec<Condition>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,7 @@ impl<P: Copy> Transition<P> {
             message: None,
             status: None,
             status_error: None,
+            conditions: Vec::new(),
         }
     }
 
@@ -107,6 +111,14 @@ impl<P: Copy> Transition<P> {
             }
             Err(e) => self.status_error = Some(e.to_string()),
         }
+        self
+    }
+
+    /// Also sets `condition` (with `meta.SetStatusCondition` semantics) in the same write,
+    /// for example an external dependency's availability. The engine's own condition
+    /// types (`Ready`, `Reconciling`, `Stalled`) are its to set and are ignored here.
+    pub fn with_condition(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
         self
     }
 
