@@ -74,6 +74,7 @@
 pub mod clock;
 pub mod conditions;
 pub mod error;
+pub mod external;
 pub(crate) mod keyed;
 pub mod middleware;
 mod reconciler;
@@ -84,6 +85,8 @@ pub mod testing;
 
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
+#[doc(inline)]
+pub use crate::external::{ExternalDependency, ExternalResource};
 #[doc(inline)]
 pub use crate::reconciler::{
     ControllerExt, DeferReason, Deferral, ObjectKey, Outcome, ReconcileFuture, Reconciler,
