@@ -2,7 +2,7 @@
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use kube::runtime::controller::Action;
 
 use crate::{
@@ -52,14 +52,22 @@ pub struct Unavailable {
     pub dependency: Arc<str>,
     /// Why the call was held back.
     pub reason: UnavailableReason,
-    /// Why, for a human; ends with the next attempt time.
+    /// Why, for a human; ends with `next attempt at <resume_at>` when that is known.
+    ///
+    /// It holds nothing specific to this caller, so every object held back by the same
+    /// outage gets the same message, and a reconcile triggered by the status write of
+    /// the previous one finds nothing to change (no write loop).
     pub message: String,
-    /// When to try again, from now (spread included): the half-open time for an open
-    /// breaker, the next health check for an unhealthy dependency, the exact wait for
-    /// a budget.
+    /// When this caller should try again, from now: [`resume_at`](Unavailable::resume_at)
+    /// plus a random spread, so held-back objects do not all return at once.
     pub retry_after: Duration,
-    /// `retry_after` as a wall-clock time, for status.
+    /// `retry_after` as a wall-clock time (this object's next attempt).
     pub next_attempt_time: Timestamp,
+    /// When the dependency may be tried again, the same for every caller, rounded up to
+    /// a second: the breaker's half-open time, the next health check, or the moment the
+    /// budget has a cell. `None` while the breaker is forced open or its half-open
+    /// probes are in flight (no time is known).
+    pub resume_at: Option<Timestamp>,
     /// When the gate decided, on the dependency's wall clock.
     pub observed_at: Timestamp,
     /// The condition to set: `<type>=False` with this reason and message. `None` for
@@ -209,16 +217,19 @@ impl ExternalDependency {
         let permit = match inner.breaker.try_acquire() {
             Ok(permit) => permit,
             Err(rejected) => {
-                let what = match rejected.state {
-                    State::ForcedOpen => "is forced open",
-                    State::HalfOpen => "is half-open and its probes are all taken",
-                    _ => "is open",
+                // The half-open time is the same for every caller; the per-caller
+                // spread in `retry_after` is not, and must stay out of the message.
+                let (what, resume_after) = match rejected.state {
+                    State::ForcedOpen => ("is forced open until reset", None),
+                    State::HalfOpen => ("is half-open and its probe calls are in flight", None),
+                    _ => ("is open", inner.breaker.snapshot().remaining_open),
                 };
-                let message = format!("circuit breaker for {} {what}", inner.name);
+                let what = format!("circuit breaker for {} {what}", inner.name);
                 return Admission::Unavailable(self.unavailable(
                     UnavailableReason::CircuitOpen,
-                    message,
+                    what,
                     rejected.retry_after,
+                    resume_after,
                 ));
             }
         };
@@ -226,27 +237,28 @@ impl ExternalDependency {
             && let Health::Unavailable { message, .. } = observation.health
         {
             drop(permit);
-            let wait = observation
+            let recheck = observation
                 .valid_until
                 .saturating_since(inner.wall.clock().now());
-            let wait = wait + inner.rng.up_to(inner.spread);
-            let message = format!("{} is unavailable: {message}", inner.name);
+            let what = format!("{} is unavailable: {message}", inner.name);
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::ExternalSystemUnavailable,
-                message,
-                wait,
+                what,
+                recheck + inner.rng.up_to(inner.spread),
+                Some(recheck),
             ));
         }
         if let Some(budget) = &inner.budget
             && let Err(refused) = budget.check()
         {
             drop(permit);
-            let wait = refused.retry_after + inner.rng.up_to(inner.spread.min(refused.retry_after));
-            let message = format!("rate budget for {} is spent", inner.name);
+            let jitter = inner.rng.up_to(inner.spread.min(refused.retry_after));
+            let what = format!("rate budget for {} is spent", inner.name);
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::RateLimited,
-                message,
-                wait,
+                what,
+                refused.retry_after + jitter,
+                Some(refused.retry_after),
             ));
         }
         Admission::Ready(Pass {
@@ -258,13 +270,18 @@ impl ExternalDependency {
     fn unavailable(
         &self,
         reason: UnavailableReason,
-        message: String,
+        what: String,
         retry_after: Duration,
+        resume_after: Option<Duration>,
     ) -> Unavailable {
         let inner = &*self.inner;
         let observed_at = inner.wall.now();
         let next_attempt_time = inner.wall.after(retry_after);
-        let message = format!("{message}; next attempt at {next_attempt_time:.0}");
+        let resume_at = resume_after.map(|after| ceil_second(inner.wall.after(after)));
+        let message = match resume_at {
+            Some(at) => format!("{what}; next attempt at {at:.0}"),
+            None => what,
+        };
         tracing::debug!(
             dependency = %inner.name,
             reason = reason.as_str(),
@@ -284,8 +301,19 @@ impl ExternalDependency {
             message,
             retry_after,
             next_attempt_time,
+            resume_at,
             observed_at,
             condition,
         }
     }
+}
+
+/// `at` rounded up to a whole second, so every caller names the same instant.
+fn ceil_second(at: Timestamp) -> Timestamp {
+    at.round(
+        TimestampRound::new()
+            .smallest(Unit::Second)
+            .mode(RoundMode::Ceil),
+    )
+    .unwrap_or(at)
 }

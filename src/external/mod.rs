@@ -27,9 +27,17 @@
 //! | Situation | `status` | `reason` | `message` |
 //! |---|---|---|---|
 //! | a call through the gate succeeded | `True` | `Available` | `dbaas is available` |
-//! | health check says down, failed or timed out | `False` | `ExternalSystemUnavailable` | `dbaas is unavailable: <why>; next attempt at <RFC 3339>` |
-//! | breaker open, forced open, or probes taken | `False` | `CircuitOpen` | `circuit breaker for dbaas is open; next attempt at <RFC 3339>` |
+//! | health check says down, failed or timed out | `False` | `ExternalSystemUnavailable` | `dbaas is unavailable: <why>; next attempt at <next health check>` |
+//! | breaker open | `False` | `CircuitOpen` | `circuit breaker for dbaas is open; next attempt at <half-open time>` |
+//! | breaker forced open, or half-open with its probes in flight | `False` | `CircuitOpen` | `circuit breaker for dbaas is forced open until reset` / `... is half-open and its probe calls are in flight` |
 //! | rate budget spent | unchanged | | (our own pacing, not an outage) |
+//!
+//! Times are RFC 3339, rounded up to the second. The message names when the
+//! *dependency* may be tried again, which is the same for every object; each object's
+//! own requeue ([`Unavailable::retry_after`], [`Unavailable::next_attempt_time`]) adds a
+//! random spread. So every object held back by one outage shows the same condition,
+//! and the reconcile that the status write itself triggers finds nothing to change
+//! instead of writing again (a write loop that a per-object time would cause).
 //!
 //! A positive-polarity type per dependency is what kstatus-style tools and
 //! `kubectl wait --for=condition=DbaasAvailable` understand, and several dependencies
@@ -43,9 +51,9 @@
 //! `Action::requeue(retry_after)`, and [`Unavailable::apply`] sets its condition. The
 //! wait is the breaker's half-open time (plus its spread), the time of the next health
 //! check, or the budget's exact wait, with a random spread so objects do not return
-//! together. `next_attempt_time` is the same moment on the wall clock, computed from
-//! the dependency's monotonic clock (which follows paused tokio time) and a wall-clock
-//! anchor taken at build.
+//! together. Wall-clock times are computed from the dependency's monotonic clock (which
+//! follows paused tokio time) and a wall-clock anchor taken at build, so a wall-clock
+//! step never moves a deadline and tests are deterministic.
 //!
 //! # Idempotent creates
 //!

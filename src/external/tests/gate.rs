@@ -67,6 +67,10 @@ async fn the_breaker_opens_after_failures_and_probes_at_the_half_open_time() {
     );
     assert_eq!(open.observed_at, start());
     assert_eq!(
+        open.resume_at,
+        Some(start().checked_add(Duration::from_secs(30)).unwrap())
+    );
+    assert_eq!(
         open.action(),
         kube::runtime::controller::Action::requeue(open.retry_after)
     );
@@ -94,6 +98,10 @@ async fn the_breaker_opens_after_failures_and_probes_at_the_half_open_time() {
         panic!("still open")
     };
     assert!(still.retry_after <= Duration::from_secs(1) + Duration::from_millis(1));
+    assert_eq!(
+        still.message, open.message,
+        "the message names the half-open time, not the caller's"
+    );
     let due = start().checked_add(Duration::from_secs(30)).unwrap();
     assert!(
         still.next_attempt_time >= due
@@ -110,16 +118,47 @@ async fn the_breaker_opens_after_failures_and_probes_at_the_half_open_time() {
         panic!("the only probe slot is taken")
     };
     assert_eq!(taken.reason, UnavailableReason::CircuitOpen);
-    assert!(
-        taken
-            .message
-            .starts_with("circuit breaker for dbaas is half-open and its probes are all taken")
+    assert_eq!(
+        taken.message,
+        "circuit breaker for dbaas is half-open and its probe calls are in flight"
     );
+    assert_eq!(taken.resume_at, None);
 
     // The probe succeeds: closed again, calls flow.
     probe.success();
     assert_eq!(dbaas.breaker().state(), State::Closed);
     assert!(dbaas.admit().await.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_caller_held_back_by_one_outage_gets_the_same_condition() {
+    let dbaas = ExternalDependency::builder("dbaas")
+        .breaker(
+            BreakerConfig::default()
+                .consecutive_failures(1)
+                .open_duration_jitter(0.0)
+                .build("dbaas")
+                .unwrap(),
+        )
+        .health(|| async { Health::Available })
+        .spread(Duration::from_secs(5))
+        .build();
+    fail(&dbaas).await;
+    let mut waits = std::collections::BTreeSet::new();
+    let mut conditions = Vec::new();
+    for _ in 0..20 {
+        tokio::time::advance(Duration::from_millis(137)).await;
+        let Admission::Unavailable(open) = dbaas.admit().await else {
+            panic!()
+        };
+        waits.insert(open.next_attempt_time);
+        conditions.push(open.condition.unwrap());
+    }
+    assert!(waits.len() > 1, "requeues are spread");
+    assert!(
+        conditions.windows(2).all(|w| w[0] == w[1]),
+        "{conditions:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -388,8 +427,8 @@ async fn call_reports_a_held_back_call_as_throttled_with_the_wait() {
             retry_after: Some(wait)
         }
     );
-    assert!(
-        err.to_string()
-            .starts_with("circuit breaker for dbaas is forced open; next attempt at ")
+    assert_eq!(
+        err.to_string(),
+        "circuit breaker for dbaas is forced open until reset"
     );
 }
