@@ -2,7 +2,7 @@
 
 use crate::error::{Classify, ErrorClass};
 
-use super::gate::Unavailable;
+use super::unavailable::Unavailable;
 
 /// An [`IdempotencyKey`](super::IdempotencyKey) could not be derived.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -156,6 +156,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod client;
 mod dependency;
 mod error;
@@ -163,18 +164,23 @@ mod gate;
 mod health;
 mod journal;
 mod key;
+mod outcome;
 mod resource;
+mod unavailable;
 mod wall;
 
 pub use self::{
+    builder::DependencyBuilder,
     client::ExternalClient,
-    dependency::{DependencyBuilder, ExternalDependency},
+    dependency::ExternalDependency,
     error::{ExternalError, GateError, KeyError},
-    gate::{Admission, Pass, Unavailable, UnavailableReason},
+    gate::{Admission, Pass},
     health::Health,
     journal::{ANNOTATION_DOMAIN, AnnotationJournal, Journal, NoJournal},
     key::IdempotencyKey,
-    resource::{Deletion, Ensured, ExternalResource},
+    outcome::{Deletion, Ensured},
+    resource::ExternalResource,
+    unavailable::{Unavailable, UnavailableReason},
 };
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ impl WallClock {
 
     /// The wall-clock time that corresponds to the monotonic point `at`.
     pub(super) fn at(&self, at: Nanos) -> Timestamp {
-        let shifted = if at >= self.anchor {
+        if at >= self.anchor {
             signed(at.saturating_since(self.anchor))
                 .and_then(|d| self.anchor_wall.checked_add(d).ok())
                 .unwrap_or(Timestamp::MAX)
@@ -46,8 +46,7 @@ impl WallClock {
             signed(self.anchor.saturating_since(at))
                 .and_then(|d| self.anchor_wall.checked_sub(d).ok())
                 .unwrap_or(Timestamp::MIN)
-        };
-        shifted
+        }
     }
 
     /// The wall-clock time now.

@@ -244,7 +244,7 @@ async fn callers_arriving_together_share_one_health_check() {
 #[tokio::test(start_paused = true)]
 async fn a_health_check_that_hangs_counts_as_unavailable_after_the_timeout() {
     let dbaas = ExternalDependency::builder("dbaas")
-        .health(|| std::future::pending::<Health>())
+        .health(std::future::pending::<Health>)
         .health_timeout(Duration::from_secs(2))
         .build();
     let Admission::Unavailable(hung) = dbaas.admit().await else {
