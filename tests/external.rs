@@ -310,7 +310,7 @@ async fn the_breaker_opens_after_failures_and_the_controller_probes_at_the_half_
 
     // While open, nothing is called, even though the DBaaS is back.
     fake.set_failing(false);
-    tokio::time::sleep(opened_after - Duration::from_millis(100)).await;
+    tokio::time::sleep(opened_after.saturating_sub(Duration::from_millis(100))).await;
     assert_eq!(fake.calls(), 3, "no call while the breaker is open");
 
     // At the half-open time one probe goes out, succeeds, and clears the condition.
