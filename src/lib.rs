@@ -85,6 +85,7 @@ pub mod clock;
 pub mod conditions;
 pub mod ensure;
 pub mod error;
+pub mod external;
 pub(crate) mod keyed;
 pub mod middleware;
 pub mod phase;
@@ -98,6 +99,8 @@ pub mod testing;
 pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
+#[doc(inline)]
+pub use crate::external::{ExternalDependency, ExternalResource};
 #[doc(inline)]
 pub use crate::reconciler::{
     ControllerExt, DeferReason, Deferral, ObjectKey, Outcome, ReconcileFuture, Reconciler,

@@ -1,0 +1,214 @@
+//! [`DependencyBuilder`]: the settings of an [`ExternalDependency`].
+
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::{
+    clock::Clock,
+    middleware::{circuit_breaker::Breaker, rate_limit::RateBudget},
+    rng::Rng,
+};
+
+use super::{
+    dependency::{ExternalDependency, Inner},
+    health::{Health, HealthCache, Probe},
+    wall::WallClock,
+};
+
+/// Builds an [`ExternalDependency`].
+///
+/// # Default
+///
+/// | Setting | Default | |
+/// |---|---|---|
+/// | [`breaker`](Self::breaker) | `Breaker::new(name)` | a breaker of its own with the default configuration |
+/// | [`budget`](Self::budget) | none | no rate limit |
+/// | [`health`](Self::health) | none | only the breaker and the budget gate calls |
+/// | [`health_interval`](Self::health_interval) | 10 s | a health answer is reused for this long |
+/// | [`health_timeout`](Self::health_timeout) | 5 s | a check that takes longer means unavailable |
+/// | [`condition_type`](Self::condition_type) | `<Name>Available` | `dbaas` → `DbaasAvailable`, `billing-api` → `BillingApiAvailable` |
+/// | [`spread`](Self::spread) | 5 s | callers held back by the health check or the budget come back spread over this much |
+/// | [`clock`](Self::clock) | [`Clock::tokio`] | read at [`build`](Self::build) |
+/// | [`start_time`](Self::start_time) | `Timestamp::now()` | the wall-clock time at build |
+#[must_use = "call build() to get the dependency"]
+pub struct DependencyBuilder {
+    name: Arc<str>,
+    breaker: Option<Breaker>,
+    budget: Option<RateBudget>,
+    probe: Option<Probe>,
+    health_interval: Duration,
+    health_timeout: Duration,
+    condition_type: Option<String>,
+    spread: Duration,
+    seed: Option<u64>,
+    clock: Option<Clock>,
+    start_time: Option<Timestamp>,
+}
+
+impl DependencyBuilder {
+    pub(super) fn new(name: Arc<str>) -> Self {
+        DependencyBuilder {
+            name,
+            breaker: None,
+            budget: None,
+            probe: None,
+            health_interval: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(5),
+            condition_type: None,
+            spread: Duration::from_secs(5),
+            seed: None,
+            clock: None,
+            start_time: None,
+        }
+    }
+
+    /// The circuit breaker to consult; share it with any other client of the dependency.
+    pub fn breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The rate budget every admitted call draws one cell from.
+    pub fn budget(mut self, budget: RateBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The health check: an async function answering [`Health`] (or a `Result`).
+    ///
+    /// It runs at most once per [`health_interval`](Self::health_interval) for all
+    /// callers together, and again early after a call through the gate failed. It does
+    /// not draw from the budget and is not recorded on the breaker: the breaker counts
+    /// real calls, the health check is a separate signal.
+    pub fn health<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Into<Health>,
+    {
+        self.probe = Some(Probe::new(check));
+        self
+    }
+
+    /// How long a health answer stands before the next caller checks again.
+    pub const fn health_interval(mut self, interval: Duration) -> Self {
+        self.health_interval = interval;
+        self
+    }
+
+    /// How long a health check may take before it counts as unavailable.
+    pub const fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// The condition type to report, instead of `<Name>Available`.
+    pub fn condition_type(mut self, condition_type: impl Into<String>) -> Self {
+        self.condition_type = Some(condition_type.into());
+        self
+    }
+
+    /// The spread over which held-back callers come back, so they do not all return
+    /// at once. The breaker adds its own spread to its refusals.
+    pub const fn spread(mut self, spread: Duration) -> Self {
+        self.spread = spread;
+        self
+    }
+
+    /// Seeds the spread's randomness, for reproducible tests.
+    pub const fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The clock for health answers and next-attempt times.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The wall-clock time at [`build`](Self::build); later wall-clock times are this
+    /// plus the time elapsed on the clock.
+    pub const fn start_time(mut self, start: Timestamp) -> Self {
+        self.start_time = Some(start);
+        self
+    }
+
+    /// The dependency.
+    ///
+    /// Create it inside the tokio runtime whose (possibly paused) clock it should follow.
+    pub fn build(self) -> ExternalDependency {
+        let condition_type = self
+            .condition_type
+            .unwrap_or_else(|| default_condition_type(&self.name));
+        let breaker = self
+            .breaker
+            .unwrap_or_else(|| Breaker::new(Arc::clone(&self.name)));
+        let clock = self.clock.unwrap_or_default();
+        let wall = WallClock::new(clock, self.start_time.unwrap_or_else(Timestamp::now));
+        ExternalDependency {
+            inner: Arc::new(Inner {
+                name: self.name,
+                condition_type,
+                breaker,
+                budget: self.budget,
+                health: HealthCache::new(self.probe, self.health_interval, self.health_timeout),
+                spread: self.spread,
+                rng: Rng::new(self.seed),
+                wall,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for DependencyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DependencyBuilder")
+            .field("name", &self.name)
+            .field("breaker", &self.breaker)
+            .field("budget", &self.budget)
+            .field("health", &self.probe.is_some())
+            .field("health_interval", &self.health_interval)
+            .field("health_timeout", &self.health_timeout)
+            .field("condition_type", &self.condition_type)
+            .field("spread", &self.spread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `dbaas` → `DbaasAvailable`, `billing-api` → `BillingApiAvailable`; a name with no
+/// letters or digits gives `ExternalSystemAvailable`.
+fn default_condition_type(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 9);
+    for word in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.extend(chars);
+        }
+    }
+    if out.is_empty() || !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert_str(0, "ExternalSystem");
+    }
+    out.push_str("Available");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_condition_type;
+
+    #[test]
+    fn the_default_condition_type_is_the_name_in_camel_case() {
+        assert_eq!(default_condition_type("dbaas"), "DbaasAvailable");
+        assert_eq!(default_condition_type("billing-api"), "BillingApiAvailable");
+        assert_eq!(default_condition_type("s3.eu_west"), "S3EuWestAvailable");
+        assert_eq!(default_condition_type("DBaaS"), "DBaaSAvailable");
+        assert_eq!(default_condition_type("--"), "ExternalSystemAvailable");
+        assert_eq!(
+            default_condition_type("9lives"),
+            "ExternalSystem9livesAvailable"
+        );
+    }
+}

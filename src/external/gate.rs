@@ -1,0 +1,234 @@
+//! The gate: [`ExternalDependency::admit`] decides whether a call may go out now.
+
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use crate::{
+    conditions::Condition,
+    error::{Classify, ErrorClass},
+    middleware::circuit_breaker::{Permit, State},
+};
+
+use super::{
+    dependency::ExternalDependency,
+    health::Health,
+    unavailable::{Unavailable, UnavailableReason, ceil_second},
+};
+
+/// What [`ExternalDependency::admit`] decided.
+#[derive(Debug)]
+#[must_use = "a Ready admission holds a breaker permit: make the call through it"]
+pub enum Admission<'a> {
+    /// Make the call through this pass.
+    Ready(Pass<'a>),
+    /// Do not call now; report the condition and requeue.
+    Unavailable(Unavailable),
+}
+
+impl Admission<'_> {
+    /// Whether the call may go out.
+    pub const fn is_ready(&self) -> bool {
+        matches!(self, Admission::Ready(_))
+    }
+
+    /// The unavailability, if the call was held back.
+    pub const fn unavailable(&self) -> Option<&Unavailable> {
+        match self {
+            Admission::Unavailable(u) => Some(u),
+            Admission::Ready(_) => None,
+        }
+    }
+}
+
+/// Permission to make one unit of work against a dependency (one call, or one
+/// [`ExternalResource::ensure`](super::ExternalResource::ensure)), holding a breaker
+/// permit and the budget cell already taken.
+///
+/// Report the outcome with [`call`](Pass::call) or [`record`](Pass::record). Dropping
+/// the pass records nothing on the breaker and gives a half-open probe slot back; the
+/// budget cell stays spent.
+#[must_use = "make the call through the pass; dropping it cancels"]
+pub struct Pass<'a> {
+    permit: Permit<'a>,
+    dependency: &'a ExternalDependency,
+}
+
+impl<'a> Pass<'a> {
+    /// The dependency this pass is for.
+    pub const fn dependency(&self) -> &'a ExternalDependency {
+        self.dependency
+    }
+
+    /// Whether this call is the breaker's half-open probe, which decides whether the
+    /// circuit closes again.
+    pub fn is_probe(&self) -> bool {
+        self.permit.is_probe()
+    }
+
+    /// Runs `call` and records its result; see [`record`](Pass::record).
+    ///
+    /// # Errors
+    ///
+    /// The call's own error.
+    pub async fn call<T, E, F>(self, call: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        let result = call.await;
+        self.record(&result);
+        result
+    }
+
+    /// Records a result on the breaker; a retryable failure
+    /// ([`Transient`](ErrorClass::Transient), [`Throttled`](ErrorClass::Throttled)) also
+    /// makes the next admission run the health check again.
+    pub fn record<T, E: Classify>(self, result: &Result<T, E>) {
+        if let Err(e) = result
+            && matches!(
+                e.class(),
+                ErrorClass::Transient | ErrorClass::Throttled { .. }
+            )
+        {
+            self.dependency.invalidate_health();
+        }
+        self.permit.record(result);
+    }
+
+    /// Records a success.
+    pub fn success(self) {
+        self.permit.success();
+    }
+}
+
+impl fmt::Debug for Pass<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pass")
+            .field("dependency", &self.dependency.name())
+            .field("probe", &self.is_probe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalDependency {
+    /// Asks whether a call may go out now.
+    ///
+    /// In order, each step stopping at the first refusal so that nothing later is
+    /// spent: the **breaker** (open, forced open, or half-open with every probe slot
+    /// taken → [`CircuitOpen`](UnavailableReason::CircuitOpen)); the **health check**
+    /// (its cached answer, or a fresh check when the answer is older than the health
+    /// interval → [`ExternalSystemUnavailable`](UnavailableReason::ExternalSystemUnavailable));
+    /// the **budget** (one cell → [`RateLimited`](UnavailableReason::RateLimited)).
+    ///
+    /// # Guarantees
+    ///
+    /// - Never sleeps: a refusal comes back at once with the time to wait. The only
+    ///   await is the health check (bounded by the health timeout), shared by every
+    ///   caller that arrives while it runs.
+    /// - Cancel-safe: dropping the future at its `.await` takes no budget cell, records
+    ///   nothing and gives a probe slot back.
+    /// - A refusal by the breaker spends no budget cell and runs no health check.
+    ///
+    /// # Caveats
+    ///
+    /// - The health check and the breaker are separate signals: the check's answers are
+    ///   not recorded on the breaker (one answer is shared by many callers and would be
+    ///   counted many times), and the breaker counts only calls made through a [`Pass`].
+    /// - A [`Pass`] is one unit of work and takes one budget cell, however many calls it
+    ///   makes (an `ensure` may observe and then create). Size the budget accordingly.
+    /// - The budget cell of a pass that is dropped without a call stays spent: the
+    ///   budget cannot tell whether the request had already gone out.
+    pub async fn admit(&self) -> Admission<'_> {
+        let inner = &*self.inner;
+        let permit = match inner.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                // The half-open time is the same for every caller; the per-caller
+                // spread in `retry_after` is not, and must stay out of the message.
+                let (what, resume_after) = match rejected.state {
+                    State::ForcedOpen => ("is forced open until reset", None),
+                    State::HalfOpen => ("is half-open and its probe calls are in flight", None),
+                    _ => ("is open", inner.breaker.snapshot().remaining_open),
+                };
+                let what = format!("circuit breaker for {} {what}", inner.name);
+                return Admission::Unavailable(self.unavailable(
+                    UnavailableReason::CircuitOpen,
+                    what,
+                    rejected.retry_after,
+                    resume_after,
+                ));
+            }
+        };
+        if let Some(observation) = inner.health.check(inner.wall.clock()).await
+            && let Health::Unavailable { message, .. } = observation.health
+        {
+            drop(permit);
+            let recheck = observation
+                .valid_until
+                .saturating_since(inner.wall.clock().now());
+            let what = format!("{} is unavailable: {message}", inner.name);
+            return Admission::Unavailable(self.unavailable(
+                UnavailableReason::ExternalSystemUnavailable,
+                what,
+                recheck + inner.rng.up_to(inner.spread),
+                Some(recheck),
+            ));
+        }
+        if let Some(budget) = &inner.budget
+            && let Err(refused) = budget.check()
+        {
+            drop(permit);
+            let jitter = inner.rng.up_to(inner.spread.min(refused.retry_after));
+            let what = format!("rate budget for {} is spent", inner.name);
+            return Admission::Unavailable(self.unavailable(
+                UnavailableReason::RateLimited,
+                what,
+                refused.retry_after + jitter,
+                Some(refused.retry_after),
+            ));
+        }
+        Admission::Ready(Pass {
+            permit,
+            dependency: self,
+        })
+    }
+
+    fn unavailable(
+        &self,
+        reason: UnavailableReason,
+        what: String,
+        retry_after: Duration,
+        resume_after: Option<Duration>,
+    ) -> Unavailable {
+        let inner = &*self.inner;
+        let observed_at = inner.wall.now();
+        let next_attempt_time = inner.wall.after(retry_after);
+        let resume_at = resume_after.map(|after| ceil_second(inner.wall.after(after)));
+        let message = match resume_at {
+            Some(at) => format!("{what}; next attempt at {at:.0}"),
+            None => what,
+        };
+        tracing::debug!(
+            dependency = %inner.name,
+            reason = reason.as_str(),
+            ?retry_after,
+            "external dependency held a call back"
+        );
+        let condition = (reason != UnavailableReason::RateLimited).then(|| {
+            Condition::false_(
+                inner.condition_type.clone(),
+                reason.as_str(),
+                message.clone(),
+            )
+        });
+        Unavailable {
+            dependency: Arc::clone(&inner.name),
+            reason,
+            message,
+            retry_after,
+            next_attempt_time,
+            resume_at,
+            observed_at,
+            condition,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! [`Health`]: what a dependency's health check says, and the shared cache of its answer.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::{
+    clock::{Clock, Nanos},
+    error::{Classify, ErrorClass},
+};
+
+/// What a health check says about an external dependency.
+///
+/// A check returns `Health` or anything that converts into it: a `Result` is
+/// `Available` when `Ok` and `Unavailable` with the error's message when `Err` (a
+/// [`Throttled`](ErrorClass::Throttled) error's `retry_after` becomes the time of the
+/// next check).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kube_reconcile::{ErrorClass, external::Health};
+///
+/// assert!(Health::from(Ok::<(), ErrorClass>(())).is_available());
+/// let down = Health::unavailable("maintenance window").retry_after(Duration::from_secs(600));
+/// assert_eq!(down.message(), Some("maintenance window"));
+/// assert_eq!(
+///     Health::from(Err::<(), _>(ErrorClass::Throttled { retry_after: Some(Duration::from_secs(9)) })),
+///     Health::unavailable("throttled (retry after 9s)").retry_after(Duration::from_secs(9)),
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// The dependency answers.
+    Available,
+    /// The dependency is down, in maintenance, or its health check failed.
+    Unavailable {
+        /// Why, for the condition's message.
+        message: String,
+        /// When to check again, if the dependency said; else after the health interval.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Health {
+    /// Unavailable because of `message`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Health::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// This answer with the time of the next check; no effect on `Available`.
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        match self {
+            Health::Unavailable { message, .. } => Health::Unavailable {
+                message,
+                retry_after: Some(after),
+            },
+            Health::Available => Health::Available,
+        }
+    }
+
+    /// Whether the dependency is available.
+    pub const fn is_available(&self) -> bool {
+        matches!(self, Health::Available)
+    }
+
+    /// Why it is unavailable, if it is.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Health::Unavailable { message, .. } => Some(message),
+            Health::Available => None,
+        }
+    }
+}
+
+impl<T, E: fmt::Display + Classify> From<Result<T, E>> for Health {
+    fn from(result: Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Health::Available,
+            Err(e) => Health::Unavailable {
+                message: e.to_string(),
+                retry_after: match e.class() {
+                    ErrorClass::Throttled { retry_after } => retry_after,
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Health> + Send>>;
+
+/// A type-erased health check.
+#[derive(Clone)]
+pub(super) struct Probe(Arc<dyn Fn() -> ProbeFuture + Send + Sync>);
+
+impl Probe {
+    pub(super) fn new<F, Fut>(check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Into<Health>,
+    {
+        Probe(Arc::new(move || {
+            let fut = check();
+            Box::pin(async move { fut.await.into() })
+        }))
+    }
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+/// One answer of the health check and how long it stands.
+#[derive(Clone, Debug)]
+pub(super) struct Observation {
+    pub(super) health: Health,
+    pub(super) valid_until: Nanos,
+}
+
+/// The health check of one dependency with its cached answer, shared by every caller.
+///
+/// At most one check runs at a time (single flight): callers that find the answer
+/// stale while a check is running wait for it and share its answer.
+#[derive(Debug)]
+pub(super) struct HealthCache {
+    probe: Option<Probe>,
+    interval: Duration,
+    timeout: Duration,
+    last: tokio::sync::Mutex<Option<Observation>>,
+    stale: AtomicBool,
+}
+
+impl HealthCache {
+    pub(super) fn new(probe: Option<Probe>, interval: Duration, timeout: Duration) -> Self {
+        HealthCache {
+            probe,
+            interval,
+            timeout,
+            last: tokio::sync::Mutex::new(None),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// The current answer: cached while it stands, else from a fresh check. `None`
+    /// when no health check is configured.
+    pub(super) async fn check(&self, clock: &Clock) -> Option<Observation> {
+        let probe = self.probe.as_ref()?;
+        let mut last = self.last.lock().await;
+        if self.stale.swap(false, Ordering::AcqRel) {
+            // Forget the answer before probing, so a check cancelled half-way leaves
+            // nothing stale behind.
+            *last = None;
+        }
+        if let Some(observation) = &*last
+            && clock.now() < observation.valid_until
+        {
+            return Some(observation.clone());
+        }
+        let health = match tokio::time::timeout(self.timeout, (probe.0)()).await {
+            Ok(health) => health,
+            Err(_) => {
+                Health::unavailable(format!("health check timed out after {:?}", self.timeout))
+            }
+        };
+        let valid_for = match &health {
+            Health::Available => self.interval,
+            Health::Unavailable { retry_after, .. } => retry_after.unwrap_or(self.interval),
+        };
+        tracing::debug!(
+            available = health.is_available(),
+            ?valid_for,
+            "health checked"
+        );
+        let observation = Observation {
+            health,
+            valid_until: clock.now().saturating_add(valid_for),
+        };
+        *last = Some(observation.clone());
+        Some(observation)
+    }
+
+    /// The last answer, without checking.
+    pub(super) fn last(&self) -> Option<Health> {
+        self.last
+            .try_lock()
+            .ok()
+            .and_then(|last| last.as_ref().map(|o| o.health.clone()))
+    }
+
+    /// Makes the next caller check again (a call just failed).
+    pub(super) fn invalidate(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,287 @@
+//! A fake DBaaS for the `external` tests: instances searchable by idempotency key,
+//! switchable health, injected failures, and crash points that stop a reconcile dead
+//! between any two steps of an external create.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst},
+    },
+};
+
+use kube_reconcile::{
+    Classify, ErrorClass,
+    external::{ExternalClient, Health, IdempotencyKey, Journal},
+};
+use tokio::sync::Notify;
+
+/// One database instance of the fake DBaaS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub key: String,
+    pub size: i32,
+}
+
+/// What the fake DBaaS answers when it fails.
+#[derive(Debug, thiserror::Error)]
+pub enum DbaasError {
+    #[error("dbaas answered 503 service unavailable")]
+    Unavailable,
+}
+
+impl Classify for DbaasError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
+}
+
+/// A step of the create protocol where a test can make the reconcile stop dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Before the patch that records the key is sent.
+    BeforeKeyRecorded,
+    /// After the key was recorded on the object.
+    AfterKeyRecorded,
+    /// The DBaaS made the instance, but the response never came back.
+    AfterCreateSent,
+    /// The response came back, but the id was not recorded yet.
+    AfterCreateResponse,
+    /// After the id was recorded.
+    AfterIdRecorded,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 5] = [
+        CrashPoint::BeforeKeyRecorded,
+        CrashPoint::AfterKeyRecorded,
+        CrashPoint::AfterCreateSent,
+        CrashPoint::AfterCreateResponse,
+        CrashPoint::AfterIdRecorded,
+    ];
+}
+
+/// Armed crash points: reaching the armed one parks the reconcile forever (the test
+/// then drops it, as a process death would) and signals [`Crashes::crashed`].
+#[derive(Clone, Debug, Default)]
+pub struct Crashes {
+    armed: Arc<Mutex<Option<CrashPoint>>>,
+    crashed: Arc<Notify>,
+}
+
+impl Crashes {
+    pub fn arm(&self, point: CrashPoint) {
+        *self.armed.lock().unwrap() = Some(point);
+    }
+
+    /// Never returns if `point` is armed (disarming it first).
+    pub async fn at(&self, point: CrashPoint) {
+        let hit = {
+            let mut armed = self.armed.lock().unwrap();
+            if *armed == Some(point) {
+                *armed = None;
+                true
+            } else {
+                false
+            }
+        };
+        if hit {
+            self.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves once an armed point was reached.
+    pub async fn crashed(&self) {
+        self.crashed.notified().await;
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.armed.lock().unwrap().is_some()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    instances: Mutex<BTreeMap<String, Instance>>,
+    next_id: AtomicU32,
+    healthy: AtomicBool,
+    failing: AtomicBool,
+    creates: AtomicU32,
+    create_attempts: AtomicU32,
+    health_checks: AtomicU32,
+    calls: AtomicU32,
+    most_per_key: AtomicUsize,
+}
+
+/// The fake DBaaS; clones share one system.
+#[derive(Clone, Debug)]
+pub struct FakeDbaas {
+    state: Arc<State>,
+    pub crashes: Crashes,
+}
+
+impl Default for FakeDbaas {
+    fn default() -> Self {
+        let dbaas = FakeDbaas {
+            state: Arc::default(),
+            crashes: Crashes::default(),
+        };
+        dbaas.set_healthy(true);
+        dbaas
+    }
+}
+
+impl FakeDbaas {
+    pub fn set_healthy(&self, healthy: bool) {
+        self.state.healthy.store(healthy, SeqCst);
+    }
+
+    /// Every call fails with 503 while set (the health endpoint is not affected).
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, SeqCst);
+    }
+
+    /// The health check to hand to `DependencyBuilder::health`.
+    pub fn health_check(&self) -> impl Fn() -> std::future::Ready<Health> + Send + Sync + 'static {
+        let state = Arc::clone(&self.state);
+        move || {
+            state.health_checks.fetch_add(1, SeqCst);
+            std::future::ready(if state.healthy.load(SeqCst) {
+                Health::Available
+            } else {
+                Health::unavailable("GET /health answered 503")
+            })
+        }
+    }
+
+    pub fn instances(&self) -> Vec<Instance> {
+        self.state
+            .instances
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn instances_for(&self, key: &str) -> Vec<Instance> {
+        self.instances()
+            .into_iter()
+            .filter(|i| i.key == key)
+            .collect()
+    }
+
+    /// Instances actually made.
+    pub fn creates(&self) -> u32 {
+        self.state.creates.load(SeqCst)
+    }
+
+    /// Create calls that reached the system, failed or not.
+    pub fn create_attempts(&self) -> u32 {
+        self.state.create_attempts.load(SeqCst)
+    }
+
+    /// Calls of the API (observe, create, delete), failed or not.
+    pub fn calls(&self) -> u32 {
+        self.state.calls.load(SeqCst)
+    }
+
+    pub fn health_checks(&self) -> u32 {
+        self.state.health_checks.load(SeqCst)
+    }
+
+    /// The most instances one key ever had at once.
+    pub fn most_per_key(&self) -> usize {
+        self.state.most_per_key.load(SeqCst)
+    }
+
+    fn check(&self) -> Result<(), DbaasError> {
+        self.state.calls.fetch_add(1, SeqCst);
+        if self.state.failing.load(SeqCst) || !self.state.healthy.load(SeqCst) {
+            Err(DbaasError::Unavailable)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl ExternalClient for FakeDbaas {
+    type Spec = i32;
+    type Resource = Instance;
+    type Error = DbaasError;
+
+    async fn observe(&self, key: &IdempotencyKey) -> Result<Option<Instance>, DbaasError> {
+        tokio::task::yield_now().await;
+        self.check()?;
+        let instances = self.state.instances.lock().unwrap();
+        Ok(instances.values().find(|i| i.key == key.as_str()).cloned())
+    }
+
+    async fn create(&self, key: &IdempotencyKey, size: &i32) -> Result<Instance, DbaasError> {
+        tokio::task::yield_now().await;
+        self.state.create_attempts.fetch_add(1, SeqCst);
+        self.check()?;
+        // No deduplication on the key: only the protocol keeps it to one instance.
+        let instance = Instance {
+            id: format!("inst-{}", self.state.next_id.fetch_add(1, SeqCst)),
+            key: key.to_string(),
+            size: *size,
+        };
+        {
+            let mut instances = self.state.instances.lock().unwrap();
+            instances.insert(instance.id.clone(), instance.clone());
+            let n = instances.values().filter(|i| i.key == key.as_str()).count();
+            self.state.most_per_key.fetch_max(n, SeqCst);
+        }
+        self.state.creates.fetch_add(1, SeqCst);
+        self.crashes.at(CrashPoint::AfterCreateSent).await;
+        tokio::task::yield_now().await;
+        Ok(instance)
+    }
+
+    async fn delete(&self, _: &IdempotencyKey, instance: &Instance) -> Result<(), DbaasError> {
+        tokio::task::yield_now().await;
+        self.check()?;
+        self.state.instances.lock().unwrap().remove(&instance.id);
+        Ok(())
+    }
+
+    fn id(&self, instance: &Instance) -> String {
+        instance.id.clone()
+    }
+}
+
+/// A journal that stops dead at the armed crash points around its writes.
+#[derive(Clone, Debug)]
+pub struct CrashingJournal<J> {
+    pub inner: J,
+    pub crashes: Crashes,
+}
+
+impl<K: Sync, J: Journal<K>> Journal<K> for CrashingJournal<J> {
+    type Error = J::Error;
+
+    fn has_key(&self, obj: &K, key: &IdempotencyKey) -> bool {
+        self.inner.has_key(obj, key)
+    }
+
+    fn recorded_id(&self, obj: &K, key: &IdempotencyKey) -> Option<String> {
+        self.inner.recorded_id(obj, key)
+    }
+
+    async fn record_key(&self, obj: &K, key: &IdempotencyKey) -> Result<(), J::Error> {
+        self.crashes.at(CrashPoint::BeforeKeyRecorded).await;
+        self.inner.record_key(obj, key).await?;
+        self.crashes.at(CrashPoint::AfterKeyRecorded).await;
+        Ok(())
+    }
+
+    async fn record_id(&self, obj: &K, key: &IdempotencyKey, id: &str) -> Result<(), J::Error> {
+        self.crashes.at(CrashPoint::AfterCreateResponse).await;
+        self.inner.record_id(obj, key, id).await?;
+        self.crashes.at(CrashPoint::AfterIdRecorded).await;
+        Ok(())
+    }
+}
