@@ -1,245 +1,193 @@
-//! DatabaseOperator, preview: the resilience middleware on a real controller, no cluster needed.
-//!
-//! Starts the embedded API server, installs a `Database` CRD generated from the Rust type,
-//! creates three Databases and reconciles them with a controller whose reconciler is
-//! wrapped in `Backoff ∘ RateLimit ∘ CircuitBreaker ∘ Timeout`. Provisioning calls a
-//! simulated DBaaS that throttles one database and fails another twice, so every retry is
-//! visible. The full multi-phase operator (Pending → Provisioning → Configuring →
-//! Deploying → Verifying → Ready) replaces this preview when `PhaseMachine` lands.
+//! DatabaseOperator: a multi-phase operator for a `Database` custom resource, built on
+//! kube-reconcile, runnable with no cluster at all.
 //!
 //! ```sh
-//! cargo run --example database_operator
+//! cargo run --example database_operator            # embedded API server, simulated DBaaS
+//! cargo run --example database_operator -- --help  # flags: --chaos, --count, --serve, --cluster, ...
 //! ```
+//!
+//! Each `Database` goes Pending → Provisioning → Configuring → Deploying → Verifying →
+//! Ready (Verifying → Failed → Provisioning with backoff; Ready → Updating → Verifying on
+//! a spec change). Provisioning creates a credentials Secret (create-only, CSPRNG
+//! password) and an instance at the DBaaS (idempotent, rate limited, behind a circuit
+//! breaker); Configuring a ConfigMap and a Service; Deploying a StatefulSet; Verifying
+//! waits for the replicas and the DBaaS health check. Deleting a `Database` deprovisions
+//! its instance through a finalizer.
 
-use std::{
-    collections::BTreeMap,
-    num::NonZeroU32,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod children;
+mod cli;
+mod crd;
+mod dbaas;
+mod operator;
+mod report;
+mod scenario;
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
-    Api, CustomResource, CustomResourceExt, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
-    runtime::{
-        Controller,
-        controller::Action,
-        wait::{await_condition, conditions},
-        watcher,
-    },
+    Api, Client, CustomResourceExt,
+    api::{PostParams},
+    runtime::{Controller, wait::{await_condition, conditions}, watcher},
 };
 use kube_reconcile::{
-    Classify, ControllerExt, ErrorClass, ReconcilerExt,
+    ControllerExt, ReconcilerExt,
+    external::ExternalDependency,
     middleware::{
         backoff::BackoffConfig,
-        circuit_breaker::{Breaker, CircuitBreakerLayer},
-        rate_limit::{Quota, RateLimitLayer},
+        circuit_breaker::{Breaker, BreakerConfig},
+        rate_limit::{Quota, RateBudget, RateLimitLayer},
         timeout::TimeoutLayer,
     },
-    testing::ApiServer,
+    phase::{PhaseConfig, PhaseEngine},
+    testing::{ApiServer, WorkloadSimulator},
 };
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-/// A managed database.
-#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[kube(
-    group = "example.kube-reconcile.dev",
-    version = "v1alpha1",
-    kind = "Database",
-    namespaced
-)]
-#[kube(status = "DatabaseStatus", shortname = "db")]
-#[kube(printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".spec.engine"}"#)]
-#[kube(printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#)]
-pub struct DatabaseSpec {
-    /// Database engine.
-    pub engine: String,
-    /// Number of replicas.
-    #[schemars(range(min = 1, max = 9))]
-    pub replicas: i32,
-}
-
-/// What the operator observed.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-pub struct DatabaseStatus {
-    /// Human view of progress.
-    pub phase: Option<String>,
-    /// External instance id at the DBaaS.
-    pub instance: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error("dbaas answered {0}")]
-    Dbaas(ErrorClass),
-    #[error("kubernetes api call failed")]
-    Kube(#[source] kube::Error),
-}
-
-impl Classify for Error {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Error::Dbaas(class) => *class,
-            Error::Kube(e) => e.class(),
-        }
-    }
-}
-
-/// A stand-in for a DBaaS API: throttles `orders` twice, fails `inventory` twice.
-#[derive(Default)]
-struct Dbaas {
-    calls: Mutex<BTreeMap<String, u32>>,
-}
-
-impl Dbaas {
-    async fn provision(&self, name: &str) -> Result<String, Error> {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let n = {
-            let mut calls = self.calls.lock().expect("dbaas lock");
-            let n = calls.entry(name.to_string()).or_default();
-            *n += 1;
-            *n
-        };
-        match (name, n) {
-            ("orders", 1..=2) => Err(Error::Dbaas(ErrorClass::Throttled {
-                retry_after: Some(Duration::from_millis(500)),
-            })),
-            ("inventory", 1..=2) => Err(Error::Dbaas(ErrorClass::Transient)),
-            _ => Ok(format!("dbaas-{name}")),
-        }
-    }
-}
-
-struct Ctx {
-    api: Api<Database>,
-    dbaas: Dbaas,
-    started: Instant,
-}
-
-async fn reconcile(db: Arc<Database>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let name = db.name_any();
-    if db.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Ready") {
-        return Ok(Action::requeue(Duration::from_secs(3600)));
-    }
-    let outcome = ctx.dbaas.provision(&name).await;
-    let elapsed = ctx.started.elapsed().as_secs_f64();
-    match outcome {
-        Ok(instance) => {
-            println!("{elapsed:>6.2}s  {name:<10} Provisioning → Ready     instance {instance}");
-            let status = DatabaseStatus {
-                phase: Some("Ready".into()),
-                instance: Some(instance),
-            };
-            let patch = serde_json::json!({ "status": status });
-            ctx.api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::Kube)?;
-            Ok(Action::requeue(Duration::from_secs(3600)))
-        }
-        Err(e) => {
-            println!("{elapsed:>6.2}s  {name:<10} Provisioning failed     {e}");
-            Err(e)
-        }
-    }
-}
+use crate::{cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().any(|a| a == "--cluster") {
-        eprintln!(
-            "--cluster arrives with the full DatabaseOperator; this preview runs on the embedded API server only"
-        );
-        std::process::exit(2);
-    }
-    let server = ApiServer::new();
-    let client = server.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &Database::crd())
-        .await?;
-    await_condition(
-        crds,
-        "databases.example.kube-reconcile.dev",
-        conditions::is_crd_established(),
-    )
-    .await?;
-    println!("embedded API server up; Database CRD established\n");
-
-    let api: Api<Database> = Api::default_namespaced(client);
-    for (name, engine) in [
-        ("orders", "postgres"),
-        ("inventory", "mysql"),
-        ("analytics", "postgres"),
-    ] {
-        let db = Database::new(
-            name,
-            DatabaseSpec {
-                engine: engine.into(),
-                replicas: 1,
-            },
-        );
-        api.create(&PostParams::default(), &db).await?;
-    }
-
-    let breaker = Breaker::new("dbaas");
-    let backoff = BackoffConfig::operator()
-        .base(Duration::from_millis(200))
-        .build()?;
-    let reconciler = reconcile
-        .with(TimeoutLayer::new(Duration::from_secs(10)))
-        .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
-        .with(RateLimitLayer::per_object(Quota::per_second(
-            NonZeroU32::new(5).expect("non-zero"),
-        )))
-        .with(backoff);
-    let ctx = Arc::new(Ctx {
-        api: api.clone(),
-        dbaas: Dbaas::default(),
-        started: Instant::now(),
-    });
-    let controller = Controller::new(api.clone(), watcher::Config::default())
-        .run_reconciler(reconciler, Arc::clone(&ctx));
-    let controller = tokio::spawn(controller.for_each(|_| async {}));
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        let list = api.list(&ListParams::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|d| d.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Ready"))
-            .count();
-        if ready == list.items.len() || Instant::now() > deadline {
-            break (ready, list.items.len());
+async fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(message) => {
+            eprintln!("database_operator: {message}\n\n{}", cli::HELP);
+            return ExitCode::from(2);
+        }
     };
-    controller.abort();
+    match run(options).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("database_operator: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    println!(
-        "\n== summary after {:.2}s ==",
-        ctx.started.elapsed().as_secs_f64()
-    );
-    for (name, calls) in ctx.dbaas.calls.lock().expect("dbaas lock").iter() {
-        println!(
-            "{name:<10} {calls} DBaaS call(s), {} retr{}",
-            calls - 1,
-            if *calls == 2 { "y" } else { "ies" }
-        );
+/// Everything a run needs, wired together.
+pub struct Operator {
+    /// The client the operator uses.
+    pub client: Client,
+    /// The Databases.
+    pub api: Api<Database>,
+    /// The DBaaS breaker, shared by every Database.
+    pub breaker: Breaker,
+    /// The controller task.
+    pub controller: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the operator on `client` against the DBaaS at `dbaas_url`.
+pub fn start(client: Client, namespace: &str, dbaas_url: &str, report: &Report) -> Result<Operator, Box<dyn std::error::Error>> {
+    let dbaas = DbaasClient::new(dbaas_url);
+    let breaker = BreakerConfig::default()
+        .min_calls(std::num::NonZeroU32::new(4).expect("non-zero"))
+        .open_duration(Duration::from_secs(2))
+        .build("dbaas")?;
+    report.watch_breaker(&breaker);
+    let health = dbaas.clone();
+    let gate = ExternalDependency::builder("dbaas")
+        .breaker(breaker.clone())
+        .budget(RateBudget::new("dbaas", Quota::per_second(std::num::NonZeroU32::new(40).expect("non-zero"))))
+        .health(move || {
+            let health = health.clone();
+            async move { health.service_health().await }
+        })
+        .health_interval(Duration::from_secs(1))
+        .build();
+    let ctx = operator::context(client.clone(), dbaas, gate)?;
+    let engine = PhaseEngine::with_config(
+        DatabaseMachine::new()?,
+        client.clone(),
+        PhaseConfig::default()
+            .finalizer("example.kube-reconcile.dev/deprovision")
+            .controller("database-operator")
+            .retry(BackoffConfig::operator().base(Duration::from_millis(500)).cap(Duration::from_secs(10))),
+    )?;
+    let reconciler = engine
+        .with(TimeoutLayer::new(Duration::from_secs(30)))
+        .with(RateLimitLayer::per_object(Quota::per_second(std::num::NonZeroU32::new(20).expect("non-zero"))))
+        .with(BackoffConfig::operator().base(Duration::from_millis(200)).cap(Duration::from_secs(20)).build()?);
+    let api: Api<Database> = Api::namespaced(client.clone(), namespace);
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run_reconciler(reconciler, ctx)
+        .for_each(|_| async {});
+    Ok(Operator { client, api, breaker, controller: tokio::spawn(controller) })
+}
+
+/// Installs the `Database` CRD and waits until it is served.
+pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = Database::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    if crds.get_opt(&name).await?.is_none() {
+        crds.create(&PostParams::default(), &crd).await?;
     }
-    println!("breaker 'dbaas': {:?}", breaker.state());
-    println!("API requests by verb and resource:\n{}", server.requests());
-    println!("{} of {} databases Ready", ready.0, ready.1);
-    println!(
-        "\nThe full Pending → Provisioning → Configuring → Deploying → Verifying → Ready operator is coming with PhaseMachine."
-    );
-    if ready.0 == ready.1 {
-        Ok(())
-    } else {
-        std::process::exit(1)
+    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established())).await??;
+    Ok(())
+}
+
+async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+    let report = Report::new();
+    // The API server: embedded unless --cluster.
+    let server = (!options.cluster).then(ApiServer::new);
+    let client = match &server {
+        Some(server) => server.client(),
+        None => {
+            let client = Client::try_default().await?;
+            report.say(&format!("using the current kube context (namespace {})", client.default_namespace()));
+            client
+        }
+    };
+    let namespace = client.default_namespace().to_owned();
+    if server.is_some() || options.install_crd {
+        install_crd(&client).await?;
+        report.say("Database CRD installed and established");
     }
+    // The DBaaS: simulated on 127.0.0.1 unless --dbaas-url.
+    let simulated = match &options.dbaas_url {
+        Some(_) => None,
+        None => Some(
+            dbaas::DbaasServer::builder()
+                .provision_time(Duration::from_millis(400))
+                .rate_limit(50)
+                .start()
+                .await?,
+        ),
+    };
+    let dbaas_url = options.dbaas_url.clone().unwrap_or_else(|| simulated.as_ref().map(|d| d.url()).unwrap_or_default());
+    report.say(&format!("DBaaS at {dbaas_url}{}", if simulated.is_some() { " (simulated)" } else { "" }));
+    // Nothing runs pods on the embedded server: a simulator marks StatefulSets ready.
+    let _simulator = server
+        .as_ref()
+        .map(|_| WorkloadSimulator::new(client.clone()).ready_after(Duration::from_millis(300)).start());
+    let operator = start(client.clone(), &namespace, &dbaas_url, &report)?;
+    let printer = report.print_transitions(operator.api.clone());
+
+    let outcome = scenario::run(&options, &operator, simulated.as_ref(), server.as_ref(), &report).await;
+    printer.abort();
+    operator.controller.abort();
+    let ok = match outcome {
+        Ok(ok) => ok,
+        Err(error) => {
+            report.say(&format!("scenario failed: {error}"));
+            false
+        }
+    };
+    report.summary(&operator, server.as_ref(), simulated.as_ref()).await;
+    if options.serve
+        && let Some(server) = &server
+    {
+        scenario::serve(server, &operator).await?;
+    }
+    Ok(ok)
 }

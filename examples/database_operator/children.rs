@@ -1,0 +1,204 @@
+//! The child objects of a `Database`, as desired objects for `Ensure`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
+            Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+        },
+    },
+    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::LabelSelector},
+};
+use kube::{ResourceExt, api::ObjectMeta};
+
+use crate::crd::Database;
+
+/// The characters of a generated password.
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A 32-character password from the operating system's CSPRNG.
+///
+/// Unbiased: bytes that would favour some characters are drawn again.
+pub fn password() -> Result<String, getrandom::Error> {
+    let limit = 256 - 256 % ALPHABET.len();
+    let mut out = String::with_capacity(32);
+    let mut buf = [0u8; 64];
+    while out.len() < 32 {
+        getrandom::fill(&mut buf)?;
+        for &b in &buf {
+            if usize::from(b) < limit && out.len() < 32 {
+                out.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn meta(db: &Database, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: db.namespace(),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Pods of `db` carry these labels; the `Service` selects them.
+fn pod_labels(db: &Database) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "database".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), db.name_any()),
+    ])
+}
+
+/// The name of the credentials `Secret`.
+pub fn credentials_name(db: &Database) -> String {
+    format!("{}-credentials", db.name_any())
+}
+
+/// The credentials `Secret`: written once (create-only), never regenerated.
+pub fn credentials(db: &Database, password: &str) -> Secret {
+    Secret {
+        metadata: meta(db, credentials_name(db)),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([
+            ("username".to_owned(), "app".to_owned()),
+            ("password".to_owned(), password.to_owned()),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// Engine settings derived from the spec.
+pub fn config_map(db: &Database) -> ConfigMap {
+    let connections = 100 * db.spec.replicas;
+    ConfigMap {
+        metadata: meta(db, format!("{}-config", db.name_any())),
+        data: Some(BTreeMap::from([
+            ("engine".to_owned(), db.spec.engine.as_str().to_owned()),
+            ("version".to_owned(), db.spec.version.clone()),
+            ("max_connections".to_owned(), connections.to_string()),
+            ("port".to_owned(), db.spec.engine.port().to_string()),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The `Service` clients connect to.
+pub fn service(db: &Database) -> Service {
+    Service {
+        metadata: meta(db, db.name_any()),
+        spec: Some(ServiceSpec {
+            selector: Some(pod_labels(db)),
+            ports: Some(vec![ServicePort {
+                name: Some(db.spec.engine.as_str().to_owned()),
+                port: db.spec.engine.port(),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The `StatefulSet` of the database's replicas.
+pub fn stateful_set(db: &Database) -> StatefulSet {
+    let engine = db.spec.engine;
+    let secret_env = |name: &str, key: &str| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: credentials_name(db),
+                key: key.to_owned(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let env = match engine {
+        crate::crd::Engine::Postgres => vec![secret_env("POSTGRES_USER", "username"), secret_env("POSTGRES_PASSWORD", "password")],
+        crate::crd::Engine::Mysql => vec![secret_env("MYSQL_USER", "username"), secret_env("MYSQL_PASSWORD", "password")],
+    };
+    StatefulSet {
+        metadata: meta(db, db.name_any()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(db.spec.replicas),
+            service_name: Some(db.name_any()),
+            selector: LabelSelector {
+                match_labels: Some(pod_labels(db)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels(db)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: engine.as_str().to_owned(),
+                        image: Some(format!("{}:{}", engine.as_str(), db.spec.version)),
+                        ports: Some(vec![ContainerPort {
+                            container_port: engine.port(),
+                            ..ContainerPort::default()
+                        }]),
+                        env: Some(env),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "data".to_owned(),
+                            mount_path: "/var/lib/data".to_owned(),
+                            ..VolumeMount::default()
+                        }]),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(db.spec.storage.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// Ready replicas as the `StatefulSet` reports them.
+pub fn ready_replicas(sts: &StatefulSet) -> i32 {
+    sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+}
+
+/// Whether the `StatefulSet` controller has seen the latest spec.
+pub fn rolled_out(sts: &StatefulSet) -> bool {
+    let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
+    observed.is_some() && observed >= sts.metadata.generation
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_long_and_from_the_alphabet() {
+        let a = super::password().unwrap();
+        let b = super::password().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| super::ALPHABET.contains(&c)));
+    }
+}

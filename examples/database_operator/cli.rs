@@ -1,0 +1,71 @@
+//! Command-line flags.
+
+/// The `--help` text.
+pub const HELP: &str = "\
+database_operator: a multi-phase Database operator on kube-reconcile
+
+USAGE:
+    cargo run --example database_operator -- [FLAGS]
+
+With no flags it runs on an embedded Kubernetes API server with a simulated DBaaS,
+creates sample Databases, walks every edge of the state diagram and prints a summary.
+It never touches a real cluster unless you pass --cluster.
+
+FLAGS:
+    --chaos            inject API faults and DBaaS outages; everything must still converge
+    --count N          also create N generated Databases (default 0)
+    --serve            keep the embedded API server and the operator running afterwards and
+                       print kubectl commands to watch and edit the Databases (Ctrl-C stops)
+    --cluster          use the current kube context instead of the embedded server
+    --install-crd      with --cluster: install the Database CRD first
+    --dbaas-url URL    use this DBaaS instead of the simulated one
+    --timeout SECS     give up after this long (default 60)
+    -h, --help         this text";
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub chaos: bool,
+    pub count: usize,
+    pub serve: bool,
+    pub cluster: bool,
+    pub install_crd: bool,
+    pub dbaas_url: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Options {
+    /// Parses the flags; `Ok(None)` for `--help`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+        let mut options = Options { timeout_secs: 60, ..Options::default() };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--chaos" => options.chaos = true,
+                "--serve" => options.serve = true,
+                "--cluster" => options.cluster = true,
+                "--install-crd" => options.install_crd = true,
+                "--count" => {
+                    let v = value("--count")?;
+                    options.count = v.parse().map_err(|_| format!("--count wants a number, not {v:?}"))?;
+                }
+                "--timeout" => {
+                    let v = value("--timeout")?;
+                    options.timeout_secs =
+                        v.parse().map_err(|_| format!("--timeout wants seconds, not {v:?}"))?;
+                }
+                "--dbaas-url" => options.dbaas_url = Some(value("--dbaas-url")?),
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        if options.install_crd && !options.cluster {
+            return Err("--install-crd goes with --cluster".to_owned());
+        }
+        if options.serve && options.cluster {
+            return Err("--serve keeps the embedded server up; it does not go with --cluster".to_owned());
+        }
+        Ok(Some(options))
+    }
+}
