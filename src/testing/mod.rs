@@ -38,6 +38,7 @@
 //! | List at an old `resourceVersion` | served from current state | served from the watch cache |
 //! | `pattern` and `format` in CRD schemas | not checked | checked |
 
+mod envtest;
 mod server;
 mod simulator;
 
@@ -46,5 +47,7 @@ pub use self::server::{
     ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer,
     RequestCounts, Verb,
 };
+#[doc(inline)]
+pub use self::envtest::{Assets, ControlPlane, ControlPlaneBuilder, EnvtestError};
 #[doc(inline)]
 pub use self::simulator::{RunningSimulator, WorkloadSimulator};

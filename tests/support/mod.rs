@@ -3,4 +3,5 @@
 #![allow(dead_code, unreachable_pub)] // reason: each test binary uses a different subset
 
 pub mod binaries;
+pub mod tier;
 pub mod widget;
