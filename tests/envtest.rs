@@ -25,12 +25,18 @@ fn processes_using(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_serves_an_admin_and_leaves_nothing_behind() {
-    let Some(_) = tier::real_assets_or_skip("a_control_plane_serves_an_admin_and_leaves_nothing_behind") else {
+    let Some(_) =
+        tier::real_assets_or_skip("a_control_plane_serves_an_admin_and_leaves_nothing_behind")
+    else {
         return;
     };
     let started = Instant::now();
     let cluster = ControlPlane::start().await.expect("start");
-    eprintln!("control plane {} ready in {:?}", cluster.version(), started.elapsed());
+    eprintln!(
+        "control plane {} ready in {:?}",
+        cluster.version(),
+        started.elapsed()
+    );
     let dir = cluster.dir().to_path_buf();
     assert_eq!(
         Some(cluster.version().to_string()),
@@ -41,14 +47,22 @@ async fn a_control_plane_serves_an_admin_and_leaves_nothing_behind() {
         .into_iter()
         .filter(|p| !p.contains("/bin/sh -c"))
         .count();
-    assert_eq!(binaries, 2, "etcd and kube-apiserver: {:?}", processes_using(&dir));
+    assert_eq!(
+        binaries,
+        2,
+        "etcd and kube-apiserver: {:?}",
+        processes_using(&dir)
+    );
 
     let namespaces: Api<Namespace> = Api::all(cluster.client());
     assert!(namespaces.get("default").await.is_ok());
     let cms: Api<ConfigMap> = Api::default_namespaced(cluster.client());
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("hello".into());
-    let created = cms.create(&PostParams::default(), &cm).await.expect("create as admin");
+    let created = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create as admin");
     assert!(created.metadata.uid.is_some());
 
     // The kubeconfig carries the same credentials.
@@ -63,7 +77,11 @@ async fn a_control_plane_serves_an_admin_and_leaves_nothing_behind() {
     assert!(via_kubeconfig.get("hello").await.is_ok());
 
     drop(cluster);
-    assert!(processes_using(&dir).is_empty(), "{:?}", processes_using(&dir));
+    assert!(
+        processes_using(&dir).is_empty(),
+        "{:?}",
+        processes_using(&dir)
+    );
     assert!(!dir.exists(), "scratch directory removed");
 }
 
@@ -84,7 +102,11 @@ fn a_panicking_test_stops_its_control_plane() {
     .join();
     assert!(result.is_err());
     let dir = rx.recv().expect("dir");
-    assert!(processes_using(&dir).is_empty(), "{:?}", processes_using(&dir));
+    assert!(
+        processes_using(&dir).is_empty(),
+        "{:?}",
+        processes_using(&dir)
+    );
     assert!(!dir.exists());
 }
 
@@ -104,7 +126,9 @@ fn child_exits_without_dropping() {
 
 #[test]
 fn a_control_plane_dies_with_a_test_process_that_never_dropped_it() {
-    let Some(_) = tier::real_assets_or_skip("a_control_plane_dies_with_a_test_process_that_never_dropped_it") else {
+    let Some(_) =
+        tier::real_assets_or_skip("a_control_plane_dies_with_a_test_process_that_never_dropped_it")
+    else {
         return;
     };
     let out = Command::new(std::env::current_exe().expect("test binary"))
@@ -116,20 +140,34 @@ fn a_control_plane_dies_with_a_test_process_that_never_dropped_it() {
     let dir = stdout
         .lines()
         .find_map(|l| l.strip_prefix("DIR="))
-        .unwrap_or_else(|| panic!("child printed no DIR: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "child printed no DIR: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let dir = Path::new(dir);
     // The supervisors notice the closed pipe at once; give them a moment to reap.
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     while (!processes_using(dir).is_empty() || dir.exists()) && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(processes_using(dir).is_empty(), "{:?}", processes_using(dir));
-    assert!(!dir.exists(), "scratch directory removed by the etcd supervisor");
+    assert!(
+        processes_using(dir).is_empty(),
+        "{:?}",
+        processes_using(dir)
+    );
+    assert!(
+        !dir.exists(),
+        "scratch directory removed by the etcd supervisor"
+    );
 }
 
 #[tokio::test]
 async fn a_shared_real_tier_gives_each_test_its_own_namespace() {
-    let Some(real) = RealTier::shared_or_skip("a_shared_real_tier_gives_each_test_its_own_namespace").await else {
+    let Some(real) =
+        RealTier::shared_or_skip("a_shared_real_tier_gives_each_test_its_own_namespace").await
+    else {
         return;
     };
     let a = real.namespace("shared").await;

@@ -43,11 +43,11 @@ mod server;
 mod simulator;
 
 #[doc(inline)]
+pub use self::envtest::{Assets, ControlPlane, ControlPlaneBuilder, EnvtestError};
+#[doc(inline)]
 pub use self::server::{
     ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer,
     RequestCounts, Verb,
 };
-#[doc(inline)]
-pub use self::envtest::{Assets, ControlPlane, ControlPlaneBuilder, EnvtestError};
 #[doc(inline)]
 pub use self::simulator::{RunningSimulator, WorkloadSimulator};

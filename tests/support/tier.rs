@@ -74,6 +74,16 @@ pub struct Tier {
     client: Client,
     namespace: String,
     embedded: Option<ApiServer>,
+    real: Option<&'static ControlPlane>,
+}
+
+impl std::fmt::Debug for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tier")
+            .field("kind", &self.kind)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tier {
@@ -85,6 +95,7 @@ impl Tier {
             client: server.client(),
             namespace: unique_namespace(test),
             embedded: Some(server),
+            real: None,
         };
         tier.create_namespace().await;
         tier
@@ -104,6 +115,7 @@ impl Tier {
             client: real.client(),
             namespace: unique_namespace(test),
             embedded: None,
+            real: Some(real.control_plane()),
         };
         tier.create_namespace().await;
         Some(tier)
@@ -163,6 +175,25 @@ impl Tier {
         self.embedded.as_ref()
     }
 
+    /// The real control plane (`None` on the embedded tier).
+    pub fn control_plane(&self) -> Option<&'static ControlPlane> {
+        self.real
+    }
+
+    /// Compacts the server's history to now (etcd compaction on the real tier): older
+    /// resource versions then get 410 Expired.
+    pub async fn compact(&self) {
+        match (&self.embedded, self.real) {
+            (Some(server), _) => {
+                server.compact();
+            }
+            (None, Some(real)) => {
+                real.compact().await.expect("compact etcd");
+            }
+            (None, None) => unreachable!("a tier is embedded or real"),
+        }
+    }
+
     /// Creates `crd` unless it exists (real tests share one cluster) and waits until it is
     /// Established.
     pub async fn install_crd(&self, crd: &CustomResourceDefinition) {
@@ -186,7 +217,13 @@ pub fn unique_namespace(test: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut base: String = test
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     base.truncate(40);
     let base = base.trim_matches('-');
@@ -202,7 +239,10 @@ pub fn envtest_required() -> bool {
 /// its real-tier part and returns `None`, or panics when the tier is required.
 pub fn real_assets_or_skip(test: &str) -> Option<()> {
     let assets = Assets::default();
-    match assets.find("kube-apiserver").and_then(|_| assets.find("etcd")) {
+    match assets
+        .find("kube-apiserver")
+        .and_then(|_| assets.find("etcd"))
+    {
         Ok(_) => Some(()),
         Err(e) => {
             assert!(
@@ -216,6 +256,7 @@ pub fn real_assets_or_skip(test: &str) -> Option<()> {
 }
 
 /// The control plane shared by the real-tier tests of one test binary.
+#[derive(Debug)]
 pub struct RealTier(&'static ControlPlane);
 
 static SHARED: tokio::sync::OnceCell<Result<ControlPlane, String>> =

@@ -58,10 +58,8 @@ impl Assets {
         if let Some(found) = candidates.iter().find(|p| is_executable(p)) {
             return Ok(found.clone());
         }
-        let mut searched: Vec<String> = candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let mut searched: Vec<String> =
+            candidates.iter().map(|p| p.display().to_string()).collect();
         if self.dir.is_none() {
             searched.insert(0, format!("${}", asset_variable(name)));
             if std::env::var_os("KUBEBUILDER_ASSETS").is_none() {
@@ -89,7 +87,11 @@ impl Assets {
             }
         }
         if let Some(cache) = build_cache() {
-            paths.extend(versions_newest_first(&cache).into_iter().map(|d| d.join(name)));
+            paths.extend(
+                versions_newest_first(&cache)
+                    .into_iter()
+                    .map(|d| d.join(name)),
+            );
         }
         paths
     }
@@ -151,7 +153,10 @@ mod tests {
 
     #[test]
     fn asset_variables_follow_controller_runtime_names() {
-        assert_eq!(asset_variable("kube-apiserver"), "TEST_ASSET_KUBE_APISERVER");
+        assert_eq!(
+            asset_variable("kube-apiserver"),
+            "TEST_ASSET_KUBE_APISERVER"
+        );
         assert_eq!(asset_variable("etcd"), "TEST_ASSET_ETCD");
     }
 

@@ -76,7 +76,9 @@ impl Pki {
         let admin_key = KeyPair::generate().map_err(cert_err("the admin key"))?;
         let mut admin = CertificateParams::new(Vec::<String>::new())
             .map_err(cert_err("the admin certificate"))?;
-        admin.distinguished_name.push(DnType::CommonName, ADMIN_USER);
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, ADMIN_USER);
         admin
             .distinguished_name
             .push(DnType::OrganizationName, ADMIN_GROUP);
@@ -116,7 +118,10 @@ impl Pki {
             (&files.serving_cert, &self.serving_cert),
             (&files.serving_key, &self.serving_key),
             (&files.service_account_key, &self.service_account_key),
-            (&files.service_account_public_key, &self.service_account_public_key),
+            (
+                &files.service_account_public_key,
+                &self.service_account_public_key,
+            ),
         ] {
             write_private(path, text)?;
         }

@@ -61,7 +61,9 @@ pub enum EnvtestError {
     },
 
     /// A process did not become ready in time.
-    #[error("{name} not ready after {after:?} (waiting for {waiting_for}); last lines of its log:\n{log_tail}")]
+    #[error(
+        "{name} not ready after {after:?} (waiting for {waiting_for}); last lines of its log:\n{log_tail}"
+    )]
     Timeout {
         /// The binary's file name.
         name: String,
@@ -76,6 +78,10 @@ pub enum EnvtestError {
     /// The generated kubeconfig was not accepted by kube (a bug in this harness).
     #[error("loading the generated kubeconfig")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
+
+    /// etcd refused or failed a maintenance call ([`ControlPlane::compact`](super::ControlPlane::compact)).
+    #[error("etcd: {0}")]
+    Etcd(String),
 
     /// The `kube::Client` for the started server could not be built.
     #[error("building a client for the control plane")]

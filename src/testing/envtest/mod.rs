@@ -144,7 +144,10 @@ impl ControlPlaneBuilder {
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
             format!("--secure-port={api_port}"),
-            format!("--cert-dir={}", dir.path().join("apiserver-certs").display()),
+            format!(
+                "--cert-dir={}",
+                dir.path().join("apiserver-certs").display()
+            ),
             format!("--tls-cert-file={}", files.serving_cert.display()),
             format!("--tls-private-key-file={}", files.serving_key.display()),
             format!("--client-ca-file={}", files.ca_cert.display()),
@@ -186,6 +189,7 @@ impl ControlPlaneBuilder {
         Ok(ControlPlane {
             apiserver: Some(apiserver),
             etcd: Some(etcd),
+            etcd_url,
             url,
             kubeconfig,
             config,
@@ -237,6 +241,7 @@ impl ControlPlaneBuilder {
 pub struct ControlPlane {
     apiserver: Option<Process>,
     etcd: Option<Process>,
+    etcd_url: String,
     url: String,
     kubeconfig: String,
     config: kube::Config,
@@ -269,8 +274,9 @@ impl ControlPlane {
     ///
     /// Outside a tokio runtime, as `kube::Client::try_from` does.
     pub fn client(&self) -> kube::Client {
-        kube::Client::try_from(self.config.clone())
-            .expect("the config built a client when the control plane started, so it builds one again")
+        kube::Client::try_from(self.config.clone()).expect(
+            "the config built a client when the control plane started, so it builds one again",
+        )
     }
 
     /// The client configuration behind [`client`](Self::client).
@@ -308,6 +314,34 @@ impl ControlPlane {
         self.dir.path()
     }
 
+    /// `http://127.0.0.1:<port>`: etcd's client URL (no TLS, no auth).
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
+    }
+
+    /// Compacts etcd's history up to its current revision, as kube-apiserver does every
+    /// five minutes: watches and continue tokens from older resource versions then get
+    /// 410 Expired. For testing how a controller recovers from that.
+    ///
+    /// # Errors
+    ///
+    /// etcd did not answer, or answered with an error.
+    pub async fn compact(&self) -> Result<u64, EnvtestError> {
+        let client = etcd_client(&self.etcd_url)?;
+        let range = etcd_call(&client, "/v3/kv/range", r#"{"key":"AA=="}"#).await?;
+        let revision = range
+            .pointer("/header/revision")
+            .and_then(|r| {
+                r.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or_else(|| r.as_u64())
+            })
+            .ok_or_else(|| EnvtestError::Etcd(format!("no header.revision in {range}")))?;
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        etcd_call(&client, "/v3/kv/compaction", &body).await?;
+        Ok(revision)
+    }
+
     /// The last `lines` lines of `kube-apiserver`'s output.
     pub fn apiserver_log_tail(&self, lines: usize) -> String {
         self.apiserver
@@ -334,16 +368,37 @@ impl Drop for ControlPlane {
     }
 }
 
+fn etcd_client(url: &str) -> Result<kube::Client, EnvtestError> {
+    let uri: http::Uri = url
+        .parse()
+        .expect("an http URL of 127.0.0.1 with a numeric port is a valid URI");
+    kube::Client::try_from(kube::Config::new(uri)).map_err(EnvtestError::Client)
+}
+
+/// POSTs `body` to etcd's JSON gateway.
+async fn etcd_call(
+    client: &kube::Client,
+    path: &str,
+    body: &str,
+) -> Result<serde_json::Value, EnvtestError> {
+    let request = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.as_bytes().to_vec())
+        .map_err(|e| EnvtestError::Etcd(format!("building {path}: {e}")))?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| EnvtestError::Etcd(format!("{path}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| EnvtestError::Etcd(format!("{path}: {e}: {text}")))
+}
+
 async fn wait_for_etcd(
     etcd: &mut Process,
     url: &str,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(), EnvtestError> {
-    let uri: http::Uri = url
-        .parse()
-        .expect("an http URL of 127.0.0.1 with a numeric port is a valid URI");
-    let client = kube::Client::try_from(kube::Config::new(uri)).map_err(EnvtestError::Client)?;
+    let client = etcd_client(url)?;
     loop {
         if let Some(status) = etcd.exited() {
             return Err(etcd.exited_error(status));
@@ -435,8 +490,8 @@ fn kubeconfig_yaml(url: &str, pki: &Pki) -> String {
 }
 
 async fn config_from_kubeconfig(yaml: &str) -> Result<kube::Config, EnvtestError> {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml)
-        .map_err(|e| EnvtestError::Kubeconfig(e))?;
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| EnvtestError::Kubeconfig(e))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| EnvtestError::Kubeconfig(e))
@@ -454,7 +509,9 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
         let value: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         total += match &rest[..unit_len] {
             "ms" => Duration::from_millis(value),
             "s" => Duration::from_secs(value),
@@ -510,7 +567,10 @@ mod tests {
     fn go_durations_parse_like_controller_runtime_reads_them() {
         assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_go_duration("1500ms"),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_go_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_go_duration("90"), None);
         assert_eq!(parse_go_duration("soon"), None);

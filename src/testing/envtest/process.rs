@@ -220,7 +220,10 @@ mod tests {
         let started = Instant::now();
         process.stop();
         assert!(process.exited().is_some());
-        assert!(started.elapsed() < STOP_GRACE, "stopped through the pipe, not the fallback");
+        assert!(
+            started.elapsed() < STOP_GRACE,
+            "stopped through the pipe, not the fallback"
+        );
         assert!(!work.exists());
         std::fs::remove_dir_all(&dir).expect("remove scratch dir");
     }
@@ -232,7 +235,10 @@ mod tests {
         let mut process = Process::spawn(
             "sh",
             Path::new("/bin/sh"),
-            &["-c".to_string(), "echo first; echo boom >&2; exit 3".to_string()],
+            &[
+                "-c".to_string(),
+                "echo first; echo boom >&2; exit 3".to_string(),
+            ],
             dir.join("sh.log"),
             None,
         )
