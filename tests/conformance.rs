@@ -10,6 +10,8 @@
 #[macro_use]
 mod support;
 
+#[path = "conformance/controller.rs"]
+mod controller;
 #[path = "conformance/crd.rs"]
 mod crd;
 #[path = "conformance/differences.rs"]
