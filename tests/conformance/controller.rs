@@ -29,7 +29,9 @@ struct Ctx {
 async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
     let ns = w.namespace().unwrap_or_default();
     let name = w.name_any();
-    let owner = w.controller_owner_ref(&()).expect("a stored widget has a uid");
+    let owner = w
+        .controller_owner_ref(&())
+        .expect("a stored widget has a uid");
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let desired = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -45,10 +47,22 @@ async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, kube::Error>
         },
     });
     let set = sets
-        .patch(&name, &PatchParams::apply("widget-controller").force(), &Patch::Apply(&desired))
+        .patch(
+            &name,
+            &PatchParams::apply("widget-controller").force(),
+            &Patch::Apply(&desired),
+        )
         .await?;
-    let ready = set.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-    let phase = if ready == w.spec.size { "Ready" } else { "Deploying" };
+    let ready = set
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let phase = if ready == w.spec.size {
+        "Ready"
+    } else {
+        "Deploying"
+    };
     let widgets: Api<Widget> = Api::namespaced(ctx.client.clone(), &ns);
     let status = json!({"status": {"phase": phase, "observed_generation": w.metadata.generation}});
     widgets
@@ -70,10 +84,14 @@ async fn wait_for(ws: &Api<Widget>, name: &str, phase: &str, generation: i64) {
     loop {
         let w = ws.get(name).await.unwrap();
         let status = w.status.clone().unwrap_or_default();
-        if status.phase.as_deref() == Some(phase) && status.observed_generation == Some(generation) {
+        if status.phase.as_deref() == Some(phase) && status.observed_generation == Some(generation)
+        {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{name} never reached {phase} at generation {generation}: {status:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached {phase} at generation {generation}: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
