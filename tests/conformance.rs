@@ -38,7 +38,7 @@ use support::{
 };
 
 /// A ConfigMap named `name` with `k: v`.
-pub fn cm(name: &str) -> ConfigMap {
+fn cm(name: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some(name.into());
     cm.data = Some([("k".to_string(), "v".to_string())].into());
@@ -46,7 +46,7 @@ pub fn cm(name: &str) -> ConfigMap {
 }
 
 /// A red widget of `size`.
-pub fn widget(name: &str, size: i32) -> Widget {
+fn widget(name: &str, size: i32) -> Widget {
     Widget::new(
         name,
         WidgetSpec {
@@ -57,13 +57,13 @@ pub fn widget(name: &str, size: i32) -> Widget {
 }
 
 /// Installs the Widget CRD and gives an `Api` in the test's namespace.
-pub async fn widgets(cx: &Tier) -> Api<Widget> {
+async fn widgets(cx: &Tier) -> Api<Widget> {
     cx.install_crd(&Widget::crd()).await;
     cx.api()
 }
 
 /// The `metav1.Status` of an API error, as the server sent it.
-pub fn status(err: &kube::Error) -> &kube::core::Status {
+fn status(err: &kube::Error) -> &kube::core::Status {
     match err {
         kube::Error::Api(s) => s,
         other => panic!("expected an API error, got {other:?}"),
@@ -71,7 +71,7 @@ pub fn status(err: &kube::Error) -> &kube::core::Status {
 }
 
 /// `resourceVersion` as a number (both servers use etcd-style integers).
-pub fn rv_of(meta: &kube::core::ObjectMeta) -> u64 {
+fn rv_of(meta: &kube::core::ObjectMeta) -> u64 {
     meta.resource_version
         .as_deref()
         .expect("resourceVersion")
@@ -80,7 +80,7 @@ pub fn rv_of(meta: &kube::core::ObjectMeta) -> u64 {
 }
 
 /// GET `path` with an `Accept` header; the parsed JSON body and the content type.
-pub async fn get_json(cx: &Tier, path: &str, accept: &str) -> (u16, String, Value) {
+async fn get_json(cx: &Tier, path: &str, accept: &str) -> (u16, String, Value) {
     let request = http::Request::get(path)
         .header(http::header::ACCEPT, accept)
         .body(kube::client::Body::empty())

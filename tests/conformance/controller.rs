@@ -111,7 +111,7 @@ both_tiers! {
         let _ = error_policy;
 
         for name in ["w1", "w2"] {
-            ws.create(&Default::default(), &widget(name, 2)).await.unwrap();
+            ws.create(&kube::api::PostParams::default(), &widget(name, 2)).await.unwrap();
         }
         wait_for(&ws, "w1", "Ready", 1).await;
         wait_for(&ws, "w2", "Ready", 1).await;

@@ -20,7 +20,7 @@ both_tiers! {
             let discovery = if aggregated { discovery.run_aggregated().await } else { discovery.run().await }.unwrap();
             let (widgets, caps) = discovery
                 .groups()
-                .flat_map(|g| g.recommended_resources())
+                .flat_map(kube::discovery::ApiGroup::recommended_resources)
                 .find(|(r, _)| r.kind == "Widget")
                 .unwrap_or_else(|| panic!("Widget discovered (aggregated: {aggregated})"));
             assert_eq!((widgets.plural.as_str(), widgets.group.as_str()), ("widgets", "test.kube-reconcile.dev"));

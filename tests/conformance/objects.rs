@@ -15,18 +15,18 @@ both_tiers! {
     async fn resource_versions_increase_strictly_across_kinds(cx: Tier) {
         let cms: Api<ConfigMap> = cx.api();
         let secrets: Api<Secret> = cx.api();
-        let a = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
-        let mut s = Secret::default();
-        s.metadata.name = Some("s".into());
-        let b = secrets.create(&PostParams::default(), &s).await.unwrap();
+        let created = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("s".into());
+        let secret = secrets.create(&PostParams::default(), &secret).await.unwrap();
         let patch = json!({"data": {"k": "w"}});
-        let c = cms.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-        let mut replaced = c.clone();
+        let patched = cms.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let mut replaced = patched.clone();
         replaced.data = Some([("k".to_string(), "x".to_string())].into());
-        let d = cms.replace("a", &PostParams::default(), &replaced).await.unwrap();
-        let rvs = [rv_of(&a.metadata), rv_of(&b.metadata), rv_of(&c.metadata), rv_of(&d.metadata)];
+        let replaced = cms.replace("a", &PostParams::default(), &replaced).await.unwrap();
+        let rvs = [rv_of(&created.metadata), rv_of(&secret.metadata), rv_of(&patched.metadata), rv_of(&replaced.metadata)];
         assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
-        let list = cms.list(&Default::default()).await.unwrap();
+        let list = cms.list(&kube::api::ListParams::default()).await.unwrap();
         let list_rv: u64 = list.metadata.resource_version.unwrap().parse().unwrap();
         assert!(list_rv >= rvs[3], "a list is at least as new as the last write");
     }
@@ -72,7 +72,7 @@ both_tiers! {
         assert_ne!(created.metadata.uid.as_deref(), Some("not-a-uid"));
         assert_eq!(created.metadata.generation, Some(1));
         // A recreated name is a new object.
-        ws.delete("w", &Default::default()).await.unwrap();
+        ws.delete("w", &kube::api::DeleteParams::default()).await.unwrap();
         let again = ws.create(&PostParams::default(), &widget("w", 2)).await.unwrap();
         assert_ne!(again.metadata.uid, Some(uid));
     }
@@ -94,7 +94,7 @@ both_tiers! {
         let same = ws.patch("w", &pp, &Patch::Merge(json!({"spec": {"size": 3}}))).await.unwrap();
         assert_eq!(g(&same), 2, "a no-op spec write");
         assert_eq!(same.metadata.resource_version, w.metadata.resource_version, "a no-op write keeps the resourceVersion");
-        ws.delete("w", &Default::default()).await.unwrap();
+        ws.delete("w", &kube::api::DeleteParams::default()).await.unwrap();
         let w = ws.get("w").await.unwrap();
         assert!(w.metadata.deletion_timestamp.is_some());
         assert_eq!(g(&w), 3, "deletionTimestamp");

@@ -88,6 +88,7 @@ both_tiers! {
             WatchEvent::Error(e) => {
                 assert_eq!((e.code, e.reason.as_str()), (410, "Expired"), "{e:?}");
             }
+            WatchEvent::Added(o) => panic!("expected a 410 ERROR event, got ADDED {:?} at {:?} (watched from {old})", o.metadata.name, o.metadata.resource_version),
             other => panic!("expected a 410 ERROR event, got {other:?}"),
         }
         // A list at the compacted version is gone too.

@@ -181,7 +181,8 @@ impl Tier {
     }
 
     /// Compacts the server's history to now (etcd compaction on the real tier): older
-    /// resource versions then get 410 Expired.
+    /// resource versions then get 410 Expired — on the real tier only beyond what the
+    /// watch cache still holds.
     pub async fn compact(&self) {
         match (&self.embedded, self.real) {
             (Some(server), _) => {
@@ -235,22 +236,22 @@ pub fn envtest_required() -> bool {
     std::env::var("KUBE_RECONCILE_REQUIRE_ENVTEST").as_deref() == Ok("1")
 }
 
-/// `Some(())` when kube-apiserver and etcd are found; otherwise prints why `test` skips
-/// its real-tier part and returns `None`, or panics when the tier is required.
-pub fn real_assets_or_skip(test: &str) -> Option<()> {
+/// Whether kube-apiserver and etcd are found; when not, prints why `test` skips its
+/// real-tier part, or panics when the tier is required.
+pub fn real_tier_available(test: &str) -> bool {
     let assets = Assets::default();
     match assets
         .find("kube-apiserver")
         .and_then(|_| assets.find("etcd"))
     {
-        Ok(_) => Some(()),
+        Ok(_) => true,
         Err(e) => {
             assert!(
                 !envtest_required(),
                 "{test}: KUBE_RECONCILE_REQUIRE_ENVTEST=1 but the real tier is unavailable: {e}"
             );
             eprintln!("SKIPPED {test} on the real tier: {e}");
-            None
+            false
         }
     }
 }
@@ -270,7 +271,9 @@ impl RealTier {
     /// When the control plane failed to start (every real test then fails with the
     /// same message), or the tier is required and missing.
     pub async fn shared_or_skip(test: &str) -> Option<RealTier> {
-        real_assets_or_skip(test)?;
+        if !real_tier_available(test) {
+            return None;
+        }
         let started = SHARED
             .get_or_init(|| async {
                 let started = std::time::Instant::now();

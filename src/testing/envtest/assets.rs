@@ -120,7 +120,7 @@ fn versions_newest_first(dir: &Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .filter_map(|e| Some((parse_version(e.file_name().to_str()?)?, e.path())))
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     versions.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -319,16 +319,23 @@ impl ControlPlane {
         &self.etcd_url
     }
 
-    /// Compacts etcd's history up to its current revision, as kube-apiserver does every
-    /// five minutes: watches and continue tokens from older resource versions then get
-    /// 410 Expired. For testing how a controller recovers from that.
+    /// Compacts etcd's history past every change made so far, as kube-apiserver does every
+    /// five minutes; returns the revision compacted to. Watches, lists and continue tokens
+    /// from older resource versions then get 410 Expired — where the watch cache does not
+    /// still answer them from memory (start with `--watch-cache=false` to rule that out).
+    /// For testing how a controller recovers from expired versions.
     ///
     /// # Errors
     ///
     /// etcd did not answer, or answered with an error.
     pub async fn compact(&self) -> Result<u64, EnvtestError> {
         let client = etcd_client(&self.etcd_url)?;
-        let range = etcd_call(&client, "/v3/kv/range", r#"{"key":"AA=="}"#).await?;
+        // Compaction keeps the revision it is given; write a marker first so that every
+        // change made before this call is compacted away.
+        let marker =
+            base64::engine::general_purpose::STANDARD.encode("/kube-reconcile/compaction-marker");
+        let put = format!(r#"{{"key":"{marker}","value":""}}"#);
+        let range = etcd_call(&client, "/v3/kv/put", &put).await?;
         let revision = range
             .pointer("/header/revision")
             .and_then(|r| {
@@ -490,11 +497,10 @@ fn kubeconfig_yaml(url: &str, pki: &Pki) -> String {
 }
 
 async fn config_from_kubeconfig(yaml: &str) -> Result<kube::Config, EnvtestError> {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| EnvtestError::Kubeconfig(e))?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).map_err(EnvtestError::Kubeconfig)?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| EnvtestError::Kubeconfig(e))
+        .map_err(EnvtestError::Kubeconfig)
 }
 
 /// `90s`, `2m`, `1m30s`, `1500ms`: the subset of Go durations people put in

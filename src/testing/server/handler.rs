@@ -306,7 +306,7 @@ impl Inner {
         query: &Query,
         shape: Shape,
     ) -> Result<Response<Body>, ApiError> {
-        let sel = selectors(&rt, query)?;
+        let sel = selectors(rt, query)?;
         let limit = query
             .number("limit")
             .filter(|l| *l > 0)
