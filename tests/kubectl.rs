@@ -106,7 +106,7 @@ async fn kubectl_applies_gets_describes_deletes_and_explains() {
     let out = kubectl.ok(&["get", "widgets"]).await;
     let header = out.lines().next().unwrap_or_default();
     assert!(
-        header.contains("NAME") && header.contains("SIZE") && header.contains("AGE"),
+        header.contains("NAME") && header.contains("SIZE") && header.contains("PHASE"),
         "{out}"
     );
     assert!(

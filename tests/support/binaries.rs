@@ -1,6 +1,9 @@
-//! Finding the Kubernetes binaries the project builds (tools/envtest/build.sh) or the user provides.
+//! Finding the Kubernetes binaries: the library's `Assets` search (`TEST_ASSET_*`,
+//! `KUBEBUILDER_ASSETS`, the `tools/envtest/build.sh` cache), then `PATH`.
 
 use std::path::PathBuf;
+
+use kube_reconcile::testing::Assets;
 
 /// The version the project's tools/envtest pins.
 pub fn pinned_version() -> Option<String> {
@@ -14,25 +17,14 @@ pub fn pinned_version() -> Option<String> {
         .map(str::to_string)
 }
 
-/// Where `name` is: `$KUBEBUILDER_ASSETS`, the project's build cache, or `PATH`.
+/// Where `name` is: the harness's search, else `PATH` (fine for kubectl, which any
+/// recent version of will do).
 pub fn find(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
-        dirs.push(assets.into());
-    }
-    if let Some(dir) = std::env::var_os("KUBE_RECONCILE_ENVTEST_DIR") {
-        dirs.push(dir.into());
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    if let (Some(cache), Some(version)) = (cache, pinned_version()) {
-        dirs.push(cache.join("kube-reconcile").join("envtest").join(version));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+    Assets::default().find(name).ok().or_else(|| {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -43,7 +35,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "{prefix}-{}-{}",
             std::process::id(),
-            fastrand_suffix()
+            unique_suffix()
         ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -56,9 +48,12 @@ impl Drop for TempDir {
     }
 }
 
-fn fastrand_suffix() -> u64 {
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+    nanos.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) << 32)
 }

@@ -4,4 +4,5 @@
 
 pub mod binaries;
 pub mod dbaas;
+pub mod tier;
 pub mod widget;

@@ -150,6 +150,14 @@ pub(crate) fn served_types(crd: &Value) -> Vec<ResourceType> {
             generation: true,
             storage: Arc::clone(&storage),
             schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
+            selectable_fields: v
+                .get("selectableFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                .map(|p| p.trim_start_matches('.').to_string())
+                .collect(),
             printer_columns: v
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)

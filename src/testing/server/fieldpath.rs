@@ -256,7 +256,12 @@ pub(crate) fn remove(obj: &mut Value, path: &[Elem]) -> bool {
 /// Encodes a field set as `fieldsV1`.
 pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
-    for path in set {
+    let mut paths = set.iter().peekable();
+    while let Some(path) = paths.next() {
+        // A path that is in the set and has descendants there is owned itself: ".".
+        let owns_itself = paths
+            .peek()
+            .is_some_and(|next| next.len() > path.len() && next.starts_with(path));
         let mut node = &mut root;
         for e in path {
             let key = match e {
@@ -270,7 +275,7 @@ pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
                 .as_object_mut()
                 .expect("invariant: fieldsV1 nodes are objects");
         }
-        if matches!(path.last(), Some(Elem::Key(_))) {
+        if owns_itself || matches!(path.last(), Some(Elem::Key(_))) {
             node.insert(".".into(), Value::Object(Map::new()));
         }
     }

@@ -17,7 +17,7 @@ use super::{
     request::{Query, Route, Target, Verb, route},
     resources::ResourceType,
     selectors::{FieldSelector, LabelSelector, Selectors},
-    ssa, table,
+    snapshot, ssa, table,
     view::{ingest, metadata_only, present},
     watch::{self, WatchSpec},
 };
@@ -175,7 +175,7 @@ impl Inner {
                 let spec = WatchSpec {
                     rt: Arc::clone(&rt),
                     namespace: ns.map(str::to_string),
-                    selectors: selectors(query)?,
+                    selectors: selectors(&rt, query)?,
                     resource_version: query.get("resourceVersion").map(str::to_string),
                     send_initial_events: query.flag("sendInitialEvents"),
                     bookmarks: query.flag("allowWatchBookmarks"),
@@ -267,7 +267,7 @@ impl Inner {
             }
             Verb::DeleteCollection => {
                 let del = delete_options(&body, dry_run, query)?;
-                let sel = selectors(query)?;
+                let sel = selectors(&rt, query)?;
                 let mut state = self.lock();
                 let names: Vec<(Option<String>, String)> = state
                     .scan(&rt, ns, None)
@@ -306,13 +306,14 @@ impl Inner {
         query: &Query,
         shape: Shape,
     ) -> Result<Response<Body>, ApiError> {
-        let sel = selectors(query)?;
+        let sel = selectors(rt, query)?;
         let limit = query
             .number("limit")
             .filter(|l| *l > 0)
             .and_then(|l| usize::try_from(l).ok());
         let state = self.lock();
-        let after = match query.get("continue") {
+        // Which version to show: a continue token's, an exact one asked for, or the newest.
+        let (at, after) = match query.get("continue") {
             Some(token) => {
                 let (rv, key) = decode_continue(token)?;
                 if rv < state.oldest_rv {
@@ -320,14 +321,23 @@ impl Inner {
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
                     ));
                 }
-                Some(key)
+                (rv, Some(key))
             }
-            None => None,
+            None => (exact_version(query, state.rv)?, None),
+        };
+        let past = if at < state.rv {
+            Some(snapshot::objects_at(&state, rt, at)?)
+        } else {
+            None
+        };
+        let objects: Box<dyn Iterator<Item = &Arc<Value>>> = match &past {
+            Some(objects) => Box::new(snapshot::scan(objects, ns, after.as_ref())),
+            None => Box::new(state.scan(rt, ns, after.as_ref())),
         };
         let mut items = Vec::new();
         let mut last_key = None;
         let mut more = 0usize;
-        for obj in state.scan(rt, ns, after.as_ref()) {
+        for obj in objects {
             let view = present(rt, obj);
             if !sel.matches(&view) {
                 continue;
@@ -348,11 +358,11 @@ impl Inner {
             ));
             items.push(view);
         }
-        let mut meta = json!({ "resourceVersion": state.rv.to_string() });
+        let mut meta = json!({ "resourceVersion": at.to_string() });
         if more > 0
             && let Some(key) = last_key
         {
-            meta["continue"] = json!(encode_continue(state.rv, &key));
+            meta["continue"] = json!(encode_continue(at, &key));
             meta["remainingItemCount"] = json!(more);
         }
         let body = match shape {
@@ -411,10 +421,12 @@ fn delete_options(body: &Bytes, dry_run: bool, query: &Query) -> Result<DeleteOp
     ))
 }
 
-fn selectors(query: &Query) -> Result<Selectors, ApiError> {
+fn selectors(rt: &ResourceType, query: &Query) -> Result<Selectors, ApiError> {
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())?;
+    fields.check_supported(rt)?;
     Ok(Selectors {
         labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())?,
-        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())?,
+        fields,
     })
 }
 
@@ -445,6 +457,26 @@ fn success(rt: &ResourceType, obj: &Value) -> Value {
             "uid": obj["metadata"]["uid"],
         },
     })
+}
+
+/// The version `resourceVersionMatch=Exact` asks for, else `current`. Other matches
+/// (`NotOlderThan`, or none) may be served from the newest state, as the watch cache does.
+fn exact_version(query: &Query, current: u64) -> Result<u64, ApiError> {
+    if query.get("resourceVersionMatch") != Some("Exact") {
+        return Ok(current);
+    }
+    let rv = query.get("resourceVersion").unwrap_or_default();
+    let rv: u64 = rv
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+    if rv > current {
+        return Err(ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {rv}, current: {current}"),
+        ));
+    }
+    Ok(rv)
 }
 
 fn encode_continue(rv: u64, key: &(String, String)) -> String {

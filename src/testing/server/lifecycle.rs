@@ -88,12 +88,13 @@ impl State {
         if let Some(want) = &opts.uid
             && *want != uid
         {
+            // kube-apiserver names the kind here, not the resource.
             return Err(ApiError::conflict(
                 &rt.group,
-                &rt.plural,
+                &rt.kind,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                    "the UID in the precondition ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
                 ),
             ));
         }
@@ -102,10 +103,10 @@ impl State {
             if want != have {
                 return Err(ApiError::conflict(
                     &rt.group,
-                    &rt.plural,
+                    &rt.kind,
                     name,
                     &format!(
-                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {have}"
+                        "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({have}). The object might have been modified"
                     ),
                 ));
             }

@@ -18,6 +18,7 @@ mod request;
 mod resources;
 mod schema;
 mod selectors;
+mod snapshot;
 mod ssa;
 mod stats;
 mod store;
@@ -203,6 +204,13 @@ impl ApiServer {
     /// The current cluster-wide resource version.
     pub fn resource_version(&self) -> u64 {
         self.inner.lock().rv
+    }
+
+    /// Forgets the change history up to the current resource version, as etcd compaction
+    /// does: watches and continue tokens from older versions then get 410 Expired, and so
+    /// do lists at an older exact version. Returns the version compacted to.
+    pub fn compact(&self) -> u64 {
+        self.inner.lock().compact()
     }
 
     /// How many objects the server holds, of every kind.

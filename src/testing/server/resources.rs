@@ -29,6 +29,9 @@ pub(crate) struct ResourceType {
     pub(crate) schema: Option<Arc<Value>>,
     /// `additionalPrinterColumns` of a custom resource version.
     pub(crate) printer_columns: Vec<PrinterColumn>,
+    /// `selectableFields` of a custom resource version (`spec.colour`), usable in field
+    /// selectors besides `metadata.name` and `metadata.namespace`.
+    pub(crate) selectable_fields: Vec<String>,
     /// Built into the server (strategic merge patch allowed) rather than from a CRD.
     pub(crate) built_in: bool,
     /// A converted view of another type's storage (core/v1 events over events.k8s.io/v1).
@@ -243,6 +246,7 @@ pub(crate) fn built_ins() -> Vec<ResourceType> {
             storage: Arc::from(b.storage),
             schema: None,
             printer_columns: Vec::new(),
+            selectable_fields: Vec::new(),
             built_in: true,
             view: b.group.is_empty() && b.plural == "events",
         })

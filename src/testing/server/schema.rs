@@ -390,6 +390,7 @@ mod tests {
             storage: Arc::from("example.dev/databases"),
             schema: Some(Arc::new(schema.clone())),
             printer_columns: vec![],
+            selectable_fields: vec![],
             built_in: false,
             view: false,
         };

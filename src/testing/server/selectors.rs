@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::{error::ApiError, resources::ResourceType};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Requirement {
@@ -133,6 +133,26 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
+    /// Rejects fields the resource cannot be selected by, as kube-apiserver does (400).
+    pub(crate) fn check_supported(&self, rt: &ResourceType) -> Result<(), ApiError> {
+        let Some(supported) = supported_fields(rt) else {
+            return Ok(());
+        };
+        for (field, _, _) in &self.0 {
+            if !supported.iter().any(|s| s == field) {
+                let only = supported
+                    .iter()
+                    .map(|s| format!("\"{s}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(ApiError::bad_request(format!(
+                    "\"{field}\" is not a known field selector: only {only}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, value)| {
             let actual = field
@@ -147,6 +167,51 @@ impl FieldSelector {
             (actual == *value) == *eq
         })
     }
+}
+
+/// The fields `rt` can be selected by, or `None` where the embedded server does not know
+/// the real list (it then accepts any dotted path).
+fn supported_fields(rt: &ResourceType) -> Option<Vec<String>> {
+    const META: [&str; 2] = ["metadata.name", "metadata.namespace"];
+    let extra: &[&str] = match (rt.built_in, rt.group.as_str(), rt.plural.as_str()) {
+        (false, _, _) => {
+            let mut all: Vec<String> = META.iter().map(|s| (*s).to_string()).collect();
+            all.extend(rt.selectable_fields.iter().cloned());
+            return Some(all);
+        }
+        (true, "", "configmaps" | "serviceaccounts" | "persistentvolumeclaims")
+        | (true, "apps", "statefulsets" | "deployments")
+        | (true, "coordination.k8s.io", "leases")
+        | (true, "apiextensions.k8s.io", "customresourcedefinitions") => &[],
+        (true, "", "secrets") => &["type"],
+        (true, "", "namespaces") => &["status.phase"],
+        (true, "", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        (true, "", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        _ => return None,
+    };
+    Some(META.iter().chain(extra).map(|s| (*s).to_string()).collect())
 }
 
 /// Both selectors of a list or watch.

@@ -125,10 +125,16 @@ pub(crate) fn track_update(
         e.fields
             .retain(|p| !changed.iter().any(|c| starts_with(p, c)));
     }
-    let gained: FieldSet = changed
+    let mut gained: FieldSet = changed
         .into_iter()
         .filter(|p| get(new, p).is_some())
         .collect();
+    let created_maps: Vec<Path> = gained
+        .iter()
+        .flat_map(|p| (1..p.len()).map(move |n| p[..n].to_vec()))
+        .filter(|a| get(old_obj, a).is_none() && created_map_is_owned(rt, a))
+        .collect();
+    gained.extend(created_maps);
     let me = ents
         .iter_mut()
         .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource);
@@ -147,6 +153,29 @@ pub(crate) fn track_update(
         }),
     }
     write_entries(new, &ents);
+}
+
+/// Whether an update that creates the map at `path` owns the map itself (`"."` in
+/// `fieldsV1`), as kube-apiserver records it. In custom resources every object is a map;
+/// in built-ins only real map fields are, not the structs an empty object already has.
+fn created_map_is_owned(rt: &ResourceType, path: &[Elem]) -> bool {
+    let Some(Elem::Field(last)) = path.last() else {
+        return false;
+    };
+    if path.len() == 1 && last == "metadata" {
+        return false;
+    }
+    !rt.built_in
+        || matches!(
+            last.as_str(),
+            "labels"
+                | "annotations"
+                | "data"
+                | "binaryData"
+                | "stringData"
+                | "matchLabels"
+                | "nodeSelector"
+        )
 }
 
 /// Server-side apply of `body` by `manager`. Returns the object and whether it was created.

@@ -152,19 +152,10 @@ impl State {
         ns: Option<&'a str>,
         after: Option<&'a ObjKey>,
     ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
-        let bucket = self.objects.get(&rt.storage);
-        bucket
+        self.objects
+            .get(&rt.storage)
             .into_iter()
-            .flat_map(move |b| {
-                let start = match (after, ns) {
-                    (Some(k), _) => std::ops::Bound::Excluded(k.clone()),
-                    (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
-                    (None, None) => std::ops::Bound::Unbounded,
-                };
-                b.range((start, std::ops::Bound::Unbounded))
-            })
-            .take_while(move |((k_ns, _), _)| ns.is_none_or(|ns| k_ns == ns))
-            .map(|(_, v)| v)
+            .flat_map(move |b| super::snapshot::scan(b, ns, after))
     }
 
     pub(crate) fn namespace_state(&self, ns: &str) -> Option<&Arc<Value>> {
@@ -401,6 +392,13 @@ impl State {
         }
         self.log.push_back(Arc::clone(&record));
         let _ = self.tx.send(record);
+    }
+
+    /// Drops all history; returns the version it was compacted to.
+    pub(crate) fn compact(&mut self) -> u64 {
+        self.log.clear();
+        self.oldest_rv = self.rv;
+        self.rv
     }
 
     /// History after `rv` for one storage, or `None` if it has been compacted away.

@@ -170,8 +170,11 @@ pub(crate) fn render(rt: &ResourceType, objects: &[Value], list_meta: Option<Val
     for c in &rt.printer_columns {
         defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
     }
-    let has_age_column = rt.printer_columns.iter().any(|c| c.name == "Age");
-    if !has_age_column {
+    // A CRD's printer columns replace the default Age column (kube-apiserver defaults
+    // `additionalPrinterColumns` to Age only when a version declares none).
+    let add_age = !rt.printer_columns.iter().any(|c| c.name == "Age")
+        && (rt.built_in || rt.printer_columns.is_empty());
+    if add_age {
         defs.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
     }
     let rows: Vec<Value> = objects
@@ -187,7 +190,7 @@ pub(crate) fn render(rt: &ResourceType, objects: &[Value], list_meta: Option<Val
                     v
                 });
             }
-            if !has_age_column {
+            if add_age {
                 cells.push(json!(age(&s(o, "/metadata/creationTimestamp"))));
             }
             json!({ "cells": cells, "object": metadata_only(o) })
