@@ -15,7 +15,7 @@ use k8s_openapi::{
 };
 use kube::{ResourceExt, api::ObjectMeta};
 
-use crate::crd::Database;
+use super::crd::Database;
 
 /// The characters of a generated password.
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -120,8 +120,8 @@ pub fn stateful_set(db: &Database) -> StatefulSet {
         ..EnvVar::default()
     };
     let env = match engine {
-        crate::crd::Engine::Postgres => vec![secret_env("POSTGRES_USER", "username"), secret_env("POSTGRES_PASSWORD", "password")],
-        crate::crd::Engine::Mysql => vec![secret_env("MYSQL_USER", "username"), secret_env("MYSQL_PASSWORD", "password")],
+        super::crd::Engine::Postgres => vec![secret_env("POSTGRES_USER", "username"), secret_env("POSTGRES_PASSWORD", "password")],
+        super::crd::Engine::Mysql => vec![secret_env("MYSQL_USER", "username"), secret_env("MYSQL_PASSWORD", "password")],
     };
     StatefulSet {
         metadata: meta(db, db.name_any()),

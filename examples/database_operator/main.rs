@@ -28,7 +28,7 @@ use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
-    api::{PostParams},
+    api::PostParams,
     runtime::{Controller, wait::{await_condition, conditions}, watcher},
 };
 use kube_reconcile::{
@@ -44,7 +44,7 @@ use kube_reconcile::{
     testing::{ApiServer, WorkloadSimulator},
 };
 
-use crate::{cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report};
+use self::{cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -136,7 +136,7 @@ pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     let report = Report::new();
     // The API server: embedded unless --cluster.
     let server = (!options.cluster).then(ApiServer::new);
@@ -174,8 +174,6 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     let printer = report.print_transitions(operator.api.clone());
 
     let outcome = scenario::run(&options, &operator, simulated.as_ref(), server.as_ref(), &report).await;
-    printer.abort();
-    operator.controller.abort();
     let ok = match outcome {
         Ok(ok) => ok,
         Err(error) => {
@@ -187,7 +185,11 @@ async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     if options.serve
         && let Some(server) = &server
     {
+        // The operator keeps running: edit a Database with kubectl and watch it move.
         scenario::serve(server, &operator).await?;
     }
+    printer.abort();
+    operator.controller.abort();
+    println!("\n{}", if ok { "every valid Database reached Ready" } else { "NOT every valid Database reached Ready" });
     Ok(ok)
 }

@@ -14,7 +14,7 @@ use kube_reconcile::{
 };
 use serde_json::json;
 
-use crate::{
+use super::{
     children,
     crd::{Database, storage_gi},
     dbaas::{DbaasClient, DbaasError, Instance, InstanceSpec, InstanceState},

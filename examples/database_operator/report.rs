@@ -17,7 +17,7 @@ use kube_reconcile::{
     testing::ApiServer,
 };
 
-use crate::{Operator, crd::Database, dbaas::RunningDbaas};
+use super::{Operator, crd::Database, dbaas::RunningDbaas};
 
 /// The run's output.
 #[derive(Clone)]

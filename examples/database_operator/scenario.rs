@@ -1,0 +1,216 @@
+//! The default run: sample Databases that walk every edge of the state diagram.
+
+use std::time::{Duration, Instant};
+
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use kube_reconcile::testing::{ApiServer, Fault, Verb};
+use serde_json::json;
+
+use super::{
+    Operator,
+    cli::Options,
+    crd::{Database, DatabaseSpec, Engine},
+    dbaas::RunningDbaas,
+    report::Report,
+};
+
+fn sample(name: &str, engine: Engine, version: &str, replicas: i32, storage: &str) -> Database {
+    Database::new(
+        name,
+        DatabaseSpec {
+            engine,
+            version: version.to_owned(),
+            replicas,
+            storage: storage.to_owned(),
+            retain_on_delete: false,
+        },
+    )
+}
+
+/// The samples: `orders` gets a spec change once ready, `analytics` fails its first
+/// health check, `legacy` asks for a version the DBaaS does not offer and is fixed, and
+/// `broken` is refused by the API server's schema.
+fn samples(count: usize) -> Vec<Database> {
+    let mut all = vec![
+        sample("orders", Engine::Postgres, "16", 3, "10Gi"),
+        sample("inventory", Engine::Mysql, "8.4", 1, "5Gi"),
+        sample("analytics", Engine::Postgres, "17", 1, "20Gi"),
+        sample("legacy", Engine::Postgres, "9.6", 1, "1Gi"),
+    ];
+    all.extend((1..=count).map(|i| sample(&format!("db-{i:03}"), Engine::Postgres, "16", 1, "1Gi")));
+    all
+}
+
+/// What the run still waits for.
+#[derive(Debug, Default)]
+struct Progress {
+    resized: bool,
+    fixed: bool,
+}
+
+/// Creates the samples, drives the scenario and checks the end state; `Ok(true)` when
+/// every valid sample reached Ready and every edge was walked.
+pub async fn run(
+    options: &Options,
+    operator: &Operator,
+    dbaas: Option<&RunningDbaas>,
+    server: Option<&ApiServer>,
+    report: &Report,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let api = &operator.api;
+    if let Some(dbaas) = dbaas {
+        dbaas.faults().fail_health("analytics", 1);
+    }
+    if options.chaos {
+        chaos(server, dbaas, report);
+    }
+    // Bad input the schema can express: refused by the API server, nothing is created.
+    match api.create(&PostParams::default(), &sample("broken", Engine::Postgres, "16", 0, "1Gi")).await {
+        Err(kube::Error::Api(status)) => report.say(&format!(
+            "broken       refused by the API server ({}): {}",
+            status.code, status.message
+        )),
+        Ok(_) => report.say("broken       unexpectedly accepted by the API server"),
+        Err(e) => return Err(e.into()),
+    }
+    let samples = samples(options.count);
+    for db in &samples {
+        create_with_retry(api, db).await?;
+    }
+    report.say(&format!("created {} Databases; watching them converge", samples.len()));
+
+    let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
+    let mut progress = Progress::default();
+    let mut last_line = Instant::now();
+    loop {
+        let Ok(list) = api.list(&Default::default()).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let get = |name: &str| list.items.iter().find(|d| d.name_any() == name);
+        if !progress.resized && get("orders").is_some_and(|d| d.phase() == Some("Ready")) {
+            let patch = json!({ "spec": { "replicas": 5 } });
+            api.patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            report.say("orders       spec changed by the user: replicas 3 -> 5");
+            progress.resized = true;
+        }
+        if !progress.fixed
+            && let Some(legacy) = get("legacy")
+            && legacy.phase() == Some("Failed")
+        {
+            let patch = json!({ "spec": { "version": "16" } });
+            api.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            report.say("legacy       spec fixed by the user: version 9.6 -> 16");
+            progress.fixed = true;
+        }
+        let ready = list.items.iter().filter(|d| is_ready_and_current(d)).count();
+        if progress.resized && progress.fixed && ready == samples.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            report.say(&format!("gave up after {}s: {ready}/{} Ready", options.timeout_secs, samples.len()));
+            return Ok(false);
+        }
+        if last_line.elapsed() > Duration::from_secs(2) {
+            let waiting: Vec<String> = list
+                .items
+                .iter()
+                .filter(|d| !is_ready_and_current(d))
+                .map(|d| format!("{} {}", d.name_any(), d.phase().unwrap_or("-")))
+                .collect();
+            report.say(&format!("… {ready}/{} Ready; waiting on {}", samples.len(), waiting.join(", ")));
+            last_line = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.say(&format!("all {} Databases Ready", samples.len()));
+    if let Some(server) = server {
+        server.faults().clear();
+    }
+
+    // Deletion: the finalizer deprovisions the DBaaS instance, then the object goes.
+    api.delete("inventory", &DeleteParams::default()).await?;
+    report.say("inventory    deleted by the user");
+    let gone_by = Instant::now() + Duration::from_secs(20);
+    while api.get_opt("inventory").await?.is_some() {
+        if Instant::now() > gone_by {
+            report.say("inventory    still there after 20s");
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.say("inventory    gone: DBaaS instance deprovisioned, finalizer removed");
+    if let Some(dbaas) = dbaas {
+        let left = dbaas.instances().iter().filter(|i| i.name == "inventory").count();
+        if left != 0 {
+            report.say("inventory    its DBaaS instance is still there");
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Ready, and the ready status is about the current spec.
+fn is_ready_and_current(db: &Database) -> bool {
+    db.phase() == Some("Ready")
+        && db.status.as_ref().and_then(|s| s.machine.observed_generation) == db.metadata.generation
+}
+
+/// Creates `db`, retrying the faults `--chaos` injects.
+async fn create_with_retry(api: &Api<Database>, db: &Database) -> Result<(), kube::Error> {
+    let mut attempt = 0;
+    loop {
+        match api.create(&PostParams::default(), db).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 && api.get_opt(&db.name_any()).await?.is_some() => return Ok(()),
+            Err(kube::Error::Api(s)) if (s.code >= 500 || s.code == 429 || s.code == 409) && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `--chaos`: API faults on the embedded server, an outage and errors at the DBaaS.
+fn chaos(server: Option<&ApiServer>, dbaas: Option<&RunningDbaas>, report: &Report) {
+    if let Some(server) = server {
+        let faults = server.faults();
+        faults.inject(Fault::error(500).verb(Verb::Patch).rate(0.05));
+        faults.inject(Fault::error(409).verb(Verb::Patch).rate(0.05));
+        faults.inject(Fault::error(429).retry_after(1).verb(Verb::Get).rate(0.03));
+        faults.inject(Fault::latency(Duration::from_millis(20)).rate(0.2));
+        faults.inject(Fault::drop_watch(Duration::from_secs(3)).times(2));
+        report.say("chaos: API server answers 5% of patches with 500, 5% with 409, 3% of GETs with 429; watches drop");
+    }
+    if let Some(dbaas) = dbaas {
+        dbaas.faults().error_rate(0.1);
+        let faults = dbaas.faults().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            faults.outage(Duration::from_secs(3));
+        });
+        report.say("chaos: DBaaS fails 10% of calls and goes down for 3s after 0.8s");
+    }
+}
+
+/// `--serve`: keep everything running and show how to look at it with kubectl.
+pub async fn serve(server: &ApiServer, operator: &Operator) -> Result<(), Box<dyn std::error::Error>> {
+    let http = server.serve().await?;
+    let path = std::env::temp_dir().join(format!("database-operator-{}.kubeconfig", std::process::id()));
+    http.write_kubeconfig(&path)?;
+    let ns = operator.client.default_namespace().to_owned();
+    println!("\nThe embedded API server is serving at {} (Ctrl-C stops).", http.url());
+    println!("\n  export KUBECONFIG={}", path.display());
+    println!("  kubectl get databases -n {ns} -w");
+    println!("  kubectl describe database orders -n {ns}");
+    println!("  kubectl patch database orders -n {ns} --type merge -p '{{\"spec\":{{\"replicas\":7}}}}'");
+    println!("  kubectl get database orders -n {ns} -o jsonpath='{{.status.phaseHistory}}'");
+    println!("  kubectl delete database analytics -n {ns}");
+    tokio::signal::ctrl_c().await?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}

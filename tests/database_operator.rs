@@ -1,0 +1,275 @@
+//! The example operator end to end on the embedded API server, with the simulated DBaaS
+//! and the workload simulator: the default run, chaos, restarts, deletion, bad input, and
+//! the manifests kept in step with the Rust types.
+
+#[path = "../examples/database_operator/main.rs"]
+#[allow(dead_code, reason = "the example's binary-only items (main, flags) are not used here")]
+mod example;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{ConfigMap, Secret, Service},
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use kube_reconcile::{
+    phase::HasPhaseStatus,
+    testing::{ApiServer, WorkloadSimulator},
+};
+use serde_json::json;
+
+use example::{
+    cli::Options,
+    crd::{Database, DatabaseSpec, Engine},
+    dbaas::{DbaasServer, RunningDbaas},
+    report::Report,
+};
+
+fn options() -> Options {
+    Options {
+        timeout_secs: 60,
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_run_walks_every_edge_and_ends_ready() {
+    assert!(example::run(options()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_faults_and_dbaas_outages_everything_still_converges() {
+    let chaos = Options {
+        chaos: true,
+        timeout_secs: 90,
+        ..Options::default()
+    };
+    assert!(example::run(chaos).await.unwrap());
+}
+
+/// An embedded server with the CRD, a simulated DBaaS and the workload simulator.
+struct World {
+    server: ApiServer,
+    client: Client,
+    dbaas: RunningDbaas,
+    api: Api<Database>,
+    _simulator: kube_reconcile::testing::RunningSimulator,
+}
+
+async fn world() -> World {
+    let server = ApiServer::new();
+    let client = server.client();
+    example::install_crd(&client).await.unwrap();
+    let dbaas = DbaasServer::builder()
+        .provision_time(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let simulator = WorkloadSimulator::new(client.clone())
+        .ready_after(Duration::from_millis(100))
+        .start();
+    World {
+        api: Api::namespaced(client.clone(), "default"),
+        server,
+        client,
+        dbaas,
+        _simulator: simulator,
+    }
+}
+
+impl World {
+    fn operator(&self) -> example::Operator {
+        example::start(self.client.clone(), "default", &self.dbaas.url(), &Report::new()).unwrap()
+    }
+
+    async fn create(&self, name: &str, version: &str, replicas: i32) {
+        let db = Database::new(
+            name,
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                version: version.to_owned(),
+                replicas,
+                storage: "1Gi".to_owned(),
+                retain_on_delete: false,
+            },
+        );
+        self.api.create(&PostParams::default(), &db).await.unwrap();
+    }
+
+    async fn until(&self, what: &str, done: impl Fn(&[Database]) -> bool) -> Vec<Database> {
+        for _ in 0..600 {
+            let list = self.api.list(&ListParams::default()).await.unwrap().items;
+            if done(&list) {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let list = self.api.list(&ListParams::default()).await.unwrap().items;
+        let phases: Vec<_> = list.iter().map(|d| (d.name_any(), d.phase().map(str::to_owned))).collect();
+        panic!("never {what}: {phases:?}");
+    }
+
+    async fn all_ready(&self, n: usize) -> Vec<Database> {
+        self.until("all Ready", |list| {
+            list.len() == n
+                && list.iter().all(|d| {
+                    d.phase() == Some("Ready")
+                        && d.phase_status().and_then(|s| s.observed_generation) == d.metadata.generation
+                })
+        })
+        .await
+    }
+
+    async fn passwords(&self) -> BTreeMap<String, Vec<u8>> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), "default");
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|s| {
+                let password = s.data.unwrap_or_default().remove("password").map(|b| b.0).unwrap_or_default();
+                (s.metadata.name.unwrap_or_default(), password)
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_flow_and_restarts_keep_passwords_and_make_no_second_instance() {
+    let world = world().await;
+    let first = world.operator();
+    for name in ["alpha", "beta", "gamma"] {
+        world.create(name, "16", 1).await;
+    }
+    // Crash while the instances are being provisioned.
+    world
+        .until("provisioning", |list| list.iter().any(|d| d.phase() == Some("Provisioning")))
+        .await;
+    first.controller.abort();
+    let second = world.operator();
+    world.all_ready(3).await;
+    second.controller.abort();
+    let passwords = world.passwords().await;
+    assert_eq!(passwords.len(), 3, "{passwords:?}");
+    assert!(passwords.values().all(|p| p.len() == 32));
+
+    // Another restart and a spec change: nothing regenerated, nothing duplicated.
+    let third = world.operator();
+    world
+        .api
+        .patch("beta", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 3 } })))
+        .await
+        .unwrap();
+    world
+        .until("beta updated", |list| {
+            list.iter().any(|d| {
+                d.name_any() == "beta"
+                    && d.phase() == Some("Ready")
+                    && d.phase_status().and_then(|s| s.observed_generation) == Some(2)
+            })
+        })
+        .await;
+    third.controller.abort();
+    assert_eq!(world.passwords().await, passwords);
+    let instances = world.dbaas.instances();
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    assert_eq!(world.dbaas.stats().instances_created, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_database_deprovisions_it_and_removes_every_child() {
+    let world = world().await;
+    let operator = world.operator();
+    world.create("orders", "16", 3).await;
+    world.all_ready(1).await;
+    assert_eq!(world.dbaas.instances().len(), 1);
+    let labels = ListParams::default().labels("app.kubernetes.io/instance=orders");
+    let configmaps: Api<ConfigMap> = Api::namespaced(world.client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(world.client.clone(), "default");
+    let statefulsets: Api<StatefulSet> = Api::namespaced(world.client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(world.client.clone(), "default");
+    assert_eq!(configmaps.list(&labels).await.unwrap().items.len(), 1);
+    assert_eq!(services.list(&labels).await.unwrap().items.len(), 1);
+    assert_eq!(statefulsets.list(&labels).await.unwrap().items.len(), 1);
+    assert_eq!(secrets.list(&labels).await.unwrap().items.len(), 1);
+
+    world.api.delete("orders", &DeleteParams::default()).await.unwrap();
+    world.until("orders gone", <[Database]>::is_empty).await;
+    operator.controller.abort();
+    for _ in 0..100 {
+        if world.dbaas.instances().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(world.dbaas.instances().is_empty(), "{:?}", world.dbaas.instances());
+    assert!(configmaps.list(&labels).await.unwrap().items.is_empty());
+    assert!(services.list(&labels).await.unwrap().items.is_empty());
+    assert!(statefulsets.list(&labels).await.unwrap().items.is_empty());
+    assert!(secrets.list(&labels).await.unwrap().items.is_empty());
+    let _ = &world.server;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_422_or_invalid_spec_and_a_fix_moves_it_on() {
+    let world = world().await;
+    let operator = world.operator();
+    // What the schema can say: the API server refuses it, naming the field.
+    let zero = Database::new(
+        "zero",
+        DatabaseSpec {
+            engine: Engine::Postgres,
+            version: "16".to_owned(),
+            replicas: 0,
+            storage: "1Gi".to_owned(),
+            retain_on_delete: false,
+        },
+    );
+    let Err(kube::Error::Api(status)) = world.api.create(&PostParams::default(), &zero).await else {
+        panic!("replicas 0 must be refused");
+    };
+    assert_eq!(status.code, 422);
+    assert!(status.message.contains("spec.replicas"), "{}", status.message);
+
+    // What it cannot: Failed, reason InvalidSpec, a message saying what to change.
+    world.create("legacy", "9.6", 1).await;
+    let list = world
+        .until("legacy failed", |list| list.iter().any(|d| d.phase() == Some("Failed")))
+        .await;
+    let stalled = list[0].phase_status().unwrap().conditions.find("Stalled").cloned().unwrap();
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(stalled.message.contains("spec.version \"9.6\""), "{}", stalled.message);
+    assert!(stalled.message.contains("16"), "{}", stalled.message);
+    assert!(world.dbaas.instances().is_empty(), "nothing provisioned for an invalid spec");
+
+    world
+        .api
+        .patch("legacy", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "version": "16" } })))
+        .await
+        .unwrap();
+    world.all_ready(1).await;
+    operator.controller.abort();
+}
+
+#[test]
+fn the_crd_manifest_is_the_generated_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/database_operator/manifests/crd.yaml");
+    let generated = format!(
+        "# Generated from the Rust type by `Database::crd()`; tests/database_operator.rs keeps it in step.\n# Regenerate: KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest\n{}",
+        serde_saphyr::to_string(&Database::crd()).unwrap()
+    );
+    if std::env::var_os("KUBE_RECONCILE_BLESS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{path} differs from Database::crd(); regenerate it with KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest"
+    );
+}
