@@ -1,22 +1,24 @@
 //! [`DbaasClient`]: the operator's HTTP client for the DBaaS API.
 
 mod error;
+mod reply;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
-    HeaderMap, Method, Request, StatusCode, Uri,
-    header::{ACCEPT, CONTENT_TYPE, HOST, RETRY_AFTER},
+    Method, Request, StatusCode, Uri,
+    header::{ACCEPT, CONTENT_TYPE, HOST},
 };
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use tokio::{net::TcpStream, task::JoinHandle};
+use tokio::net::TcpStream;
 
 pub(crate) use self::error::DbaasError;
+use self::reply::{AbortOnDrop, Reply};
 use super::api::{
-    ApiError, IDEMPOTENCY_KEY, Instance, InstanceHealth, InstanceList, InstancePatch, InstanceSpec,
+    IDEMPOTENCY_KEY, Instance, InstanceHealth, InstanceList, InstancePatch, InstanceSpec,
     percent_encode,
 };
 
@@ -260,65 +262,6 @@ impl DbaasClient {
             headers: parts.headers,
             body,
         })
-    }
-}
-
-/// An answer, not yet judged.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    /// The body of a 2xx answer, or the error any other status stands for.
-    fn ok(self) -> Result<Bytes, DbaasError> {
-        let status = self.status;
-        if status.is_success() {
-            return Ok(self.body);
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = self
-                .headers
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Err(DbaasError::Throttled { retry_after });
-        }
-        let ApiError { code, message, .. } =
-            serde_json::from_slice(&self.body).unwrap_or_else(|_| ApiError {
-                code: "unknown".into(),
-                message: String::from_utf8_lossy(&self.body)
-                    .chars()
-                    .take(200)
-                    .collect(),
-                retry_after_seconds: None,
-            });
-        let status_code = status.as_u16();
-        Err(match status {
-            StatusCode::NOT_FOUND => DbaasError::NotFound { message },
-            StatusCode::CONFLICT => DbaasError::Conflict { code, message },
-            _ if status.is_client_error() => DbaasError::Rejected {
-                status: status_code,
-                code,
-                message,
-            },
-            _ => DbaasError::Unavailable {
-                status: status_code,
-                code,
-                message,
-            },
-        })
-    }
-}
-
-/// Ends the connection task when the call is done or dropped (on timeout).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -1,6 +1,8 @@
 //! [`DbaasServer`]: a simulated managed-database service, over real HTTP on 127.0.0.1.
 
 mod faults;
+mod offer;
+mod rfc3339;
 mod routes;
 mod stats;
 mod store;

@@ -6,18 +6,13 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use tokio::time::Instant;
 
 use super::super::api::{Instance, InstancePatch, InstanceSpec, InstanceState};
-use super::Rejection;
-
-/// Engines the service offers, with the port their endpoints listen on.
-const ENGINES: [(&str, u16); 2] = [("postgres", 5432), ("mysql", 3306)];
-const MAX_STORAGE_GI: u32 = 16_384;
-const MAX_REPLICAS: u32 = 9;
+use super::{Rejection, offer::validate, rfc3339::rfc3339};
 
 /// How long the asynchronous transitions take.
 #[derive(Clone, Copy, Debug)]
@@ -266,103 +261,6 @@ impl KeyUse {
     }
 }
 
-/// Checks a spec; returns the port of its engine.
-fn validate(spec: &InstanceSpec) -> Result<u16, Rejection> {
-    let invalid = |message: String| Err(Rejection::new(422, "invalid_spec", message));
-    if spec.name.is_empty() || spec.name.len() > 63 {
-        return invalid(format!(
-            "name must have 1 to 63 characters, not {}",
-            spec.name.len()
-        ));
-    }
-    let Some(&(_, port)) = ENGINES.iter().find(|(engine, _)| *engine == spec.engine) else {
-        return Err(Rejection::new(
-            422,
-            "unsupported_engine",
-            format!(
-                "engine {:?} is not offered; choose postgres or mysql",
-                spec.engine
-            ),
-        ));
-    };
-    if spec.version.is_empty() {
-        return invalid("version must not be empty".into());
-    }
-    if !(1..=MAX_STORAGE_GI).contains(&spec.storage_gi) {
-        return invalid(format!(
-            "storageGi must be 1 to {MAX_STORAGE_GI}, not {}",
-            spec.storage_gi
-        ));
-    }
-    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
-        return invalid(format!(
-            "replicas must be 1 to {MAX_REPLICAS}, not {}",
-            spec.replicas
-        ));
-    }
-    Ok(port)
-}
-
 fn not_found(id: &str) -> Rejection {
     Rejection::new(404, "not_found", format!("instance {id} does not exist"))
-}
-
-/// `time` as RFC 3339 in UTC, to the second.
-fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian), in 400-year eras.
-    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_dates_in_utc() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
-        assert_eq!(rfc3339(leap_day), "2000-02-29T01:02:03Z");
-        let new_year = UNIX_EPOCH + Duration::from_secs(1_735_689_599);
-        assert_eq!(rfc3339(new_year), "2024-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn specs_outside_the_offer_are_rejected_with_the_field_named() {
-        let spec = InstanceSpec {
-            name: "orders".into(),
-            engine: "postgres".into(),
-            version: "16".into(),
-            storage_gi: 10,
-            replicas: 1,
-        };
-        assert_eq!(validate(&spec), Ok(5432));
-        let oracle = validate(&InstanceSpec {
-            engine: "oracle".into(),
-            ..spec.clone()
-        })
-        .unwrap_err();
-        assert_eq!(oracle.code, "unsupported_engine");
-        let replicas = validate(&InstanceSpec {
-            replicas: 0,
-            ..spec
-        })
-        .unwrap_err();
-        assert!(
-            replicas.message.contains("replicas"),
-            "{}",
-            replicas.message
-        );
-    }
 }
