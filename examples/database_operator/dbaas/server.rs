@@ -1,0 +1,290 @@
+//! [`DbaasServer`]: a simulated managed-database service, over real HTTP on 127.0.0.1.
+
+mod faults;
+mod offer;
+mod rfc3339;
+mod routes;
+mod stats;
+mod store;
+
+use std::{
+    io,
+    net::SocketAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kube_reconcile::middleware::rate_limit::{Quota, RateLimiter};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
+
+use self::store::{Store, Timing};
+pub(crate) use self::{
+    faults::DbaasFaults,
+    stats::{DbaasStats, Endpoint},
+};
+use super::api::Instance;
+
+/// A simulated DBaaS: provisions database instances asynchronously behind a JSON API.
+///
+/// Start one with [`DbaasServer::builder`]; see the [module docs](super) for the API.
+#[derive(Debug)]
+pub(crate) struct DbaasServer;
+
+impl DbaasServer {
+    /// A builder with the defaults listed on [`DbaasServerBuilder`].
+    pub(crate) fn builder() -> DbaasServerBuilder {
+        DbaasServerBuilder::default()
+    }
+}
+
+/// How a [`DbaasServer`] behaves: transition delays, rate limit and seed.
+///
+/// # Default
+///
+/// Provisioning 300 ms, updates 200 ms, deletion 150 ms, each plus up to 100 ms of jitter;
+/// 20 requests per second with a burst of 20; seed `0xDBAA5`.
+#[derive(Clone, Debug)]
+pub(crate) struct DbaasServerBuilder {
+    timing: Timing,
+    rate_limit: Quota,
+    seed: u64,
+}
+
+impl Default for DbaasServerBuilder {
+    fn default() -> Self {
+        DbaasServerBuilder {
+            timing: Timing {
+                provision: Duration::from_millis(300),
+                update: Duration::from_millis(200),
+                delete: Duration::from_millis(150),
+                jitter: Duration::from_millis(100),
+            },
+            rate_limit: Quota::per_second(NonZeroU32::new(20).expect("20 is not zero")),
+            seed: 0xD_BAA5,
+        }
+    }
+}
+
+impl DbaasServerBuilder {
+    /// How long an instance stays `creating` (before jitter).
+    #[must_use]
+    pub(crate) fn provision_delay(mut self, delay: Duration) -> Self {
+        self.timing.provision = delay;
+        self
+    }
+
+    /// How long an instance stays `updating` after a change (before jitter).
+    #[must_use]
+    pub(crate) fn update_delay(mut self, delay: Duration) -> Self {
+        self.timing.update = delay;
+        self
+    }
+
+    /// How long an instance stays `deleting` before it is gone (before jitter).
+    #[must_use]
+    pub(crate) fn delete_delay(mut self, delay: Duration) -> Self {
+        self.timing.delete = delay;
+        self
+    }
+
+    /// Each transition takes up to this much longer, drawn uniformly from the seeded RNG.
+    #[must_use]
+    pub(crate) fn jitter(mut self, jitter: Duration) -> Self {
+        self.timing.jitter = jitter;
+        self
+    }
+
+    /// The request budget of the instance API (GCRA); calls over it get 429 with `Retry-After`.
+    #[must_use]
+    pub(crate) fn rate_limit(mut self, quota: Quota) -> Self {
+        self.rate_limit = quota;
+        self
+    }
+
+    /// The seed of the RNGs behind ids, jitter and the error rate: the same seed and the same
+    /// calls give the same answers.
+    #[must_use]
+    pub(crate) fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Listens on `127.0.0.1` on a free port and serves until shut down or dropped.
+    ///
+    /// # Errors
+    ///
+    /// The listener could not be bound.
+    pub(crate) async fn start(self) -> io::Result<RunningDbaas> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                store: Store::new(self.timing, self.seed),
+                stats: DbaasStats::default(),
+            }),
+            faults: DbaasFaults::new(self.seed.rotate_left(32)),
+            limiter: RateLimiter::new(self.rate_limit),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let accept = tokio::spawn(accept(listener, shared.clone(), stopped));
+        tracing::info!(%addr, "dbaas listening");
+        Ok(RunningDbaas {
+            addr,
+            shared,
+            stop,
+            accept,
+        })
+    }
+}
+
+/// A DBaaS serving on 127.0.0.1; stops serving when [shut down](Self::shutdown) or dropped.
+#[derive(Debug)]
+pub(crate) struct RunningDbaas {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl RunningDbaas {
+    /// `http://127.0.0.1:<port>`, the base URL for a [`DbaasClient`](super::DbaasClient).
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it has seen so far.
+    pub(crate) fn stats(&self) -> DbaasStats {
+        let guard = self.shared.lock_settled();
+        DbaasStats {
+            instances_created: guard.store.created,
+            instances_deleted: guard.store.deleted,
+            live_instances: guard.store.len(),
+            ..guard.stats.clone()
+        }
+    }
+
+    /// Its fault switches.
+    pub(crate) fn faults(&self) -> &DbaasFaults {
+        &self.shared.faults
+    }
+
+    /// The instances that exist now, by id.
+    pub(crate) fn instances(&self) -> Vec<Instance> {
+        self.shared.lock_settled().store.list()
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and waits for them.
+    pub(crate) async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Err(err) = (&mut self.accept).await {
+            tracing::warn!(error = %err, "dbaas accept loop failed");
+        }
+        tracing::info!(addr = %self.addr, "dbaas stopped");
+    }
+}
+
+impl Drop for RunningDbaas {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// A request the server turns down, with the status and error code it answers.
+#[derive(Debug, PartialEq, Eq)]
+struct Rejection {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl Rejection {
+    fn new(status: u16, code: &'static str, message: String) -> Self {
+        Rejection {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+/// What the connections share.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    faults: DbaasFaults,
+    limiter: RateLimiter,
+}
+
+#[derive(Debug)]
+struct State {
+    store: Store,
+    /// Call counters; the instance counters come from the store.
+    stats: DbaasStats,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state with every transition due by now applied.
+    fn lock_settled(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        state.store.settle(Instant::now());
+        state
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(stream, shared.clone(), stopped.clone()));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "dbaas cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let service = service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&shared, request).await) }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = stopped.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = served {
+        tracing::debug!(error = %err, "dbaas connection ended with an error");
+    }
+}
