@@ -3,7 +3,10 @@
 //! the manifests kept in step with the Rust types.
 
 #[path = "../examples/database_operator/main.rs"]
-#[allow(dead_code, reason = "the example's binary-only items (main, flags) are not used here")]
+#[allow(
+    dead_code,
+    reason = "the example's binary-only items (main, flags) are not used here"
+)]
 mod example;
 
 use std::{collections::BTreeMap, time::Duration};
@@ -65,7 +68,7 @@ async fn world() -> World {
     let client = server.client();
     example::install_crd(&client).await.unwrap();
     let dbaas = DbaasServer::builder()
-        .provision_time(Duration::from_millis(200))
+        .provision_delay(Duration::from_millis(200))
         .start()
         .await
         .unwrap();
@@ -83,7 +86,13 @@ async fn world() -> World {
 
 impl World {
     fn operator(&self) -> example::Operator {
-        example::start(self.client.clone(), "default", &self.dbaas.url(), &Report::new()).unwrap()
+        example::start(
+            self.client.clone(),
+            "default",
+            &self.dbaas.url(),
+            &Report::new(),
+        )
+        .unwrap()
     }
 
     async fn create(&self, name: &str, version: &str, replicas: i32) {
@@ -109,7 +118,10 @@ impl World {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let list = self.api.list(&ListParams::default()).await.unwrap().items;
-        let phases: Vec<_> = list.iter().map(|d| (d.name_any(), d.phase().map(str::to_owned))).collect();
+        let phases: Vec<_> = list
+            .iter()
+            .map(|d| (d.name_any(), d.phase().map(str::to_owned)))
+            .collect();
         panic!("never {what}: {phases:?}");
     }
 
@@ -118,7 +130,8 @@ impl World {
             list.len() == n
                 && list.iter().all(|d| {
                     d.phase() == Some("Ready")
-                        && d.phase_status().and_then(|s| s.observed_generation) == d.metadata.generation
+                        && d.phase_status().and_then(|s| s.observed_generation)
+                            == d.metadata.generation
                 })
         })
         .await
@@ -133,7 +146,12 @@ impl World {
             .items
             .into_iter()
             .map(|s| {
-                let password = s.data.unwrap_or_default().remove("password").map(|b| b.0).unwrap_or_default();
+                let password = s
+                    .data
+                    .unwrap_or_default()
+                    .remove("password")
+                    .map(|b| b.0)
+                    .unwrap_or_default();
                 (s.metadata.name.unwrap_or_default(), password)
             })
             .collect()
@@ -149,7 +167,9 @@ async fn a_crash_mid_flow_and_restarts_keep_passwords_and_make_no_second_instanc
     }
     // Crash while the instances are being provisioned.
     world
-        .until("provisioning", |list| list.iter().any(|d| d.phase() == Some("Provisioning")))
+        .until("provisioning", |list| {
+            list.iter().any(|d| d.phase() == Some("Provisioning"))
+        })
         .await;
     first.controller.abort();
     let second = world.operator();
@@ -163,7 +183,11 @@ async fn a_crash_mid_flow_and_restarts_keep_passwords_and_make_no_second_instanc
     let third = world.operator();
     world
         .api
-        .patch("beta", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 3 } })))
+        .patch(
+            "beta",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 3 } })),
+        )
         .await
         .unwrap();
     world
@@ -199,7 +223,11 @@ async fn deleting_a_database_deprovisions_it_and_removes_every_child() {
     assert_eq!(statefulsets.list(&labels).await.unwrap().items.len(), 1);
     assert_eq!(secrets.list(&labels).await.unwrap().items.len(), 1);
 
-    world.api.delete("orders", &DeleteParams::default()).await.unwrap();
+    world
+        .api
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
     world.until("orders gone", <[Database]>::is_empty).await;
     operator.controller.abort();
     for _ in 0..100 {
@@ -208,7 +236,11 @@ async fn deleting_a_database_deprovisions_it_and_removes_every_child() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(world.dbaas.instances().is_empty(), "{:?}", world.dbaas.instances());
+    assert!(
+        world.dbaas.instances().is_empty(),
+        "{:?}",
+        world.dbaas.instances()
+    );
     assert!(configmaps.list(&labels).await.unwrap().items.is_empty());
     assert!(services.list(&labels).await.unwrap().items.is_empty());
     assert!(statefulsets.list(&labels).await.unwrap().items.is_empty());
@@ -231,26 +263,50 @@ async fn bad_input_gets_a_422_or_invalid_spec_and_a_fix_moves_it_on() {
             retain_on_delete: false,
         },
     );
-    let Err(kube::Error::Api(status)) = world.api.create(&PostParams::default(), &zero).await else {
+    let Err(kube::Error::Api(status)) = world.api.create(&PostParams::default(), &zero).await
+    else {
         panic!("replicas 0 must be refused");
     };
     assert_eq!(status.code, 422);
-    assert!(status.message.contains("spec.replicas"), "{}", status.message);
+    assert!(
+        status.message.contains("spec.replicas"),
+        "{}",
+        status.message
+    );
 
     // What it cannot: Failed, reason InvalidSpec, a message saying what to change.
     world.create("legacy", "9.6", 1).await;
     let list = world
-        .until("legacy failed", |list| list.iter().any(|d| d.phase() == Some("Failed")))
+        .until("legacy failed", |list| {
+            list.iter().any(|d| d.phase() == Some("Failed"))
+        })
         .await;
-    let stalled = list[0].phase_status().unwrap().conditions.find("Stalled").cloned().unwrap();
+    let stalled = list[0]
+        .phase_status()
+        .unwrap()
+        .conditions
+        .find("Stalled")
+        .cloned()
+        .unwrap();
     assert_eq!(stalled.reason, "InvalidSpec");
-    assert!(stalled.message.contains("spec.version \"9.6\""), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("spec.version \"9.6\""),
+        "{}",
+        stalled.message
+    );
     assert!(stalled.message.contains("16"), "{}", stalled.message);
-    assert!(world.dbaas.instances().is_empty(), "nothing provisioned for an invalid spec");
+    assert!(
+        world.dbaas.instances().is_empty(),
+        "nothing provisioned for an invalid spec"
+    );
 
     world
         .api
-        .patch("legacy", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "version": "16" } })))
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "version": "16" } })),
+        )
         .await
         .unwrap();
     world.all_ready(1).await;
@@ -259,7 +315,10 @@ async fn bad_input_gets_a_422_or_invalid_spec_and_a_fix_moves_it_on() {
 
 #[test]
 fn the_crd_manifest_is_the_generated_one() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/database_operator/manifests/crd.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/database_operator/manifests/crd.yaml"
+    );
     let generated = format!(
         "# Generated from the Rust type by `Database::crd()`; tests/database_operator.rs keeps it in step.\n# Regenerate: KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest\n{}",
         serde_saphyr::to_string(&Database::crd()).unwrap()
@@ -272,4 +331,46 @@ fn the_crd_manifest_is_the_generated_one() {
         on_disk == generated,
         "{path} differs from Database::crd(); regenerate it with KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_database_costs_no_writes_when_its_children_are_ensured_again() {
+    let world = world().await;
+    let operator = world.operator();
+    world.create("orders", "16", 3).await;
+    let list = world.all_ready(1).await;
+    operator.controller.abort();
+    let db = &list[0];
+    let ensure = kube_reconcile::ensure::Ensure::with_config(
+        world.client.clone(),
+        db,
+        kube_reconcile::ensure::EnsureConfig::default()
+            .field_manager("database-operator")
+            .part_of("database-operator"),
+    )
+    .unwrap();
+    let before = world.server.requests();
+    for _ in 0..3 {
+        use kube_reconcile::ensure::Ensured::Unchanged;
+        assert_eq!(
+            ensure
+                .apply(&example::children::config_map(db))
+                .await
+                .unwrap(),
+            Unchanged
+        );
+        assert_eq!(
+            ensure.apply(&example::children::service(db)).await.unwrap(),
+            Unchanged
+        );
+        assert_eq!(
+            ensure
+                .apply(&example::children::stateful_set(db))
+                .await
+                .unwrap(),
+            Unchanged
+        );
+    }
+    let delta = world.server.requests().since(&before);
+    assert_eq!(delta.writes(), 0, "{delta}");
 }

@@ -23,7 +23,7 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456
 /// A 32-character password from the operating system's CSPRNG.
 ///
 /// Unbiased: bytes that would favour some characters are drawn again.
-pub fn password() -> Result<String, getrandom::Error> {
+pub(crate) fn password() -> Result<String, getrandom::Error> {
     let limit = 256 - 256 % ALPHABET.len();
     let mut out = String::with_capacity(32);
     let mut buf = [0u8; 64];
@@ -55,12 +55,12 @@ fn pod_labels(db: &Database) -> BTreeMap<String, String> {
 }
 
 /// The name of the credentials `Secret`.
-pub fn credentials_name(db: &Database) -> String {
+pub(crate) fn credentials_name(db: &Database) -> String {
     format!("{}-credentials", db.name_any())
 }
 
 /// The credentials `Secret`: written once (create-only), never regenerated.
-pub fn credentials(db: &Database, password: &str) -> Secret {
+pub(crate) fn credentials(db: &Database, password: &str) -> Secret {
     Secret {
         metadata: meta(db, credentials_name(db)),
         type_: Some("Opaque".to_owned()),
@@ -73,7 +73,7 @@ pub fn credentials(db: &Database, password: &str) -> Secret {
 }
 
 /// Engine settings derived from the spec.
-pub fn config_map(db: &Database) -> ConfigMap {
+pub(crate) fn config_map(db: &Database) -> ConfigMap {
     let connections = 100 * db.spec.replicas;
     ConfigMap {
         metadata: meta(db, format!("{}-config", db.name_any())),
@@ -88,7 +88,7 @@ pub fn config_map(db: &Database) -> ConfigMap {
 }
 
 /// The `Service` clients connect to.
-pub fn service(db: &Database) -> Service {
+pub(crate) fn service(db: &Database) -> Service {
     Service {
         metadata: meta(db, db.name_any()),
         spec: Some(ServiceSpec {
@@ -105,7 +105,7 @@ pub fn service(db: &Database) -> Service {
 }
 
 /// The `StatefulSet` of the database's replicas.
-pub fn stateful_set(db: &Database) -> StatefulSet {
+pub(crate) fn stateful_set(db: &Database) -> StatefulSet {
     let engine = db.spec.engine;
     let secret_env = |name: &str, key: &str| EnvVar {
         name: name.to_owned(),
@@ -120,12 +120,18 @@ pub fn stateful_set(db: &Database) -> StatefulSet {
         ..EnvVar::default()
     };
     let env = match engine {
-        super::crd::Engine::Postgres => vec![secret_env("POSTGRES_USER", "username"), secret_env("POSTGRES_PASSWORD", "password")],
-        super::crd::Engine::Mysql => vec![secret_env("MYSQL_USER", "username"), secret_env("MYSQL_PASSWORD", "password")],
+        super::crd::Engine::Postgres => vec![
+            secret_env("POSTGRES_USER", "username"),
+            secret_env("POSTGRES_PASSWORD", "password"),
+        ],
+        super::crd::Engine::Mysql => vec![
+            secret_env("MYSQL_USER", "username"),
+            secret_env("MYSQL_PASSWORD", "password"),
+        ],
     };
     StatefulSet {
         metadata: meta(db, db.name_any()),
-        spec: Some(StatefulSetSpec {
+        spec: StatefulSetSpec {
             replicas: Some(db.spec.replicas),
             service_name: Some(db.name_any()),
             selector: LabelSelector {
@@ -175,18 +181,21 @@ pub fn stateful_set(db: &Database) -> StatefulSet {
                 ..PersistentVolumeClaim::default()
             }]),
             ..StatefulSetSpec::default()
-        }),
+        },
         ..StatefulSet::default()
     }
 }
 
 /// Ready replicas as the `StatefulSet` reports them.
-pub fn ready_replicas(sts: &StatefulSet) -> i32 {
-    sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+pub(crate) fn ready_replicas(sts: &StatefulSet) -> i32 {
+    sts.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
 }
 
 /// Whether the `StatefulSet` controller has seen the latest spec.
-pub fn rolled_out(sts: &StatefulSet) -> bool {
+pub(crate) fn rolled_out(sts: &StatefulSet) -> bool {
     let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
     observed.is_some() && observed >= sts.metadata.generation
 }

@@ -1,7 +1,7 @@
 //! Command-line flags.
 
 /// The `--help` text.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 database_operator: a multi-phase Database operator on kube-reconcile
 
 USAGE:
@@ -24,20 +24,23 @@ FLAGS:
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
-pub struct Options {
-    pub chaos: bool,
-    pub count: usize,
-    pub serve: bool,
-    pub cluster: bool,
-    pub install_crd: bool,
-    pub dbaas_url: Option<String>,
-    pub timeout_secs: u64,
+pub(crate) struct Options {
+    pub(crate) chaos: bool,
+    pub(crate) count: usize,
+    pub(crate) serve: bool,
+    pub(crate) cluster: bool,
+    pub(crate) install_crd: bool,
+    pub(crate) dbaas_url: Option<String>,
+    pub(crate) timeout_secs: u64,
 }
 
 impl Options {
     /// Parses the flags; `Ok(None)` for `--help`.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-        let mut options = Options { timeout_secs: 60, ..Options::default() };
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+        let mut options = Options {
+            timeout_secs: 60,
+            ..Options::default()
+        };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -49,12 +52,15 @@ impl Options {
                 "--install-crd" => options.install_crd = true,
                 "--count" => {
                     let v = value("--count")?;
-                    options.count = v.parse().map_err(|_| format!("--count wants a number, not {v:?}"))?;
+                    options.count = v
+                        .parse()
+                        .map_err(|_| format!("--count wants a number, not {v:?}"))?;
                 }
                 "--timeout" => {
                     let v = value("--timeout")?;
-                    options.timeout_secs =
-                        v.parse().map_err(|_| format!("--timeout wants seconds, not {v:?}"))?;
+                    options.timeout_secs = v
+                        .parse()
+                        .map_err(|_| format!("--timeout wants seconds, not {v:?}"))?;
                 }
                 "--dbaas-url" => options.dbaas_url = Some(value("--dbaas-url")?),
                 other => return Err(format!("unknown flag {other:?}")),
@@ -64,7 +70,9 @@ impl Options {
             return Err("--install-crd goes with --cluster".to_owned());
         }
         if options.serve && options.cluster {
-            return Err("--serve keeps the embedded server up; it does not go with --cluster".to_owned());
+            return Err(
+                "--serve keeps the embedded server up; it does not go with --cluster".to_owned(),
+            );
         }
         Ok(Some(options))
     }

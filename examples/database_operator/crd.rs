@@ -24,24 +24,26 @@ use serde::{Deserialize, Serialize};
 #[kube(
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#
 )]
-#[kube(printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint","priority":1}"#)]
+#[kube(
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint","priority":1}"#
+)]
 #[kube(printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
-pub struct DatabaseSpec {
+pub(crate) struct DatabaseSpec {
     /// The database engine.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// The engine's major version, e.g. `16` for PostgreSQL or `8.4` for MySQL.
     #[schemars(length(min = 1, max = 16))]
-    pub version: String,
+    pub(crate) version: String,
     /// How many replicas serve the database; odd, so a quorum survives one loss.
     #[schemars(range(min = 1, max = 9))]
-    pub replicas: i32,
+    pub(crate) replicas: i32,
     /// Storage per replica, as a Kubernetes quantity (`10Gi`).
     #[serde(default = "default_storage")]
-    pub storage: String,
+    pub(crate) storage: String,
     /// Keep the external instance when the `Database` is deleted.
     #[serde(default)]
-    pub retain_on_delete: bool,
+    pub(crate) retain_on_delete: bool,
 }
 
 fn default_storage() -> String {
@@ -51,7 +53,7 @@ fn default_storage() -> String {
 /// A supported engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Engine {
+pub(crate) enum Engine {
     /// PostgreSQL.
     Postgres,
     /// MySQL.
@@ -60,7 +62,7 @@ pub enum Engine {
 
 impl Engine {
     /// The name used in images and the DBaaS API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Engine::Postgres => "postgres",
             Engine::Mysql => "mysql",
@@ -68,7 +70,7 @@ impl Engine {
     }
 
     /// The port the engine listens on.
-    pub fn port(self) -> i32 {
+    pub(crate) fn port(self) -> i32 {
         match self {
             Engine::Postgres => 5432,
             Engine::Mysql => 3306,
@@ -76,7 +78,7 @@ impl Engine {
     }
 
     /// The versions the DBaaS offers.
-    pub fn versions(self) -> &'static [&'static str] {
+    pub(crate) fn versions(self) -> &'static [&'static str] {
         match self {
             Engine::Postgres => &["14", "15", "16", "17"],
             Engine::Mysql => &["8.0", "8.4"],
@@ -87,19 +89,19 @@ impl Engine {
 /// What the operator observed.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DatabaseStatus {
+pub(crate) struct DatabaseStatus {
     /// Phase, conditions, history and retries, kept by the phase engine.
     #[serde(flatten)]
-    pub machine: PhaseStatus,
+    pub(crate) machine: PhaseStatus,
     /// The DBaaS instance id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     /// Where clients connect, once ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// The Secret that holds the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret: Option<String>,
+    pub(crate) credentials_secret: Option<String>,
 }
 
 impl HasPhaseStatus for Database {
@@ -110,12 +112,12 @@ impl HasPhaseStatus for Database {
 
 impl Database {
     /// The phase as stored, if any.
-    pub fn phase(&self) -> Option<&str> {
+    pub(crate) fn phase(&self) -> Option<&str> {
         self.phase_status().and_then(|s| s.phase.as_deref())
     }
 
     /// What is wrong with the spec that the schema cannot say, as a message for the user.
-    pub fn spec_problem(&self) -> Option<String> {
+    pub(crate) fn spec_problem(&self) -> Option<String> {
         let spec = &self.spec;
         if !spec.engine.versions().contains(&spec.version.as_str()) {
             return Some(format!(
@@ -142,10 +144,14 @@ impl Database {
 }
 
 /// `10Gi` → 10, `512Mi` → 1 (rounded up); `None` for anything else.
-pub fn storage_gi(quantity: &str) -> Option<u32> {
+pub(crate) fn storage_gi(quantity: &str) -> Option<u32> {
     if let Some(gi) = quantity.strip_suffix("Gi") {
         return gi.parse::<u32>().ok().filter(|g| *g > 0);
     }
-    let mi = quantity.strip_suffix("Mi")?.parse::<u32>().ok().filter(|m| *m > 0)?;
+    let mi = quantity
+        .strip_suffix("Mi")?
+        .parse::<u32>()
+        .ok()
+        .filter(|m| *m > 0)?;
     Some(mi.div_ceil(1024))
 }

@@ -14,26 +14,35 @@
 //! waits for the replicas and the DBaaS health check. Deleting a `Database` deprovisions
 //! its instance through a finalizer.
 
-mod children;
-mod cli;
-mod crd;
-mod dbaas;
-mod operator;
-mod report;
-mod scenario;
+pub(crate) mod children;
+pub(crate) mod cli;
+pub(crate) mod crd;
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the DBaaS tests use all of its API; the operator only part of it"
+)]
+pub(crate) mod dbaas;
+pub(crate) mod operator;
+pub(crate) mod report;
+pub(crate) mod scenario;
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
     api::PostParams,
-    runtime::{Controller, wait::{await_condition, conditions}, watcher},
+    runtime::{
+        Controller,
+        wait::{await_condition, conditions},
+        watcher,
+    },
 };
 use kube_reconcile::{
     ControllerExt, ReconcilerExt,
-    external::ExternalDependency,
+    external::{ExternalDependency, Health},
     middleware::{
         backoff::BackoffConfig,
         circuit_breaker::{Breaker, BreakerConfig},
@@ -44,7 +53,9 @@ use kube_reconcile::{
     testing::{ApiServer, WorkloadSimulator},
 };
 
-use self::{cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report};
+use self::{
+    cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -75,20 +86,25 @@ async fn main() -> ExitCode {
 }
 
 /// Everything a run needs, wired together.
-pub struct Operator {
+pub(crate) struct Operator {
     /// The client the operator uses.
-    pub client: Client,
+    pub(crate) client: Client,
     /// The Databases.
-    pub api: Api<Database>,
+    pub(crate) api: Api<Database>,
     /// The DBaaS breaker, shared by every Database.
-    pub breaker: Breaker,
+    pub(crate) breaker: Breaker,
     /// The controller task.
-    pub controller: tokio::task::JoinHandle<()>,
+    pub(crate) controller: tokio::task::JoinHandle<()>,
 }
 
 /// Starts the operator on `client` against the DBaaS at `dbaas_url`.
-pub fn start(client: Client, namespace: &str, dbaas_url: &str, report: &Report) -> Result<Operator, Box<dyn std::error::Error>> {
-    let dbaas = DbaasClient::new(dbaas_url);
+pub(crate) fn start(
+    client: Client,
+    namespace: &str,
+    dbaas_url: &str,
+    report: &Report,
+) -> Result<Operator, Box<dyn std::error::Error>> {
+    let dbaas = DbaasClient::new(dbaas_url)?;
     let breaker = BreakerConfig::default()
         .min_calls(std::num::NonZeroU32::new(4).expect("non-zero"))
         .open_duration(Duration::from_secs(2))
@@ -97,10 +113,19 @@ pub fn start(client: Client, namespace: &str, dbaas_url: &str, report: &Report) 
     let health = dbaas.clone();
     let gate = ExternalDependency::builder("dbaas")
         .breaker(breaker.clone())
-        .budget(RateBudget::new("dbaas", Quota::per_second(std::num::NonZeroU32::new(40).expect("non-zero"))))
+        .budget(RateBudget::new(
+            "dbaas",
+            Quota::per_second(std::num::NonZeroU32::new(40).expect("non-zero")),
+        ))
         .health(move || {
             let health = health.clone();
-            async move { health.service_health().await }
+            async move {
+                match health.service_health().await {
+                    Ok(true) => Health::Available,
+                    Ok(false) => Health::unavailable("its /healthz answers 503"),
+                    Err(e) => Health::unavailable(format!("its /healthz cannot be reached: {e}")),
+                }
+            }
         })
         .health_interval(Duration::from_secs(1))
         .build();
@@ -111,32 +136,52 @@ pub fn start(client: Client, namespace: &str, dbaas_url: &str, report: &Report) 
         PhaseConfig::default()
             .finalizer("example.kube-reconcile.dev/deprovision")
             .controller("database-operator")
-            .retry(BackoffConfig::operator().base(Duration::from_millis(500)).cap(Duration::from_secs(10))),
+            .retry(
+                BackoffConfig::operator()
+                    .base(Duration::from_millis(500))
+                    .cap(Duration::from_secs(10)),
+            ),
     )?;
     let reconciler = engine
         .with(TimeoutLayer::new(Duration::from_secs(30)))
-        .with(RateLimitLayer::per_object(Quota::per_second(std::num::NonZeroU32::new(20).expect("non-zero"))))
-        .with(BackoffConfig::operator().base(Duration::from_millis(200)).cap(Duration::from_secs(20)).build()?);
+        .with(RateLimitLayer::per_object(Quota::per_second(
+            std::num::NonZeroU32::new(20).expect("non-zero"),
+        )))
+        .with(
+            BackoffConfig::operator()
+                .base(Duration::from_millis(200))
+                .cap(Duration::from_secs(20))
+                .build()?,
+        );
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run_reconciler(reconciler, ctx)
         .for_each(|_| async {});
-    Ok(Operator { client, api, breaker, controller: tokio::spawn(controller) })
+    Ok(Operator {
+        client,
+        api,
+        breaker,
+        controller: tokio::spawn(controller),
+    })
 }
 
 /// Installs the `Database` CRD and waits until it is served.
-pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = Database::crd();
     let name = crd.metadata.name.clone().unwrap_or_default();
     if crds.get_opt(&name).await?.is_none() {
         crds.create(&PostParams::default(), &crd).await?;
     }
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established())).await??;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await??;
     Ok(())
 }
 
-pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     let report = Report::new();
     // The API server: embedded unless --cluster.
     let server = (!options.cluster).then(ApiServer::new);
@@ -144,7 +189,10 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         Some(server) => server.client(),
         None => {
             let client = Client::try_default().await?;
-            report.say(&format!("using the current kube context (namespace {})", client.default_namespace()));
+            report.say(&format!(
+                "using the current kube context (namespace {})",
+                client.default_namespace()
+            ));
             client
         }
     };
@@ -158,22 +206,43 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         Some(_) => None,
         None => Some(
             dbaas::DbaasServer::builder()
-                .provision_time(Duration::from_millis(400))
-                .rate_limit(50)
+                .provision_delay(Duration::from_millis(400))
+                .rate_limit(Quota::per_second(
+                    std::num::NonZeroU32::new(50).expect("non-zero"),
+                ))
                 .start()
                 .await?,
         ),
     };
-    let dbaas_url = options.dbaas_url.clone().unwrap_or_else(|| simulated.as_ref().map(|d| d.url()).unwrap_or_default());
-    report.say(&format!("DBaaS at {dbaas_url}{}", if simulated.is_some() { " (simulated)" } else { "" }));
+    let dbaas_url = options
+        .dbaas_url
+        .clone()
+        .unwrap_or_else(|| simulated.as_ref().map(|d| d.url()).unwrap_or_default());
+    report.say(&format!(
+        "DBaaS at {dbaas_url}{}",
+        if simulated.is_some() {
+            " (simulated)"
+        } else {
+            ""
+        }
+    ));
     // Nothing runs pods on the embedded server: a simulator marks StatefulSets ready.
-    let _simulator = server
-        .as_ref()
-        .map(|_| WorkloadSimulator::new(client.clone()).ready_after(Duration::from_millis(300)).start());
+    let _simulator = server.as_ref().map(|_| {
+        WorkloadSimulator::new(client.clone())
+            .ready_after(Duration::from_millis(300))
+            .start()
+    });
     let operator = start(client.clone(), &namespace, &dbaas_url, &report)?;
     let printer = report.print_transitions(operator.api.clone());
 
-    let outcome = scenario::run(&options, &operator, simulated.as_ref(), server.as_ref(), &report).await;
+    let outcome = scenario::run(
+        &options,
+        &operator,
+        simulated.as_ref(),
+        server.as_ref(),
+        &report,
+    )
+    .await;
     let ok = match outcome {
         Ok(ok) => ok,
         Err(error) => {
@@ -181,7 +250,9 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
             false
         }
     };
-    report.summary(&operator, server.as_ref(), simulated.as_ref()).await;
+    report
+        .summary(&operator, server.as_ref(), simulated.as_ref())
+        .await;
     if options.serve
         && let Some(server) = &server
     {
@@ -190,6 +261,13 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     }
     printer.abort();
     operator.controller.abort();
-    println!("\n{}", if ok { "every valid Database reached Ready" } else { "NOT every valid Database reached Ready" });
+    println!(
+        "\n{}",
+        if ok {
+            "every valid Database reached Ready"
+        } else {
+            "NOT every valid Database reached Ready"
+        }
+    );
     Ok(ok)
 }

@@ -22,7 +22,7 @@ use super::{
 
 kube_reconcile::phases! {
     /// Where a `Database` is in its life.
-    pub enum DbPhase {
+    pub(crate) enum DbPhase {
         /// Accepted; the spec is checked.
         Pending,
         /// Credentials and the external instance are being created.
@@ -43,10 +43,17 @@ kube_reconcile::phases! {
 }
 
 /// The lesson's state diagram.
-pub fn transitions() -> Result<Transitions<DbPhase>, TableError> {
+pub(crate) fn transitions() -> Result<Transitions<DbPhase>, TableError> {
     use DbPhase::*;
     Transitions::builder(Pending)
-        .path([Pending, Provisioning, Configuring, Deploying, Verifying, Ready])
+        .path([
+            Pending,
+            Provisioning,
+            Configuring,
+            Deploying,
+            Verifying,
+            Ready,
+        ])
         .edge(Verifying, Failed)
         .edge(Failed, Provisioning)
         .path([Ready, Updating, Verifying])
@@ -59,22 +66,22 @@ pub fn transitions() -> Result<Transitions<DbPhase>, TableError> {
 }
 
 /// What the handlers share.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The Kubernetes client.
-    pub client: Client,
+    pub(crate) client: Client,
     /// The DBaaS API.
-    pub dbaas: DbaasClient,
+    pub(crate) dbaas: DbaasClient,
     /// The DBaaS as a dependency: breaker, rate budget, health.
-    pub gate: ExternalDependency,
+    pub(crate) gate: ExternalDependency,
     /// Exactly-once creation of DBaaS instances.
-    pub instances: ExternalResource<Instances, NoJournal>,
+    pub(crate) instances: ExternalResource<Instances, NoJournal>,
     /// How children are written.
-    pub ensure: EnsureConfig,
+    pub(crate) ensure: EnsureConfig,
 }
 
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A child object could not be written.
     #[error("writing a child object failed")]
     Ensure(#[from] EnsureError),
@@ -111,7 +118,7 @@ impl Classify for Error {
 }
 
 /// The DBaaS instances, for [`ExternalResource`]: found by the idempotency key.
-pub struct Instances(pub DbaasClient);
+pub(crate) struct Instances(pub DbaasClient);
 
 impl kube_reconcile::external::ExternalClient for Instances {
     type Spec = InstanceSpec;
@@ -142,7 +149,7 @@ impl kube_reconcile::external::ExternalClient for Instances {
         _: &kube_reconcile::external::IdempotencyKey,
         instance: &Instance,
     ) -> Result<(), DbaasError> {
-        self.0.delete(&instance.id).await
+        self.0.delete(&instance.id).await.map(|_| ())
     }
 
     fn id(&self, instance: &Instance) -> String {
@@ -151,13 +158,13 @@ impl kube_reconcile::external::ExternalClient for Instances {
 }
 
 /// The `Database` operator.
-pub struct DatabaseMachine {
+pub(crate) struct DatabaseMachine {
     table: Transitions<DbPhase>,
 }
 
 impl DatabaseMachine {
     /// The machine with the lesson's table.
-    pub fn new() -> Result<Self, TableError> {
+    pub(crate) fn new() -> Result<Self, TableError> {
         Ok(DatabaseMachine {
             table: transitions()?,
         })
@@ -174,23 +181,33 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         &self.table
     }
 
-    async fn handle(&self, phase: DbPhase, db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Handled {
+    async fn handle(
+        &self,
+        phase: DbPhase,
+        db: &Database,
+        step: &Step<'_, DbPhase, Ctx>,
+    ) -> Handled {
         let ctx = step.ctx();
         // What the schema cannot say: checked before any side effect, in every phase
         // that starts work, so a fixed spec moves on.
-        if matches!(phase, DbPhase::Pending | DbPhase::Provisioning | DbPhase::Updating)
-            && let Some(problem) = db.spec_problem()
+        if matches!(
+            phase,
+            DbPhase::Pending | DbPhase::Provisioning | DbPhase::Updating
+        ) && let Some(problem) = db.spec_problem()
         {
             return Ok(Transition::fail_terminal("InvalidSpec", problem));
         }
         match phase {
-            DbPhase::Pending => Ok(Transition::to(DbPhase::Provisioning).because("Accepted", "spec is valid")),
+            DbPhase::Pending => {
+                Ok(Transition::to(DbPhase::Provisioning).because("Accepted", "spec is valid"))
+            }
             DbPhase::Provisioning => provision(db, ctx).await,
             DbPhase::Configuring => {
                 let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
                 ensure.apply(&children::config_map(db)).await?;
                 ensure.apply(&children::service(db)).await?;
-                Ok(Transition::to(DbPhase::Deploying).because("Configured", "ConfigMap and Service in place"))
+                Ok(Transition::to(DbPhase::Deploying)
+                    .because("Configured", "ConfigMap and Service in place"))
             }
             DbPhase::Deploying => {
                 let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
@@ -278,12 +295,17 @@ async fn provision(db: &Database, ctx: &Ctx) -> Handled {
     pass.record(&ensured);
     let instance = ensured?.into_resource();
     let available = ctx.gate.available_condition();
-    let status = json!({ "instanceId": instance.id, "credentialsSecret": children::credentials_name(db) });
+    let status =
+        json!({ "instanceId": instance.id, "credentialsSecret": children::credentials_name(db) });
     Ok(match instance.state {
-        InstanceState::Ready => Transition::to(DbPhase::Configuring)
-            .because("Provisioned", format!("DBaaS instance {} is ready", instance.id)),
-        _ => Transition::stay(Duration::from_millis(250))
-            .because("InstanceCreating", format!("DBaaS instance {} is {}", instance.id, instance.state)),
+        InstanceState::Ready => Transition::to(DbPhase::Configuring).because(
+            "Provisioned",
+            format!("DBaaS instance {} is ready", instance.id),
+        ),
+        _ => Transition::stay(Duration::from_millis(250)).because(
+            "InstanceCreating",
+            format!("DBaaS instance {} is {}", instance.id, instance.state),
+        ),
     }
     .with_condition(available)
     .with_status(status))
@@ -304,30 +326,47 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
         ));
     }
     let Some(id) = db.status.as_ref().and_then(|s| s.instance_id.clone()) else {
-        return Ok(Transition::fail("InstanceMissing", "no DBaaS instance is recorded; provisioning again"));
+        return Ok(Transition::fail(
+            "InstanceMissing",
+            "no DBaaS instance is recorded; provisioning again",
+        ));
     };
     let pass = match ctx.gate.admit().await {
         Admission::Ready(pass) => pass,
         Admission::Unavailable(u) => return Ok(held_back(&u)),
     };
-    let health = pass.call(ctx.dbaas.health(&id)).await;
-    let available = ctx.gate.available_condition();
-    match health {
-        Ok(instance) => Ok(Transition::to(DbPhase::Ready)
-            .because("Verified", format!("{ready} replicas ready; instance {id} healthy"))
-            .with_condition(available)
-            .with_status(json!({ "endpoint": instance.endpoint }))),
-        Err(DbaasError::Unhealthy(message)) => Ok(Transition::fail(
+    let checked = pass
+        .call(async {
+            let instance = ctx.dbaas.get(&id).await?;
+            let health = ctx.dbaas.health(&id).await?;
+            Ok::<_, DbaasError>((instance, health))
+        })
+        .await;
+    let (instance, health) = checked?;
+    if !health.healthy {
+        let why = health
+            .reason
+            .unwrap_or_else(|| "no reason given".to_owned());
+        return Ok(Transition::fail(
             "HealthCheckFailed",
-            format!("DBaaS instance {id} is unhealthy: {message}"),
-        )),
-        Err(e) => Err(e.into()),
+            format!("DBaaS instance {id} failed its health check: {why}"),
+        ));
     }
+    Ok(Transition::to(DbPhase::Ready)
+        .because(
+            "Verified",
+            format!("{ready} replicas ready; instance {id} healthy"),
+        )
+        .with_condition(ctx.gate.available_condition())
+        .with_status(json!({ "endpoint": instance.endpoint })))
 }
 
 async fn update(db: &Database, ctx: &Ctx) -> Handled {
     let Some(id) = db.status.as_ref().and_then(|s| s.instance_id.clone()) else {
-        return Ok(Transition::fail("InstanceMissing", "no DBaaS instance is recorded; provisioning again"));
+        return Ok(Transition::fail(
+            "InstanceMissing",
+            "no DBaaS instance is recorded; provisioning again",
+        ));
     };
     let pass = match ctx.gate.admit().await {
         Admission::Ready(pass) => pass,
@@ -354,10 +393,20 @@ async fn update(db: &Database, ctx: &Ctx) -> Handled {
 }
 
 /// The shared context, ready to run.
-pub fn context(client: Client, dbaas: DbaasClient, gate: ExternalDependency) -> Result<Arc<Ctx>, Box<dyn std::error::Error>> {
+pub(crate) fn context(
+    client: Client,
+    dbaas: DbaasClient,
+    gate: ExternalDependency,
+) -> Result<Arc<Ctx>, Box<dyn std::error::Error>> {
     let instances = ExternalResource::new("db", Instances(dbaas.clone()), NoJournal)?;
     let ensure = EnsureConfig::default()
         .field_manager("database-operator")
         .part_of("database-operator");
-    Ok(Arc::new(Ctx { client, dbaas, gate, instances, ensure }))
+    Ok(Arc::new(Ctx {
+        client,
+        dbaas,
+        gate,
+        instances,
+        ensure,
+    }))
 }

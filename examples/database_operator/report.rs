@@ -1,7 +1,7 @@
 //! What the run prints: each phase transition as it happens, and a summary.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -21,14 +21,14 @@ use super::{Operator, crd::Database, dbaas::RunningDbaas};
 
 /// The run's output.
 #[derive(Clone)]
-pub struct Report {
+pub(crate) struct Report {
     started: Instant,
     breaker: Arc<Mutex<Vec<String>>>,
     timelines: Arc<Mutex<BTreeMap<String, Vec<(f64, PhaseRecord)>>>>,
 }
 
 impl Report {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Report {
             started: Instant::now(),
             breaker: Arc::default(),
@@ -41,42 +41,56 @@ impl Report {
     }
 
     /// A line of narration, with the time since start.
-    pub fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         println!("{:>6.2}s  {line}", self.elapsed());
     }
 
     /// Records (and prints) every state change of the DBaaS breaker.
-    pub fn watch_breaker(&self, breaker: &Breaker) {
+    pub(crate) fn watch_breaker(&self, breaker: &Breaker) {
         let this = self.clone();
         breaker.on_transition(move |t| {
-            let line = format!("breaker {}: {:?} -> {:?} ({:?})", t.dependency, t.from, t.to, t.reason);
+            let line = format!(
+                "breaker {}: {:?} -> {:?} ({:?})",
+                t.dependency, t.from, t.to, t.reason
+            );
             this.say(&line);
-            this.breaker.lock().expect("report lock").push(format!("{:>6.2}s  {line}", this.elapsed()));
+            this.breaker
+                .lock()
+                .expect("report lock")
+                .push(format!("{:>6.2}s  {line}", this.elapsed()));
         });
     }
 
     /// Prints each new phase transition of every Database as the API server reports it.
-    pub fn print_transitions(&self, api: Api<Database>) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn print_transitions(&self, api: Api<Database>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut seen: HashSet<(String, String, String)> = HashSet::new();
+            // The last record printed per Database: history is bounded and its times are
+            // whole seconds, so new entries are those after the last one printed.
+            let mut last: HashMap<String, PhaseRecord> = HashMap::new();
             let stream = watcher(api, watcher::Config::default()).applied_objects();
             let mut stream = std::pin::pin!(stream);
             while let Ok(Some(db)) = stream.try_next().await {
                 let name = db.name_any();
-                let Some(status) = db.phase_status() else { continue };
-                for record in &status.phase_history {
-                    let id = (name.clone(), record.phase.clone(), record.entered_at.0.to_string());
-                    if !seen.insert(id) {
-                        continue;
-                    }
+                let Some(status) = db.phase_status() else {
+                    continue;
+                };
+                let history = &status.phase_history;
+                let start = last
+                    .get(&name)
+                    .and_then(|seen| history.iter().rposition(|r| r == seen))
+                    .map_or(0, |i| i + 1);
+                for record in &history[start..] {
                     let from = record.from.as_deref().unwrap_or("-");
                     let why = if record.message.is_empty() {
                         record.reason.clone()
                     } else {
                         format!("{}: {}", record.reason, record.message)
                     };
-                    this.say(&format!("{name:<12} {from:>12} -> {:<12} {why}", record.phase));
+                    this.say(&format!(
+                        "{name:<12} {from:>12} -> {:<12} {why}",
+                        record.phase
+                    ));
                     this.timelines
                         .lock()
                         .expect("report lock")
@@ -84,18 +98,33 @@ impl Report {
                         .or_default()
                         .push((this.elapsed(), record.clone()));
                 }
+                if let Some(newest) = history.last() {
+                    last.insert(name, newest.clone());
+                }
             }
         })
     }
 
     /// The closing summary.
-    pub async fn summary(&self, operator: &Operator, server: Option<&ApiServer>, dbaas: Option<&RunningDbaas>) {
+    pub(crate) async fn summary(
+        &self,
+        operator: &Operator,
+        server: Option<&ApiServer>,
+        dbaas: Option<&RunningDbaas>,
+    ) {
         println!("\n== summary after {:.2}s ==", self.elapsed());
-        let list = operator.api.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        let list = operator
+            .api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
         println!("\nDatabases:");
         for db in &list {
             let status = db.phase_status();
-            let retries = status.and_then(|s| s.retry.as_ref()).map_or(0, |r| r.attempts);
+            let retries = status
+                .and_then(|s| s.retry.as_ref())
+                .map_or(0, |r| r.attempts);
             let failures = self
                 .timelines
                 .lock()
@@ -106,19 +135,32 @@ impl Report {
                 "  {:<12} {:<10} endpoint {:<28} failures {failures}, retries pending {retries}",
                 db.name_any(),
                 db.phase().unwrap_or("-"),
-                db.status.as_ref().and_then(|s| s.endpoint.as_deref()).unwrap_or("-"),
+                db.status
+                    .as_ref()
+                    .and_then(|s| s.endpoint.as_deref())
+                    .unwrap_or("-"),
             );
         }
         println!("\nTimeline per Database (seconds since start):");
         for (name, timeline) in self.timelines.lock().expect("report lock").iter() {
-            let steps: Vec<String> = timeline.iter().map(|(t, r)| format!("{} {t:.2}", r.phase)).collect();
+            let steps: Vec<String> = timeline
+                .iter()
+                .map(|(t, r)| format!("{} {t:.2}", r.phase))
+                .collect();
             println!("  {name:<12} {}", steps.join(" → "));
         }
         if let Some(server) = server {
-            println!("\nAPI requests by verb and resource:\n{}", server.requests());
+            println!(
+                "\nAPI requests by verb and resource:\n{}",
+                server.requests()
+            );
         }
         let breaker = self.breaker.lock().expect("report lock");
-        println!("\nBreaker 'dbaas': now {:?}; {} state change(s)", operator.breaker.state(), breaker.len());
+        println!(
+            "\nBreaker 'dbaas': now {:?}; {} state change(s)",
+            operator.breaker.state(),
+            breaker.len()
+        );
         for line in breaker.iter() {
             println!("  {line}");
         }

@@ -40,7 +40,9 @@ fn samples(count: usize) -> Vec<Database> {
         sample("analytics", Engine::Postgres, "17", 1, "20Gi"),
         sample("legacy", Engine::Postgres, "9.6", 1, "1Gi"),
     ];
-    all.extend((1..=count).map(|i| sample(&format!("db-{i:03}"), Engine::Postgres, "16", 1, "1Gi")));
+    all.extend(
+        (1..=count).map(|i| sample(&format!("db-{i:03}"), Engine::Postgres, "16", 1, "1Gi")),
+    );
     all
 }
 
@@ -53,7 +55,7 @@ struct Progress {
 
 /// Creates the samples, drives the scenario and checks the end state; `Ok(true)` when
 /// every valid sample reached Ready and every edge was walked.
-pub async fn run(
+pub(crate) async fn run(
     options: &Options,
     operator: &Operator,
     dbaas: Option<&RunningDbaas>,
@@ -68,7 +70,13 @@ pub async fn run(
         chaos(server, dbaas, report);
     }
     // Bad input the schema can express: refused by the API server, nothing is created.
-    match api.create(&PostParams::default(), &sample("broken", Engine::Postgres, "16", 0, "1Gi")).await {
+    match api
+        .create(
+            &PostParams::default(),
+            &sample("broken", Engine::Postgres, "16", 0, "1Gi"),
+        )
+        .await
+    {
         Err(kube::Error::Api(status)) => report.say(&format!(
             "broken       refused by the API server ({}): {}",
             status.code, status.message
@@ -80,7 +88,10 @@ pub async fn run(
     for db in &samples {
         create_with_retry(api, db).await?;
     }
-    report.say(&format!("created {} Databases; watching them converge", samples.len()));
+    report.say(&format!(
+        "created {} Databases; watching them converge",
+        samples.len()
+    ));
 
     let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
     let mut progress = Progress::default();
@@ -93,7 +104,8 @@ pub async fn run(
         let get = |name: &str| list.items.iter().find(|d| d.name_any() == name);
         if !progress.resized && get("orders").is_some_and(|d| d.phase() == Some("Ready")) {
             let patch = json!({ "spec": { "replicas": 5 } });
-            api.patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             report.say("orders       spec changed by the user: replicas 3 -> 5");
             progress.resized = true;
         }
@@ -102,16 +114,25 @@ pub async fn run(
             && legacy.phase() == Some("Failed")
         {
             let patch = json!({ "spec": { "version": "16" } });
-            api.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             report.say("legacy       spec fixed by the user: version 9.6 -> 16");
             progress.fixed = true;
         }
-        let ready = list.items.iter().filter(|d| is_ready_and_current(d)).count();
+        let ready = list
+            .items
+            .iter()
+            .filter(|d| is_ready_and_current(d))
+            .count();
         if progress.resized && progress.fixed && ready == samples.len() {
             break;
         }
         if Instant::now() > deadline {
-            report.say(&format!("gave up after {}s: {ready}/{} Ready", options.timeout_secs, samples.len()));
+            report.say(&format!(
+                "gave up after {}s: {ready}/{} Ready",
+                options.timeout_secs,
+                samples.len()
+            ));
             return Ok(false);
         }
         if last_line.elapsed() > Duration::from_secs(2) {
@@ -121,7 +142,11 @@ pub async fn run(
                 .filter(|d| !is_ready_and_current(d))
                 .map(|d| format!("{} {}", d.name_any(), d.phase().unwrap_or("-")))
                 .collect();
-            report.say(&format!("… {ready}/{} Ready; waiting on {}", samples.len(), waiting.join(", ")));
+            report.say(&format!(
+                "… {ready}/{} Ready; waiting on {}",
+                samples.len(),
+                waiting.join(", ")
+            ));
             last_line = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -142,13 +167,17 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    report.say("inventory    gone: DBaaS instance deprovisioned, finalizer removed");
+    report.say("inventory    gone: the finalizer deprovisioned its DBaaS instance first");
     if let Some(dbaas) = dbaas {
-        let left = dbaas.instances().iter().filter(|i| i.name == "inventory").count();
-        if left != 0 {
-            report.say("inventory    its DBaaS instance is still there");
-            return Ok(false);
+        // The DBaaS deletes asynchronously; the instance goes a moment later.
+        while dbaas.instances().iter().any(|i| i.name == "inventory") {
+            if Instant::now() > gone_by {
+                report.say("inventory    its DBaaS instance is still there");
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        report.say("inventory    DBaaS instance gone");
     }
     Ok(true)
 }
@@ -156,7 +185,11 @@ pub async fn run(
 /// Ready, and the ready status is about the current spec.
 fn is_ready_and_current(db: &Database) -> bool {
     db.phase() == Some("Ready")
-        && db.status.as_ref().and_then(|s| s.machine.observed_generation) == db.metadata.generation
+        && db
+            .status
+            .as_ref()
+            .and_then(|s| s.machine.observed_generation)
+            == db.metadata.generation
 }
 
 /// Creates `db`, retrying the faults `--chaos` injects.
@@ -165,8 +198,14 @@ async fn create_with_retry(api: &Api<Database>, db: &Database) -> Result<(), kub
     loop {
         match api.create(&PostParams::default(), db).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 && api.get_opt(&db.name_any()).await?.is_some() => return Ok(()),
-            Err(kube::Error::Api(s)) if (s.code >= 500 || s.code == 429 || s.code == 409) && attempt < 10 => {
+            Err(kube::Error::Api(s))
+                if s.code == 409 && api.get_opt(&db.name_any()).await?.is_some() =>
+            {
+                return Ok(());
+            }
+            Err(kube::Error::Api(s))
+                if (s.code >= 500 || s.code == 429 || s.code == 409) && attempt < 10 =>
+            {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
@@ -198,16 +237,27 @@ fn chaos(server: Option<&ApiServer>, dbaas: Option<&RunningDbaas>, report: &Repo
 }
 
 /// `--serve`: keep everything running and show how to look at it with kubectl.
-pub async fn serve(server: &ApiServer, operator: &Operator) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn serve(
+    server: &ApiServer,
+    operator: &Operator,
+) -> Result<(), Box<dyn std::error::Error>> {
     let http = server.serve().await?;
-    let path = std::env::temp_dir().join(format!("database-operator-{}.kubeconfig", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "database-operator-{}.kubeconfig",
+        std::process::id()
+    ));
     http.write_kubeconfig(&path)?;
     let ns = operator.client.default_namespace().to_owned();
-    println!("\nThe embedded API server is serving at {} (Ctrl-C stops).", http.url());
+    println!(
+        "\nThe embedded API server is serving at {} (Ctrl-C stops).",
+        http.url()
+    );
     println!("\n  export KUBECONFIG={}", path.display());
     println!("  kubectl get databases -n {ns} -w");
     println!("  kubectl describe database orders -n {ns}");
-    println!("  kubectl patch database orders -n {ns} --type merge -p '{{\"spec\":{{\"replicas\":7}}}}'");
+    println!(
+        "  kubectl patch database orders -n {ns} --type merge -p '{{\"spec\":{{\"replicas\":7}}}}'"
+    );
     println!("  kubectl get database orders -n {ns} -o jsonpath='{{.status.phaseHistory}}'");
     println!("  kubectl delete database analytics -n {ns}");
     tokio::signal::ctrl_c().await?;

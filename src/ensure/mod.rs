@@ -114,6 +114,11 @@
 //!   item by item and replaced whole when they differ (items with the same `name` keep
 //!   the fields the server filled in); `metadata.ownerReferences` merge by `uid` and
 //!   `metadata.finalizers` as a set, so other owners and finalizers are kept.
+//! - Inside an atomic value (a list without merge keys such as a `StatefulSet`'s
+//!   `volumeClaimTemplates`), [`apply`](Ensure::apply) compares only the fields you set,
+//!   because the server's defaults there are credited to your field manager: removing a
+//!   field from inside such a value is not seen as a change until something else in it
+//!   changes.
 //! - [`create_only`](Ensure::create_only) never updates, not even labels or owner
 //!   references of an existing object.
 //! - For a [`DynamicObject`] the scope is not known: without `metadata.namespace` the child

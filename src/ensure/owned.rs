@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::{
     path::{FieldPath, Seg},
     semantic::{equal, is_absent},
+    subset::subset_diff,
 };
 
 /// The `fieldsV1` of the `Apply` entry of `manager` (main resource, not a subresource).
@@ -88,8 +89,17 @@ fn walk(
         return;
     };
     let Some((first, _)) = children(node).next() else {
-        // A leaf (or an atomic value): ours as a whole.
-        if !equal(desired, live, path) {
+        // A leaf (or an atomic value): ours as a whole. The server defaults fields inside
+        // atomic values too (a StatefulSet's `volumeClaimTemplates`), and its managed
+        // fields then credit them to us: compare an atomic composite as a subset, so those
+        // defaults never count as a difference.
+        let differs = match (desired, live) {
+            (Some(d @ (Value::Object(_) | Value::Array(_))), Some(l)) => {
+                !subset_diff(d, l).fields.is_empty()
+            }
+            _ => !equal(desired, live, path),
+        };
+        if differs {
             out.push(path.render());
         }
         return;

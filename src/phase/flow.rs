@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt, runtime::controller::Action};
 
 use super::{
     Phase, PhaseError, PhaseMachine, PhaseStatus, Step, Transition,
-    engine::{Inner, Object, later, until},
+    engine::{Inner, Object, ceil_second, later, until},
     plan::{self, At, Observe, Standing, Why},
     text::{chain, humantime, transition_note},
     transition::Kind,
@@ -411,7 +411,8 @@ impl<M> Inner<M> {
         let table = self.machine.transitions();
         let attempts = status.retry.as_ref().map_or(0, |r| r.attempts);
         let delay = retry.then(|| self.schedule.delay(attempts));
-        let next_attempt = delay.map(|d| later(at.now, d));
+        // Stored times have whole seconds: round up, so a retry never starts early.
+        let next_attempt = delay.map(|d| ceil_second(later(at.now, d)));
         let next = plan::fail(table, status, phase.name(), why, next_attempt, at);
         let moved = transition_note(phase.name(), table.failed().name(), why.message);
         let text = match next_attempt {

@@ -26,6 +26,24 @@ fn each<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Map<Str
         .filter_map(Value::as_object_mut)
 }
 
+/// `stringData` is write-only: its entries go into `data`, base64-encoded, as the real
+/// server does on every write, and it is never stored.
+fn merge_string_data(secret: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = secret.remove("stringData") else {
+        return;
+    };
+    let data = secret.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            if let Some(text) = value.as_str() {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                data.insert(key, Value::String(encoded));
+            }
+        }
+    }
+}
+
 /// Fills the defaults of a built-in object before it is stored.
 pub(crate) fn apply(state: &State, rt: &ResourceType, obj: &mut Value) {
     match (rt.group.as_str(), rt.plural.as_str()) {
@@ -33,6 +51,7 @@ pub(crate) fn apply(state: &State, rt: &ResourceType, obj: &mut Value) {
         ("", "secrets") => {
             if let Some(o) = obj.as_object_mut() {
                 set_default(o, "type", json!("Opaque"));
+                merge_string_data(o);
             }
         }
         ("", "persistentvolumeclaims") => {
@@ -228,6 +247,20 @@ mod tests {
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(sts["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    }
+
+    #[test]
+    fn secret_string_data_is_stored_as_base64_data() {
+        let state = State::new(10);
+        let rt = built_ins()
+            .into_iter()
+            .find(|r| r.plural == "secrets")
+            .unwrap();
+        let mut secret = json!({"data": {"user": "YXBw"}, "stringData": {"password": "s3cret"}});
+        apply(&state, &rt, &mut secret);
+        assert_eq!(secret["data"], json!({"user": "YXBw", "password": "czNjcmV0"}));
+        assert_eq!(secret.get("stringData"), None);
+        assert_eq!(secret["type"], "Opaque");
     }
 
     #[test]
