@@ -31,7 +31,7 @@ use kube::{
 use kube_reconcile::{
     Classify, ErrorClass,
     ensure::{Ensure, EnsureConfig, EnsureError, Ensured},
-    testing::{Fault, Verb as ServerVerb},
+    testing::{ApiServer, Fault},
 };
 use serde_json::json;
 use support::{
@@ -83,6 +83,24 @@ impl Env {
         self.cx.api()
     }
 
+    /// Asserts that `before` is still as it was: same `resourceVersion` and `managedFields`.
+    async fn assert_untouched<K>(&self, before: &K)
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let now = self.api::<K>().get(&before.name_any()).await.unwrap();
+        assert_eq!(
+            stamp(&now),
+            stamp(before),
+            "{} was written",
+            before.name_any()
+        );
+    }
+
     /// `namespace/name`, as errors show a child.
     fn shown(&self, name: &str) -> String {
         format!("{}/{name}", self.cx.namespace())
@@ -91,7 +109,7 @@ impl Env {
     /// The requests `f` sent; on the embedded tier the server must count the same writes
     /// (unless a hook interfered: its writes are the server's to count, not ours).
     async fn counted<T>(&self, f: impl Future<Output = T>) -> (T, Calls) {
-        let server_before = self.cx.embedded_server().map(|s| s.requests());
+        let server_before = self.cx.embedded_server().map(ApiServer::requests);
         let (out, calls) = self.recorder.during(f).await;
         if let (Some(server), Some(before), 0) =
             (self.cx.embedded_server(), server_before, calls.hooks())
@@ -288,8 +306,8 @@ both_tiers! {
         .await;
         assert!(outcomes.iter().all(|o| *o == Ensured::Unchanged), "{outcomes:?}");
         assert_eq!(calls.writes(), 0, "{calls}");
-        assert_eq!(stamp(&env.api::<Service>().get("db").await.unwrap()), stamp(&live_svc));
-        assert_eq!(stamp(&env.api::<StatefulSet>().get("db").await.unwrap()), stamp(&live_sts));
+        env.assert_untouched(&live_svc).await;
+        env.assert_untouched(&live_sts).await;
 
         // A real change is one apply, and names the field.
         let (outcome, calls) = env.counted(ensure.apply(&stateful_set("db", "postgres:17"))).await;
@@ -413,8 +431,8 @@ both_tiers! {
         .await;
         assert!(outcomes.iter().all(|o| *o == Ensured::Unchanged), "{outcomes:?}");
         assert_eq!(calls.writes(), 0, "{calls}");
-        assert_eq!(stamp(&env.api::<Service>().get("db").await.unwrap()), stamp(&live_svc));
-        assert_eq!(stamp(&env.api::<StatefulSet>().get("db").await.unwrap()), stamp(&live_sts));
+        env.assert_untouched(&live_svc).await;
+        env.assert_untouched(&live_sts).await;
 
         // A change patches what differs and keeps what the server allocated.
         let outcome = ensure.patch(&service("db", 5433)).await.unwrap();
@@ -476,8 +494,11 @@ fn interfere(
         let (cms, n) = (cms.clone(), n);
         Box::pin(async move {
             let mut live = cms.get(name).await.unwrap();
-            live.annotations_mut().insert("interfered".into(), n.to_string());
-            cms.replace(name, &PostParams::default(), &live).await.unwrap();
+            live.annotations_mut()
+                .insert("interfered".into(), n.to_string());
+            cms.replace(name, &PostParams::default(), &live)
+                .await
+                .unwrap();
         })
     }
 }
@@ -493,18 +514,24 @@ async fn a_single_conflict_is_retried_and_two_are_a_conflict() {
     let ensure = env.ensure();
     let desired = config_map("settings", &[("a", "1")]);
 
-    server
-        .faults()
-        .inject(Fault::error(409).verb(ServerVerb::Patch).resource("configmaps").times(1));
+    server.faults().inject(
+        Fault::error(409)
+            .verb(Verb::Patch)
+            .resource("configmaps")
+            .times(1),
+    );
     let (outcome, calls) = env.counted(ensure.apply(&desired)).await;
     assert_eq!(outcome.unwrap(), Ensured::Created);
     assert_eq!(calls.get(Verb::Get, "configmaps"), 2, "{calls}");
     assert_eq!(calls.get(Verb::Patch, "configmaps"), 2, "{calls}");
 
     server.faults().clear();
-    server
-        .faults()
-        .inject(Fault::error(409).verb(ServerVerb::Patch).resource("configmaps").times(2));
+    server.faults().inject(
+        Fault::error(409)
+            .verb(Verb::Patch)
+            .resource("configmaps")
+            .times(2),
+    );
     let err = ensure
         .apply(&config_map("settings", &[("a", "2")]))
         .await
@@ -522,11 +549,12 @@ async fn a_single_conflict_is_retried_and_two_are_a_conflict() {
 #[tokio::test]
 async fn a_create_refused_with_a_conflict_reads_again_and_creates() {
     let env = Env::new(Tier::embedded("a_create_refused").await).await;
-    env.cx
-        .embedded_server()
-        .unwrap()
-        .faults()
-        .inject(Fault::error(409).verb(ServerVerb::Create).resource("secrets").times(1));
+    env.cx.embedded_server().unwrap().faults().inject(
+        Fault::error(409)
+            .verb(Verb::Create)
+            .resource("secrets")
+            .times(1),
+    );
     let (outcome, calls) = env
         .counted(env.ensure().create_only(&password_secret("pw")))
         .await;
@@ -536,7 +564,7 @@ async fn a_create_refused_with_a_conflict_reads_again_and_creates() {
 
 both_tiers! {
     /// Another replica of the operator creates the secret between our read and our
-    /// create: the server's AlreadyExists, a re-read, and the winner's password is kept.
+    /// create: the server's `AlreadyExists`, a re-read, and the winner's password is kept.
     async fn a_create_that_races_another_replica_keeps_the_winners_password(cx: Tier) {
         let env = Env::new(cx).await;
         let winner = password_secret("pw");

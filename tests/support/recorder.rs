@@ -19,29 +19,8 @@ use std::{
 };
 
 use kube::{Client, client::Body};
-
-/// What a request did, in the API server's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Verb {
-    Get,
-    List,
-    Watch,
-    Create,
-    Update,
-    Patch,
-    Delete,
-    DeleteCollection,
-}
-
-impl Verb {
-    /// Whether the verb changes anything.
-    pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
-        )
-    }
-}
+/// The embedded server's verbs, so counts read the same on both tiers.
+pub use kube_reconcile::testing::Verb;
 
 /// One request: its verb, resource (`configmaps`, `pipelines/status`) and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
