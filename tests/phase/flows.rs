@@ -6,21 +6,7 @@ use super::*;
 async fn the_happy_path_writes_phase_conditions_and_history_at_every_step() {
     let env = env().await;
     // Record every version of the object that the server hands out.
-    let seen = Arc::new(Mutex::new(Vec::<Pipeline>::new()));
-    let recorder = {
-        let seen = seen.clone();
-        let stream = watcher(
-            env.api.clone(),
-            watcher::Config::default().fields("metadata.name=db"),
-        )
-        .applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(obj)) = stream.try_next().await {
-                seen.lock().unwrap().push(obj);
-            }
-        })
-    };
+    let (seen, recorder) = env.record("db").await;
     let controller = env.run_controller();
     env.create("db", 3, "").await;
     let ready = env.until_phase("db", "Ready").await;
@@ -70,16 +56,7 @@ async fn the_happy_path_writes_phase_conditions_and_history_at_every_step() {
     check_every_step(&seen.lock().unwrap());
 
     // One event per transition.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client(), "default");
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("db"))
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = env.event_reasons("db").await;
     for reason in [
         "Created",
         "Provisioning",
@@ -98,7 +75,7 @@ async fn the_happy_path_writes_phase_conditions_and_history_at_every_step() {
 }
 
 /// The phases in order, and at each step the status and conditions that go with it.
-fn check_every_step(seen: &[Pipeline]) {
+pub(super) fn check_every_step(seen: &[Pipeline]) {
     // Every intermediate status as the watch saw it.
     let mut phases: Vec<&str> = seen.iter().filter_map(phase_of).collect();
     phases.dedup();
@@ -175,12 +152,12 @@ async fn a_ready_object_costs_zero_writes_per_reconcile() {
     env.create("db", 3, "").await;
     env.until_phase("db", "Ready").await;
     controller.abort();
-    let before = env.server.requests();
+    let before = env.server().requests();
     for _ in 0..20 {
         let action = env.reconcile("db").await.unwrap();
         assert_eq!(action, kube::runtime::controller::Action::await_change());
     }
-    let delta = env.server.requests().since(&before);
+    let delta = env.server().requests().since(&before);
     assert_eq!(delta.writes(), 0, "{delta:?}");
 }
 
@@ -212,9 +189,9 @@ async fn an_undeclared_transition_is_refused_with_a_condition_and_no_phase_chang
     assert_eq!(last.reason, "UndeclaredTransition");
     assert!(last.message.contains("asked for Ready"), "{}", last.message);
     // Refusing again writes nothing more.
-    let before = env.server.requests();
+    let before = env.server().requests();
     env.reconcile("db").await.unwrap_err();
-    assert_eq!(env.server.requests().since(&before).writes(), 0);
+    assert_eq!(env.server().requests().since(&before).writes(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -223,19 +200,8 @@ async fn a_spec_change_on_a_ready_object_goes_through_updating() {
     let controller = env.run_controller();
     env.create("db", 3, "").await;
     env.until_phase("db", "Ready").await;
-    env.api
-        .patch(
-            "db",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "size": 5 } })),
-        )
-        .await
-        .unwrap();
-    let obj = env
-        .until("db", "Ready at generation 2", |o| {
-            phase_of(o) == Some("Ready") && machine(o).observed_generation == Some(2)
-        })
-        .await;
+    env.resize("db", 5).await;
+    let obj = env.until_ready_at("db", 2).await;
     assert_eq!(
         history(&obj)[5..],
         ["Ready", "Updating", "Verifying", "Ready"]
@@ -295,9 +261,9 @@ async fn a_failure_is_retried_with_backoff_and_recorded() {
     );
 
     // Before the retry is due nothing happens and nothing is written.
-    let before = env.server.requests();
+    let before = env.server().requests();
     let action = env.reconcile("db").await.unwrap();
-    assert_eq!(env.server.requests().since(&before).writes(), 0);
+    assert_eq!(env.server().requests().since(&before).writes(), 0);
     assert!(action != kube::runtime::controller::Action::await_change());
     tokio::time::advance(wait + Duration::from_millis(1)).await;
     env.reconcile("db").await.unwrap();
@@ -453,9 +419,9 @@ async fn a_retryable_handler_error_keeps_the_phase_and_is_recorded() {
         "scripted Transient error"
     );
     // The same error again writes nothing.
-    let before = env.server.requests();
+    let before = env.server().requests();
     env.reconcile("db").await.unwrap_err();
-    assert_eq!(env.server.requests().since(&before).writes(), 0);
+    assert_eq!(env.server().requests().since(&before).writes(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -526,7 +492,7 @@ async fn a_conflicting_status_write_is_a_conflict_and_the_next_reconcile_succeed
     let env = env().await;
     env.create("db", 3, "").await;
     env.reconcile("db").await.unwrap();
-    env.server
+    env.server()
         .faults()
         .inject(Fault::error(409).verb(Verb::Patch).times(1));
     let err = env.reconcile("db").await.unwrap_err();

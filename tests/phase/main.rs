@@ -2,7 +2,8 @@
 //! status and conditions checked at each step, a refused transition, Updating on a spec
 //! change, Failed and retry with backoff, deadlines, deletion with cleanup, a failing
 //! cleanup, zero writes in steady state, conflicts, corrupt phases; and a property test of
-//! random handler outcomes.
+//! random handler outcomes. `tiers` runs the main flows in real time on both servers,
+//! the embedded one and a real kube-apiserver.
 
 use std::{
     collections::HashMap,
@@ -18,7 +19,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{
     Api, Client, CustomResource, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-    runtime::{Controller, WatchStreamExt, watcher},
+    runtime::{Controller, watcher},
 };
 use kube_reconcile::{
     Classify, ControllerExt, ErrorClass, Reconciler,
@@ -35,6 +36,10 @@ use serde_json::json;
 
 mod flows;
 mod random;
+#[macro_use]
+#[path = "../support/mod.rs"]
+mod support;
+mod tiers;
 
 /// A pipeline: something that goes through the lesson's phases.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -185,12 +190,15 @@ impl PhaseMachine<Pipeline, Ctx> for Machine {
 }
 
 struct Env {
-    server: ApiServer,
+    /// The embedded server, for counters and faults (`None` on the real tier).
+    server: Option<ApiServer>,
+    client: Client,
     api: Api<Pipeline>,
     ctx: Arc<Ctx>,
     engine: PhaseEngine<Machine, Pipeline>,
 }
 
+/// The engine on a fresh embedded server, objects in `default`.
 async fn env() -> Env {
     let server = ApiServer::new();
     let client = server.client();
@@ -198,23 +206,103 @@ async fn env() -> Env {
     crds.create(&PostParams::default(), &Pipeline::crd())
         .await
         .unwrap();
-    let engine = PhaseEngine::with_config(
-        Machine { table: table() },
-        client.clone(),
-        PhaseConfig::default().finalizer("test.kube-reconcile.dev/cleanup"),
-    )
-    .unwrap();
-    Env {
-        server,
-        api: Api::namespaced(client, "default"),
-        ctx: Arc::new(Ctx::default()),
-        engine,
-    }
+    Env::new(client, "default", PhaseConfig::default(), Some(server))
 }
 
 impl Env {
+    /// The engine (with `config` and the test finalizer) on `client`, objects in
+    /// `namespace`; the Pipeline CRD must be installed.
+    fn new(client: Client, namespace: &str, config: PhaseConfig, server: Option<ApiServer>) -> Env {
+        let engine = PhaseEngine::with_config(
+            Machine { table: table() },
+            client.clone(),
+            config.finalizer("test.kube-reconcile.dev/cleanup"),
+        )
+        .unwrap();
+        Env {
+            server,
+            api: Api::namespaced(client.clone(), namespace),
+            client,
+            ctx: Arc::new(Ctx::default()),
+            engine,
+        }
+    }
+
     fn client(&self) -> Client {
-        self.server.client()
+        self.client.clone()
+    }
+
+    /// The embedded server (tests of the embedded tier only).
+    fn server(&self) -> &ApiServer {
+        self.server.as_ref().expect("an embedded-tier test")
+    }
+
+    /// Patches `spec.size` of `name` (a new generation).
+    async fn resize(&self, name: &str, size: i32) {
+        self.api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "size": size } })),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `name` is Ready at `generation`.
+    async fn until_ready_at(&self, name: &str, generation: i64) -> Pipeline {
+        self.until(name, &format!("Ready at generation {generation}"), |o| {
+            phase_of(o) == Some("Ready") && machine(o).observed_generation == Some(generation)
+        })
+        .await
+    }
+
+    /// Records every version of `name` the server hands out, from a watch that is
+    /// established before this returns.
+    async fn record(&self, name: &str) -> (Arc<Mutex<Vec<Pipeline>>>, tokio::task::JoinHandle<()>) {
+        let seen = Arc::new(Mutex::new(Vec::<Pipeline>::new()));
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let stream = watcher(
+            self.api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        );
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                let mut ready = Some(ready);
+                while let Ok(Some(event)) = stream.try_next().await {
+                    match event {
+                        watcher::Event::InitDone => {
+                            if let Some(ready) = ready.take() {
+                                let _ = ready.send(());
+                            }
+                        }
+                        watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                            seen.lock().unwrap().push(obj);
+                        }
+                        watcher::Event::Init | watcher::Event::Delete(_) => {}
+                    }
+                }
+            })
+        };
+        listening.await.expect("the watch started");
+        (seen, task)
+    }
+
+    /// The reasons of the events about `name`.
+    async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client(), self.api.namespace().unwrap_or("default"));
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
     }
 
     fn run_controller(&self) -> tokio::task::JoinHandle<()> {

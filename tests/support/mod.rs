@@ -4,5 +4,6 @@
 
 pub mod binaries;
 pub mod dbaas;
+pub mod recorder;
 pub mod tier;
 pub mod widget;
