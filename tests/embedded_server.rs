@@ -886,3 +886,41 @@ mod garbage {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_simulator_retries_a_status_write_that_failed() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube_reconcile::testing::{Fault, Verb, WorkloadSimulator};
+    let server = ApiServer::new();
+    let _simulator = WorkloadSimulator::new(server.client())
+        .ready_after(Duration::from_secs(1))
+        .start();
+    // The first two status writes fail, as a flaky API server would answer them.
+    server.faults().inject(
+        Fault::error(500)
+            .verb(Verb::Patch)
+            .resource("statefulsets.apps/status")
+            .times(2),
+    );
+    let sts: Api<StatefulSet> = Api::default_namespaced(server.client());
+    let manifest: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "db"}},
+            "serviceName": "db",
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}
+        }
+    }))
+    .unwrap();
+    sts.create(&PostParams::default(), &manifest).await.unwrap();
+    let ready = await_condition(sts.clone(), "db", |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|st| st.ready_replicas)
+            == Some(1)
+    });
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.faults().fired(), 2);
+}

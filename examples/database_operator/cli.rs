@@ -24,6 +24,7 @@ FLAGS:
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
+#[allow(clippy::struct_excessive_bools, reason = "each is a command-line flag")]
 pub(crate) struct Options {
     pub(crate) chaos: bool,
     pub(crate) count: usize,

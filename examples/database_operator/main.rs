@@ -185,16 +185,15 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
     let report = Report::new();
     // The API server: embedded unless --cluster.
     let server = (!options.cluster).then(ApiServer::new);
-    let client = match &server {
-        Some(server) => server.client(),
-        None => {
-            let client = Client::try_default().await?;
-            report.say(&format!(
-                "using the current kube context (namespace {})",
-                client.default_namespace()
-            ));
-            client
-        }
+    let client = if let Some(server) = &server {
+        server.client()
+    } else {
+        let client = Client::try_default().await?;
+        report.say(&format!(
+            "using the current kube context (namespace {})",
+            client.default_namespace()
+        ));
+        client
     };
     let namespace = client.default_namespace().to_owned();
     if server.is_some() || options.install_crd {
@@ -214,10 +213,12 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
                 .await?,
         ),
     };
-    let dbaas_url = options
-        .dbaas_url
-        .clone()
-        .unwrap_or_else(|| simulated.as_ref().map(|d| d.url()).unwrap_or_default());
+    let dbaas_url = options.dbaas_url.clone().unwrap_or_else(|| {
+        simulated
+            .as_ref()
+            .map(dbaas::RunningDbaas::url)
+            .unwrap_or_default()
+    });
     report.say(&format!(
         "DBaaS at {dbaas_url}{}",
         if simulated.is_some() {

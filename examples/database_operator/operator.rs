@@ -44,7 +44,9 @@ kube_reconcile::phases! {
 
 /// The lesson's state diagram.
 pub(crate) fn transitions() -> Result<Transitions<DbPhase>, TableError> {
-    use DbPhase::*;
+    use DbPhase::{
+        Configuring, Deploying, Failed, Pending, Provisioning, Ready, Updating, Verifying,
+    };
     Transitions::builder(Pending)
         .path([
             Pending,

@@ -9,6 +9,7 @@ use std::{
 use futures::TryStreamExt;
 use kube::{
     Api, ResourceExt,
+    api::ListParams,
     runtime::{WatchStreamExt, watcher},
 };
 use kube_reconcile::{
@@ -19,12 +20,15 @@ use kube_reconcile::{
 
 use super::{Operator, crd::Database, dbaas::RunningDbaas};
 
+/// What a Database went through: seconds since start, and the record.
+type Timeline = Vec<(f64, PhaseRecord)>;
+
 /// The run's output.
 #[derive(Clone)]
 pub(crate) struct Report {
     started: Instant,
     breaker: Arc<Mutex<Vec<String>>>,
-    timelines: Arc<Mutex<BTreeMap<String, Vec<(f64, PhaseRecord)>>>>,
+    timelines: Arc<Mutex<BTreeMap<String, Timeline>>>,
 }
 
 impl Report {
@@ -115,7 +119,7 @@ impl Report {
         println!("\n== summary after {:.2}s ==", self.elapsed());
         let list = operator
             .api
-            .list(&Default::default())
+            .list(&ListParams::default())
             .await
             .map(|l| l.items)
             .unwrap_or_default();

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::testing::{ApiServer, Fault, Verb};
 use serde_json::json;
@@ -93,11 +93,30 @@ pub(crate) async fn run(
         samples.len()
     ));
 
+    if !converge(api, options, samples.len(), report).await? {
+        return Ok(false);
+    }
+    report.say(&format!("all {} Databases Ready", samples.len()));
+    if let Some(server) = server {
+        server.faults().clear();
+    }
+
+    delete_one(api, dbaas, report).await
+}
+
+/// Waits until every sample is Ready at its current spec, changing `orders` once it is
+/// Ready and fixing `legacy` once it failed, as a user would; prints progress.
+async fn converge(
+    api: &Api<Database>,
+    options: &Options,
+    samples: usize,
+    report: &Report,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(options.timeout_secs);
     let mut progress = Progress::default();
     let mut last_line = Instant::now();
     loop {
-        let Ok(list) = api.list(&Default::default()).await else {
+        let Ok(list) = api.list(&ListParams::default()).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -124,14 +143,13 @@ pub(crate) async fn run(
             .iter()
             .filter(|d| is_ready_and_current(d))
             .count();
-        if progress.resized && progress.fixed && ready == samples.len() {
+        if progress.resized && progress.fixed && ready == samples {
             break;
         }
         if Instant::now() > deadline {
             report.say(&format!(
                 "gave up after {}s: {ready}/{} Ready",
-                options.timeout_secs,
-                samples.len()
+                options.timeout_secs, samples
             ));
             return Ok(false);
         }
@@ -144,19 +162,22 @@ pub(crate) async fn run(
                 .collect();
             report.say(&format!(
                 "… {ready}/{} Ready; waiting on {}",
-                samples.len(),
+                samples,
                 waiting.join(", ")
             ));
             last_line = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    report.say(&format!("all {} Databases Ready", samples.len()));
-    if let Some(server) = server {
-        server.faults().clear();
-    }
+    Ok(true)
+}
 
-    // Deletion: the finalizer deprovisions the DBaaS instance, then the object goes.
+/// Deletes `inventory`: its finalizer deprovisions the DBaaS instance, then it goes.
+async fn delete_one(
+    api: &Api<Database>,
+    dbaas: Option<&RunningDbaas>,
+    report: &Report,
+) -> Result<bool, Box<dyn std::error::Error>> {
     api.delete("inventory", &DeleteParams::default()).await?;
     report.say("inventory    deleted by the user");
     let gone_by = Instant::now() + Duration::from_secs(20);

@@ -14,14 +14,30 @@ use super::{
     transition::Kind,
     write::{Note, Target},
 };
-use crate::error::{Classify, ErrorClass};
+use crate::{
+    conditions::Condition,
+    error::{Classify, ErrorClass},
+};
 
 /// What one step knows besides the object: where to write, the status as read, when.
+#[derive(Clone, Copy)]
 struct Here<'a, P> {
     api: &'a Target,
     status: &'a PhaseStatus,
     phase: P,
     at: At,
+}
+
+impl<P: Copy> Here<'_, P> {
+    /// The status with `conditions` set, if there are any.
+    fn with_conditions(&self, conditions: &[Condition]) -> Option<PhaseStatus> {
+        if conditions.is_empty() {
+            return None;
+        }
+        let mut status = self.status.clone();
+        plan::set_extra_conditions(&mut status, conditions, self.at.now);
+        Some(status)
+    }
 }
 
 impl<M> Inner<M> {
@@ -256,26 +272,16 @@ impl<M> Inner<M> {
         if let Some(problem) = t.status_error {
             return Err(PhaseError::StatusFields(problem));
         }
-        let extra_status;
-        let extra_here;
-        let here = if t.conditions.is_empty() {
-            here
-        } else {
-            let mut with_conditions = here.status.clone();
-            plan::set_extra_conditions(&mut with_conditions, &t.conditions, here.at.now);
-            extra_status = with_conditions;
-            extra_here = Here {
-                status: &extra_status,
-                ..*here
-            };
-            &extra_here
-        };
+        // A handler's own conditions go into the same write as the engine's.
+        let with_conditions = here.with_conditions(&t.conditions);
         let Here {
             api,
             status,
             phase,
             at,
-        } = *here;
+        } = with_conditions
+            .as_ref()
+            .map_or(*here, |status| Here { status, ..*here });
         let table = self.machine.transitions();
         let from = phase.name();
         let reason = t.reason.as_deref().unwrap_or("");

@@ -229,9 +229,22 @@ async fn run<K: Workload>(
                 tokio::time::sleep(delay).await;
             }
             let patch = json!({ "status": status });
-            let _ = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
+            // A kubelet and a controller manager keep trying: so does the simulator, or
+            // one failed write (an injected fault) would leave the workload unready.
+            let mut wait = Duration::from_millis(50);
+            for _ in 0..20 {
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(e)) if e.code == 404 => return,
+                    Err(_) => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
         });
     }
 }

@@ -258,7 +258,10 @@ mod tests {
             .unwrap();
         let mut secret = json!({"data": {"user": "YXBw"}, "stringData": {"password": "s3cret"}});
         apply(&state, &rt, &mut secret);
-        assert_eq!(secret["data"], json!({"user": "YXBw", "password": "czNjcmV0"}));
+        assert_eq!(
+            secret["data"],
+            json!({"user": "YXBw", "password": "czNjcmV0"})
+        );
         assert_eq!(secret.get("stringData"), None);
         assert_eq!(secret["type"], "Opaque");
     }
