@@ -67,30 +67,50 @@
 //!
 //! # Examples
 //!
+//! A `Cache` resource that warms up before it is ready, run by hand on the embedded API
+//! server (a `Controller` would call [`reconcile`](crate::Reconciler::reconcile) on every
+//! change; see [`ControllerExt::run_reconciler`](crate::ControllerExt::run_reconciler)):
+//!
 //! ```
+//! # #[cfg(feature = "testing")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use kube_reconcile::phase::{PhaseMachine, Step, Transition, Transitions};
-//! # use k8s_openapi::api::core::v1::ConfigMap;
+//! use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+//! use kube::{Api, CustomResource, CustomResourceExt, api::PostParams};
+//! use kube_reconcile::Reconciler;
+//! use kube_reconcile::phase::{
+//!     HasPhaseStatus, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition, Transitions,
+//! };
+//! use kube_reconcile::testing::ApiServer;
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
+//! #[kube(group = "example.com", version = "v1", kind = "Cache", namespaced, status = "CacheStatus")]
+//! struct CacheSpec {
+//!     size_mb: u32,
+//! }
+//!
+//! #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+//! struct CacheStatus {
+//!     #[serde(flatten)]
+//!     machine: PhaseStatus,
+//! }
+//!
+//! impl HasPhaseStatus for Cache {
+//!     fn phase_status(&self) -> Option<&PhaseStatus> {
+//!         self.status.as_ref().map(|s| &s.machine)
+//!     }
+//! }
 //!
 //! kube_reconcile::phases! {
 //!     /// Where a cache is in its life.
-//!     pub enum CachePhase { Pending, Warming, Ready, Updating, Failed }
+//!     enum CachePhase { Pending, Warming, Ready, Updating, Failed }
 //! }
 //!
-//! struct CacheMachine { table: Transitions<CachePhase> }
-//!
-//! impl CacheMachine {
-//!     fn new() -> Result<Self, kube_reconcile::phase::TableError> {
-//!         use CachePhase::*;
-//!         let table = Transitions::builder(Pending)
-//!             .path([Pending, Warming, Ready, Updating, Warming])
-//!             .edge(Failed, Warming)
-//!             .ready(Ready)
-//!             .updating(Updating)
-//!             .failed(Failed)
-//!             .build()?;
-//!         Ok(CacheMachine { table })
-//!     }
+//! struct CacheMachine {
+//!     table: Transitions<CachePhase>,
 //! }
 //!
 //! impl PhaseMachine<Cache, ()> for CacheMachine {
@@ -106,32 +126,54 @@
 //!     {
 //!         Ok(match phase {
 //!             CachePhase::Pending | CachePhase::Updating => Transition::to(CachePhase::Warming),
-//!             CachePhase::Warming => Transition::to(CachePhase::Ready).because("Warm", "entries loaded"),
-//!             _ => Transition::done(),
+//!             CachePhase::Warming => Transition::to(CachePhase::Ready)
+//!                 .because("Warm", format!("{} MB loaded", cache.spec.size_mb)),
+//!             CachePhase::Ready | CachePhase::Failed => Transition::done(),
 //!         })
 //!     }
 //! }
-//! # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-//! # struct Cache { metadata: kube::api::ObjectMeta, status: Option<kube_reconcile::phase::PhaseStatus> }
-//! # impl kube::Resource for Cache {
-//! #     type DynamicType = (); type Scope = kube::core::NamespaceResourceScope;
-//! #     fn kind(_: &()) -> std::borrow::Cow<'_, str> { "Cache".into() }
-//! #     fn group(_: &()) -> std::borrow::Cow<'_, str> { "example.com".into() }
-//! #     fn version(_: &()) -> std::borrow::Cow<'_, str> { "v1".into() }
-//! #     fn plural(_: &()) -> std::borrow::Cow<'_, str> { "caches".into() }
-//! #     fn meta(&self) -> &kube::api::ObjectMeta { &self.metadata }
-//! #     fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta { &mut self.metadata }
-//! # }
-//! # impl kube_reconcile::phase::HasPhaseStatus for Cache {
-//! #     fn phase_status(&self) -> Option<&kube_reconcile::phase::PhaseStatus> { self.status.as_ref() }
-//! # }
-//! assert!(CacheMachine::new().is_ok());
+//!
+//! use CachePhase::{Failed, Pending, Ready, Updating, Warming};
+//! let table = Transitions::builder(Pending)
+//!     .path([Pending, Warming, Ready, Updating, Warming])
+//!     .edge(Failed, Warming)
+//!     .ready(Ready)
+//!     .updating(Updating)
+//!     .failed(Failed)
+//!     .build()?;
+//!
+//! let server = ApiServer::new();
+//! let client = server.client();
+//! Api::<CustomResourceDefinition>::all(client.clone())
+//!     .create(&PostParams::default(), &Cache::crd())
+//!     .await?;
+//! let caches: Api<Cache> = Api::default_namespaced(client.clone());
+//! caches.create(&PostParams::default(), &Cache::new("hot", CacheSpec { size_mb: 64 })).await?;
+//!
+//! let engine = PhaseEngine::new(CacheMachine { table }, client);
+//! for _ in 0..3 {
+//!     engine.reconcile(Arc::new(caches.get("hot").await?), Arc::new(())).await?;
+//! }
+//! let hot = caches.get("hot").await?;
+//! let status = hot.phase_status().expect("a status");
+//! assert_eq!(status.phase.as_deref(), Some("Ready"));
+//! assert!(status.conditions.is_true("Ready"));
+//! assert_eq!(status.observed_generation, Some(1));
+//! let phases: Vec<&str> = status.phase_history.iter().map(|r| r.phase.as_str()).collect();
+//! assert_eq!(phases, ["Pending", "Warming", "Ready"]);
+//! assert_eq!(hot.metadata.finalizers, Some(vec!["kube-reconcile.dev/cleanup".to_owned()]));
+//!
+//! // Ready and nothing changed: another reconcile writes nothing.
+//! let before = server.requests();
+//! engine.reconcile(Arc::new(hot), Arc::new(())).await?;
+//! assert_eq!(server.requests().since(&before).writes(), 0);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
 //! ```
 //!
-//! Run it with `PhaseEngine::new(CacheMachine::new()?, client)` as the reconciler of a
-//! `Controller` ([`ControllerExt::run_reconciler`](crate::ControllerExt::run_reconciler)),
-//! wrapped in middleware like any other reconciler. The crate's `tests/phase.rs` and the
-//! `database_operator` example run it end to end on the embedded API server.
+//! The crate's `tests/phase/` and the `database_operator` example run it end to end with a
+//! `Controller`, on the embedded API server and on a real kube-apiserver.
 
 mod config;
 mod engine;
