@@ -21,10 +21,7 @@ use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use kube_reconcile::{
-    phase::HasPhaseStatus,
-    testing::WorkloadSimulator,
-};
+use kube_reconcile::{phase::HasPhaseStatus, testing::WorkloadSimulator};
 use serde_json::json;
 use support::{recorder::Recorder, tier::Tier};
 

@@ -138,24 +138,89 @@ pub(crate) fn json_path(obj: &Value, path: &str) -> Value {
         .trim_start_matches('{')
         .trim_end_matches('}')
         .trim_start_matches('$');
-    let mut node = obj;
-    for seg in path.split('.').filter(|s| !s.is_empty()) {
-        let (field, index) = match seg.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        node = match node.get(field) {
-            Some(n) => n,
-            None => return Value::Null,
-        };
-        if let Some(i) = index {
-            node = match node.get(i) {
-                Some(n) => n,
-                None => return Value::Null,
+    let found = select(vec![obj], path);
+    match found.as_slice() {
+        [] => Value::Null,
+        [one] => (*one).clone(),
+        // Several matches print as one cell, space-separated, as kubectl's jsonpath does.
+        many => Value::String(
+            many.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    }
+}
+
+/// The nodes under `nodes` that `path` selects: `.field`, `[n]`, `[*]` and filters
+/// `[?(@.field=="value")]` (or `!=`), the subset printer columns use.
+fn select<'a>(mut nodes: Vec<&'a Value>, mut rest: &str) -> Vec<&'a Value> {
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let Some(end) = closing_bracket(r) else {
+                return Vec::new();
             };
+            let inner = &r[..end];
+            rest = &r[end + 1..];
+            nodes = if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')'))
+            {
+                let items = nodes.into_iter().filter_map(Value::as_array).flatten();
+                items.filter(|item| matches_filter(item, filter)).collect()
+            } else if inner == "*" {
+                nodes
+                    .into_iter()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .collect()
+            } else if let Ok(i) = inner.parse::<usize>() {
+                nodes.into_iter().filter_map(|n| n.get(i)).collect()
+            } else {
+                return Vec::new();
+            };
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let field = &rest[..end];
+            rest = &rest[end..];
+            nodes = nodes.into_iter().filter_map(|n| n.get(field)).collect();
         }
     }
-    node.clone()
+    nodes
+}
+
+/// The index of the `]` that closes a bracket, skipping quoted strings.
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ']') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `@.field=="value"` or `@.field!="value"` against `item`.
+fn matches_filter(item: &Value, filter: &str) -> bool {
+    let (lhs, rhs, equal) = if let Some((l, r)) = filter.split_once("==") {
+        (l, r, true)
+    } else if let Some((l, r)) = filter.split_once("!=") {
+        (l, r, false)
+    } else {
+        return false;
+    };
+    let Some(path) = lhs.trim().strip_prefix('@') else {
+        return false;
+    };
+    let want = rhs.trim().trim_matches(|c| c == '"' || c == '\'');
+    let got = select(vec![item], path);
+    let is = got
+        .iter()
+        .any(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned) == want);
+    is == equal
 }
 
 /// A Table of `objects` (already presented through `rt`).
@@ -203,4 +268,38 @@ pub(crate) fn render(rt: &ResourceType, objects: &[Value], list_meta: Option<Val
         "columnDefinitions": defs,
         "rows": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_path;
+    use serde_json::json;
+
+    #[test]
+    fn printer_column_paths_select_fields_indices_and_filters() {
+        let obj = json!({
+            "spec": { "replicas": 3, "ports": [{ "port": 80 }, { "port": 443 }] },
+            "status": { "conditions": [
+                { "type": "Reconciling", "status": "False" },
+                { "type": "Ready", "status": "True" }
+            ] }
+        });
+        assert_eq!(json_path(&obj, ".spec.replicas"), json!(3));
+        assert_eq!(json_path(&obj, "{.spec.ports[1].port}"), json!(443));
+        assert_eq!(json_path(&obj, ".spec.ports[*].port"), json!("80 443"));
+        assert_eq!(
+            json_path(&obj, r#".status.conditions[?(@.type=="Ready")].status"#),
+            json!("True")
+        );
+        assert_eq!(
+            json_path(&obj, ".status.conditions[?(@.type=='Missing')].status"),
+            json!(null)
+        );
+        assert_eq!(
+            json_path(&obj, r#".status.conditions[?(@.type!="Ready")].type"#),
+            json!("Reconciling")
+        );
+        assert_eq!(json_path(&obj, ".nothing.here"), json!(null));
+        assert_eq!(json_path(&obj, ".spec.ports[oops"), json!(null));
+    }
 }
