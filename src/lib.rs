@@ -70,7 +70,7 @@
 //!
 //! | Feature | Default | What it adds |
 //! |---|---|---|
-//! | `testing` | no | [`testing`]: an in-process Kubernetes API server with fault injection, for tests and examples. |
+//! | `testing` | no | [`testing`]: an in-process Kubernetes API server with fault injection and a workload simulator, and `ControlPlane`, a real `etcd` + `kube-apiserver` for the same tests (pulls in hyper, rcgen and kube's rustls TLS). |
 //!
 //! The crate does not pick a Kubernetes version for `k8s-openapi`; enable one
 //! (`k8s-openapi/latest` or `v1_xx`) in your binary, as with kube itself.
