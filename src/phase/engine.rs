@@ -11,10 +11,12 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument as _;
 
 use super::{HasPhaseStatus, PhaseConfig, PhaseConfigError, PhaseError, PhaseMachine};
 use crate::{
     clock::{Clock, Nanos},
+    error::Classify as _,
     middleware::backoff::RetrySchedule,
     reconciler::Reconciler,
 };
@@ -179,7 +181,28 @@ where
         ctx: Arc<Ctx>,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send {
         let inner = Arc::clone(&self.inner);
-        async move { inner.reconcile(obj, &ctx).await }
+        let span = tracing::info_span!(
+            "phase_reconcile",
+            object = %format_args!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or("")),
+            phase = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let record = span.clone();
+        async move {
+            let result = inner.reconcile(obj, &ctx).await;
+            let outcome = match &result {
+                Ok(action) if *action == Action::await_change() => "done",
+                Ok(_) => "requeue",
+                Err(e) => match e.class() {
+                    crate::error::ErrorClass::Terminal => "terminal_error",
+                    crate::error::ErrorClass::Conflict => "conflict",
+                    _ => "error",
+                },
+            };
+            record.record("outcome", outcome);
+            result
+        }
+        .instrument(span)
     }
 }
 

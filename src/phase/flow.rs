@@ -110,6 +110,7 @@ impl<M> Inner<M> {
             )
             .await;
         };
+        tracing::Span::current().record("phase", phase.name());
         let spec_changed = generation.is_some() && generation > status.observed_generation;
         let here = Here {
             api: &api,
