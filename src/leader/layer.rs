@@ -167,7 +167,7 @@ where
                 tokio::select! {
                     biased;
                     () = tokio::time::sleep_until(shared.config.clock.instant_at(end)) => {}
-                    changed = changes.changed(), if watching => watching = changed.is_ok(),
+                    seen = changes.changed(), if watching => watching = seen.is_ok(),
                     outcome = &mut inner => break Some(outcome),
                 }
             }

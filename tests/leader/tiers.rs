@@ -44,7 +44,8 @@ both_tiers! {
         let crashed = Instant::now();
         within(FAST_LEASE + SLACK, "b takes over after a crash", b.leading()).await;
         let took = crashed.elapsed();
-        assert!(took >= FAST_LEASE - FAST_RETRY - Duration::from_millis(100), "took over after {took:?}");
+        // FAST_LEASE - FAST_RETRY, less 100 ms of timer granularity.
+        assert!(took >= Duration::from_millis(1700), "took over after {took:?}");
 
         let c = fast(&cx, "c").spawn();
         tokio::time::sleep(Duration::from_millis(500)).await;
