@@ -119,6 +119,8 @@ mod error;
 mod handle;
 mod layer;
 mod record;
+mod requests;
+mod shared;
 
 #[doc(inline)]
 pub use self::{
