@@ -11,6 +11,7 @@
 //! | [`phase`] | `PhaseMachine` and its engine: validated transitions, status and conditions, retries, deadlines, cleanup through a finalizer. |
 //! | [`ensure`] | `Ensure`: idempotent child objects (server-side apply, subset patch, create-only, absent, prune). |
 //! | [`conditions`] | Status conditions with `meta.SetStatusCondition` semantics. |
+//! | [`leader`] | Leader election on a Lease, and a layer that reconciles only while leading. |
 //! | [`middleware`] | `Backoff`, `RateLimit`, `CircuitBreaker`, `Timeout` around any reconciler or async call. |
 //! | [`error`] | Error classes (`Transient`, `Throttled`, `Conflict`, `Terminal`) that drive retries. |
 //! | [`testing`] | The embedded API server, fault injection, a workload simulator. |
@@ -87,6 +88,7 @@ pub mod ensure;
 pub mod error;
 pub mod external;
 pub(crate) mod keyed;
+pub mod leader;
 pub mod middleware;
 pub mod phase;
 mod reconciler;
@@ -101,6 +103,8 @@ pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
 #[doc(inline)]
 pub use crate::external::{ExternalDependency, ExternalResource};
+#[doc(inline)]
+pub use crate::leader::{LeaderElector, LeaseConfig};
 #[doc(inline)]
 pub use crate::reconciler::{
     ControllerExt, DeferReason, Deferral, ObjectKey, Outcome, ReconcileFuture, Reconciler,

@@ -186,6 +186,11 @@ pub enum DeferReason {
         /// The dependency the breaker protects.
         dependency: Arc<str>,
     },
+    /// This process does not lead the election (or its term ended mid-reconcile).
+    NotLeader {
+        /// The Lease, as `namespace/name`.
+        lease: Arc<str>,
+    },
 }
 
 impl fmt::Display for DeferReason {
@@ -194,6 +199,7 @@ impl fmt::Display for DeferReason {
             DeferReason::BackingOff => f.write_str("backing off"),
             DeferReason::RateLimited { budget } => write!(f, "rate limited ({budget})"),
             DeferReason::CircuitOpen { dependency } => write!(f, "circuit open ({dependency})"),
+            DeferReason::NotLeader { lease } => write!(f, "not the leader ({lease})"),
         }
     }
 }
