@@ -314,7 +314,10 @@ mod tests {
             reason: DeferReason::BackingOff,
         });
         assert_eq!(result_label(&deferred), "requeue_after");
-        assert!(RESULTS.contains(&"requeue"), "kept at zero, as a known series");
+        assert!(
+            RESULTS.contains(&"requeue"),
+            "kept at zero, as a known series"
+        );
     }
 
     #[test]

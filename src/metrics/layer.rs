@@ -10,8 +10,8 @@ use tower_layer::Layer;
 use super::{
     Metrics,
     families::{
-        BudgetLabels, ClassLabels, ControllerLabels, Families, RESULTS, ReasonLabels,
-        ResultLabels, class_label, defer_label, result_label,
+        BudgetLabels, ClassLabels, ControllerLabels, Families, RESULTS, ReasonLabels, ResultLabels,
+        class_label, defer_label, result_label,
     },
 };
 use crate::{
@@ -81,12 +81,10 @@ impl<R> Layer<R> for MetricsLayer {
                 .set(i64::from(n));
         }
         let results = RESULTS.map(|result| {
-            families
-                .reconcile_total
-                .get_or_create_owned(&ResultLabels {
-                    controller: Arc::clone(&self.controller),
-                    result,
-                })
+            families.reconcile_total.get_or_create_owned(&ResultLabels {
+                controller: Arc::clone(&self.controller),
+                result,
+            })
         });
         let series = Series {
             results,
@@ -273,6 +271,10 @@ where
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::float_cmp,
+    reason = "metric values here are small integers, exact in f64"
+)]
 mod tests {
     use std::{future::Future, task::Poll};
 
@@ -335,17 +337,37 @@ mod tests {
         let metrics = Metrics::new();
         let reconciler = Scripted.with(metrics.layer("cms"));
         for name in [
-            "ok", "ok", "periodic", "transient", "terminal", "backing-off", "limited", "open",
+            "ok",
+            "ok",
+            "periodic",
+            "transient",
+            "terminal",
+            "backing-off",
+            "limited",
+            "open",
         ] {
             let _ = reconciler.call(named(name), Arc::new(())).await;
         }
-        let result = |r| value(&metrics, "controller_runtime_reconcile_total", &[("result", r)]);
+        let result = |r| {
+            value(
+                &metrics,
+                "controller_runtime_reconcile_total",
+                &[("result", r)],
+            )
+        };
         assert_eq!(result("success"), Some(2.0));
-        assert_eq!(result("requeue_after"), Some(4.0), "periodic and three deferrals");
+        assert_eq!(
+            result("requeue_after"),
+            Some(4.0),
+            "periodic and three deferrals"
+        );
         assert_eq!(result("error"), Some(2.0));
         assert_eq!(result("requeue"), Some(0.0));
         let total = |name| value(&metrics, name, &[]);
-        assert_eq!(total("controller_runtime_reconcile_errors_total"), Some(2.0));
+        assert_eq!(
+            total("controller_runtime_reconcile_errors_total"),
+            Some(2.0)
+        );
         assert_eq!(
             total("controller_runtime_terminal_reconcile_errors_total"),
             Some(1.0)
@@ -400,7 +422,11 @@ mod tests {
         let metrics = Metrics::new();
         let reconciler = slow.with(metrics.layer("cms").max_concurrent_reconciles(4));
         reconciler.call(named("a"), Arc::new(())).await;
-        let sum = value(&metrics, "controller_runtime_reconcile_time_seconds_sum", &[]);
+        let sum = value(
+            &metrics,
+            "controller_runtime_reconcile_time_seconds_sum",
+            &[],
+        );
         assert_eq!(sum, Some(1.2));
         let bucket = |le| {
             value(
@@ -411,7 +437,11 @@ mod tests {
         };
         assert_eq!(bucket("1.0"), Some(0.0));
         assert_eq!(bucket("1.25"), Some(1.0));
-        let max = value(&metrics, "controller_runtime_max_concurrent_reconciles", &[]);
+        let max = value(
+            &metrics,
+            "controller_runtime_max_concurrent_reconciles",
+            &[],
+        );
         assert_eq!(max, Some(4.0));
     }
 
@@ -430,11 +460,21 @@ mod tests {
         assert_eq!(active(), Some(1.0));
         drop(call);
         assert_eq!(active(), Some(0.0));
-        let count = value(&metrics, "controller_runtime_reconcile_time_seconds_count", &[]);
+        let count = value(
+            &metrics,
+            "controller_runtime_reconcile_time_seconds_count",
+            &[],
+        );
         assert_eq!(count, Some(0.0));
         let results: f64 = ["success", "error", "requeue", "requeue_after"]
             .iter()
-            .filter_map(|r| value(&metrics, "controller_runtime_reconcile_total", &[("result", r)]))
+            .filter_map(|r| {
+                value(
+                    &metrics,
+                    "controller_runtime_reconcile_total",
+                    &[("result", r)],
+                )
+            })
             .sum();
         assert_eq!(results, 0.0);
     }

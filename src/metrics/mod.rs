@@ -4,11 +4,11 @@
 //! One [`Metrics`] holds every family; [`register`](Metrics::register) it in a
 //! `prometheus_client` [`Registry`], then plug it in where the events happen:
 //!
-//! - [`Metrics::layer`]: a [`MetricsLayer`], outermost around the reconciler;
-//! - [`Metrics::observe_breaker`]: once per circuit breaker;
-//! - [`Metrics::phase_observer`]: into
+//! - [`Metrics::layer`][]: a [`MetricsLayer`], outermost around the reconciler;
+//! - [`Metrics::observe_breaker`][]: once per circuit breaker;
+//! - [`Metrics::phase_observer`][]: into
 //!   [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition);
-//! - [`serve`]: `GET /metrics` over HTTP.
+//! - [`serve`][]: `GET /metrics` over HTTP.
 //!
 //! # The metrics
 //!
@@ -263,7 +263,11 @@ mod tests {
         breaker.force_open();
         let moves = |from: &str, to: &str| {
             let labels = [("dependency", "dbaas"), ("from", from), ("to", to)];
-            sample(&metrics, "kube_reconcile_breaker_transitions_total", &labels)
+            sample(
+                &metrics,
+                "kube_reconcile_breaker_transitions_total",
+                &labels,
+            )
         };
         assert_eq!(moves("closed", "forced_open"), Some(2.0));
         assert_eq!(moves("forced_open", "closed"), Some(1.0));
@@ -283,7 +287,11 @@ mod tests {
             at: Timestamp::UNIX_EPOCH,
         };
         observe(&change(None, "Pending", None));
-        observe(&change(Some("Pending"), "Provisioning", Some(Duration::from_secs(3))));
+        observe(&change(
+            Some("Pending"),
+            "Provisioning",
+            Some(Duration::from_secs(3)),
+        ));
         observe(&change(
             Some("Provisioning"),
             "Configuring",

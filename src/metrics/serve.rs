@@ -1,4 +1,4 @@
-//! [`serve`]: the registry as OpenMetrics text on `GET /metrics`.
+//! [`serve`]: the registry as `OpenMetrics` text on `GET /metrics`.
 
 use std::{convert::Infallible, fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::{net::TcpListener, task::JoinHandle, task::JoinSet};
 
-/// The content type of the OpenMetrics text exposition format.
+/// The content type of the `OpenMetrics` text exposition format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A running `/metrics` endpoint, from [`serve`]. Stops when dropped.
@@ -46,7 +46,7 @@ impl fmt::Debug for MetricsServer {
     }
 }
 
-/// Serves `registry` on `addr`: `GET /metrics` answers the OpenMetrics text format
+/// Serves `registry` on `addr`: `GET /metrics` answers the `OpenMetrics` text format
 /// (`application/openmetrics-text; version=1.0.0; charset=utf-8`), which Prometheus
 /// scrapes natively.
 ///
@@ -121,14 +121,16 @@ async fn accept(listener: TcpListener, registry: Arc<Registry>) {
 /// The response to one request.
 fn answer<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found; metrics are at /metrics\n",
+        );
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
-        response.headers_mut().insert(
-            header::ALLOW,
-            header::HeaderValue::from_static("GET, HEAD"),
-        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         return response;
     }
     let mut text = String::new();

@@ -145,8 +145,7 @@ mod tests {
             ));
         })]);
         observers.notify(Some("ns"), "db", old, new);
-        let seen = seen.lock().expect("not poisoned").clone();
-        seen
+        seen.lock().expect("not poisoned").clone()
     }
 
     #[test]
@@ -154,8 +153,12 @@ mod tests {
         // Stored with whole seconds; the new entry still has its nanoseconds.
         let old = status(vec![record("Provisioning", Some("Pending"), 100, 0)]);
         let mut new = old.clone();
-        new.phase_history
-            .push(record("Configuring", Some("Provisioning"), 107, 900_000_000));
+        new.phase_history.push(record(
+            "Configuring",
+            Some("Provisioning"),
+            107,
+            900_000_000,
+        ));
         assert_eq!(
             observed(Some(&old), &new),
             [(
