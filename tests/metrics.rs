@@ -1,13 +1,13 @@
 //! Metrics after scripted runs of a real `Controller` on the embedded API server:
-//! successes, transient and terminal failures, an open breaker, and a phase machine; and
-//! the `/metrics` endpoint scraped over HTTP.
+//! successes, transient and terminal failures, an open breaker, a rate limit and a phase
+//! machine; and the `/metrics` endpoint scraped over HTTP.
 
 #![allow(
     clippy::float_cmp,
     reason = "metric values here are counts or whole seconds, exact in f64"
 )]
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -28,6 +28,7 @@ use kube_reconcile::{
     middleware::{
         backoff::{BackoffConfig, Jitter},
         circuit_breaker::{BreakerConfig, CircuitBreakerLayer},
+        rate_limit::{Quota, RateLimitLayer},
     },
     phase::{
         HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition,
@@ -280,6 +281,49 @@ async fn an_open_breaker_shows_in_its_state_and_in_the_deferrals() {
         m.value("controller_runtime_reconcile_errors_total", &[c]),
         2.0
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_rejections_are_counted_by_budget_with_their_waits() {
+    let server = ApiServer::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let metrics = Metrics::new();
+    let registry = registry_of(&metrics);
+    let one_a_minute = Quota::per_minute(NonZeroU32::new(1).expect("non-zero"));
+    let reconciler = reconcile
+        .with(RateLimitLayer::global(one_a_minute))
+        .with(metrics.layer("configmaps"));
+    let controller = Controller::new(cms.clone(), watcher::Config::default())
+        .run_reconciler(reconciler, Arc::new(Ctx::default()));
+    create_configmaps(&cms, &["ok-0", "ok-1", "ok-2"]).await;
+    tokio::spawn(controller.for_each(|_| async {}));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let m = Scrape::of(&registry);
+    let c = ("controller", "configmaps");
+    let result = |r| m.value("controller_runtime_reconcile_total", &[c, ("result", r)]);
+    assert_eq!(result("success"), 1.0, "one token in the first minute");
+    assert_eq!(result("requeue_after"), 2.0);
+    assert_eq!(
+        m.value(
+            "kube_reconcile_rate_limit_rejections_total",
+            &[c, ("budget", "global")]
+        ),
+        2.0
+    );
+    let limited = [c, ("reason", "rate_limited")];
+    assert_eq!(m.value("kube_reconcile_deferrals_total", &limited), 2.0);
+    let bucket = |le| {
+        let mut labels = limited.to_vec();
+        labels.push(("le", le));
+        m.value("kube_reconcile_deferral_wait_seconds_bucket", &labels)
+    };
+    assert_eq!(
+        bucket("30.0"),
+        0.0,
+        "each waits for the next token, about a minute"
+    );
+    assert_eq!(bucket("120.0"), 2.0);
 }
 
 /// A cache that warms up for 20 seconds before it is ready.
