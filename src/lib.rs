@@ -15,6 +15,7 @@
 //! | [`middleware`] | `Backoff`, `RateLimit`, `CircuitBreaker`, `Timeout` around any reconciler or async call. |
 //! | [`error`] | Error classes (`Transient`, `Throttled`, `Conflict`, `Terminal`) that drive retries. |
 //! | [`testing`] | The embedded API server, fault injection, a workload simulator. |
+//! | [`metrics`] | Prometheus metrics under controller-runtime's names, plus phases, breakers and deferrals; a `/metrics` endpoint (feature `metrics`). |
 //!
 //! # Quick example
 //!
@@ -72,6 +73,7 @@
 //! | Feature | Default | What it adds |
 //! |---|---|---|
 //! | `testing` | no | [`testing`]: an in-process Kubernetes API server with fault injection and a workload simulator, and `ControlPlane`, a real `etcd` + `kube-apiserver` for the same tests (pulls in hyper, rcgen and kube's rustls TLS). |
+//! | `metrics` | no | [`metrics`]: Prometheus metrics (controller-runtime's reconcile metrics, phase transitions and time in phase, breaker state, deferrals, backoff) on `prometheus-client`, and a `/metrics` HTTP endpoint (pulls in hyper). |
 //!
 //! The crate does not pick a Kubernetes version for `k8s-openapi`; enable one
 //! (`k8s-openapi/latest` or `v1_xx`) in your binary, as with kube itself.
@@ -89,6 +91,9 @@ pub mod error;
 pub mod external;
 pub(crate) mod keyed;
 pub mod leader;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod middleware;
 pub mod phase;
 mod reconciler;

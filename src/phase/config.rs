@@ -1,7 +1,8 @@
 //! How a [`PhaseEngine`](super::PhaseEngine) is set up.
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, sync::Arc};
 
+use super::change::{Observers, PhaseChange};
 use crate::{clock::Clock, middleware::backoff::BackoffConfig};
 
 /// Settings of a [`PhaseEngine`](super::PhaseEngine).
@@ -14,6 +15,7 @@ use crate::{clock::Clock, middleware::backoff::BackoffConfig};
 /// - retries of the failed phase on [`BackoffConfig::operator`] (1 s doubling to 300 s,
 ///   full jitter)
 /// - tokio's clock
+/// - no [transition callbacks](PhaseConfig::on_transition)
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct PhaseConfig {
@@ -23,6 +25,7 @@ pub struct PhaseConfig {
     pub(super) retry: BackoffConfig,
     pub(super) events: bool,
     pub(super) clock: Option<Clock>,
+    pub(super) observers: Observers,
 }
 
 impl Default for PhaseConfig {
@@ -34,6 +37,7 @@ impl Default for PhaseConfig {
             retry: BackoffConfig::operator(),
             events: true,
             clock: None,
+            observers: Observers::default(),
         }
     }
 }
@@ -73,6 +77,37 @@ impl PhaseConfig {
     /// The clock deadlines and retries read.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Adds a callback run after every phase change the engine wrote.
+    ///
+    /// Called once per move, after the status write that records it succeeded (a write
+    /// refused with a conflict reports nothing; the retry that succeeds does), with the
+    /// phases, the reason and the time spent in the phase left
+    /// ([`PhaseChange`]). Callbacks run in the reconcile, in the order they were added:
+    /// keep them short and non-blocking (count, log, send on a channel). Metrics plug in
+    /// here (`Metrics::phase_observer` with feature `metrics`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// use kube_reconcile::phase::PhaseConfig;
+    ///
+    /// let moves = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&moves);
+    /// let config = PhaseConfig::default().on_transition(move |change| {
+    ///     tracing::info!(from = ?change.from, to = change.to, "phase changed");
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn on_transition(
+        mut self,
+        callback: impl Fn(&PhaseChange<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.observers.0.push(Arc::new(callback));
         self
     }
 }

@@ -36,7 +36,8 @@
 //! `Reconciling` (while moving or retrying) and `Stalled` (when only a change helps), with
 //! `meta.SetStatusCondition` semantics ([`conditions`](crate::conditions)); a bounded
 //! `phaseHistory` with timestamps; `retry` (attempts and next attempt) while failing; the
-//! `lastError`. Every transition also publishes one Kubernetes Event on the object.
+//! `lastError`. Every transition also publishes one Kubernetes Event on the object, and
+//! is handed to the [`PhaseConfig::on_transition`] callbacks (metrics, logs).
 //!
 //! # Guarantees
 //!
@@ -175,6 +176,7 @@
 //! The crate's `tests/phase/` and the `database_operator` example run it end to end with a
 //! `Controller`, on the embedded API server and on a real kube-apiserver.
 
+mod change;
 mod config;
 mod engine;
 mod error;
@@ -188,6 +190,7 @@ mod text;
 mod transition;
 mod write;
 
+pub use self::change::PhaseChange;
 pub use self::config::{PhaseConfig, PhaseConfigError};
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;

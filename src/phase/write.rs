@@ -76,8 +76,8 @@ impl Target {
 }
 
 impl<M> Inner<M> {
-    /// Writes `status` and `extra` if they change anything, publishes `note` if it wrote,
-    /// then answers `action`.
+    /// Writes `status` and `extra` if they change anything; if it wrote, tells the
+    /// observers about a phase change and publishes `note`. Then answers `action`.
     pub(super) async fn write_then<K: Object, E>(
         &self,
         api: &Target,
@@ -87,10 +87,17 @@ impl<M> Inner<M> {
         note: Option<Note>,
         action: Action,
     ) -> Result<Action, PhaseError<E>> {
-        if self.write(api, obj, status, extra).await?
-            && let Some(note) = note
-        {
-            self.publish(obj, note).await;
+        if self.write(api, obj, status, extra).await? {
+            let meta = obj.meta();
+            self.config.observers.notify(
+                meta.namespace.as_deref(),
+                meta.name.as_deref().unwrap_or_default(),
+                obj.phase_status(),
+                status,
+            );
+            if let Some(note) = note {
+                self.publish(obj, note).await;
+            }
         }
         Ok(action)
     }

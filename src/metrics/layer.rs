@@ -1,0 +1,481 @@
+//! [`MetricsLayer`] and [`Measured`]: controller-runtime's reconcile metrics around any
+//! reconciler.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use kube::runtime::controller::Action;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use tower_layer::Layer;
+
+use super::{
+    Metrics,
+    families::{
+        BudgetLabels, ClassLabels, ControllerLabels, Families, RESULTS, ReasonLabels, ResultLabels,
+        class_label, defer_label, result_label,
+    },
+};
+use crate::{
+    clock::Clock,
+    error::{Classify, ErrorClass},
+    reconciler::{DeferReason, Outcome, Reconciler},
+};
+
+/// Builds [`Measured`]: the reconcile metrics of one controller.
+///
+/// Made by [`Metrics::layer`]. Put it outermost, so it sees what the controller sees:
+/// deferrals by every other layer, and the error policy's answer.
+///
+/// # Default
+///
+/// - no `controller_runtime_max_concurrent_reconciles` series (see
+///   [`max_concurrent_reconciles`](MetricsLayer::max_concurrent_reconciles))
+/// - tokio's clock
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct MetricsLayer {
+    metrics: Metrics,
+    controller: Arc<str>,
+    max_concurrent: Option<u16>,
+    clock: Option<Clock>,
+}
+
+impl MetricsLayer {
+    pub(super) fn new(metrics: Metrics, controller: Arc<str>) -> Self {
+        MetricsLayer {
+            metrics,
+            controller,
+            max_concurrent: None,
+            clock: None,
+        }
+    }
+
+    /// The concurrency the controller runs with (kube-runtime's
+    /// `controller::Config::concurrency`; 0 for unbounded), exported as
+    /// `controller_runtime_max_concurrent_reconciles` when the layer wraps a reconciler.
+    pub const fn max_concurrent_reconciles(mut self, concurrency: u16) -> Self {
+        self.max_concurrent = Some(concurrency);
+        self
+    }
+
+    /// The clock reconcile durations are measured on.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+}
+
+impl<R> Layer<R> for MetricsLayer {
+    type Service = Measured<R>;
+
+    /// Wraps `inner`, and creates the controller's series at zero so dashboards and
+    /// alerts see them before the first reconcile.
+    fn layer(&self, inner: R) -> Measured<R> {
+        let families = &self.metrics.families;
+        let labels = ControllerLabels {
+            controller: Arc::clone(&self.controller),
+        };
+        if let Some(n) = self.max_concurrent {
+            families
+                .max_concurrent
+                .get_or_create(&labels)
+                .set(i64::from(n));
+        }
+        let results = RESULTS.map(|result| {
+            families.reconcile_total.get_or_create_owned(&ResultLabels {
+                controller: Arc::clone(&self.controller),
+                result,
+            })
+        });
+        let series = Series {
+            results,
+            errors: families.reconcile_errors.get_or_create_owned(&labels),
+            terminal: families.terminal_errors.get_or_create_owned(&labels),
+            time: families.reconcile_time.get_or_create_owned(&labels),
+            active: families.active_workers.get_or_create_owned(&labels),
+            retries: families.backoff_retries.get_or_create_owned(&labels),
+        };
+        Measured {
+            inner,
+            shared: Arc::new(Shared {
+                families: Arc::clone(families),
+                controller: Arc::clone(&self.controller),
+                series,
+                clock: self.clock.clone().unwrap_or_else(Clock::tokio),
+            }),
+        }
+    }
+}
+
+/// A reconciler whose calls are counted and timed under controller-runtime's names.
+///
+/// Built by [`MetricsLayer`]. For every [`call`](Reconciler::call):
+///
+/// | Outcome | Recorded |
+/// |---|---|
+/// | `Done` with `Action::await_change()` | `controller_runtime_reconcile_total{result="success"}` |
+/// | `Done` with `Action::requeue(d)` | `…{result="requeue_after"}` |
+/// | `Deferred` | `…{result="requeue_after"}`, `kube_reconcile_deferrals_total{reason}`, `kube_reconcile_deferral_wait_seconds{reason}`, and `kube_reconcile_rate_limit_rejections_total{budget}` for a rate limit |
+/// | `Failed` | `…{result="error"}`, `controller_runtime_reconcile_errors_total`, `kube_reconcile_errors_total{class}`, and `controller_runtime_terminal_reconcile_errors_total` for a `Terminal` error |
+///
+/// Every finished call is observed in `controller_runtime_reconcile_time_seconds`, and
+/// counts in `controller_runtime_active_workers` while it runs.
+/// [`error_action`](Reconciler::error_action) answers that requeue after a delay count in
+/// `kube_reconcile_backoff_retries_total`.
+///
+/// # Guarantees
+///
+/// Cancel-safe: a call dropped at its `.await` leaves `active_workers` as it was before
+/// the call and records nothing else.
+#[derive(Clone)]
+pub struct Measured<R> {
+    inner: R,
+    shared: Arc<Shared>,
+}
+
+/// The series of one controller, resolved once.
+struct Series {
+    /// `controller_runtime_reconcile_total`, in the order of [`RESULTS`].
+    results: [Counter; 4],
+    errors: Counter,
+    terminal: Counter,
+    time: Histogram,
+    active: Gauge,
+    retries: Counter,
+}
+
+struct Shared {
+    families: Arc<Families>,
+    controller: Arc<str>,
+    series: Series,
+    clock: Clock,
+}
+
+impl Shared {
+    fn record<E: Classify>(&self, outcome: &Outcome<E>, elapsed: Duration) {
+        let series = &self.series;
+        let result = result_label(outcome);
+        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
+            series.results[i].inc();
+        }
+        series.time.observe(elapsed.as_secs_f64());
+        match outcome {
+            Outcome::Done(_) => {}
+            Outcome::Failed(error) => {
+                let class = error.class();
+                series.errors.inc();
+                if class == ErrorClass::Terminal {
+                    series.terminal.inc();
+                }
+                self.families
+                    .errors_by_class
+                    .get_or_create(&ClassLabels {
+                        controller: Arc::clone(&self.controller),
+                        class: class_label(class),
+                    })
+                    .inc();
+            }
+            Outcome::Deferred(deferral) => {
+                let labels = ReasonLabels {
+                    controller: Arc::clone(&self.controller),
+                    reason: defer_label(&deferral.reason),
+                };
+                self.families.deferrals.get_or_create(&labels).inc();
+                self.families
+                    .deferral_wait
+                    .get_or_create(&labels)
+                    .observe(deferral.retry_after.as_secs_f64());
+                if let DeferReason::RateLimited { budget } = &deferral.reason {
+                    self.families
+                        .rate_limit_rejections
+                        .get_or_create(&BudgetLabels {
+                            controller: Arc::clone(&self.controller),
+                            budget: Arc::clone(budget),
+                        })
+                        .inc();
+                }
+            }
+        }
+    }
+}
+
+/// Counts one running reconcile in `active_workers` until dropped.
+struct Active<'a>(&'a Gauge);
+
+impl<'a> Active<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Active(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl<R> Measured<R> {
+    /// The wrapped reconciler.
+    pub const fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Unwraps the reconciler.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// The controller name the metrics are labelled with.
+    pub fn controller(&self) -> &str {
+        &self.shared.controller
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for Measured<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Measured")
+            .field("inner", &self.inner)
+            .field("controller", &self.shared.controller)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, Ctx, R> Reconciler<K, Ctx> for Measured<R>
+where
+    R: Reconciler<K, Ctx>,
+    K: Send + Sync,
+    Ctx: Send + Sync,
+{
+    type Error = R::Error;
+
+    async fn reconcile(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, Self::Error> {
+        self.call(obj, ctx).await.into_result()
+    }
+
+    async fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Outcome<Self::Error> {
+        let shared = &*self.shared;
+        let _active = Active::enter(&shared.series.active);
+        let start = shared.clock.now();
+        let outcome = self.inner.call(obj, ctx).await;
+        shared.record(&outcome, shared.clock.now().saturating_since(start));
+        outcome
+    }
+
+    fn error_action(&self, obj: &K, error: &Self::Error) -> Action {
+        let action = self.inner.error_action(obj, error);
+        if action != Action::await_change() {
+            self.shared.series.retries.inc();
+        }
+        action
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::float_cmp,
+    reason = "metric values here are small integers, exact in f64"
+)]
+mod tests {
+    use std::{future::Future, task::Poll};
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+    use crate::{
+        metrics::sample,
+        reconciler::{Deferral, ReconcilerExt},
+    };
+
+    /// Answers whatever outcome the object's name asks for.
+    #[derive(Clone, Debug)]
+    struct Scripted;
+
+    impl Reconciler<ConfigMap, ()> for Scripted {
+        type Error = ErrorClass;
+
+        async fn reconcile(&self, obj: Arc<ConfigMap>, ctx: Arc<()>) -> Result<Action, ErrorClass> {
+            self.call(obj, ctx).await.into_result()
+        }
+
+        async fn call(&self, obj: Arc<ConfigMap>, _: Arc<()>) -> Outcome<ErrorClass> {
+            let defer = |reason| {
+                Outcome::Deferred(Deferral {
+                    retry_after: Duration::from_millis(750),
+                    reason,
+                })
+            };
+            match obj.metadata.name.as_deref().unwrap_or_default() {
+                "ok" => Outcome::Done(Action::await_change()),
+                "periodic" => Outcome::Done(Action::requeue(Duration::from_secs(60))),
+                "transient" => Outcome::Failed(ErrorClass::Transient),
+                "terminal" => Outcome::Failed(ErrorClass::Terminal),
+                "backing-off" => defer(DeferReason::BackingOff),
+                "limited" => defer(DeferReason::RateLimited {
+                    budget: "dbaas".into(),
+                }),
+                _ => defer(DeferReason::CircuitOpen {
+                    dependency: "dbaas".into(),
+                }),
+            }
+        }
+    }
+
+    fn named(name: &str) -> Arc<ConfigMap> {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.to_owned());
+        Arc::new(cm)
+    }
+
+    fn value(metrics: &Metrics, name: &str, extra: &[(&str, &str)]) -> Option<f64> {
+        let mut labels = vec![("controller", "cms")];
+        labels.extend_from_slice(extra);
+        sample(metrics, name, &labels)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_outcome_lands_in_its_controller_runtime_result_and_our_reasons() {
+        let metrics = Metrics::new();
+        let reconciler = Scripted.with(metrics.layer("cms"));
+        for name in [
+            "ok",
+            "ok",
+            "periodic",
+            "transient",
+            "terminal",
+            "backing-off",
+            "limited",
+            "open",
+        ] {
+            let _ = reconciler.call(named(name), Arc::new(())).await;
+        }
+        let result = |r| {
+            value(
+                &metrics,
+                "controller_runtime_reconcile_total",
+                &[("result", r)],
+            )
+        };
+        assert_eq!(result("success"), Some(2.0));
+        assert_eq!(
+            result("requeue_after"),
+            Some(4.0),
+            "periodic and three deferrals"
+        );
+        assert_eq!(result("error"), Some(2.0));
+        assert_eq!(result("requeue"), Some(0.0));
+        let total = |name| value(&metrics, name, &[]);
+        assert_eq!(
+            total("controller_runtime_reconcile_errors_total"),
+            Some(2.0)
+        );
+        assert_eq!(
+            total("controller_runtime_terminal_reconcile_errors_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            total("controller_runtime_reconcile_time_seconds_count"),
+            Some(8.0)
+        );
+        assert_eq!(total("controller_runtime_active_workers"), Some(0.0));
+        let class = |c| value(&metrics, "kube_reconcile_errors_total", &[("class", c)]);
+        assert_eq!(class("transient"), Some(1.0));
+        assert_eq!(class("terminal"), Some(1.0));
+        assert_eq!(class("conflict"), None);
+        let deferred = |r| value(&metrics, "kube_reconcile_deferrals_total", &[("reason", r)]);
+        assert_eq!(deferred("backing_off"), Some(1.0));
+        assert_eq!(deferred("rate_limited"), Some(1.0));
+        assert_eq!(deferred("circuit_open"), Some(1.0));
+        let wait = value(
+            &metrics,
+            "kube_reconcile_deferral_wait_seconds_sum",
+            &[("reason", "rate_limited")],
+        );
+        assert_eq!(wait, Some(0.75));
+        let budget = value(
+            &metrics,
+            "kube_reconcile_rate_limit_rejections_total",
+            &[("budget", "dbaas")],
+        );
+        assert_eq!(budget, Some(1.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn error_policy_requeues_count_as_backoff_retries_and_terminal_waits_do_not() {
+        let metrics = Metrics::new();
+        let reconciler = Scripted.with(metrics.layer("cms"));
+        let obj = ConfigMap::default();
+        let action = reconciler.error_action(&obj, &ErrorClass::Transient);
+        assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+        reconciler.error_action(&obj, &ErrorClass::Conflict);
+        let action = reconciler.error_action(&obj, &ErrorClass::Terminal);
+        assert_eq!(action, Action::await_change());
+        let retries = value(&metrics, "kube_reconcile_backoff_retries_total", &[]);
+        assert_eq!(retries, Some(2.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn durations_are_read_on_the_paused_clock() {
+        async fn slow(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok(Action::await_change())
+        }
+        let metrics = Metrics::new();
+        let reconciler = slow.with(metrics.layer("cms").max_concurrent_reconciles(4));
+        reconciler.call(named("a"), Arc::new(())).await;
+        let sum = value(
+            &metrics,
+            "controller_runtime_reconcile_time_seconds_sum",
+            &[],
+        );
+        assert_eq!(sum, Some(1.2));
+        let bucket = |le| {
+            value(
+                &metrics,
+                "controller_runtime_reconcile_time_seconds_bucket",
+                &[("le", le)],
+            )
+        };
+        assert_eq!(bucket("1.0"), Some(0.0));
+        assert_eq!(bucket("1.25"), Some(1.0));
+        let max = value(
+            &metrics,
+            "controller_runtime_max_concurrent_reconciles",
+            &[],
+        );
+        assert_eq!(max, Some(4.0));
+    }
+
+    async fn pending_forever(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
+        std::future::pending().await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_call_leaves_the_active_gauge_as_it_was_and_records_nothing() {
+        let metrics = Metrics::new();
+        let reconciler = pending_forever.with(metrics.layer("cms"));
+        let mut call = Box::pin(reconciler.call(named("hung"), Arc::new(())));
+        let pending = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_pending()));
+        assert!(pending.await);
+        let active = || value(&metrics, "controller_runtime_active_workers", &[]);
+        assert_eq!(active(), Some(1.0));
+        drop(call);
+        assert_eq!(active(), Some(0.0));
+        let count = value(
+            &metrics,
+            "controller_runtime_reconcile_time_seconds_count",
+            &[],
+        );
+        assert_eq!(count, Some(0.0));
+        let results: f64 = ["success", "error", "requeue", "requeue_after"]
+            .iter()
+            .filter_map(|r| {
+                value(
+                    &metrics,
+                    "controller_runtime_reconcile_total",
+                    &[("result", r)],
+                )
+            })
+            .sum();
+        assert_eq!(results, 0.0);
+    }
+}

@@ -1,0 +1,323 @@
+//! Prometheus metrics (feature `metrics`): controller-runtime's reconcile metrics, plus
+//! what no framework exports: phases, breakers, deferrals, backoff.
+//!
+//! One [`Metrics`] holds every family; [`register`](Metrics::register) it in a
+//! `prometheus_client` [`Registry`], then plug it in where the events happen:
+//!
+//! - [`Metrics::layer`][]: a [`MetricsLayer`], outermost around the reconciler;
+//! - [`Metrics::observe_breaker`][]: once per circuit breaker;
+//! - [`Metrics::phase_observer`][]: into
+//!   [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition);
+//! - [`serve`][]: `GET /metrics` over HTTP.
+//!
+//! # The metrics
+//!
+//! controller-runtime's, with its names, labels and buckets, so existing dashboards and
+//! alerts work unchanged:
+//!
+//! | Name | Type | Labels | What |
+//! |---|---|---|---|
+//! | `controller_runtime_reconcile_total` | counter | `controller`, `result` | Reconciles by result: `success` (done, waiting for a change), `requeue_after` (done with a requeue, or deferred by a layer), `error`; `requeue` is always 0 (kube-runtime has no immediate rate-limited requeue). |
+//! | `controller_runtime_reconcile_errors_total` | counter | `controller` | Failed reconciles (terminal ones included). |
+//! | `controller_runtime_terminal_reconcile_errors_total` | counter | `controller` | Failed reconciles whose error is [`Terminal`](crate::ErrorClass::Terminal). |
+//! | `controller_runtime_reconcile_time_seconds` | histogram | `controller` | Duration of each finished reconcile (deferred ones included, at about 0 s). |
+//! | `controller_runtime_active_workers` | gauge | `controller` | Reconciles running now. |
+//! | `controller_runtime_max_concurrent_reconciles` | gauge | `controller` | The controller's concurrency, when given to [`MetricsLayer::max_concurrent_reconciles`]. |
+//!
+//! Ours:
+//!
+//! | Name | Type | Labels | What |
+//! |---|---|---|---|
+//! | `kube_reconcile_errors_total` | counter | `controller`, `class` | Failed reconciles by [error class](crate::ErrorClass): `transient`, `throttled`, `conflict`, `terminal`. |
+//! | `kube_reconcile_deferrals_total` | counter | `controller`, `reason` | Reconciles a layer held back without running them: `backing_off`, `rate_limited`, `circuit_open`. |
+//! | `kube_reconcile_deferral_wait_seconds` | histogram | `controller`, `reason` | The wait each deferral asked for (rate-limiter waits are `reason="rate_limited"`). |
+//! | `kube_reconcile_rate_limit_rejections_total` | counter | `controller`, `budget` | Deferrals by a rate limit, by exhausted budget: `global`, `object` or a dependency's name. |
+//! | `kube_reconcile_backoff_retries_total` | counter | `controller` | Failures the error policy requeued after a delay (the object's backoff when [`Backoff`](crate::middleware::backoff) is in the stack); terminal ones wait for a change and are not counted. |
+//! | `kube_reconcile_phase_transitions_total` | counter | `controller`, `from`, `to` | Phase changes the [phase engine](crate::phase) wrote; `from=""` for an object's first phase. |
+//! | `kube_reconcile_phase_duration_seconds` | histogram | `controller`, `phase` | Time an object spent in `phase`, observed when it leaves it (whole seconds, from `status.phaseHistory`). |
+//! | `kube_reconcile_breaker_state` | gauge | `dependency`, `state` | 1 for the breaker's state, 0 for the others (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`). |
+//! | `kube_reconcile_breaker_transitions_total` | counter | `dependency`, `from`, `to` | Breaker state changes. |
+//!
+//! Breakers move lazily: an open circuit whose open duration has passed reads `open`
+//! until the next call half-opens it. A [`MetricsOnly`](crate::middleware::circuit_breaker::State::MetricsOnly)
+//! breaker reports the moves of the circuit it shadows, so `state` shows what an
+//! enforcing breaker would do.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::runtime::controller::Action;
+//! use kube_reconcile::{ErrorClass, Reconciler, ReconcilerExt, metrics::Metrics};
+//! use kube_reconcile::middleware::circuit_breaker::{Breaker, CircuitBreakerLayer};
+//! use prometheus_client::{encoding::text::encode, registry::Registry};
+//!
+//! async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
+//!     Ok(Action::await_change())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let metrics = Metrics::new();
+//! let mut registry = Registry::default();
+//! metrics.register(&mut registry);
+//!
+//! let dbaas = Breaker::new("dbaas");
+//! metrics.observe_breaker(&dbaas);
+//! let reconciler = reconcile
+//!     .with(CircuitBreakerLayer::from_breaker(dbaas))
+//!     .with(metrics.layer("configmaps"));
+//! reconciler.call(Arc::new(ConfigMap::default()), Arc::new(())).await;
+//!
+//! let mut text = String::new();
+//! encode(&mut text, &registry)?;
+//! assert!(text.contains(
+//!     r#"controller_runtime_reconcile_total{controller="configmaps",result="success"} 1"#
+//! ));
+//! assert!(text.contains(r#"kube_reconcile_breaker_state{dependency="dbaas",state="closed"} 1"#));
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+
+use crate::{middleware::circuit_breaker::Breaker, phase::PhaseChange};
+
+mod families;
+mod layer;
+mod serve;
+
+pub use self::{
+    layer::{Measured, MetricsLayer},
+    serve::{MetricsServer, serve},
+};
+
+use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels};
+
+/// Every metric this crate exports, shared by all clones.
+///
+/// Create one per process, [`register`](Metrics::register) it once, and hand clones to
+/// the places that record. The [module docs](self) list the metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    families: Arc<Families>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Empty metric families, not yet registered anywhere.
+    pub fn new() -> Self {
+        Metrics::default()
+    }
+
+    /// Adds every family to `registry`. Values are shared: what is recorded through this
+    /// `Metrics` (or a clone) shows in `registry`.
+    ///
+    /// Register once per registry; a second time would export every family twice.
+    /// To prefix the names, pass `registry.sub_registry_with_prefix("myapp")`.
+    pub fn register(&self, registry: &mut Registry) {
+        self.families.register(registry);
+    }
+
+    /// A layer that records controller-runtime's reconcile metrics under
+    /// `controller="<controller>"`. Put it outermost:
+    /// `reconciler.with(backoff).with(metrics.layer("databases"))`.
+    pub fn layer(&self, controller: impl Into<Arc<str>>) -> MetricsLayer {
+        MetricsLayer::new(self.clone(), controller.into())
+    }
+
+    /// Exports `breaker`'s state and counts its transitions, under its dependency name.
+    ///
+    /// Sets the state gauge now, then follows every change through
+    /// [`Breaker::on_transition`]. Call it once per breaker, before the breaker is in use
+    /// (a change racing with this call may show a moment late); a second call would count
+    /// every transition twice.
+    pub fn observe_breaker(&self, breaker: &Breaker) {
+        let families = Arc::clone(&self.families);
+        let dependency: Arc<str> = breaker.dependency().into();
+        let name = Arc::clone(&dependency);
+        breaker.on_transition(move |t| {
+            families
+                .breaker_transitions
+                .get_or_create(&BreakerMoveLabels {
+                    dependency: Arc::clone(&name),
+                    from: t.from.as_str(),
+                    to: t.to.as_str(),
+                })
+                .inc();
+            families.set_breaker_state(&name, t.to);
+        });
+        self.families
+            .set_breaker_state(&dependency, breaker.state());
+    }
+
+    /// A callback for [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition)
+    /// that counts phase changes and observes the time spent in the phase left, under
+    /// `controller="<controller>"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kube_reconcile::{metrics::Metrics, phase::PhaseConfig};
+    ///
+    /// let metrics = Metrics::new();
+    /// let config = PhaseConfig::default().on_transition(metrics.phase_observer("databases"));
+    /// # let _ = config;
+    /// ```
+    pub fn phase_observer(
+        &self,
+        controller: impl Into<Arc<str>>,
+    ) -> impl Fn(&PhaseChange<'_>) + Send + Sync + 'static {
+        let families = Arc::clone(&self.families);
+        let controller: Arc<str> = controller.into();
+        move |change| {
+            families
+                .phase_transitions
+                .get_or_create(&PhaseMoveLabels {
+                    controller: Arc::clone(&controller),
+                    from: change.from.unwrap_or_default().to_owned(),
+                    to: change.to.to_owned(),
+                })
+                .inc();
+            if let (Some(from), Some(spent)) = (change.from, change.time_in_from) {
+                families
+                    .phase_duration
+                    .get_or_create(&PhaseLabels {
+                        controller: Arc::clone(&controller),
+                        phase: from.to_owned(),
+                    })
+                    .observe(spent.as_secs_f64());
+            }
+        }
+    }
+}
+
+/// The value of the sample `name` with exactly the labels `labels` (in any order) in
+/// `metrics`' text exposition.
+#[cfg(test)]
+pub(crate) fn sample(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).ok()?;
+    let mut want: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    want.sort();
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, mut got) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)?),
+            None => (series, Vec::new()),
+        };
+        got.sort();
+        (series_name == name && got == want).then(|| value.parse().ok())?
+    })
+}
+
+/// `a="x",b="y"` as pairs; values keep no escapes (the tests use none).
+#[cfg(test)]
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let (value, after) = after.split_once('"')?;
+        pairs.push((key.to_owned(), value.to_owned()));
+        rest = after.strip_prefix(',').unwrap_or(after);
+    }
+    Some(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::middleware::circuit_breaker::State;
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_moves_are_counted_and_the_state_follows() {
+        let metrics = Metrics::new();
+        let breaker = Breaker::new("dbaas");
+        metrics.observe_breaker(&breaker);
+        let state = |s: State| {
+            let labels = [("dependency", "dbaas"), ("state", s.as_str())];
+            sample(&metrics, "kube_reconcile_breaker_state", &labels)
+        };
+        assert_eq!(state(State::Closed), Some(1.0));
+        breaker.force_open();
+        assert_eq!(state(State::Closed), Some(0.0));
+        assert_eq!(state(State::ForcedOpen), Some(1.0));
+        breaker.reset();
+        breaker.force_open();
+        let moves = |from: &str, to: &str| {
+            let labels = [("dependency", "dbaas"), ("from", from), ("to", to)];
+            sample(
+                &metrics,
+                "kube_reconcile_breaker_transitions_total",
+                &labels,
+            )
+        };
+        assert_eq!(moves("closed", "forced_open"), Some(2.0));
+        assert_eq!(moves("forced_open", "closed"), Some(1.0));
+    }
+
+    #[test]
+    fn phase_changes_count_edges_and_time_in_the_phase_left() {
+        let metrics = Metrics::new();
+        let observe = metrics.phase_observer("databases");
+        let change = |from, to, spent| PhaseChange {
+            namespace: Some("ns"),
+            name: "db",
+            from,
+            to,
+            reason: "Test",
+            time_in_from: spent,
+            at: Timestamp::UNIX_EPOCH,
+        };
+        observe(&change(None, "Pending", None));
+        observe(&change(
+            Some("Pending"),
+            "Provisioning",
+            Some(Duration::from_secs(3)),
+        ));
+        observe(&change(
+            Some("Provisioning"),
+            "Configuring",
+            Some(Duration::from_secs(40)),
+        ));
+        let moves = |from: &str, to: &str| {
+            let labels = [("controller", "databases"), ("from", from), ("to", to)];
+            sample(&metrics, "kube_reconcile_phase_transitions_total", &labels)
+        };
+        assert_eq!(moves("", "Pending"), Some(1.0));
+        assert_eq!(moves("Pending", "Provisioning"), Some(1.0));
+        assert_eq!(moves("Provisioning", "Configuring"), Some(1.0));
+        let phase = |suffix: &str, phase: &str, le: Option<&str>| {
+            let mut labels = vec![("controller", "databases"), ("phase", phase)];
+            labels.extend(le.map(|le| ("le", le)));
+            let name = format!("kube_reconcile_phase_duration_seconds_{suffix}");
+            sample(&metrics, &name, &labels)
+        };
+        assert_eq!(phase("sum", "Provisioning", None), Some(40.0));
+        assert_eq!(phase("count", "Pending", None), Some(1.0));
+        assert_eq!(phase("bucket", "Pending", Some("5.0")), Some(1.0));
+        assert_eq!(phase("bucket", "Pending", Some("2.0")), Some(0.0));
+        assert_eq!(
+            phase("count", "Configuring", None),
+            None,
+            "a phase not left yet has no observation"
+        );
+    }
+}
