@@ -263,6 +263,7 @@ pub(super) const fn defer_label(reason: &DeferReason) -> &'static str {
         DeferReason::BackingOff => "backing_off",
         DeferReason::RateLimited { .. } => "rate_limited",
         DeferReason::CircuitOpen { .. } => "circuit_open",
+        DeferReason::NotLeader { .. } => "not_leader",
     }
 }
 
@@ -338,10 +339,13 @@ mod tests {
             DeferReason::CircuitOpen {
                 dependency: "dbaas".into(),
             },
+            DeferReason::NotLeader {
+                lease: "default/lock".into(),
+            },
         ];
         assert_eq!(
             reasons.each_ref().map(defer_label),
-            ["backing_off", "rate_limited", "circuit_open"]
+            ["backing_off", "rate_limited", "circuit_open", "not_leader"]
         );
     }
 

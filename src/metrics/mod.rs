@@ -29,7 +29,7 @@
 //! | Name | Type | Labels | What |
 //! |---|---|---|---|
 //! | `kube_reconcile_errors_total` | counter | `controller`, `class` | Failed reconciles by [error class](crate::ErrorClass): `transient`, `throttled`, `conflict`, `terminal`. |
-//! | `kube_reconcile_deferrals_total` | counter | `controller`, `reason` | Reconciles a layer held back without running them: `backing_off`, `rate_limited`, `circuit_open`. |
+//! | `kube_reconcile_deferrals_total` | counter | `controller`, `reason` | Reconciles a layer held back without running them: `backing_off`, `rate_limited`, `circuit_open`, `not_leader`. |
 //! | `kube_reconcile_deferral_wait_seconds` | histogram | `controller`, `reason` | The wait each deferral asked for (rate-limiter waits are `reason="rate_limited"`). |
 //! | `kube_reconcile_rate_limit_rejections_total` | counter | `controller`, `budget` | Deferrals by a rate limit, by exhausted budget: `global`, `object` or a dependency's name. |
 //! | `kube_reconcile_backoff_retries_total` | counter | `controller` | Failures the error policy requeued after a delay (the object's backoff when [`Backoff`](crate::middleware::backoff) is in the stack); terminal ones wait for a change and are not counted. |
