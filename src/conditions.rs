@@ -361,6 +361,7 @@ impl<'de> Deserialize<'de> for Conditions {
         };
         Ok(entries
             .into_iter()
+            .filter(serde_json::Value::is_object)
             .filter_map(|entry| serde_json::from_value::<Condition>(entry).ok())
             .collect())
     }

@@ -347,8 +347,20 @@ const ENGINE_FIELDS: [&str; 6] = [
     "observedGeneration",
 ];
 
+/// One case: create with `spec`, put `status` in place, reconcile and check.
 async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> Result<(), String> {
     let name = format!("bad-{}", world.names.fetch_add(1, Ordering::Relaxed));
+    if !create(world, &name, spec, tally).await? {
+        return Ok(());
+    }
+    let Some(first) = with_status(world, &name, status, tally).await? else {
+        return Ok(());
+    };
+    reconcile_and_check(world, &name, first, tally).await
+}
+
+/// Creates the Database; `false` when the schema refused it (checking how).
+async fn create(world: &World, name: &str, spec: Value, tally: &mut Tally) -> Result<bool, String> {
     let manifest: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "example.kube-reconcile.dev/v1alpha1",
         "kind": "Database",
@@ -357,7 +369,7 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
     }))
     .map_err(|e| e.to_string())?;
     match world.raw.create(&PostParams::default(), &manifest).await {
-        Ok(_) => {}
+        Ok(_) => Ok(true),
         Err(e) => {
             // The schema refused it: a 422 (or 400 for a body that is not an object) naming
             // what is wrong.
@@ -369,29 +381,37 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
                 return Err(format!("a 422 that names no spec field: {message}"));
             }
             tally.spec_refused += 1;
-            return Ok(());
+            Ok(false)
         }
     }
+}
+
+/// Puts `status` in place: through the subresource, else (refused) into the object handed
+/// to the engine. Returns that object, or `None` when there is nothing to inject.
+async fn with_status(
+    world: &World,
+    name: &str,
+    status: Value,
+    tally: &mut Tally,
+) -> Result<Option<Database>, String> {
     // Whatever the schema let through, the Rust type reads.
     world
         .typed
-        .get(&name)
+        .get(name)
         .await
         .map_err(|e| format!("a Database the schema accepted cannot be read: {e}"))?;
-
-    // The status: through the subresource, else into the object handed to the engine.
     let patched = world
         .raw
         .patch_status(
-            &name,
+            name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": status })),
         )
         .await;
-    let mut first = match patched {
+    let first = match patched {
         Ok(_) => world
             .typed
-            .get(&name)
+            .get(name)
             .await
             .map_err(|e| format!("a status the schema accepted cannot be read: {e}"))?,
         Err(e) => {
@@ -404,7 +424,7 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
             // example's own fields, are the example's type to read, and the schema's to
             // refuse (as it just did).
             let Value::Object(fields) = &status else {
-                return Ok(());
+                return Ok(None);
             };
             tally.injected_in_memory += 1;
             let engine_part = Value::Object(
@@ -420,7 +440,7 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
             let with_finalizer = world
                 .raw
                 .patch(
-                    &name,
+                    name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({
                         "metadata": { "finalizers": [world.engine.finalizer()] }
@@ -434,6 +454,16 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
                 .map_err(|e| format!("a corrupt engine status makes the object unreadable: {e}"))?
         }
     };
+    Ok(Some(first))
+}
+
+/// Reconciles a few times; checks the conditions after each and at the end.
+async fn reconcile_and_check(
+    world: &World,
+    name: &str,
+    mut first: Database,
+    tally: &mut Tally,
+) -> Result<(), String> {
     let written_phase = first.phase().map(str::to_owned);
     // A status that claims the ready phase at the current generation cannot be told from
     // a real one: the machine does not check the spec again there.
@@ -456,7 +486,7 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
         }
         let now = world
             .typed
-            .get(&name)
+            .get(name)
             .await
             .map_err(|e| format!("after a reconcile the object cannot be read: {e}"))?;
         let ready = now
@@ -494,6 +524,21 @@ async fn case(world: &World, spec: Value, status: Value, tally: &mut Tally) -> R
             if ready.status.as_str() == "True" && !claims_ready {
                 return Err(format!(
                     "Ready=True with an invalid spec ({problem}): {first:?}"
+                ));
+            }
+            // From where the spec is checked (the start, a restart, an update), the
+            // object must end up saying what is wrong.
+            let checked_on_the_way = match written_phase.as_deref().map(DbPhase::from_name) {
+                None
+                | Some(None | Some(DbPhase::Pending | DbPhase::Provisioning | DbPhase::Updating)) => {
+                    true
+                }
+                Some(Some(DbPhase::Ready)) => !claims_ready,
+                Some(Some(_)) => false,
+            };
+            if checked_on_the_way && ready.reason != "InvalidSpec" {
+                return Err(format!(
+                    "an invalid spec ({problem}) from phase {written_phase:?} ends with {ready:?}"
                 ));
             }
             if first.phase() == Some("Failed") && ready.reason == "InvalidSpec" {

@@ -243,9 +243,9 @@ fn plan(rng: &mut fastrand::Rng) -> Vec<Planned> {
             let valid = rng.u8(0..4) != 0;
             if !valid {
                 match rng.u8(0..3) {
-                    0 => version = "9.6".to_owned(),
+                    0 => "9.6".clone_into(&mut version),
                     1 => replicas = 2,
-                    _ => storage = "lots".to_owned(),
+                    _ => "lots".clone_into(&mut storage),
                 }
             }
             let db = Database::new(
@@ -286,9 +286,8 @@ fn api_faults(server: &ApiServer, rng: &mut fastrand::Rng) -> Vec<String> {
     on
 }
 
-/// Runs one seed and checks every invariant; panics naming the seed on a violation.
-async fn run(seed: u64) -> Summary {
-    let mut rng = fastrand::Rng::with_seed(seed);
+/// The seed's API server (with the CRD), DBaaS and workload simulator.
+async fn world(seed: u64, rng: &mut fastrand::Rng) -> World {
     let server = ApiServer::builder().seed(seed).build();
     let client = server.client();
     example::install_crd(&client)
@@ -306,7 +305,7 @@ async fn run(seed: u64) -> Summary {
         .start()
         .await
         .unwrap_or_else(|e| panic!("seed {seed:#x}: the DBaaS did not start: {e}"));
-    let world = World {
+    World {
         seed,
         namespace: client.default_namespace().to_owned(),
         api: Api::default_namespaced(client.clone()),
@@ -316,36 +315,24 @@ async fn run(seed: u64) -> Summary {
         client,
         server,
         dbaas,
-    };
-
-    // The Databases, and one the schema refuses.
-    let planned = plan(&mut rng);
-    for p in &planned {
-        world
-            .api
-            .create(&PostParams::default(), &p.db)
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed:#x}: creating {} failed: {e}", p.db.name_any()));
     }
-    let mut refused = planned[0].db.clone();
-    refused.metadata.name = Some("refused".to_owned());
-    refused.spec.replicas = 0;
-    assert!(
-        matches!(world.api.create(&PostParams::default(), &refused).await,
-            Err(kube::Error::Api(s)) if s.code == 422),
-        "seed {seed:#x}: replicas 0 must be refused by the schema"
-    );
+}
 
-    // Chaos: faults on, the operator killed at random moments and restarted.
-    let faults = api_faults(&world.server, &mut rng);
+/// Faults on; the operator started and killed at random moments `restarts` times, a spec
+/// changed midway, the passwords checked after each kill. Returns the faults turned on.
+async fn chaos(
+    world: &World,
+    planned: &[Planned],
+    rng: &mut fastrand::Rng,
+    restarts: u32,
+    passwords: &mut BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    let faults = api_faults(&world.server, rng);
     world.dbaas.faults().error_rate(0.05 + rng.f64() * 0.15);
     world
         .dbaas
         .faults()
         .latency(Duration::from_millis(rng.u64(0..=20)));
-    let chaos_started = Instant::now();
-    let restarts = rng.u32(4..=7);
-    let mut passwords = BTreeMap::new();
     let resized = planned.iter().find(|p| p.valid).map(|p| p.db.name_any());
     for round in 0..restarts {
         if rng.u8(0..3) == 0 {
@@ -373,8 +360,39 @@ async fn run(seed: u64) -> Summary {
             }
         }
         operator.controller.abort();
-        world.check_passwords(&mut passwords).await;
+        world.check_passwords(passwords).await;
     }
+    faults
+}
+
+/// Runs one seed and checks every invariant; panics naming the seed on a violation.
+async fn run(seed: u64) -> Summary {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let world = world(seed, &mut rng).await;
+
+    // The Databases, and one the schema refuses.
+    let planned = plan(&mut rng);
+    for p in &planned {
+        world
+            .api
+            .create(&PostParams::default(), &p.db)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: creating {} failed: {e}", p.db.name_any()));
+    }
+    let mut refused = planned[0].db.clone();
+    refused.metadata.name = Some("refused".to_owned());
+    refused.spec.replicas = 0;
+    assert!(
+        matches!(world.api.create(&PostParams::default(), &refused).await,
+            Err(kube::Error::Api(s)) if s.code == 422),
+        "seed {seed:#x}: replicas 0 must be refused by the schema"
+    );
+
+    // Chaos: faults on, the operator killed at random moments and restarted.
+    let chaos_started = Instant::now();
+    let restarts = rng.u32(4..=7);
+    let mut passwords = BTreeMap::new();
+    let faults = chaos(&world, &planned, &mut rng, restarts, &mut passwords).await;
     let chaos = chaos_started.elapsed();
 
     // Calm: the faults stop, a last operator converges.

@@ -85,8 +85,8 @@ pub(super) fn set_conditions(
 pub(super) fn repair(status: &mut PhaseStatus, now: Timestamp) {
     status.observed_generation = status.observed_generation.filter(|g| *g >= 0);
     let keep = |c: &Condition| {
-        !c.type_.is_empty()
-            && !([READY, RECONCILING, STALLED].contains(&c.type_.as_str()) && c.reason.is_empty())
+        let engines = [READY, RECONCILING, STALLED].contains(&c.type_.as_str());
+        !c.type_.is_empty() && (!engines || !c.reason.is_empty())
     };
     let sound = |c: &Condition| {
         keep(c) && c.last_transition_time.is_some() && c.observed_generation.is_none_or(|g| g >= 0)
