@@ -16,8 +16,9 @@
 //! conditions on one object.
 //!
 //! Reading is lenient: a stored condition with a missing field or an unknown status
-//! still deserializes (the status reads as [`ConditionStatus::Unknown`]), so one corrupt
-//! entry never makes the whole object unreadable to a controller.
+//! still deserializes (the status reads as [`ConditionStatus::Unknown`]), an entry that is
+//! not an object is dropped and a `conditions` that is not a list reads as empty, so one
+//! corrupt entry never makes the whole object unreadable to a controller.
 //!
 //! # Examples
 //!
@@ -351,9 +352,18 @@ impl Serialize for Conditions {
 
 impl<'de> Deserialize<'de> for Conditions {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // `null` reads as empty; duplicates keep the first, as the server's map-list would.
-        let list = Option::<Vec<Condition>>::deserialize(deserializer)?;
-        Ok(Conditions::from(list.unwrap_or_default()))
+        // Lenient like each condition: anything but a list reads as empty, and an entry
+        // that is not an object is dropped, so a corrupt list never makes the object
+        // unreadable. Duplicates keep the first, as the server's map-list would.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let serde_json::Value::Array(entries) = value else {
+            return Ok(Conditions::default());
+        };
+        Ok(entries
+            .into_iter()
+            .filter(serde_json::Value::is_object)
+            .filter_map(|entry| serde_json::from_value::<Condition>(entry).ok())
+            .collect())
     }
 }
 
@@ -525,6 +535,29 @@ mod tests {
         assert_eq!(ready.last_transition_time, None);
         let null: Conditions = serde_json::from_value(serde_json::Value::Null).unwrap();
         assert!(null.is_empty());
+    }
+
+    #[test]
+    fn a_list_with_entries_that_are_not_objects_or_no_list_at_all_still_reads() {
+        // Found by tests/bad_input.rs: `[null]` made the whole object unreadable.
+        let list: Conditions = serde_json::from_value(serde_json::json!([
+            null,
+            7,
+            "Ready",
+            [],
+            { "type": "Ready", "status": "True" }
+        ]))
+        .unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(list.is_true("Ready"));
+        for garbage in [
+            serde_json::json!("Ready"),
+            serde_json::json!(5),
+            serde_json::json!({}),
+        ] {
+            let list: Conditions = serde_json::from_value(garbage).unwrap();
+            assert!(list.is_empty());
+        }
     }
 
     #[test]

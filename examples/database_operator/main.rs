@@ -45,8 +45,9 @@ use kube_reconcile::{
     external::{ExternalDependency, Health},
     middleware::{
         backoff::BackoffConfig,
+        backoff::BackoffHandle,
         circuit_breaker::{Breaker, BreakerConfig},
-        rate_limit::{Quota, RateBudget, RateLimitLayer},
+        rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
         timeout::TimeoutLayer,
     },
     phase::{PhaseConfig, PhaseEngine},
@@ -93,6 +94,10 @@ pub(crate) struct Operator {
     pub(crate) api: Api<Database>,
     /// The DBaaS breaker, shared by every Database.
     pub(crate) breaker: Breaker,
+    /// The per-object backoff state of the reconciler's retries.
+    pub(crate) backoff: BackoffHandle,
+    /// The per-object rate limit of the reconciler.
+    pub(crate) rate_limit: RateLimitHandle,
     /// The controller task.
     pub(crate) controller: tokio::task::JoinHandle<()>,
 }
@@ -142,17 +147,18 @@ pub(crate) fn start(
                     .cap(Duration::from_secs(10)),
             ),
     )?;
+    let rate_limit = RateLimitLayer::per_object(Quota::per_second(
+        std::num::NonZeroU32::new(20).expect("non-zero"),
+    ));
+    let backoff = BackoffConfig::operator()
+        .base(Duration::from_millis(200))
+        .cap(Duration::from_secs(20))
+        .build()?;
+    let (rate_limit_handle, backoff_handle) = (rate_limit.handle(), backoff.handle());
     let reconciler = engine
         .with(TimeoutLayer::new(Duration::from_secs(30)))
-        .with(RateLimitLayer::per_object(Quota::per_second(
-            std::num::NonZeroU32::new(20).expect("non-zero"),
-        )))
-        .with(
-            BackoffConfig::operator()
-                .base(Duration::from_millis(200))
-                .cap(Duration::from_secs(20))
-                .build()?,
-        );
+        .with(rate_limit)
+        .with(backoff);
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run_reconciler(reconciler, ctx)
@@ -161,6 +167,8 @@ pub(crate) fn start(
         client,
         api,
         breaker,
+        backoff: backoff_handle,
+        rate_limit: rate_limit_handle,
         controller: tokio::spawn(controller),
     })
 }

@@ -321,10 +321,16 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
     .get_opt(&db.name_any())
     .await?;
     let ready = sts.as_ref().map_or(0, children::ready_replicas);
-    if ready < db.spec.replicas || !sts.as_ref().is_some_and(children::rolled_out) {
+    // What Deploying applied: a spec changed since then reaches the StatefulSet through
+    // Updating once this pass is Ready, so waiting for the new count here would wait forever.
+    let wanted = sts
+        .as_ref()
+        .and_then(|s| s.spec.replicas)
+        .unwrap_or(db.spec.replicas);
+    if ready < wanted || !sts.as_ref().is_some_and(children::rolled_out) {
         return Ok(Transition::stay(Duration::from_millis(250)).because(
             "WaitingForReplicas",
-            format!("{ready}/{} replicas ready", db.spec.replicas),
+            format!("{ready}/{wanted} replicas ready"),
         ));
     }
     let Some(id) = db.status.as_ref().and_then(|s| s.instance_id.clone()) else {

@@ -168,6 +168,11 @@ impl Report {
         for line in breaker.iter() {
             println!("  {line}");
         }
+        println!(
+            "\nPer-object middleware state: {} Database(s) backing off, {} with a rate limit in use",
+            operator.backoff.len(),
+            operator.rate_limit.keys_tracked()
+        );
         if let Some(dbaas) = dbaas {
             println!("\nDBaaS: {}", dbaas.stats());
         }

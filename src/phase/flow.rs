@@ -72,7 +72,9 @@ impl<M> Inner<M> {
         };
         let obj: &K = &obj;
         let table = self.machine.transitions();
-        let status = obj.phase_status().cloned().unwrap_or_default();
+        let mut status = obj.phase_status().cloned().unwrap_or_default();
+        plan::repair(&mut status, at.now);
+        let status = status;
         let generation = obj.meta().generation;
         let restart = async |why: &Why<'_>, from: Option<&str>, note: Note| {
             let initial = table.initial();
@@ -111,13 +113,17 @@ impl<M> Inner<M> {
             .await;
         };
         tracing::Span::current().record("phase", phase.name());
-        let spec_changed = generation.is_some() && generation > status.observed_generation;
+        // An observed generation ahead of the object's is corrupt: a new pass, like a change.
+        let spec_changed = generation.is_some() && generation != status.observed_generation;
         let here = Here {
             api: &api,
             status: &status,
             phase,
             at,
         };
+        if status.conditions.find(plan::READY).is_none() {
+            return self.restore_conditions(&here, obj).await;
+        }
         if phase == table.failed() {
             return self.failed(&here, obj, spec_changed).await;
         }
@@ -125,6 +131,74 @@ impl<M> Inner<M> {
             return self.spec_changed(&here, obj, ctx).await;
         }
         self.run_handler(&here, obj, ctx).await
+    }
+
+    /// A known phase without a `Ready` condition (a hand-edited or corrupt status): the
+    /// conditions the phase stands for are written back, then the flow goes on.
+    ///
+    /// Without this, a handler that stays without a reason (a ready object resting)
+    /// would leave the object with no `Ready` condition for as long as it stays.
+    async fn restore_conditions<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+    ) -> Result<Action, PhaseError<M::Error>>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let Here {
+            api,
+            status,
+            phase,
+            at,
+        } = *here;
+        let table = self.machine.transitions();
+        let restored = format!(
+            "status.conditions had no Ready condition in phase {}; restored",
+            phase.name()
+        );
+        let (standing, reason, message) = if phase == table.failed() {
+            let waits = status
+                .retry
+                .as_ref()
+                .and_then(|r| r.next_attempt_time.as_ref())
+                .is_none();
+            let standing = if waits {
+                Standing::Stalled
+            } else {
+                Standing::Retrying
+            };
+            match &status.last_error {
+                Some(e) => (standing, e.reason.as_str(), e.message.clone()),
+                None => (standing, "ConditionsRestored", restored.clone()),
+            }
+        } else {
+            (
+                plan::standing_of(table, phase),
+                "ConditionsRestored",
+                restored.clone(),
+            )
+        };
+        let mut next = status.clone();
+        plan::set_conditions(
+            &mut next,
+            standing,
+            &Why {
+                reason,
+                message: &message,
+            },
+            at.now,
+        );
+        let note = Note::warning("ConditionsRestored", restored);
+        self.write_then(
+            api,
+            obj,
+            &next,
+            None,
+            Some(note),
+            Action::requeue(Duration::ZERO),
+        )
+        .await
     }
 
     /// A ready object whose spec changed: to the updating phase, or the ready handler
@@ -148,8 +222,13 @@ impl<M> Inner<M> {
         let name = phase.name();
         let generation = obj.meta().generation;
         let message = format!(
-            "metadata.generation {} is past the observed {}",
+            "metadata.generation {} is {} the observed {}",
             generation.unwrap_or_default(),
+            if generation < status.observed_generation {
+                "behind"
+            } else {
+                "past"
+            },
             status
                 .observed_generation
                 .map_or_else(|| "none".to_owned(), |g| g.to_string()),

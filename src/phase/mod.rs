@@ -17,12 +17,14 @@
 //! 2. **Finalizer** added before anything else happens, so no side effect can leak.
 //! 3. **Read the phase** from `status.phase`. No phase: enter the initial phase. A name
 //!    the machine does not know (a corrupted or hand-edited status): start over from the
-//!    initial phase, with reason `UnknownPhase` and a warning event.
+//!    initial phase, with reason `UnknownPhase` and a warning event. A known phase with no
+//!    `Ready` condition gets the conditions it stands for back first (`ConditionsRestored`);
+//!    conditions that could not be written back (no type, no transition time) are repaired.
 //! 4. **Failed phase**: wait until `status.retry.nextAttemptTime` (exponential, see
 //!    [`PhaseConfig::retry`]), then move to the table's retry phase. A failure that waits
 //!    for a change (`Stalled=True`) moves on only when `metadata.generation` moves.
 //! 5. **Ready phase and a new spec** (`metadata.generation` past
-//!    `status.observedGeneration`): move to the updating phase.
+//!    `status.observedGeneration`, or a corrupt one ahead of it): move to the updating phase.
 //! 6. **Deadline**: past the phase's deadline, fail with reason `PhaseTimeout`.
 //! 7. **Run the phase's handler** and apply its [`Transition`]: stay (requeue, capped at
 //!    the deadline), move along a declared edge, fail (with retry, or terminal), or rest.

@@ -78,6 +78,34 @@ pub(super) fn set_conditions(
     }
 }
 
+/// Makes conditions read from a corrupt status writable and meaningful again: drops
+/// those without a type and the engine's own without a reason (so they are set afresh),
+/// stamps those without a transition time, forgets negative generations (which the
+/// conditions' schema refuses).
+pub(super) fn repair(status: &mut PhaseStatus, now: Timestamp) {
+    status.observed_generation = status.observed_generation.filter(|g| *g >= 0);
+    let keep = |c: &Condition| {
+        let engines = [READY, RECONCILING, STALLED].contains(&c.type_.as_str());
+        !c.type_.is_empty() && (!engines || !c.reason.is_empty())
+    };
+    let sound = |c: &Condition| {
+        keep(c) && c.last_transition_time.is_some() && c.observed_generation.is_none_or(|g| g >= 0)
+    };
+    if status.conditions.iter().all(sound) {
+        return;
+    }
+    status.conditions = std::mem::take(&mut status.conditions)
+        .into_vec()
+        .into_iter()
+        .filter(keep)
+        .map(|mut c| {
+            c.last_transition_time.get_or_insert(Time(now));
+            c.observed_generation = c.observed_generation.filter(|g| *g >= 0);
+            c
+        })
+        .collect();
+}
+
 /// Sets conditions a handler asked for, except the engine's own types.
 pub(super) fn set_extra_conditions(status: &mut PhaseStatus, extra: &[Condition], now: Timestamp) {
     for c in extra {
