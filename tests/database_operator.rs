@@ -373,3 +373,122 @@ both_tiers! {
         assert_eq!(recorder.calls().writes(), 0);
     }
 }
+
+/// `GET http://addr/metrics`, as text.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_s_metrics_are_served_over_http() {
+    let cx = Tier::embedded("metrics").await;
+    let world = world(&cx).await;
+    let metrics = kube_reconcile::metrics::Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let served = kube_reconcile::metrics::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        std::sync::Arc::new(registry),
+    )
+    .await
+    .unwrap();
+    let wiring = example::Wiring {
+        metrics: Some(metrics),
+        leader: None,
+    };
+    let operator = example::start_with(
+        world.client.clone(),
+        &world.namespace,
+        &world.dbaas.url(),
+        &Report::new(),
+        wiring,
+    )
+    .unwrap();
+    world.create("orders", "16", 1).await;
+    world.all_ready(1).await;
+    let text = scrape(served.local_addr()).await;
+    operator.controller.abort();
+    let ready = series(
+        &text,
+        r#"kube_reconcile_phase_transitions_total{controller="databases",from="Verifying",to="Ready"}"#,
+    );
+    assert_eq!(ready, Some(1.0), "{text}");
+    let successes = series(
+        &text,
+        r#"controller_runtime_reconcile_total{controller="databases",result="requeue_after"}"#,
+    );
+    assert!(successes.is_some_and(|n| n >= 5.0), "{text}");
+    assert_eq!(
+        series(
+            &text,
+            r#"kube_reconcile_breaker_state{dependency="dbaas",state="closed"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work() {
+    use kube_reconcile::leader::{LeaderElector, LeaseConfig};
+    let cx = Tier::embedded("leader").await;
+    let world = world(&cx).await;
+    let lease = |id: &str| {
+        LeaseConfig::new(world.namespace.clone(), "database-operator")
+            .identity(id)
+            .lease_duration(Duration::from_secs(2))
+            .renew_deadline(Duration::from_secs(1))
+            .retry_period(Duration::from_millis(200))
+    };
+    let first = LeaderElector::new(world.client.clone(), lease("first"))
+        .unwrap()
+        .spawn();
+    let second = LeaderElector::new(world.client.clone(), lease("second"))
+        .unwrap()
+        .spawn();
+    let start = |leader: &kube_reconcile::leader::LeaderHandle| {
+        let wiring = example::Wiring {
+            leader: Some(leader.clone()),
+            metrics: None,
+        };
+        example::start_with(
+            world.client.clone(),
+            &world.namespace,
+            &world.dbaas.url(),
+            &Report::new(),
+            wiring,
+        )
+        .unwrap()
+    };
+    let (a, b) = (start(&first), start(&second));
+    world.create("alpha", "16", 1).await;
+    world.all_ready(1).await;
+    assert!(first.is_leader() != second.is_leader(), "exactly one leads");
+    let (leader, follower) = if first.is_leader() {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    // The leader stops and hands over; the other one carries on with new work.
+    leader.release().await.unwrap();
+    world.create("beta", "16", 1).await;
+    world.all_ready(2).await;
+    assert!(follower.is_leader());
+    a.controller.abort();
+    b.controller.abort();
+    assert_eq!(world.dbaas.instances().len(), 2);
+}

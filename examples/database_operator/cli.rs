@@ -19,6 +19,10 @@ FLAGS:
     --cluster          use the current kube context instead of the embedded server
     --install-crd      with --cluster: install the Database CRD first
     --dbaas-url URL    use this DBaaS instead of the simulated one
+    --leader-elect     reconcile only while holding the Lease default/database-operator
+                       (run several copies: one leads, the others take over when it stops)
+    --metrics-addr A   serve Prometheus metrics on http://A/metrics (e.g. 127.0.0.1:9090)
+    --log-format F     logs on stderr as `text` (default) or `json`; RUST_LOG sets the level
     --timeout SECS     give up after this long (default 60)
     -h, --help         this text";
 
@@ -32,6 +36,9 @@ pub(crate) struct Options {
     pub(crate) cluster: bool,
     pub(crate) install_crd: bool,
     pub(crate) dbaas_url: Option<String>,
+    pub(crate) leader_elect: bool,
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    pub(crate) json_logs: bool,
     pub(crate) timeout_secs: u64,
 }
 
@@ -64,6 +71,19 @@ impl Options {
                         .map_err(|_| format!("--timeout wants seconds, not {v:?}"))?;
                 }
                 "--dbaas-url" => options.dbaas_url = Some(value("--dbaas-url")?),
+                "--leader-elect" => options.leader_elect = true,
+                "--metrics-addr" => {
+                    let v = value("--metrics-addr")?;
+                    options.metrics_addr = Some(
+                        v.parse()
+                            .map_err(|_| format!("--metrics-addr wants host:port, not {v:?}"))?,
+                    );
+                }
+                "--log-format" => match value("--log-format")?.as_str() {
+                    "text" => options.json_logs = false,
+                    "json" => options.json_logs = true,
+                    other => return Err(format!("--log-format is text or json, not {other:?}")),
+                },
                 other => return Err(format!("unknown flag {other:?}")),
             }
         }
@@ -76,5 +96,47 @@ impl Options {
             );
         }
         Ok(Some(options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Options;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        Options::parse(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_say_why() {
+        let o = parse(&[
+            "--chaos",
+            "--count",
+            "3",
+            "--leader-elect",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+            "--log-format",
+            "json",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.chaos && o.leader_elect && o.json_logs);
+        assert_eq!(o.count, 3);
+        assert_eq!(o.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert!(parse(&["--help"]).unwrap().is_none());
+        assert_eq!(
+            parse(&["--count", "x"]).unwrap_err(),
+            "--count wants a number, not \"x\""
+        );
+        assert_eq!(
+            parse(&["--log-format", "xml"]).unwrap_err(),
+            "--log-format is text or json, not \"xml\""
+        );
+        assert_eq!(
+            parse(&["--install-crd"]).unwrap_err(),
+            "--install-crd goes with --cluster"
+        );
+        assert_eq!(parse(&["--nope"]).unwrap_err(), "unknown flag \"--nope\"");
     }
 }

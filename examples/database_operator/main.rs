@@ -27,7 +27,7 @@ pub(crate) mod operator;
 pub(crate) mod report;
 pub(crate) mod scenario;
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -43,6 +43,8 @@ use kube::{
 use kube_reconcile::{
     ControllerExt, ReconcilerExt,
     external::{ExternalDependency, Health},
+    leader::{LeaderElector, LeaderHandle, LeaseConfig},
+    metrics::Metrics,
     middleware::{
         backoff::BackoffConfig,
         backoff::BackoffHandle,
@@ -71,6 +73,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logs(options.json_logs);
     match run(options).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -83,6 +86,21 @@ async fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs on stderr (the narrative is on stdout): readable by default, JSON with
+/// `--log-format json`; `RUST_LOG` sets the level (default `warn`).
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
     }
 }
 
@@ -102,12 +120,52 @@ pub(crate) struct Operator {
     pub(crate) controller: tokio::task::JoinHandle<()>,
 }
 
+/// What else wraps the operator: leader election and metrics.
+#[derive(Default)]
+pub(crate) struct Wiring {
+    /// Reconcile only while this handle leads.
+    pub(crate) leader: Option<LeaderHandle>,
+    /// Record metrics here.
+    pub(crate) metrics: Option<Metrics>,
+}
+
+/// The controller of the Databases in `api`, running `reconciler`.
+fn spawn_controller<R>(
+    api: &Api<Database>,
+    reconciler: R,
+    ctx: Arc<operator::Ctx>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: kube_reconcile::Reconciler<Database, operator::Ctx> + 'static,
+    R::Error: std::error::Error,
+{
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run_reconciler(reconciler, ctx)
+        .for_each(|_| async {});
+    tokio::spawn(controller)
+}
+
 /// Starts the operator on `client` against the DBaaS at `dbaas_url`.
+#[allow(
+    dead_code,
+    reason = "the tests start the operator this way; the binary wires it with flags"
+)]
 pub(crate) fn start(
     client: Client,
     namespace: &str,
     dbaas_url: &str,
     report: &Report,
+) -> Result<Operator, Box<dyn std::error::Error>> {
+    start_with(client, namespace, dbaas_url, report, Wiring::default())
+}
+
+/// [`start`], with leader election and metrics as `wiring` says.
+pub(crate) fn start_with(
+    client: Client,
+    namespace: &str,
+    dbaas_url: &str,
+    report: &Report,
+    wiring: Wiring,
 ) -> Result<Operator, Box<dyn std::error::Error>> {
     let dbaas = DbaasClient::new(dbaas_url)?;
     let breaker = BreakerConfig::default()
@@ -115,6 +173,9 @@ pub(crate) fn start(
         .open_duration(Duration::from_secs(2))
         .build("dbaas")?;
     report.watch_breaker(&breaker);
+    if let Some(metrics) = &wiring.metrics {
+        metrics.observe_breaker(&breaker);
+    }
     let health = dbaas.clone();
     let gate = ExternalDependency::builder("dbaas")
         .breaker(breaker.clone())
@@ -135,18 +196,18 @@ pub(crate) fn start(
         .health_interval(Duration::from_secs(1))
         .build();
     let ctx = operator::context(client.clone(), dbaas, gate)?;
-    let engine = PhaseEngine::with_config(
-        DatabaseMachine::new()?,
-        client.clone(),
-        PhaseConfig::default()
-            .finalizer("example.kube-reconcile.dev/deprovision")
-            .controller("database-operator")
-            .retry(
-                BackoffConfig::operator()
-                    .base(Duration::from_millis(500))
-                    .cap(Duration::from_secs(10)),
-            ),
-    )?;
+    let mut config = PhaseConfig::default()
+        .finalizer("example.kube-reconcile.dev/deprovision")
+        .controller("database-operator")
+        .retry(
+            BackoffConfig::operator()
+                .base(Duration::from_millis(500))
+                .cap(Duration::from_secs(10)),
+        );
+    if let Some(metrics) = &wiring.metrics {
+        config = config.on_transition(metrics.phase_observer("databases"));
+    }
+    let engine = PhaseEngine::with_config(DatabaseMachine::new()?, client.clone(), config)?;
     let rate_limit = RateLimitLayer::per_object(Quota::per_second(
         std::num::NonZeroU32::new(20).expect("non-zero"),
     ));
@@ -160,16 +221,24 @@ pub(crate) fn start(
         .with(rate_limit)
         .with(backoff);
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
-    let controller = Controller::new(api.clone(), watcher::Config::default())
-        .run_reconciler(reconciler, ctx)
-        .for_each(|_| async {});
+    // Outermost: metrics see every outcome, the leader layer holds followers back.
+    let controller = match (wiring.metrics, wiring.leader) {
+        (Some(m), Some(l)) => spawn_controller(
+            &api,
+            reconciler.with(l.layer()).with(m.layer("databases")),
+            ctx,
+        ),
+        (Some(m), None) => spawn_controller(&api, reconciler.with(m.layer("databases")), ctx),
+        (None, Some(l)) => spawn_controller(&api, reconciler.with(l.layer()), ctx),
+        (None, None) => spawn_controller(&api, reconciler, ctx),
+    };
     Ok(Operator {
         client,
         api,
         breaker,
         backoff: backoff_handle,
         rate_limit: rate_limit_handle,
-        controller: tokio::spawn(controller),
+        controller,
     })
 }
 
@@ -187,6 +256,55 @@ pub(crate) async fn install_crd(client: &Client) -> Result<(), Box<dyn std::erro
     )
     .await??;
     Ok(())
+}
+
+/// `--metrics-addr` and `--leader-elect`: what wraps the operator, the metrics endpoint
+/// (served while it is kept) and the leader handle (to release the Lease at the end).
+async fn wire(
+    options: &Options,
+    client: &Client,
+    namespace: &str,
+    report: &Report,
+) -> Result<
+    (
+        Wiring,
+        Option<kube_reconcile::metrics::MetricsServer>,
+        Option<LeaderHandle>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let mut wiring = Wiring::default();
+    // --metrics-addr: Prometheus metrics over HTTP for as long as the run lasts.
+    let metrics_endpoint = match options.metrics_addr {
+        Some(addr) => {
+            let metrics = Metrics::new();
+            let mut registry = prometheus_client::registry::Registry::default();
+            metrics.register(&mut registry);
+            let endpoint = kube_reconcile::metrics::serve(addr, Arc::new(registry)).await?;
+            report.say(&format!(
+                "metrics at http://{}/metrics",
+                endpoint.local_addr()
+            ));
+            wiring.metrics = Some(metrics);
+            Some(endpoint)
+        }
+        None => None,
+    };
+    // --leader-elect: reconcile only while holding the Lease; copies of this process
+    // started alongside wait and take over when it stops.
+    let leader = if options.leader_elect {
+        let lease = LeaseConfig::new(namespace.to_owned(), "database-operator");
+        let handle = LeaderElector::new(client.clone(), lease)?.spawn();
+        report.say(&format!(
+            "leader election on Lease {namespace}/database-operator as {}",
+            handle.identity()
+        ));
+        wiring.leader = Some(handle.clone());
+        Some(handle)
+    } else {
+        None
+    };
+    Ok((wiring, metrics_endpoint, leader))
 }
 
 pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
@@ -241,7 +359,8 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
             .ready_after(Duration::from_millis(300))
             .start()
     });
-    let operator = start(client.clone(), &namespace, &dbaas_url, &report)?;
+    let (wiring, _metrics_endpoint, leader) = wire(&options, &client, &namespace, &report).await?;
+    let operator = start_with(client.clone(), &namespace, &dbaas_url, &report, wiring)?;
     let printer = report.print_transitions(operator.api.clone());
 
     let outcome = scenario::run(
@@ -270,6 +389,10 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
     }
     printer.abort();
     operator.controller.abort();
+    if let Some(leader) = &leader {
+        // Hand the Lease over at once instead of letting it expire.
+        leader.release().await?;
+    }
     println!(
         "\n{}",
         if ok {

@@ -123,8 +123,11 @@ async fn converge(
         let get = |name: &str| list.items.iter().find(|d| d.name_any() == name);
         if !progress.resized && get("orders").is_some_and(|d| d.phase() == Some("Ready")) {
             let patch = json!({ "spec": { "replicas": 5 } });
-            api.patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            retrying(async || {
+                api.patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            })
+            .await?;
             report.say("orders       spec changed by the user: replicas 3 -> 5");
             progress.resized = true;
         }
@@ -133,8 +136,11 @@ async fn converge(
             && legacy.phase() == Some("Failed")
         {
             let patch = json!({ "spec": { "version": "16" } });
-            api.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            retrying(async || {
+                api.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            })
+            .await?;
             report.say("legacy       spec fixed by the user: version 9.6 -> 16");
             progress.fixed = true;
         }
@@ -178,7 +184,7 @@ async fn delete_one(
     dbaas: Option<&RunningDbaas>,
     report: &Report,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    api.delete("inventory", &DeleteParams::default()).await?;
+    retrying(async || api.delete("inventory", &DeleteParams::default()).await).await?;
     report.say("inventory    deleted by the user");
     let gone_by = Instant::now() + Duration::from_secs(20);
     while api.get_opt("inventory").await?.is_some() {
@@ -211,6 +217,25 @@ fn is_ready_and_current(db: &Database) -> bool {
             .as_ref()
             .and_then(|s| s.machine.observed_generation)
             == db.metadata.generation
+}
+
+/// Runs a user's request again while the API server answers with the faults `--chaos`
+/// injects (5xx, 409, 429), as `kubectl` users do.
+async fn retrying<T>(
+    mut request: impl AsyncFnMut() -> Result<T, kube::Error>,
+) -> Result<T, kube::Error> {
+    let mut attempt = 0;
+    loop {
+        match request().await {
+            Err(kube::Error::Api(s))
+                if (s.code >= 500 || s.code == 429 || s.code == 409) && attempt < 10 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Creates `db`, retrying the faults `--chaos` injects.
