@@ -8,8 +8,8 @@ use kube::{Resource, ResourceExt, runtime::controller::Action};
 
 use super::{
     Phase, PhaseError, PhaseMachine, PhaseStatus, Step, Transition,
-    engine::{Inner, Object, ceil_second, later, until},
-    plan::{self, At, Observe, Standing, Why},
+    engine::{Inner, Object, later, until},
+    plan::{self, At, Observe, Why},
     text::{chain, humantime, transition_note},
     transition::Kind,
     write::{Note, Target},
@@ -21,11 +21,11 @@ use crate::{
 
 /// What one step knows besides the object: where to write, the status as read, when.
 #[derive(Clone, Copy)]
-struct Here<'a, P> {
-    api: &'a Target,
-    status: &'a PhaseStatus,
-    phase: P,
-    at: At,
+pub(super) struct Here<'a, P> {
+    pub(super) api: &'a Target,
+    pub(super) status: &'a PhaseStatus,
+    pub(super) phase: P,
+    pub(super) at: At,
 }
 
 impl<P: Copy> Here<'_, P> {
@@ -41,7 +41,22 @@ impl<P: Copy> Here<'_, P> {
 }
 
 impl<M> Inner<M> {
-    fn at(&self) -> At {
+    /// Writes the status of a move (with `note` as its event) and runs the next step at
+    /// once.
+    pub(super) async fn moved<K: Object, E>(
+        &self,
+        api: &Target,
+        obj: &K,
+        next: &PhaseStatus,
+        extra: Option<&serde_json::Value>,
+        note: Note,
+    ) -> Result<Action, PhaseError<E>> {
+        let now = Action::requeue(Duration::ZERO);
+        self.write_then(api, obj, next, extra, Some(note), now)
+            .await
+    }
+
+    pub(super) fn at(&self) -> At {
         At {
             now: self.wall.now(),
             history: self.config.history.get(),
@@ -80,9 +95,7 @@ impl<M> Inner<M> {
             let initial = table.initial();
             let observe = Observe::Generation(generation);
             let next = plan::enter(table, &status, from, initial, why, observe, at);
-            let action = Action::requeue(Duration::ZERO);
-            self.write_then(&api, obj, &next, None, Some(note), action)
-                .await
+            self.moved(&api, obj, &next, None, note).await
         };
         let Some(name) = status.phase.as_deref() else {
             let note = Note::normal("Created", format!("starting in {}", table.initial().name()));
@@ -131,74 +144,6 @@ impl<M> Inner<M> {
             return self.spec_changed(&here, obj, ctx).await;
         }
         self.run_handler(&here, obj, ctx).await
-    }
-
-    /// A known phase without a `Ready` condition (a hand-edited or corrupt status): the
-    /// conditions the phase stands for are written back, then the flow goes on.
-    ///
-    /// Without this, a handler that stays without a reason (a ready object resting)
-    /// would leave the object with no `Ready` condition for as long as it stays.
-    async fn restore_conditions<K: Object, Ctx>(
-        &self,
-        here: &Here<'_, M::Phase>,
-        obj: &K,
-    ) -> Result<Action, PhaseError<M::Error>>
-    where
-        M: PhaseMachine<K, Ctx>,
-    {
-        let Here {
-            api,
-            status,
-            phase,
-            at,
-        } = *here;
-        let table = self.machine.transitions();
-        let restored = format!(
-            "status.conditions had no Ready condition in phase {}; restored",
-            phase.name()
-        );
-        let (standing, reason, message) = if phase == table.failed() {
-            let waits = status
-                .retry
-                .as_ref()
-                .and_then(|r| r.next_attempt_time.as_ref())
-                .is_none();
-            let standing = if waits {
-                Standing::Stalled
-            } else {
-                Standing::Retrying
-            };
-            match &status.last_error {
-                Some(e) => (standing, e.reason.as_str(), e.message.clone()),
-                None => (standing, "ConditionsRestored", restored.clone()),
-            }
-        } else {
-            (
-                plan::standing_of(table, phase),
-                "ConditionsRestored",
-                restored.clone(),
-            )
-        };
-        let mut next = status.clone();
-        plan::set_conditions(
-            &mut next,
-            standing,
-            &Why {
-                reason,
-                message: &message,
-            },
-            at.now,
-        );
-        let note = Note::warning("ConditionsRestored", restored);
-        self.write_then(
-            api,
-            obj,
-            &next,
-            None,
-            Some(note),
-            Action::requeue(Duration::ZERO),
-        )
-        .await
     }
 
     /// A ready object whose spec changed: to the updating phase, or the ready handler
@@ -251,16 +196,7 @@ impl<M> Inner<M> {
                 "SpecChanged",
                 transition_note(name, updating.name(), &message),
             );
-            return self
-                .write_then(
-                    api,
-                    obj,
-                    &next,
-                    None,
-                    Some(note),
-                    Action::requeue(Duration::ZERO),
-                )
-                .await;
+            return self.moved(api, obj, &next, None, note).await;
         }
         // No updating phase: the ready handler sees the new spec.
         let mut observed = status.clone();
@@ -428,149 +364,8 @@ impl<M> Inner<M> {
                     at,
                 );
                 let note = Note::normal(reason, transition_note(from, to.name(), message));
-                self.write_then(
-                    api,
-                    obj,
-                    &next,
-                    extra,
-                    Some(note),
-                    Action::requeue(Duration::ZERO),
-                )
-                .await
+                self.moved(api, obj, &next, extra, note).await
             }
         }
-    }
-
-    /// Refuses an undeclared move: the phase stays, `Stalled` says why.
-    async fn refuse<K: Object, Ctx>(
-        &self,
-        here: &Here<'_, M::Phase>,
-        obj: &K,
-        to: M::Phase,
-    ) -> Result<Action, PhaseError<M::Error>>
-    where
-        M: PhaseMachine<K, Ctx>,
-    {
-        let Here {
-            api,
-            status,
-            phase,
-            at,
-        } = *here;
-        let from = phase.name();
-        let message = format!(
-            "the {from} handler asked for {}, which the transition table does not declare",
-            to.name()
-        );
-        let why = Why {
-            reason: "UndeclaredTransition",
-            message: &message,
-        };
-        let mut next = status.clone();
-        plan::set_conditions(&mut next, Standing::Stalled, &why, at.now);
-        plan::record_error(&mut next, from, &why, at.now);
-        self.write::<K, M::Error>(api, obj, &next, None).await?;
-        Err(PhaseError::UndeclaredTransition {
-            from,
-            to: to.name(),
-        })
-    }
-
-    /// Moves to the failed phase, scheduling a retry unless the failure waits for a change.
-    async fn fail<K: Object, Ctx>(
-        &self,
-        here: &Here<'_, M::Phase>,
-        obj: &K,
-        why: &Why<'_>,
-        retry: bool,
-        extra: Option<&serde_json::Value>,
-    ) -> Result<Action, PhaseError<M::Error>>
-    where
-        M: PhaseMachine<K, Ctx>,
-    {
-        let Here {
-            api,
-            status,
-            phase,
-            at,
-        } = *here;
-        let table = self.machine.transitions();
-        let attempts = status.retry.as_ref().map_or(0, |r| r.attempts);
-        let delay = retry.then(|| self.schedule.delay(attempts));
-        // Stored times have whole seconds: round up, so a retry never starts early.
-        let next_attempt = delay.map(|d| ceil_second(later(at.now, d)));
-        let next = plan::fail(table, status, phase.name(), why, next_attempt, at);
-        let moved = transition_note(phase.name(), table.failed().name(), why.message);
-        let text = match next_attempt {
-            Some(when) => format!("{moved}; retry {} at {when}", attempts + 1),
-            None => format!("{moved}; waiting for a spec change"),
-        };
-        let action = delay.map_or_else(Action::await_change, Action::requeue);
-        self.write_then(
-            api,
-            obj,
-            &next,
-            extra,
-            Some(Note::warning(why.reason, text)),
-            action,
-        )
-        .await
-    }
-
-    /// The failed phase: wait out the retry, then go to the retry phase.
-    async fn failed<K: Object, Ctx>(
-        &self,
-        here: &Here<'_, M::Phase>,
-        obj: &K,
-        spec_changed: bool,
-    ) -> Result<Action, PhaseError<M::Error>>
-    where
-        M: PhaseMachine<K, Ctx>,
-    {
-        let Here {
-            api, status, at, ..
-        } = *here;
-        let table = self.machine.transitions();
-        let failed = table.failed().name();
-        let mut from = status.clone();
-        let (reason, message) = if spec_changed {
-            // A new spec starts afresh.
-            from.retry = None;
-            ("SpecChanged", "the spec changed; starting again".to_owned())
-        } else {
-            match status
-                .retry
-                .as_ref()
-                .and_then(|r| r.next_attempt_time.as_ref())
-            {
-                None => return Ok(Action::await_change()),
-                Some(due) if at.now < due.0 => return Ok(Action::requeue(until(at.now, due.0))),
-                Some(_) => {
-                    let attempt = status.retry.as_ref().map_or(0, |r| r.attempts);
-                    let after = status
-                        .last_error
-                        .as_ref()
-                        .map_or("a failure", |e| e.reason.as_str());
-                    ("Retrying", format!("retry {attempt} after {after}"))
-                }
-            }
-        };
-        let why = Why {
-            reason,
-            message: &message,
-        };
-        let to = table.retry();
-        let generation = Observe::Generation(obj.meta().generation);
-        let next = plan::enter(table, &from, Some(failed), to, &why, generation, at);
-        let note = Note::normal(reason, transition_note(failed, to.name(), &message));
-        self.write_then(
-            api,
-            obj,
-            &next,
-            None,
-            Some(note),
-            Action::requeue(Duration::ZERO),
-        )
-        .await
     }
 }

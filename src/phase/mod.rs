@@ -182,6 +182,7 @@ mod change;
 mod config;
 mod engine;
 mod error;
+mod failure;
 mod finalize;
 mod flow;
 mod machine;
