@@ -101,6 +101,7 @@ mod rng;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod wall;
 
 #[doc(inline)]
 pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};

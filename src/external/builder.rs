@@ -10,10 +10,11 @@ use crate::{
     rng::Rng,
 };
 
+use crate::wall::WallClock;
+
 use super::{
     dependency::{ExternalDependency, Inner},
     health::{Health, HealthCache, Probe},
-    wall::WallClock,
 };
 
 /// Builds an [`ExternalDependency`].

@@ -10,10 +10,11 @@ use crate::{
     rng::Rng,
 };
 
+use crate::wall::WallClock;
+
 use super::{
     builder::DependencyBuilder,
     health::{Health, HealthCache},
-    wall::WallClock,
 };
 
 /// The condition reason while the dependency is available.

@@ -167,7 +167,6 @@ mod key;
 mod outcome;
 mod resource;
 mod unavailable;
-mod wall;
 
 pub use self::{
     builder::DependencyBuilder,

@@ -15,10 +15,8 @@ use tracing::Instrument as _;
 
 use super::{HasPhaseStatus, PhaseConfig, PhaseConfigError, PhaseError, PhaseMachine};
 use crate::{
-    clock::{Clock, Nanos},
-    error::Classify as _,
-    middleware::backoff::RetrySchedule,
-    reconciler::Reconciler,
+    clock::Clock, error::Classify as _, middleware::backoff::RetrySchedule, reconciler::Reconciler,
+    wall::WallClock,
 };
 
 /// Runs a [`PhaseMachine`] as a [`Reconciler`], so the middleware wraps it unchanged.
@@ -36,7 +34,7 @@ pub(super) struct Inner<M> {
     pub(super) config: PhaseConfig,
     pub(super) schedule: RetrySchedule,
     pub(super) recorder: Option<Recorder>,
-    pub(super) wall: Wall,
+    pub(super) wall: WallClock,
 }
 
 impl<M, K> Clone for PhaseEngine<M, K> {
@@ -54,32 +52,6 @@ impl<M: fmt::Debug, K> fmt::Debug for PhaseEngine<M, K> {
             .field("machine", &self.inner.machine)
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Wall-clock time that follows the injectable clock (and so `tokio::time::pause()`):
-/// the system time at start plus the clock's elapsed time.
-pub(super) struct Wall {
-    clock: Clock,
-    start: Nanos,
-    at: Timestamp,
-}
-
-impl Wall {
-    fn new(clock: Clock) -> Self {
-        Wall {
-            start: clock.now(),
-            clock,
-            at: Timestamp::now(),
-        }
-    }
-
-    pub(super) fn now(&self) -> Timestamp {
-        let elapsed = self.clock.now().saturating_since(self.start);
-        SignedDuration::try_from(elapsed)
-            .ok()
-            .and_then(|d| self.at.checked_add(d).ok())
-            .unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -147,7 +119,7 @@ impl<M, K> PhaseEngine<M, K> {
                 client,
                 schedule,
                 recorder,
-                wall: Wall::new(clock),
+                wall: WallClock::new(clock, Timestamp::now()),
                 config,
             }),
             _resource: PhantomData,

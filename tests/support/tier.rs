@@ -1,7 +1,7 @@
 //! Run one test body against both servers: the embedded `ApiServer` and a real
 //! kube-apiserver (the envtest tier).
 //!
-//! ```ignore
+//! ```text
 //! both_tiers! {
 //!     async fn configmaps_round_trip(cx: Tier) {
 //!         let cms: Api<ConfigMap> = cx.api();

@@ -14,7 +14,7 @@ use crate::clock::{Clock, Nanos};
 
 /// A monotonic clock with a wall-clock anchor.
 #[derive(Clone, Debug)]
-pub(super) struct WallClock {
+pub(crate) struct WallClock {
     clock: Clock,
     anchor: Nanos,
     anchor_wall: Timestamp,
@@ -22,7 +22,7 @@ pub(super) struct WallClock {
 
 impl WallClock {
     /// Anchors `clock`'s current reading at `wall`.
-    pub(super) fn new(clock: Clock, wall: Timestamp) -> Self {
+    pub(crate) fn new(clock: Clock, wall: Timestamp) -> Self {
         let anchor = clock.now();
         WallClock {
             clock,
@@ -32,12 +32,12 @@ impl WallClock {
     }
 
     /// The monotonic clock.
-    pub(super) const fn clock(&self) -> &Clock {
+    pub(crate) const fn clock(&self) -> &Clock {
         &self.clock
     }
 
     /// The wall-clock time that corresponds to the monotonic point `at`.
-    pub(super) fn at(&self, at: Nanos) -> Timestamp {
+    pub(crate) fn at(&self, at: Nanos) -> Timestamp {
         if at >= self.anchor {
             signed(at.saturating_since(self.anchor))
                 .and_then(|d| self.anchor_wall.checked_add(d).ok())
@@ -50,12 +50,12 @@ impl WallClock {
     }
 
     /// The wall-clock time now.
-    pub(super) fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.at(self.clock.now())
     }
 
     /// The wall-clock time `after` from now.
-    pub(super) fn after(&self, after: Duration) -> Timestamp {
+    pub(crate) fn after(&self, after: Duration) -> Timestamp {
         self.at(self.clock.now().saturating_add(after))
     }
 }
