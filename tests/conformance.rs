@@ -26,6 +26,8 @@ mod objects;
 mod patch;
 #[path = "conformance/queries.rs"]
 mod queries;
+#[path = "conformance/validation.rs"]
+mod validation;
 #[path = "conformance/watch.rs"]
 mod watch;
 

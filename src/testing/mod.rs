@@ -50,9 +50,9 @@
 //! | Garbage collection of dependents | immediate, in the same request | none: no kube-controller-manager runs |
 //! | Namespace deletion | contents deleted, namespace removed when empty | stays `Terminating` (no namespace controller); creates in it get 403 |
 //! | Authentication and authorization | none | client certificates and RBAC ([`ControlPlane`] gives an admin) |
-//! | `pattern` and `format` in CRD schemas | not checked | checked |
+//! | CEL rules (`x-kubernetes-validations`) in CRD schemas | not evaluated | evaluated |
 //! | Watch from a compacted version | 410 Expired once [`ApiServer::compact`] ran or history rolled over | served from the watch cache while it holds the version; 410 after etcd compaction ([`ControlPlane::compact`]) only beyond the cache |
-//! | `OpenAPI` v3 for built-ins | permissive stubs (enough for `kubectl apply` and `explain` on CRDs) | full schemas |
+//! | `OpenAPI` v3 for built-ins | k8s-openapi's schemas, without the `x-kubernetes-patch-*` and list-type extensions | full schemas |
 //! | `managedFields` of updates to built-ins | `"."` markers on free-form maps only (labels, annotations, data, selectors) | `"."` on every map or optional struct the update created |
 //! | Watch bookmarks | every 60 s by default ([`ApiServerBuilder::bookmark_every`]) | about once a minute, and the `initial-events-end` bookmark |
 //! | Admission | defaults and validation of the modelled kinds | all built-in admission plugins except `ServiceAccount` |

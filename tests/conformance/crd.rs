@@ -70,12 +70,8 @@ both_tiers! {
         assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{s:?}");
         let mut fields: Vec<String> = s.details.as_ref().unwrap().causes.iter().map(|c| c.field.clone()).collect();
         fields.sort();
-        // The embedded server does not check `pattern` (see the differences table).
-        let expected: &[&str] = if cx.is_real() { &["spec.code", "spec.mode", "spec.replicas"] } else { &["spec.mode", "spec.replicas"] };
-        assert_eq!(fields, expected, "{s:?}");
-        if cx.is_real() {
-            assert!(s.message.contains(r#"spec.code: Invalid value: "abcd": spec.code in body should match '^[A-Z]{3}$'"#), "{}", s.message);
-        }
+        assert_eq!(fields, ["spec.code", "spec.mode", "spec.replicas"], "{s:?}");
+        assert!(s.message.contains(r#"spec.code: Invalid value: "abcd": spec.code in body should match '^[A-Z]{3}$'"#), "{}", s.message);
         assert!(s.message.contains("spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0"), "{}", s.message);
         assert!(s.message.contains(r#"spec.mode: Unsupported value: "slow": supported values: "fast", "safe""#), "{}", s.message);
 

@@ -107,6 +107,9 @@ pub(crate) fn admit(
         schema::admit(rt, s, obj)?;
     }
     if rt.built_in {
+        if !rt.view {
+            schema::unknown::prune_built_in(&rt.group, &rt.kind, obj);
+        }
         defaults::apply(state, rt, obj);
     }
     check_data_size(rt, &name, obj)?;

@@ -186,7 +186,11 @@ pub(crate) enum FieldErrorKind {
     NotSupported(String),
     Forbidden,
     TooLong,
+    /// More items than allowed; holds the count shown.
+    TooMany(String),
     TypeInvalid(String),
+    /// A repeated set item or list-map key; holds the value shown.
+    Duplicate(String),
 }
 
 impl FieldErrorKind {
@@ -198,6 +202,8 @@ impl FieldErrorKind {
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
             FieldErrorKind::TypeInvalid(_) => "FieldValueTypeInvalid",
+            FieldErrorKind::TooMany(_) => "FieldValueTooMany",
+            FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
         }
     }
 }
@@ -224,6 +230,8 @@ impl FieldError {
             FieldErrorKind::NotSupported(v) => format!("Unsupported value: {v}"),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::TooLong => "Too long".to_string(),
+            FieldErrorKind::TooMany(n) => format!("Too many: {n}"),
+            FieldErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
         };
         if !self.detail.is_empty() {
             s.push_str(": ");

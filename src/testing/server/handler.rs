@@ -17,7 +17,9 @@ use super::{
     request::{Query, Route, Target, Verb, route},
     resources::ResourceType,
     selectors::{FieldSelector, LabelSelector, Selectors},
-    snapshot, ssa, table,
+    snapshot, ssa,
+    strict::{self, FieldValidation},
+    table,
     view::{ingest, metadata_only, present},
     watch::{self, WatchSpec},
 };
@@ -93,10 +95,20 @@ impl Inner {
         match route(path) {
             None => error_response(&ApiError::unknown_path(path)),
             Some(Route::Object(target)) => {
-                match self.object(method, &query, headers, target, body).await {
+                let mut warnings = Vec::new();
+                let mut resp = match self
+                    .object(method, &query, headers, target, body, &mut warnings)
+                    .await
+                {
                     Ok(resp) => resp,
                     Err(err) => error_response(&err),
+                };
+                for w in &warnings {
+                    if let Ok(v) = header::HeaderValue::from_str(&strict::warning_header(w)) {
+                        resp.headers_mut().append(header::WARNING, v);
+                    }
                 }
+                resp
             }
             Some(route) => {
                 let state = self.lock();
@@ -119,6 +131,7 @@ impl Inner {
         headers: &HeaderMap,
         t: Target,
         body: Bytes,
+        warnings: &mut Vec<String>,
     ) -> Result<Response<Body>, ApiError> {
         let rt = self
             .lock()
@@ -193,7 +206,10 @@ impl Inner {
                     .unwrap_or_else(|_| Response::new(Body::empty())))
             }
             Verb::Create => {
-                let mut obj = ingest(&rt, parse_json(&body)?);
+                let mode = FieldValidation::from_query(query, "CreateOptions")?;
+                let raw = parse_json(&body)?;
+                strict::check_body(&rt, mode, &body, &raw, warnings)?;
+                let mut obj = ingest(&rt, raw);
                 let mut state = self.lock();
                 admit(&state, &rt, ns, &mut obj, true)?;
                 if rt.status_subresource
@@ -207,7 +223,10 @@ impl Inner {
                 Ok(json_response(201, &present(&rt, &created)))
             }
             Verb::Update => {
-                let mut obj = ingest(&rt, parse_json(&body)?);
+                let mode = FieldValidation::from_query(query, "UpdateOptions")?;
+                let raw = parse_json(&body)?;
+                strict::check_body(&rt, mode, &body, &raw, warnings)?;
+                let mut obj = ingest(&rt, raw);
                 let mut state = self.lock();
                 let old = state.get(&rt, ns, name)?;
                 defaults::carry_over(&rt, &old, &mut obj);
@@ -220,9 +239,11 @@ impl Inner {
                     .unwrap_or_default();
                 let kind = PatchType::from_content_type(ct)
                     .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+                let mode = FieldValidation::from_query(query, "PatchOptions")?;
                 let patch_body = parse_json(&body)?;
                 let mut state = self.lock();
                 if kind == PatchType::Apply {
+                    strict::check_apply(&rt, mode, &body, &patch_body, warnings)?;
                     let field_manager = query.get("fieldManager").ok_or_else(|| {
                         ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
                     })?;
@@ -255,6 +276,14 @@ impl Inner {
                         return Err(ApiError::internal("apply reached the merge path"));
                     }
                 }
+                let shown = || {
+                    if kind == PatchType::Strategic {
+                        strict::go_format(&patch_body)
+                    } else {
+                        doc.to_string()
+                    }
+                };
+                strict::check_patched(&rt, mode, &doc, shown, warnings)?;
                 let obj = ingest(&rt, doc);
                 replace(&mut state, &rt, ns, name, &current, obj, &writer)
             }

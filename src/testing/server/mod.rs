@@ -22,6 +22,7 @@ mod snapshot;
 mod ssa;
 mod stats;
 mod store;
+mod strict;
 mod table;
 mod view;
 mod watch;

@@ -1,9 +1,18 @@
 //! The `OpenAPI` v3 documents `kubectl apply` (strict validation) and `kubectl explain` read.
+//!
+//! Built-in kinds are described by k8s-openapi's schemas (with descriptions); custom
+//! resources by their CRD's `openAPIV3Schema`, with `metadata` referencing `ObjectMeta`.
 
 use http::Response;
 use serde_json::{Value, json};
 
-use super::{body::Body, error::ApiError, handler::json_response, store::State};
+use super::{
+    body::Body,
+    error::ApiError,
+    handler::json_response,
+    schema::builtin::{Catalog, REF_PREFIX, catalog},
+    store::State,
+};
 
 pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiError> {
     let mut gvs: Vec<(String, String)> = state.types().map(|t| t.group_version()).collect();
@@ -35,24 +44,24 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     let Some(gv) = gvs.iter().find(|gv| doc_path(gv) == rest) else {
         return Err(ApiError::unknown_path(&format!("/openapi/{path}")));
     };
+    let c = catalog();
     let mut schemas = serde_json::Map::new();
     let mut paths = serde_json::Map::new();
+    let mut referenced: Vec<String> = Vec::new();
     for t in state.types().filter(|t| t.group_version() == *gv) {
         let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
-        let name = schema_name(&t.group, &t.version, &t.kind);
-        let mut schema = t.schema.as_deref().cloned().unwrap_or_else(
-            || json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }),
-        );
-        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-            props.insert("apiVersion".into(), json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object." }));
-            props.insert("kind".into(), json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents." }));
-            props.insert(
-                "metadata".into(),
-                json!({ "type": "object", "description": "Standard object's metadata." }),
-            );
-        }
-        schema["x-kubernetes-group-version-kind"] = gvk.clone();
-        schemas.insert(name.clone(), schema);
+        let name = match c.root(&t.group, &t.kind).filter(|_| t.built_in) {
+            Some(root) => {
+                referenced.push(root.to_string());
+                root.to_string()
+            }
+            None => {
+                let name = schema_name(&t.group, &t.version, &t.kind);
+                schemas.insert(name.clone(), custom_schema(t.schema.as_deref(), &gvk));
+                referenced.push(Catalog::object_meta_name());
+                name
+            }
+        };
         let base = if t.group.is_empty() {
             format!("/api/{}", t.version)
         } else {
@@ -74,6 +83,9 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
         };
         paths.insert(item, json!({ "get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete") }));
     }
+    for (name, schema) in c.closure(referenced.iter().map(String::as_str)) {
+        schemas.entry(name).or_insert(schema);
+    }
     Ok(json_response(
         200,
         &json!({
@@ -83,6 +95,29 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
             "components": { "schemas": schemas },
         }),
     ))
+}
+
+/// A custom resource version's schema as the real server publishes it.
+fn custom_schema(schema: Option<&Value>, gvk: &Value) -> Value {
+    let mut schema = schema.cloned().unwrap_or_else(
+        || json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }),
+    );
+    if let Some(o) = schema.as_object_mut() {
+        let props = o.entry("properties").or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            props.insert("apiVersion".into(), json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values." }));
+            props.insert("kind".into(), json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase." }));
+            props.insert(
+                "metadata".into(),
+                json!({
+                    "description": "Standard object's metadata.",
+                    "allOf": [{ "$ref": format!("{REF_PREFIX}{}", Catalog::object_meta_name()) }],
+                }),
+            );
+        }
+        o.insert("x-kubernetes-group-version-kind".into(), gvk.clone());
+    }
+    schema
 }
 
 fn schema_name(group: &str, version: &str, kind: &str) -> String {

@@ -2,14 +2,23 @@
 //!
 //! Follows the order of the real server: unknown fields are pruned, defaults applied,
 //! then the object is validated and every violation is reported with its field path.
+//! Validation covers the structural-schema keywords (`type`, `nullable`, `enum`,
+//! `pattern`, `format`, lengths, bounds, `multipleOf`, item and property counts,
+//! `required`, `allOf`/`anyOf`/`oneOf`/`not`, `x-kubernetes-list-type` uniqueness).
+//!
+//! # Caveats
+//!
+//! CEL rules (`x-kubernetes-validations`) are not evaluated: objects that break them are
+//! admitted. Test such rules against the real server (the envtest tier).
 
-use serde_json::{Map, Value};
+pub(crate) mod builtin;
+mod format;
+pub(crate) mod unknown;
+mod validate;
 
-use super::{
-    error::{ApiError, FieldError, FieldErrorKind},
-    meta::meta_str,
-    resources::ResourceType,
-};
+use serde_json::Value;
+
+use super::{error::ApiError, meta::meta_str, resources::ResourceType};
 
 /// Prunes, defaults and validates a custom resource against its version's schema.
 pub(crate) fn admit(rt: &ResourceType, schema: &Value, obj: &mut Value) -> Result<(), ApiError> {
@@ -59,10 +68,15 @@ pub(crate) fn admit(rt: &ResourceType, schema: &Value, obj: &mut Value) -> Resul
                 continue;
             }
             if let Some(v) = root.get(key) {
-                validate(sub, v, key, &mut errors);
+                validate::validate(sub, v, key, &mut errors);
             }
         }
-        required(schema, root, "", &mut errors);
+        validate::required(schema, root, "", &mut errors);
+        for (key, sub) in props {
+            if let Some(v) = root.get(key).filter(|_| key != "metadata") {
+                validate::list_types(sub, v, key, &mut errors);
+            }
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -148,209 +162,6 @@ fn default(schema: &Value, v: &mut Value) {
             }
         }
         _ => {}
-    }
-}
-
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        Value::Object(_) => "\"object\"".to_string(),
-        Value::Array(_) => "\"array\"".to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-#[allow(
-    clippy::too_many_lines,
-    reason = "one arm per JSON type, each checking its own keywords"
-)]
-fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    if v.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) != Some(true)
-            && schema.get("type").is_some()
-        {
-            errors.push(FieldError::new(
-                path,
-                FieldErrorKind::Invalid("\"null\"".into()),
-                format!(
-                    "{path} in body must be of type {}: \"null\"",
-                    schema["type"].as_str().unwrap_or("object")
-                ),
-            ));
-        }
-        return;
-    }
-    let int_or_string = schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true);
-    if let Some(want) = schema.get("type").and_then(Value::as_str) {
-        let have = type_name(v);
-        let ok = have == want
-            || (want == "number" && have == "integer")
-            || (int_or_string && matches!(have, "integer" | "string"));
-        if !ok {
-            errors.push(FieldError::new(
-                path,
-                FieldErrorKind::Invalid(shown(v)),
-                format!("{path} in body must be of type {want}: \"{have}\""),
-            ));
-            return;
-        }
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array)
-        && !options.contains(v)
-    {
-        let supported = options.iter().map(shown).collect::<Vec<_>>().join(", ");
-        errors.push(FieldError::new(
-            path,
-            FieldErrorKind::NotSupported(shown(v)),
-            format!("supported values: {supported}"),
-        ));
-    }
-    match v {
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(0.0);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                let exclusive =
-                    schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-                if x < min || (exclusive && (x - min).abs() < f64::EPSILON) {
-                    let op = if exclusive {
-                        "greater than"
-                    } else {
-                        "greater than or equal to"
-                    };
-                    errors.push(FieldError::new(
-                        path,
-                        FieldErrorKind::Invalid(shown(v)),
-                        format!("{path} in body should be {op} {}", fmt_num(min)),
-                    ));
-                }
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                let exclusive =
-                    schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
-                if x > max || (exclusive && (x - max).abs() < f64::EPSILON) {
-                    let op = if exclusive {
-                        "less than"
-                    } else {
-                        "less than or equal to"
-                    };
-                    errors.push(FieldError::new(
-                        path,
-                        FieldErrorKind::Invalid(shown(v)),
-                        format!("{path} in body should be {op} {}", fmt_num(max)),
-                    ));
-                }
-            }
-        }
-        Value::String(s) => {
-            let len = s.chars().count() as u64;
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-                && len < min
-            {
-                errors.push(FieldError::new(
-                    path,
-                    FieldErrorKind::Invalid(shown(v)),
-                    format!("{path} in body should be at least {min} chars long"),
-                ));
-            }
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-                && len > max
-            {
-                errors.push(FieldError::new(
-                    path,
-                    FieldErrorKind::TooLong,
-                    format!("may not be more than {max} bytes"),
-                ));
-            }
-        }
-        Value::Array(items) => {
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && (items.len() as u64) < min
-            {
-                errors.push(FieldError::new(
-                    path,
-                    FieldErrorKind::Invalid(format!("{}", items.len())),
-                    format!("{path} in body should have at least {min} items"),
-                ));
-            }
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-                && (items.len() as u64) > max
-            {
-                errors.push(FieldError::new(
-                    path,
-                    FieldErrorKind::TooLong,
-                    format!("must have at most {max} items"),
-                ));
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    validate(item_schema, item, &format!("{path}[{i}]"), errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, sub) in props {
-                    if let Some(child) = map.get(k) {
-                        validate(sub, child, &format!("{path}.{k}"), errors);
-                    }
-                }
-            } else if let Some(additional) =
-                schema.get("additionalProperties").filter(|a| a.is_object())
-            {
-                for (k, child) in map {
-                    validate(additional, child, &format!("{path}[{k}]"), errors);
-                }
-            }
-            required(schema, map, path, errors);
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
-}
-
-fn required(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
-    for field in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(f) = field.as_str()
-            && !map.contains_key(f)
-        {
-            let p = if path.is_empty() {
-                f.to_string()
-            } else {
-                format!("{path}.{f}")
-            };
-            errors.push(FieldError::new(p, FieldErrorKind::Required, ""));
-        }
-    }
-}
-
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "only whole numbers below 1e15 are printed as integers"
-)]
-fn fmt_num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        x.to_string()
     }
 }
 
