@@ -151,3 +151,146 @@ async fn kubectl_applies_gets_describes_deletes_and_explains() {
     let (found, out) = kubectl.run(&["get", "widget", "w1"]).await;
     assert!(!found && out.contains("NotFound"), "{out}");
 }
+
+/// An embedded server on HTTP with a kubeconfig and a kubectl cache for it; `None` (after
+/// printing why) when no kubectl is found.
+struct Session {
+    server: ApiServer,
+    _http: kube_reconcile::testing::HttpServer,
+    dir: binaries::TempDir,
+    bin: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+    cache: std::path::PathBuf,
+}
+
+impl Session {
+    async fn start(name: &str) -> Option<Session> {
+        let Some(bin) = binaries::find("kubectl") else {
+            assert!(
+                std::env::var("KUBE_RECONCILE_REQUIRE_KUBECTL").as_deref() != Ok("1"),
+                "kubectl not found and KUBE_RECONCILE_REQUIRE_KUBECTL=1 (build it: tools/envtest/build.sh kubectl)"
+            );
+            eprintln!("SKIPPED: kubectl not found");
+            return None;
+        };
+        let server = ApiServer::new();
+        let http = server.serve().await.unwrap();
+        let dir = binaries::TempDir::new(name);
+        let kubeconfig = dir.0.join("kubeconfig");
+        http.write_kubeconfig(&kubeconfig).unwrap();
+        let cache = dir.0.join("cache");
+        Some(Session {
+            server,
+            _http: http,
+            dir,
+            bin,
+            kubeconfig,
+            cache,
+        })
+    }
+
+    fn kubectl(&self) -> Kubectl<'_> {
+        Kubectl {
+            bin: self.bin.clone(),
+            kubeconfig: self.kubeconfig.as_path(),
+            cache: self.cache.as_path(),
+        }
+    }
+
+    /// Writes `text` to `name` in the session's directory; its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_validates_fields_strictly_unless_told_to_warn() {
+    let Some(session) = Session::start("kube-reconcile-kubectl-strict").await else {
+        return;
+    };
+    let kubectl = session.kubectl();
+    let crd = session.file(
+        "crd.json",
+        &serde_json::to_string_pretty(&Widget::crd()).unwrap(),
+    );
+    kubectl.ok(&["apply", "-f", &crd]).await;
+
+    let widget = session.file(
+        "widget.yaml",
+        "apiVersion: test.kube-reconcile.dev/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n  bogus: 1\n",
+    );
+    let (ok, out) = kubectl.run(&["apply", "-f", &widget]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.bogus""#),
+        "{out}"
+    );
+    let out = kubectl
+        .ok(&["apply", "--validate=warn", "-f", &widget])
+        .await;
+    assert!(
+        out.contains(r#"Warning: unknown field "spec.bogus""#)
+            && out.contains("widget.test.kube-reconcile.dev/w1 created"),
+        "{out}"
+    );
+    let out = kubectl.ok(&["get", "widget", "w1", "-o", "yaml"]).await;
+    // Only the last-applied annotation keeps it; the stored spec was pruned.
+    assert!(
+        out.contains("  size: 3") && !out.contains("  bogus: 1"),
+        "{out}"
+    );
+
+    let cm = session.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: v\nbogus: 1\n",
+    );
+    let (ok, out) = kubectl.run(&["apply", "-f", &cm]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "bogus""#),
+        "{out}"
+    );
+    drop(session.server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_explains_built_ins_from_their_served_schemas() {
+    let Some(session) = Session::start("kube-reconcile-kubectl-builtins").await else {
+        return;
+    };
+    let kubectl = session.kubectl();
+    // Client-side apply of a built-in computes its patch from the served schemas.
+    let deploy = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d1\nspec:\n  selector:\n    matchLabels: {{app: d}}\n  template:\n    metadata:\n      labels: {{app: d}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n      - name: side\n        image: busybox\n"
+        )
+    };
+    let file = session.file("deploy.yaml", &deploy("nginx:1"));
+    let out = kubectl.ok(&["apply", "-f", &file]).await;
+    assert!(out.contains("deployment.apps/d1 created"), "{out}");
+    let file = session.file("deploy.yaml", &deploy("nginx:2"));
+    let out = kubectl.ok(&["apply", "-f", &file]).await;
+    assert!(out.contains("deployment.apps/d1 configured"), "{out}");
+    let out = kubectl
+        .ok(&[
+            "get",
+            "deployment",
+            "d1",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ])
+        .await;
+    assert_eq!(out.trim(), "nginx:2 busybox");
+
+    let out = kubectl.ok(&["explain", "configmap"]).await;
+    assert!(
+        out.contains("ConfigMap holds configuration data") && out.contains("binaryData"),
+        "{out}"
+    );
+    let out = kubectl
+        .ok(&["explain", "deployment.spec.template.spec.containers.image"])
+        .await;
+    assert!(out.contains("Container image name"), "{out}");
+}

@@ -46,7 +46,8 @@ fn probe_crd(group: &str) -> CustomResourceDefinition {
     if let (Some(p), Value::Object(m)) = (props.as_object_mut(), more) {
         p.extend(m);
     }
-    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}});
+    let schema =
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}});
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -119,7 +120,10 @@ async fn send_raw(cx: &Tier, method: &str, path: &str, content_type: &str, body:
 async fn probes(cx: &Tier) -> (String, String) {
     let group = format!("{}.validation.test", cx.namespace());
     cx.install_crd(&probe_crd(&group)).await;
-    (format!("/apis/{group}/v1/namespaces/{}/probes", cx.namespace()), group)
+    (
+        format!("/apis/{group}/v1/namespaces/{}/probes", cx.namespace()),
+        group,
+    )
 }
 
 fn probe(group: &str, name: &str, spec: &Value) -> Value {
@@ -133,7 +137,14 @@ fn causes(body: &Value) -> Vec<String> {
         .as_array()
         .expect("causes")
         .iter()
-        .map(|c| format!("{} | {} | {}", c["field"].as_str().unwrap(), c["reason"].as_str().unwrap(), c["message"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{} | {} | {}",
+                c["field"].as_str().unwrap(),
+                c["reason"].as_str().unwrap(),
+                c["message"].as_str().unwrap()
+            )
+        })
         .collect();
     out.sort();
     out

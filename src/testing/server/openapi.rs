@@ -50,17 +50,14 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     let mut referenced: Vec<String> = Vec::new();
     for t in state.types().filter(|t| t.group_version() == *gv) {
         let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
-        let name = match c.root(&t.group, &t.kind).filter(|_| t.built_in) {
-            Some(root) => {
-                referenced.push(root.to_string());
-                root.to_string()
-            }
-            None => {
-                let name = schema_name(&t.group, &t.version, &t.kind);
-                schemas.insert(name.clone(), custom_schema(t.schema.as_deref(), &gvk));
-                referenced.push(Catalog::object_meta_name());
-                name
-            }
+        let name = if let Some(root) = c.root(&t.group, &t.kind).filter(|_| t.built_in) {
+            referenced.push(root.to_string());
+            root.to_string()
+        } else {
+            let name = schema_name(&t.group, &t.version, &t.kind);
+            schemas.insert(name.clone(), custom_schema(t.schema.as_deref(), &gvk));
+            referenced.push(Catalog::object_meta_name());
+            name
         };
         let base = if t.group.is_empty() {
             format!("/api/{}", t.version)

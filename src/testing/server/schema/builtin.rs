@@ -56,7 +56,10 @@ impl Catalog {
     }
 
     /// The named schemas and every schema they reference, transitively.
-    pub(crate) fn closure<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Map<String, Value> {
+    pub(crate) fn closure<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Map<String, Value> {
         let mut out = Map::new();
         let mut todo: Vec<String> = names.into_iter().map(str::to_string).collect();
         while let Some(name) = todo.pop() {
@@ -80,9 +83,7 @@ impl Catalog {
     /// `ObjectMeta`'s schema, for the `metadata` of custom resources.
     pub(crate) fn object_meta(&self) -> &Value {
         static NULL: Value = Value::Null;
-        self.defs
-            .get(&*ObjectMeta::schema_name())
-            .unwrap_or(&NULL)
+        self.defs.get(&*ObjectMeta::schema_name()).unwrap_or(&NULL)
     }
 }
 
@@ -163,8 +164,16 @@ mod tests {
         let name = c.root("", "ConfigMap").unwrap();
         assert_eq!(name, "io.k8s.api.core.v1.ConfigMap");
         let cm = &c.defs[name];
-        assert!(cm["description"].as_str().unwrap().contains("configuration data"));
-        assert_eq!(cm["x-kubernetes-group-version-kind"][0]["kind"], "ConfigMap");
+        assert!(
+            cm["description"]
+                .as_str()
+                .unwrap()
+                .contains("configuration data")
+        );
+        assert_eq!(
+            cm["x-kubernetes-group-version-kind"][0]["kind"],
+            "ConfigMap"
+        );
         let meta = c.resolve(&cm["properties"]["metadata"]);
         assert!(meta["properties"]["labels"].is_object(), "{meta}");
         assert!(c.root("apps", "Deployment").is_some());

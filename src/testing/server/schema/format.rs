@@ -119,10 +119,15 @@ fn is_date_time(s: &str) -> bool {
 
 /// Go's `time.ParseDuration` (`1h30m`, `-1.5s`) or strfmt's `3 days`, `5w`.
 fn is_duration(s: &str) -> bool {
-    if s == "0" || rx!(r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$", s) {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    if s == "0"
+        || rx!(
+            r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$",
+            s
+        )
+    {
         return true;
     }
-    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
     let Some(re) = regex(&CELL, r"(\d+)\s*([A-Za-zµ]+)") else {
         return false;
     };

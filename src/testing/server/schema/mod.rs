@@ -12,7 +12,9 @@
 //! admitted. Test such rules against the real server (the envtest tier).
 
 pub(crate) mod builtin;
+mod combinators;
 mod format;
+mod list_type;
 pub(crate) mod unknown;
 mod validate;
 
@@ -74,7 +76,7 @@ pub(crate) fn admit(rt: &ResourceType, schema: &Value, obj: &mut Value) -> Resul
         validate::required(schema, root, "", &mut errors);
         for (key, sub) in props {
             if let Some(v) = root.get(key).filter(|_| key != "metadata") {
-                validate::list_types(sub, v, key, &mut errors);
+                list_type::list_types(sub, v, key, &mut errors);
             }
         }
     }
@@ -240,6 +242,52 @@ mod tests {
         assert_eq!(
             err.message,
             "Database.example.dev \"a\" is invalid: spec.engine: Required value"
+        );
+    }
+
+    fn messages(schema: &Value, spec: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        validate::validate(schema, spec, "spec.f", &mut errors);
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn string_number_and_object_keywords_use_the_real_wording() {
+        let s = json!({"type": "string", "minLength": 2, "maxLength": 4, "pattern": "^[a-z]+$", "format": "uuid"});
+        assert_eq!(
+            messages(&s, &json!("ABCDEF")),
+            [
+                "spec.f: Too long: may not be more than 4 bytes",
+                "spec.f: Invalid value: \"ABCDEF\": spec.f in body should match '^[a-z]+$'",
+                "spec.f: Invalid value: \"ABCDEF\": spec.f in body must be of type uuid: \"ABCDEF\"",
+            ]
+        );
+        let n =
+            json!({"type": "number", "multipleOf": 0.5, "minimum": 0, "exclusiveMinimum": true});
+        assert_eq!(
+            messages(&n, &json!(0)),
+            ["spec.f: Invalid value: 0: spec.f in body should be greater than 0"]
+        );
+        assert_eq!(
+            messages(&n, &json!(0.3)),
+            ["spec.f: Invalid value: 0.3: spec.f in body should be a multiple of 0.5"]
+        );
+        let i = json!({"type": "integer", "format": "int32"});
+        assert_eq!(
+            messages(&i, &json!(1.5)),
+            [
+                "spec.f: Invalid value: 1.5: spec.f in body must be of type int32: \"float64\"",
+                "<nil>: Invalid value: \"\": Checked value must be of type integer with format int32 in spec.f",
+            ]
+        );
+        let o = json!({"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {"type": "string"}});
+        assert_eq!(
+            messages(&o, &json!({})),
+            ["spec.f: Invalid value: 0: spec.f in body should have at least 1 properties"]
+        );
+        assert_eq!(
+            messages(&o, &json!({"a": "1", "b": "2"})),
+            ["spec.f: Too many: 2: must have at most 1 items"]
         );
     }
 }

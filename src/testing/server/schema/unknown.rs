@@ -204,7 +204,10 @@ mod tests {
             ]
         );
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "managedFields": [{"fieldsV1": {"f:data": {}}}]}, "data": {"k": "v"}});
-        assert_eq!(built_in("", "ConfigMap", &cm).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            built_in("", "ConfigMap", &cm).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -223,7 +226,15 @@ mod tests {
             "top": 1});
         assert_eq!(
             custom(&schema, &obj),
-            ["metadata.bogus", "spec.emb.spec.z", "spec.foo", "spec.freeP.a.z", "spec.list[0].q", "top", "spec.emb.metadata.junk"]
+            [
+                "metadata.bogus",
+                "spec.emb.spec.z",
+                "spec.foo",
+                "spec.freeP.a.z",
+                "spec.list[0].q",
+                "top",
+                "spec.emb.metadata.junk"
+            ]
         );
     }
 }

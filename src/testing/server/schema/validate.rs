@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::format;
+use super::{combinators::combinators, format};
 use crate::testing::server::error::{FieldError, FieldErrorKind};
 
 /// The field of the errors kube-openapi reports without a path (combinators, int formats).
@@ -47,11 +47,11 @@ fn go_type_name(v: &Value) -> &'static str {
     }
 }
 
-fn invalid(path: &str, v: &Value, detail: String) -> FieldError {
+pub(super) fn invalid(path: &str, v: &Value, detail: String) -> FieldError {
     FieldError::new(path, FieldErrorKind::Invalid(shown(v)), detail)
 }
 
-fn unpathed(detail: String) -> FieldError {
+pub(super) fn unpathed(detail: String) -> FieldError {
     FieldError::new(NO_FIELD, FieldErrorKind::Invalid("\"\"".into()), detail)
 }
 
@@ -123,58 +123,6 @@ fn check_type(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError
         FieldErrorKind::TypeInvalid(shown(v)),
         format!("{path} in body must be of type {want}: \"{have}\""),
     ));
-}
-
-/// `allOf`, `anyOf`, `oneOf` and `not`: validation-only subschemas at the same path.
-fn combinators(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let run = |sub: &Value| {
-        let mut found = Vec::new();
-        validate(sub, v, path, &mut found);
-        found
-    };
-    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-        let mut failed = false;
-        for sub in all {
-            let found = run(sub);
-            failed |= !found.is_empty();
-            errors.extend(found);
-        }
-        if failed {
-            errors.push(unpathed(format!(
-                "\"{path}\" must validate all the schemas (allOf)"
-            )));
-        }
-    }
-    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
-        let results: Vec<Vec<FieldError>> = any.iter().map(run).collect();
-        if !results.iter().any(Vec::is_empty) {
-            errors.push(unpathed(format!(
-                "\"{path}\" must validate at least one schema (anyOf)"
-            )));
-            errors.extend(results.into_iter().next().unwrap_or_default());
-        }
-    }
-    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
-        let results: Vec<Vec<FieldError>> = one.iter().map(run).collect();
-        let valid = results.iter().filter(|r| r.is_empty()).count();
-        if valid == 0 {
-            errors.push(unpathed(format!(
-                "\"{path}\" must validate one and only one schema (oneOf)"
-            )));
-            errors.extend(results.into_iter().next().unwrap_or_default());
-        } else if valid > 1 {
-            errors.push(unpathed(format!(
-                "\"{path}\" must validate one and only one schema (oneOf). Found {valid} valid alternatives"
-            )));
-        }
-    }
-    if let Some(not) = schema.get("not")
-        && run(not).is_empty()
-    {
-        errors.push(unpathed(format!(
-            "\"{path}\" must not validate the schema (not)"
-        )));
-    }
 }
 
 fn string(schema: &Value, s: &str, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
@@ -343,8 +291,7 @@ fn object(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec
                 validate(sub, child, &join(path, k), errors);
             }
         }
-    } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object())
-    {
+    } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
         for (k, child) in map {
             validate(additional, child, &format!("{path}[{k}]"), errors);
         }
@@ -352,7 +299,7 @@ fn object(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec
     required(schema, map, path, errors);
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -375,82 +322,8 @@ pub(crate) fn required(
         if let Some(f) = field.as_str()
             && !map.contains_key(f)
         {
-            errors.push(FieldError::new(
-                join(path, f),
-                FieldErrorKind::Required,
-                "",
-            ));
+            errors.push(FieldError::new(join(path, f), FieldErrorKind::Required, ""));
         }
-    }
-}
-
-/// `x-kubernetes-list-type: set` items and `map` keys must be unique: one `Duplicate value`
-/// per repeated item, at its index.
-pub(crate) fn list_types(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    match v {
-        Value::Array(items) => {
-            match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-                Some("set") => {
-                    for (i, item) in items.iter().enumerate() {
-                        if items[..i].contains(item) {
-                            errors.push(FieldError::new(
-                                format!("{path}[{i}]"),
-                                FieldErrorKind::Duplicate(item.to_string()),
-                                "",
-                            ));
-                        }
-                    }
-                }
-                Some("map") => {
-                    let keys: Vec<&str> = schema
-                        .get("x-kubernetes-list-map-keys")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    let key_of = |item: &Value| -> Value {
-                        let m: Map<String, Value> = keys
-                            .iter()
-                            .filter_map(|k| item.get(*k).map(|x| ((*k).to_string(), x.clone())))
-                            .collect();
-                        Value::Object(m)
-                    };
-                    let seen: Vec<Value> = items.iter().map(key_of).collect();
-                    for (i, key) in seen.iter().enumerate() {
-                        if seen[..i].contains(key) {
-                            errors.push(FieldError::new(
-                                format!("{path}[{i}]"),
-                                FieldErrorKind::Duplicate(key.to_string()),
-                                "",
-                            ));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    list_types(item_schema, item, &format!("{path}[{i}]"), errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, sub) in props {
-                    if let Some(child) = map.get(k) {
-                        list_types(sub, child, &join(path, k), errors);
-                    }
-                }
-            } else if let Some(additional) =
-                schema.get("additionalProperties").filter(|a| a.is_object())
-            {
-                for (k, child) in map {
-                    list_types(additional, child, &format!("{path}[{k}]"), errors);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
