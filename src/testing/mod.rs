@@ -22,7 +22,14 @@
 //!   events.k8s.io/v1 Event, also readable as core/v1 Event; coordination.k8s.io/v1 Lease;
 //!   apiextensions.k8s.io/v1 `CustomResourceDefinition`) and custom resources, served as
 //!   soon as their CRD is created (`Established`, schema pruning, defaults and validation
-//!   with field paths in 422 answers, printer columns in Tables).
+//!   with field paths in 422 answers — types, enums, bounds, lengths, `pattern`, `format`,
+//!   `multipleOf`, property counts, `allOf`/`anyOf`/`oneOf`/`not`, list-type uniqueness —
+//!   and printer columns in Tables).
+//! - Field validation (`fieldValidation=Strict|Warn|Ignore`, `Warn` by default) on
+//!   creates, updates and patches of every kind: unknown and duplicate fields fail with
+//!   the real server's 400/422 under `Strict`, come back as `Warning` headers under
+//!   `Warn`, and are dropped from what is stored. Server-side apply fails on unknown
+//!   fields whatever the parameter (500 `field not declared in schema`, as for real).
 //! - Strictly increasing cluster-wide `resourceVersion`, `uid`, `creationTimestamp`;
 //!   `generation` bumped only by spec changes and by `deletionTimestamp`; 409 on stale
 //!   writes and on creating an existing name; no-op writes do not bump anything.
@@ -36,7 +43,8 @@
 //!   history, and streaming lists (`sendInitialEvents`).
 //! - JSON patch (with `test`), merge patch, strategic merge patch for built-ins, and
 //!   server-side apply with `managedFields` per manager and conflicts unless forced.
-//! - Discovery (legacy and aggregated), `/version`, health endpoints, minimal `OpenAPI` v3,
+//! - Discovery (legacy and aggregated), `/version`, health endpoints, `OpenAPI` v3 with
+//!   described schemas for built-ins and CRDs (`kubectl explain`, strict `kubectl apply`),
 //!   `metav1.Status` errors everywhere.
 //! - Deterministic fault injection ([`Fault`]) and request counters ([`RequestCounts`]).
 //!
