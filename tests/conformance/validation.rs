@@ -245,6 +245,8 @@ both_tiers! {
         let bogus = send(&cx, "POST", &format!("{path}?fieldValidation=Bogus"), "application/json", &probe(&group, "b", &json!({}))).await;
         assert_eq!(bogus.code, 422);
         assert_eq!(bogus.message(), r#"CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Bogus": supported values: "", "Ignore", "Strict", "Warn""#);
+        assert_eq!((bogus.body["details"]["group"].as_str(), bogus.body["details"]["kind"].as_str()), (Some("meta.k8s.io"), Some("CreateOptions")), "{}", bogus.body);
+        assert!(bogus.body["details"].get("name").is_none(), "{}", bogus.body);
 
         let patched = send(&cx, "PATCH", &format!("{path}/i?fieldValidation=Strict"), "application/merge-patch+json", &json!({"spec": {"foo2": 1}})).await;
         assert_eq!((patched.code, patched.body["reason"].as_str()), (422, Some("Invalid")), "{}", patched.body);
@@ -280,6 +282,11 @@ both_tiers! {
         let smp = send(&cx, "PATCH", &format!("{path}/a?fieldValidation=Strict"), "application/strategic-merge-patch+json", &json!({"top3": 1, "data": {"z": "1"}})).await;
         assert_eq!(smp.code, 422, "{}", smp.body);
         assert_eq!(smp.message(), r#" "" is invalid: patch: Invalid value: "map[data:map[z:1] top3:1]": strict decoding error: unknown field "top3""#);
+        assert_eq!(smp.body["details"], json!({"causes": [{
+            "reason": "FieldValueInvalid",
+            "message": r#"Invalid value: "map[data:map[z:1] top3:1]": strict decoding error: unknown field "top3""#,
+            "field": "patch",
+        }]}));
         let json_patch = send(&cx, "PATCH", &format!("{path}/a?fieldValidation=Strict"), "application/json-patch+json", &json!([{"op": "add", "path": "/top4", "value": 1}])).await;
         assert_eq!(json_patch.code, 422, "{}", json_patch.body);
         assert!(json_patch.message().ends_with(r#"": strict decoding error: unknown field "top4""#), "{}", json_patch.message());

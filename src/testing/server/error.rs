@@ -96,17 +96,21 @@ impl ApiError {
         } else {
             format!("[{}]", list.join(", "))
         };
+        let mut details = json!({
+            "causes": causes.iter().map(|c| json!({
+                "reason": c.kind.reason(),
+                "message": c.message(),
+                "field": c.field,
+            })).collect::<Vec<_>>(),
+        });
+        // Go leaves empty strings out (`omitempty`).
+        for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+            if !value.is_empty() {
+                details[key] = json!(value);
+            }
+        }
         ApiError {
-            details: Some(json!({
-                "name": name,
-                "group": group,
-                "kind": kind,
-                "causes": causes.iter().map(|c| json!({
-                    "reason": c.kind.reason(),
-                    "message": c.message(),
-                    "field": c.field,
-                })).collect::<Vec<_>>(),
-            })),
+            details: Some(details),
             ..Self::new(
                 422,
                 "Invalid",
