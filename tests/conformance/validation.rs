@@ -298,6 +298,12 @@ both_tiers! {
         let apply = send(&cx, "PATCH", &format!("{path}/a?fieldManager=m"), "application/apply-patch+yaml", &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "top5": 1})).await;
         assert_eq!(apply.code, 500);
         assert_eq!(apply.message(), "failed to create typed patch object (/a; /v1, Kind=ConfigMap): .top5: field not declared in schema");
+        let pods = format!("/api/v1/namespaces/{}/pods/pp?fieldManager=m", cx.namespace());
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pp", "namespace": cx.namespace()},
+            "spec": {"containers": [{"name": "c", "image": "i", "zz": 1}]}});
+        let apply = send(&cx, "PATCH", &pods, "application/apply-patch+yaml", &pod).await;
+        assert_eq!(apply.code, 500, "{}", apply.body);
+        assert_eq!(apply.message(), format!(r#"failed to create typed patch object ({}/pp; /v1, Kind=Pod): .spec.containers[name="c"].zz: field not declared in schema"#, cx.namespace()));
 
         let deployments = format!("/apis/apps/v1/namespaces/{}/deployments?fieldValidation=Strict", cx.namespace());
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::{
     error::{ApiError, FieldError, FieldErrorKind},
+    fieldpath::{Elem, ListKind, item_key, list_kind},
     request::Query,
     resources::ResourceType,
     schema::unknown,
@@ -185,11 +186,19 @@ pub(crate) fn check_apply(
             .to_string()
     };
     let list = if unknown.len() == 1 {
-        format!(".{}: field not declared in schema", unknown[0])
+        format!(
+            "{}: field not declared in schema",
+            typed_path(rt, applied, &unknown[0])
+        )
     } else {
         let each: Vec<String> = unknown
             .iter()
-            .map(|p| format!("  .{p}: field not declared in schema"))
+            .map(|p| {
+                format!(
+                    "  {}: field not declared in schema",
+                    typed_path(rt, applied, p)
+                )
+            })
             .collect();
         format!("errors:\n{}", each.join("\n"))
     };
@@ -205,6 +214,48 @@ pub(crate) fn check_apply(
             rt.kind
         ),
     ))
+}
+
+/// A field path (`spec.containers[0].zz`) as structured-merge-diff prints it, list-map
+/// items by their keys and set items by value: `.spec.containers[name="c"].zz`.
+fn typed_path(rt: &ResourceType, obj: &Value, path: &str) -> String {
+    let mut out = String::new();
+    let mut at = Some(obj);
+    let mut elems: Vec<Elem> = Vec::new();
+    for segment in path.split('.') {
+        let (field, indices) = segment
+            .split_once('[')
+            .map_or((segment, ""), |(f, rest)| (f, rest));
+        out.push('.');
+        out.push_str(field);
+        elems.push(Elem::Field(field.to_string()));
+        at = at.and_then(|v| v.get(field));
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            let i: usize = index.trim_end_matches(']').parse().unwrap_or_default();
+            let items = at
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let item = items.get(i);
+            match (list_kind(rt, &elems, items), item) {
+                (ListKind::Map(keys), Some(item)) => {
+                    let pairs: Vec<String> = keys
+                        .iter()
+                        .map(|k| format!("{k}={}", item.get(k).unwrap_or(&Value::Null)))
+                        .collect();
+                    out.push_str(&format!("[{}]", pairs.join(",")));
+                    elems.extend(item_key(&keys, item));
+                }
+                (ListKind::Set, Some(item)) => {
+                    out.push_str(&format!("[={item}]"));
+                    elems.push(Elem::Value(item.to_string()));
+                }
+                _ => out.push_str(&format!("[{i}]")),
+            }
+            at = item;
+        }
+    }
+    out
 }
 
 /// The `Warning` header value of one finding.
