@@ -1026,3 +1026,43 @@ async fn the_simulator_retries_a_status_write_that_failed() {
         .unwrap();
     assert_eq!(server.faults().fired(), 2);
 }
+
+#[tokio::test]
+async fn field_validation_from_kube_patch_params_is_honoured() {
+    use kube::api::ValidationDirective;
+    let server = ApiServer::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("fv".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let patch = Patch::Merge(json!({"data": {"k": "v"}, "unknownTop": true}));
+
+    let strict = PatchParams::default().validation(ValidationDirective::Strict);
+    let err = cms.patch("fv", &strict, &patch).await.unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status
+            .message
+            .ends_with(r#": strict decoding error: unknown field "unknownTop""#),
+        "{}",
+        status.message
+    );
+
+    // Warn (the default) and Ignore admit the patch and drop the unknown field.
+    for params in [
+        PatchParams::default(),
+        PatchParams::default().validation(ValidationDirective::Ignore),
+    ] {
+        let patched = cms.patch("fv", &params, &patch).await.unwrap();
+        assert_eq!(patched.data.unwrap()["k"], "v");
+    }
+    let raw: Api<kube::api::DynamicObject> = Api::default_namespaced_with(
+        server.client(),
+        &kube::api::ApiResource::erase::<ConfigMap>(&()),
+    );
+    let stored = raw.get("fv").await.unwrap();
+    assert!(stored.data.get("unknownTop").is_none(), "{:?}", stored.data);
+}

@@ -13,6 +13,8 @@
 
 mod text;
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::{
@@ -243,14 +245,16 @@ fn typed_path(rt: &ResourceType, obj: &Value, path: &str) -> String {
                         .iter()
                         .map(|k| format!("{k}={}", item.get(k).unwrap_or(&Value::Null)))
                         .collect();
-                    out.push_str(&format!("[{}]", pairs.join(",")));
+                    let _ = write!(out, "[{}]", pairs.join(","));
                     elems.extend(item_key(&keys, item));
                 }
                 (ListKind::Set, Some(item)) => {
-                    out.push_str(&format!("[={item}]"));
+                    let _ = write!(out, "[={item}]");
                     elems.push(Elem::Value(item.to_string()));
                 }
-                _ => out.push_str(&format!("[{i}]")),
+                _ => {
+                    let _ = write!(out, "[{i}]");
+                }
             }
             at = item;
         }
