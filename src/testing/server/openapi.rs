@@ -10,7 +10,7 @@ use super::{
     body::Body,
     error::ApiError,
     handler::json_response,
-    schema::builtin::{Catalog, REF_PREFIX, catalog},
+    schema::builtin::{REF_PREFIX, object_meta, of_kind},
     store::State,
 };
 
@@ -44,21 +44,22 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     let Some(gv) = gvs.iter().find(|gv| doc_path(gv) == rest) else {
         return Err(ApiError::unknown_path(&format!("/openapi/{path}")));
     };
-    let c = catalog();
     let mut schemas = serde_json::Map::new();
     let mut paths = serde_json::Map::new();
-    let mut referenced: Vec<String> = Vec::new();
     for t in state.types().filter(|t| t.group_version() == *gv) {
         let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
-        let name = if let Some(root) = c.root(&t.group, &t.kind).filter(|_| t.built_in) {
-            referenced.push(root.to_string());
-            root.to_string()
+        let catalog = of_kind(&t.group, &t.kind).filter(|_| t.built_in);
+        let name = if let Some(c) = catalog {
+            c.root.clone()
         } else {
             let name = schema_name(&t.group, &t.version, &t.kind);
             schemas.insert(name.clone(), custom_schema(t.schema.as_deref(), &gvk));
-            referenced.push(Catalog::object_meta_name());
             name
         };
+        let c = catalog.unwrap_or_else(object_meta);
+        for (def, schema) in c.closure([c.root.as_str()]) {
+            schemas.entry(def).or_insert(schema);
+        }
         let base = if t.group.is_empty() {
             format!("/api/{}", t.version)
         } else {
@@ -79,9 +80,6 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
             })
         };
         paths.insert(item, json!({ "get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete") }));
-    }
-    for (name, schema) in c.closure(referenced.iter().map(String::as_str)) {
-        schemas.entry(name).or_insert(schema);
     }
     Ok(json_response(
         200,
@@ -108,7 +106,7 @@ fn custom_schema(schema: Option<&Value>, gvk: &Value) -> Value {
                 "metadata".into(),
                 json!({
                     "description": "Standard object's metadata.",
-                    "allOf": [{ "$ref": format!("{REF_PREFIX}{}", Catalog::object_meta_name()) }],
+                    "allOf": [{ "$ref": format!("{REF_PREFIX}{}", object_meta().root) }],
                 }),
             );
         }

@@ -1,4 +1,4 @@
-//! `OpenAPI` v3 schemas of the built-in kinds, generated once from k8s-openapi's
+//! `OpenAPI` v3 schemas of the built-in kinds, generated on first use from k8s-openapi's
 //! `JsonSchema` implementations (descriptions included), with the
 //! `x-kubernetes-group-version-kind` extension on each served kind (all of them are `v1`).
 
@@ -23,20 +23,19 @@ use serde_json::{Map, Value, json};
 /// Where `$ref`s point in the generated documents.
 pub(crate) const REF_PREFIX: &str = "#/components/schemas/";
 
-/// The component schemas of every built-in kind and what they reference.
+/// The component schema of one kind (or of `ObjectMeta`) and every schema it references.
 #[derive(Debug)]
 pub(crate) struct Catalog {
     pub(crate) defs: Map<String, Value>,
-    kinds: Vec<(&'static str, &'static str, String)>,
+    /// The component name of the kind (`io.k8s.api.core.v1.ConfigMap`).
+    pub(crate) root: String,
 }
 
 impl Catalog {
-    /// The component name of a built-in kind (`io.k8s.api.core.v1.ConfigMap`).
-    pub(crate) fn root(&self, group: &str, kind: &str) -> Option<&str> {
-        self.kinds
-            .iter()
-            .find(|(g, k, _)| *g == group && *k == kind)
-            .map(|(_, _, name)| name.as_str())
+    /// The kind's own schema.
+    pub(crate) fn root_schema(&self) -> &Value {
+        static NULL: Value = Value::Null;
+        self.defs.get(&self.root).unwrap_or(&NULL)
     }
 
     /// The schema a `$ref` (possibly wrapped in a one-element `allOf`) points at, else `schema`.
@@ -74,17 +73,6 @@ impl Catalog {
         }
         out
     }
-
-    /// The component name of `ObjectMeta`.
-    pub(crate) fn object_meta_name() -> String {
-        ObjectMeta::schema_name().into_owned()
-    }
-
-    /// `ObjectMeta`'s schema, for the `metadata` of custom resources.
-    pub(crate) fn object_meta(&self) -> &Value {
-        static NULL: Value = Value::Null;
-        self.defs.get(&*ObjectMeta::schema_name()).unwrap_or(&NULL)
-    }
 }
 
 fn refs(schema: &Value, out: &mut Vec<String>) {
@@ -104,54 +92,79 @@ fn refs(schema: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn add<T: JsonSchema>(
-    generator: &mut SchemaGenerator,
-    kinds: &mut Vec<(&'static str, &'static str, String)>,
-    group: &'static str,
-    kind: &'static str,
-) {
+/// How to generate one kind's schemas: its group, kind, and the generator call.
+type Entry = (
+    &'static str,
+    &'static str,
+    fn(&mut SchemaGenerator) -> String,
+);
+
+fn gen_for<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
     let _ = generator.subschema_for::<T>();
-    kinds.push((group, kind, T::schema_name().into_owned()));
+    T::schema_name().into_owned()
 }
 
-/// The catalog, built on first use.
-pub(crate) fn catalog() -> &'static Catalog {
-    static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    CATALOG.get_or_init(build)
-}
-
-fn build() -> Catalog {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let mut kinds = Vec::new();
-    add::<Namespace>(&mut generator, &mut kinds, "", "Namespace");
-    add::<ConfigMap>(&mut generator, &mut kinds, "", "ConfigMap");
-    add::<Secret>(&mut generator, &mut kinds, "", "Secret");
-    add::<Service>(&mut generator, &mut kinds, "", "Service");
-    add::<Pod>(&mut generator, &mut kinds, "", "Pod");
-    add::<PersistentVolumeClaim>(&mut generator, &mut kinds, "", "PersistentVolumeClaim");
-    add::<ServiceAccount>(&mut generator, &mut kinds, "", "ServiceAccount");
-    add::<Event>(&mut generator, &mut kinds, "", "Event");
-    add::<EventsV1Event>(&mut generator, &mut kinds, "events.k8s.io", "Event");
-    add::<StatefulSet>(&mut generator, &mut kinds, "apps", "StatefulSet");
-    add::<Deployment>(&mut generator, &mut kinds, "apps", "Deployment");
-    add::<Lease>(&mut generator, &mut kinds, "coordination.k8s.io", "Lease");
-    add::<CustomResourceDefinition>(
-        &mut generator,
-        &mut kinds,
+const KINDS: [Entry; 13] = [
+    ("", "Namespace", gen_for::<Namespace>),
+    ("", "ConfigMap", gen_for::<ConfigMap>),
+    ("", "Secret", gen_for::<Secret>),
+    ("", "Service", gen_for::<Service>),
+    ("", "Pod", gen_for::<Pod>),
+    (
+        "",
+        "PersistentVolumeClaim",
+        gen_for::<PersistentVolumeClaim>,
+    ),
+    ("", "ServiceAccount", gen_for::<ServiceAccount>),
+    ("", "Event", gen_for::<Event>),
+    ("events.k8s.io", "Event", gen_for::<EventsV1Event>),
+    ("apps", "StatefulSet", gen_for::<StatefulSet>),
+    ("apps", "Deployment", gen_for::<Deployment>),
+    ("coordination.k8s.io", "Lease", gen_for::<Lease>),
+    (
         "apiextensions.k8s.io",
         "CustomResourceDefinition",
-    );
-    let _ = generator.subschema_for::<ObjectMeta>();
-    let mut defs = generator.take_definitions(true);
-    for (group, kind, name) in &kinds {
-        if let Some(schema) = defs.get_mut(name).and_then(Value::as_object_mut) {
+        gen_for::<CustomResourceDefinition>,
+    ),
+];
+
+/// The schemas of a built-in kind, generated on first use (each kind on its own, so a
+/// test touching ConfigMaps does not pay for Pods).
+pub(crate) fn of_kind(group: &str, kind: &str) -> Option<&'static Catalog> {
+    static CELLS: [OnceLock<Catalog>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
+    let i = KINDS
+        .iter()
+        .position(|(g, k, _)| *g == group && *k == kind)?;
+    let (group, kind, generate) = KINDS[i];
+    Some(CELLS[i].get_or_init(|| {
+        let mut catalog = build(generate);
+        if let Some(schema) = catalog
+            .defs
+            .get_mut(&catalog.root)
+            .and_then(Value::as_object_mut)
+        {
             schema.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{ "group": group, "version": "v1", "kind": kind }]),
             );
         }
+        catalog
+    }))
+}
+
+/// `ObjectMeta`'s schemas, for the `metadata` of custom resources.
+pub(crate) fn object_meta() -> &'static Catalog {
+    static CELL: OnceLock<Catalog> = OnceLock::new();
+    CELL.get_or_init(|| build(gen_for::<ObjectMeta>))
+}
+
+fn build(generate: fn(&mut SchemaGenerator) -> String) -> Catalog {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let root = generate(&mut generator);
+    Catalog {
+        defs: generator.take_definitions(true),
+        root,
     }
-    Catalog { defs, kinds }
 }
 
 #[cfg(test)]
@@ -160,10 +173,9 @@ mod tests {
 
     #[test]
     fn every_built_in_kind_has_a_described_schema_with_its_gvk() {
-        let c = catalog();
-        let name = c.root("", "ConfigMap").unwrap();
-        assert_eq!(name, "io.k8s.api.core.v1.ConfigMap");
-        let cm = &c.defs[name];
+        let c = of_kind("", "ConfigMap").unwrap();
+        assert_eq!(c.root, "io.k8s.api.core.v1.ConfigMap");
+        let cm = c.root_schema();
         assert!(
             cm["description"]
                 .as_str()
@@ -176,7 +188,12 @@ mod tests {
         );
         let meta = c.resolve(&cm["properties"]["metadata"]);
         assert!(meta["properties"]["labels"].is_object(), "{meta}");
-        assert!(c.root("apps", "Deployment").is_some());
-        assert!(c.object_meta()["properties"]["name"].is_object());
+        for (group, kind, _) in KINDS {
+            let schema = of_kind(group, kind).unwrap().root_schema();
+            assert_eq!(schema["x-kubernetes-group-version-kind"][0]["kind"], kind);
+            assert!(schema["properties"]["metadata"].is_object(), "{kind}");
+        }
+        assert!(of_kind("apps", "ReplicaSet").is_none());
+        assert!(object_meta().root_schema()["properties"]["name"].is_object());
     }
 }

@@ -8,20 +8,20 @@
 
 use serde_json::Value;
 
-use super::builtin::{Catalog, catalog};
+use super::builtin::{Catalog, object_meta, of_kind};
 
 /// Unknown field paths (`spec.foo`, `spec.list[0].bar`) of a custom resource, in the real
 /// server's order: the object's metadata and pruned fields sorted, then those of embedded
 /// resources' metadata.
 pub(crate) fn custom(schema: &Value, obj: &Value) -> Vec<String> {
-    let c = catalog();
+    let c = object_meta();
     let mut found = Vec::new();
     let mut embedded = Vec::new();
     if let Some(map) = obj.as_object() {
         for (k, child) in map {
             match k.as_str() {
                 "apiVersion" | "kind" => {}
-                "metadata" => walk(c, c.object_meta(), child, k, &mut found, false),
+                "metadata" => walk(c, c.root_schema(), child, k, &mut found, false),
                 _ => match schema.get("properties").and_then(|p| p.get(k)) {
                     Some(sub) => crd_walk(c, sub, child, k, &mut found, &mut embedded),
                     None if !preserves(schema) => found.push(k.clone()),
@@ -72,7 +72,7 @@ fn crd_walk(
                     continue;
                 }
                 if is_embedded && k == "metadata" {
-                    walk(c, c.object_meta(), child, &p, embedded, false);
+                    walk(c, c.root_schema(), child, &p, embedded, false);
                     continue;
                 }
                 if let Some(sub) = props.and_then(|p| p.get(k)) {
@@ -102,19 +102,17 @@ fn crd_walk(
 /// Unknown field paths of a built-in kind's object, in schema (key) order; `None` for a
 /// kind without a schema.
 pub(crate) fn built_in(group: &str, kind: &str, obj: &Value) -> Option<Vec<String>> {
-    let c = catalog();
-    let root = c.defs.get(c.root(group, kind)?)?;
+    let c = of_kind(group, kind)?;
     let mut found = Vec::new();
-    walk(c, root, obj, "", &mut found, true);
+    walk(c, c.root_schema(), obj, "", &mut found, true);
     Some(found)
 }
 
 /// Drops the fields of a built-in kind's object its Go type does not have, as decoding
 /// into the type does.
 pub(crate) fn prune_built_in(group: &str, kind: &str, obj: &mut Value) {
-    let c = catalog();
-    if let Some(root) = c.root(group, kind).and_then(|name| c.defs.get(name)) {
-        prune(c, root, obj, true);
+    if let Some(c) = of_kind(group, kind) {
+        prune(c, c.root_schema(), obj, true);
     }
 }
 
