@@ -200,6 +200,15 @@ mod tests {
         }
     }
 
+    /// Held back by `reason` until `until`.
+    fn held(reason: &DeferReason, until: Timestamp) -> Seen<'_> {
+        Seen::Deferred {
+            reason,
+            attempts: 0,
+            until,
+        }
+    }
+
     fn limited(budget: &str) -> DeferReason {
         DeferReason::RateLimited {
             budget: Arc::from(budget),
@@ -209,11 +218,7 @@ mod tests {
     #[test]
     fn a_long_deferral_sets_the_cause_and_the_time() {
         let reason = limited("dbaas");
-        let seen = Seen::Deferred {
-            reason: &reason,
-            attempts: 0,
-            until: at(30),
-        };
+        let seen = held(&reason, at(30));
         let c = set(decide(None, seen, at(0), MIN, Some(3)));
         assert_eq!(c.type_, DEFERRED);
         assert_eq!(c.status, ConditionStatus::True);
@@ -234,25 +239,13 @@ mod tests {
         let reason = DeferReason::CircuitOpen {
             dependency: Arc::from("dbaas"),
         };
-        let first = Seen::Deferred {
-            reason: &reason,
-            attempts: 0,
-            until: at(30),
-        };
+        let first = held(&reason, at(30));
         let current = set(decide(None, first, at(0), MIN, None));
         // Asked again at 10 s with a different spread: the condition still holds.
-        let again = Seen::Deferred {
-            reason: &reason,
-            attempts: 0,
-            until: at(33),
-        };
+        let again = held(&reason, at(33));
         assert_eq!(decide(Some(&current), again, at(10), MIN, None), None);
         // Past its time and still open: a new time, same transition time.
-        let later = Seen::Deferred {
-            reason: &reason,
-            attempts: 0,
-            until: at(62),
-        };
+        let later = held(&reason, at(62));
         let next = set(decide(Some(&current), later, at(31), MIN, None));
         assert!(next.message.ends_with(&at(62).to_string()));
         assert_eq!(next.last_transition(), Some(at(0)));
@@ -262,24 +255,10 @@ mod tests {
     fn another_cause_replaces_the_condition_at_once() {
         let dbaas = limited("dbaas");
         let global = limited("global");
-        let current = set(decide(
-            None,
-            Seen::Deferred {
-                reason: &dbaas,
-                attempts: 0,
-                until: at(30),
-            },
-            at(0),
-            MIN,
-            None,
-        ));
+        let current = set(decide(None, held(&dbaas, at(30)), at(0), MIN, None));
         let next = set(decide(
             Some(&current),
-            Seen::Deferred {
-                reason: &global,
-                attempts: 0,
-                until: at(20),
-            },
+            held(&global, at(20)),
             at(5),
             MIN,
             None,
@@ -293,20 +272,15 @@ mod tests {
     #[test]
     fn short_deferrals_and_followers_write_nothing() {
         let reason = limited("object");
-        let short = Seen::Deferred {
-            reason: &reason,
-            attempts: 0,
-            until: at(0) + k8s_openapi::jiff::SignedDuration::from_millis(400),
-        };
+        let short = held(
+            &reason,
+            at(0) + k8s_openapi::jiff::SignedDuration::from_millis(400),
+        );
         assert_eq!(decide(None, short, at(0), MIN, None), None);
         let follower = DeferReason::NotLeader {
             lease: Arc::from("ns/op"),
         };
-        let seen = Seen::Deferred {
-            reason: &follower,
-            attempts: 0,
-            until: at(60),
-        };
+        let seen = held(&follower, at(60));
         assert_eq!(decide(None, seen, at(0), MIN, None), None);
     }
 
@@ -345,17 +319,7 @@ mod tests {
     #[test]
     fn running_or_a_terminal_failure_clears_it_and_a_conflict_keeps_it() {
         let reason = limited("object");
-        let current = set(decide(
-            None,
-            Seen::Deferred {
-                reason: &reason,
-                attempts: 0,
-                until: at(30),
-            },
-            at(0),
-            MIN,
-            None,
-        ));
+        let current = set(decide(None, held(&reason, at(30)), at(0), MIN, None));
         assert_eq!(
             decide(Some(&current), Seen::Ran, at(31), MIN, None),
             Some(Change::Clear)
@@ -388,11 +352,7 @@ mod tests {
         current.last_transition_time = Some(Time(at(-5)));
         let next = set(decide(
             Some(&current),
-            Seen::Deferred {
-                reason: &reason,
-                attempts: 0,
-                until: at(30),
-            },
+            held(&reason, at(30)),
             at(0),
             MIN,
             None,

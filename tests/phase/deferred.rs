@@ -20,6 +20,18 @@ fn deferred(obj: &Pipeline) -> Option<Condition> {
     machine(obj).conditions.find(DEFERRED).cloned()
 }
 
+/// The `Deferred` condition of `obj`, checked to give `reason` and a message that starts
+/// with `prefix`.
+fn shows(obj: &Pipeline, reason: &str, prefix: &str) -> Condition {
+    let c = deferred(obj).expect("a Deferred condition");
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::True, reason)
+    );
+    assert!(c.message.starts_with(prefix), "{}", c.message);
+    c
+}
+
 /// The time a `Deferred` message names.
 fn next_attempt(c: &Condition) -> k8s_openapi::jiff::Timestamp {
     let (_, at) = c.message.rsplit_once("next attempt at ").expect("a time");
@@ -60,9 +72,7 @@ both_tiers! {
         assert!(matches!(deferral.reason, DeferReason::RateLimited { .. }));
 
         let obj = env.get("db").await;
-        let c = deferred(&obj).expect("a Deferred condition");
-        assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::True, "RateLimited"));
-        assert!(c.message.starts_with("rate limited by the per-object limit; next attempt at "), "{}", c.message);
+        let c = shows(&obj, "RateLimited", "rate limited by the per-object limit; next attempt at ");
         let until = next_attempt(&c);
         // 30 s after the first pass on the manual clock, rounded up to a whole second.
         let ahead = until.duration_since(start).as_secs_f64();
@@ -131,13 +141,10 @@ async fn failures_show_their_count_error_and_next_attempt_and_success_clears_the
     let failed = call().await;
     assert!(matches!(failed, Outcome::Failed(_)), "{failed:?}");
     let obj = env.get("db").await;
-    let c = deferred(&obj).expect("a Deferred condition");
-    assert_eq!(c.reason, "BackingOff");
-    assert!(
-        c.message
-            .starts_with("reconcile failed once in a row: the Provisioning handler failed: scripted Transient error; next attempt at "),
-        "{}",
-        c.message
+    let c = shows(
+        &obj,
+        "BackingOff",
+        "reconcile failed once in a row: the Provisioning handler failed: scripted Transient error; next attempt at ",
     );
     let first_until = next_attempt(&c);
 
@@ -195,13 +202,10 @@ async fn an_open_breaker_shows_its_dependency_and_short_waits_show_nothing() {
 
     handle.force_open();
     assert!(matches!(call().await, Outcome::Deferred(_)));
-    let c = deferred(&env.get("db").await).expect("a Deferred condition");
-    assert_eq!(c.reason, "CircuitOpen");
-    assert!(
-        c.message
-            .starts_with("the circuit breaker for billing is open; next attempt at "),
-        "{}",
-        c.message
+    shows(
+        &env.get("db").await,
+        "CircuitOpen",
+        "the circuit breaker for billing is open; next attempt at ",
     );
     handle.reset();
     assert!(matches!(call().await, Outcome::Done(_)));
