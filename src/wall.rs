@@ -60,6 +60,15 @@ impl WallClock {
     }
 }
 
+/// `at` rounded up to a whole second, as `metav1.Time` stores it, so every caller names
+/// the same instant.
+pub(crate) fn ceil_second(at: Timestamp) -> Timestamp {
+    if at.subsec_nanosecond() == 0 {
+        return at;
+    }
+    Timestamp::from_second(at.as_second().saturating_add(1)).unwrap_or(Timestamp::MAX)
+}
+
 fn signed(d: Duration) -> Option<SignedDuration> {
     SignedDuration::try_from(d).ok()
 }

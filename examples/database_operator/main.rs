@@ -52,7 +52,7 @@ use kube_reconcile::{
         rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
         timeout::TimeoutLayer,
     },
-    phase::{PhaseConfig, PhaseEngine},
+    phase::{DeferralStatusLayer, PhaseConfig, PhaseEngine},
     testing::{ApiServer, WorkloadSimulator},
 };
 
@@ -216,10 +216,14 @@ pub(crate) fn start_with(
         .cap(Duration::from_secs(20))
         .build()?;
     let (rate_limit_handle, backoff_handle) = (rate_limit.handle(), backoff.handle());
+    // While the middleware holds a Database back, its status says why and until when
+    // (a `Deferred` condition).
+    let deferrals = DeferralStatusLayer::new(client.clone()).backoff(backoff_handle.clone());
     let reconciler = engine
         .with(TimeoutLayer::new(Duration::from_secs(30)))
         .with(rate_limit)
-        .with(backoff);
+        .with(backoff)
+        .with(deferrals);
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
     // Outermost: metrics see every outcome, the leader layer holds followers back.
     let controller = match (wiring.metrics, wiring.leader) {

@@ -6,12 +6,13 @@ use crate::{
     conditions::Condition,
     error::{Classify, ErrorClass},
     middleware::circuit_breaker::{Permit, State},
+    wall::ceil_second,
 };
 
 use super::{
     dependency::ExternalDependency,
     health::Health,
-    unavailable::{Unavailable, UnavailableReason, ceil_second},
+    unavailable::{Unavailable, UnavailableReason},
 };
 
 /// What [`ExternalDependency::admit`] decided.

@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use k8s_openapi::jiff::{RoundMode, Timestamp, TimestampRound, Unit};
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
 use crate::conditions::{Condition, Conditions};
@@ -91,14 +91,4 @@ impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
-}
-
-/// `at` rounded up to a whole second, so every caller names the same instant.
-pub(super) fn ceil_second(at: Timestamp) -> Timestamp {
-    at.round(
-        TimestampRound::new()
-            .smallest(Unit::Second)
-            .mode(RoundMode::Ceil),
-    )
-    .unwrap_or(at)
 }

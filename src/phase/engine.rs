@@ -60,14 +60,6 @@ pub(super) fn until(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or_default()
 }
 
-/// `at` rounded up to a whole second, as `metav1.Time` stores it.
-pub(super) fn ceil_second(at: Timestamp) -> Timestamp {
-    if at.subsec_nanosecond() == 0 {
-        return at;
-    }
-    Timestamp::from_second(at.as_second().saturating_add(1)).unwrap_or(Timestamp::MAX)
-}
-
 pub(super) fn later(at: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()

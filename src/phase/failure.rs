@@ -3,9 +3,11 @@
 
 use kube::runtime::controller::Action;
 
+use crate::wall::ceil_second;
+
 use super::{
     Phase, PhaseError, PhaseMachine,
-    engine::{Inner, Object, ceil_second, later, until},
+    engine::{Inner, Object, later, until},
     flow::Here,
     plan::{self, Observe, Standing, Why},
     text::transition_note,

@@ -41,6 +41,11 @@
 //! `lastError`. Every transition also publishes one Kubernetes Event on the object, and
 //! is handed to the [`PhaseConfig::on_transition`] callbacks (metrics, logs).
 //!
+//! The middleware around the engine (backoff, rate limits, breakers) holds objects back
+//! without running the engine; wrap the stack in [`DeferralStatusLayer`] and the object
+//! carries a `Deferred` condition saying which and until when. The engine keeps that
+//! condition through its own writes.
+//!
 //! # Guarantees
 //!
 //! - **No undeclared move.** A handler asking for an edge the table does not declare is
@@ -180,6 +185,7 @@
 
 mod change;
 mod config;
+mod deferral;
 mod engine;
 mod error;
 mod failure;
@@ -188,6 +194,7 @@ mod flow;
 mod machine;
 mod plan;
 mod status;
+mod surface;
 mod table;
 mod text;
 mod transition;
@@ -195,10 +202,12 @@ mod write;
 
 pub use self::change::PhaseChange;
 pub use self::config::{PhaseConfig, PhaseConfigError};
+pub use self::deferral::DEFERRED;
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;
 pub use self::machine::{PhaseMachine, Step};
 pub use self::status::{ErrorRecord, HasPhaseStatus, PhaseRecord, PhaseStatus, RetryStatus};
+pub use self::surface::{DeferralStatus, DeferralStatusLayer};
 pub use self::table::{TableError, Transitions, TransitionsBuilder};
 pub use self::transition::Transition;
 

@@ -34,6 +34,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod deferred;
 mod flows;
 mod random;
 #[macro_use]

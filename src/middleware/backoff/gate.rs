@@ -39,6 +39,16 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
         Some(not_before.saturating_since(self.now()))
     }
 
+    /// When the next attempt for `key` may start, on the handle's clock; `None` if not
+    /// tracked.
+    pub(crate) fn not_before<Q>(&self, key: &Q) -> Option<Nanos>
+    where
+        Key: Borrow<Q>,
+        Q: ?Sized + Hash + Eq,
+    {
+        Some(self.shared.store.get(key)?.not_before)
+    }
+
     /// Records a failure of the attempt for `key` that started at `started` (see
     /// [`Entry::record_failure`]); `to_key` builds the owned key only when it is new.
     pub(super) fn fail<Q>(
