@@ -1,6 +1,6 @@
 //! The gate: [`ExternalDependency::admit`] decides whether a call may go out now.
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
 use crate::{
     conditions::Condition,
@@ -117,7 +117,8 @@ impl ExternalDependency {
     /// taken → [`CircuitOpen`](UnavailableReason::CircuitOpen)); the **health check**
     /// (its cached answer, or a fresh check when the answer is older than the health
     /// interval → [`ExternalSystemUnavailable`](UnavailableReason::ExternalSystemUnavailable));
-    /// the **budget** (one cell → [`RateLimited`](UnavailableReason::RateLimited)).
+    /// the **budget** (one cell, or one per call with [`admit_n`](Self::admit_n) →
+    /// [`RateLimited`](UnavailableReason::RateLimited)).
     ///
     /// # Guarantees
     ///
@@ -127,6 +128,10 @@ impl ExternalDependency {
     /// - Cancel-safe: dropping the future at its `.await` takes no budget cell, records
     ///   nothing and gives a probe slot back.
     /// - A refusal by the breaker spends no budget cell and runs no health check.
+    /// - Callers refused by the budget come back one at a time: each gets its own turn,
+    ///   one emission interval after the previous one (see [`Unavailable::retry_after`]),
+    ///   so ten thousand objects waiting on a budget of five calls a second make about
+    ///   five attempts a second, not ten thousand.
     ///
     /// # Caveats
     ///
@@ -134,10 +139,27 @@ impl ExternalDependency {
     ///   not recorded on the breaker (one answer is shared by many callers and would be
     ///   counted many times), and the breaker counts only calls made through a [`Pass`].
     /// - A [`Pass`] is one unit of work and takes one budget cell, however many calls it
-    ///   makes (an `ensure` may observe and then create). Size the budget accordingly.
+    ///   makes (an `ensure` may observe and then create); [`admit_n`](Self::admit_n)
+    ///   takes one per call.
     /// - The budget cell of a pass that is dropped without a call stays spent: the
     ///   budget cannot tell whether the request had already gone out.
     pub async fn admit(&self) -> Admission<'_> {
+        self.admit_n(NonZeroU32::MIN).await
+    }
+
+    /// [`admit`](ExternalDependency::admit) for a unit of work that makes `calls` calls
+    /// that count against the budget (an `ensure` that observes and then creates makes
+    /// two): the pass takes that many cells, or none.
+    ///
+    /// Size the budget in calls, as the dependency counts them, and say here how many
+    /// each unit of work makes; a unit that makes more than it took can still exceed
+    /// the dependency's limit.
+    ///
+    /// # Caveats
+    ///
+    /// More calls than the budget's burst could never fit at once: such a pass takes
+    /// the whole burst, and its calls can exceed the dependency's limit.
+    pub async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
         let permit = match inner.breaker.try_acquire() {
             Ok(permit) => permit,
@@ -173,17 +195,28 @@ impl ExternalDependency {
                 Some(recheck),
             ));
         }
+        let cells = inner
+            .budget
+            .as_ref()
+            .map_or(calls, |budget| calls.min(budget.quota().max_burst()));
         if let Some(budget) = &inner.budget
-            && let Err(refused) = budget.check()
+            && let Err(refused) = budget.check_n(cells)
         {
             drop(permit);
-            let jitter = inner.rng.up_to(inner.spread.min(refused.retry_after));
+            // `cells` is within the burst, so the refusal always carries a wait.
+            let wait = refused
+                .retry_after()
+                .unwrap_or_else(|| budget.quota().refill_time());
+            // Each refused caller gets its own turn, so the callers come back at the
+            // rate the budget refills instead of all at once. The turns are already
+            // apart; jitter would only make a late caller take the next one's cell.
+            let turn = budget.turn(cells, wait);
             let what = format!("rate budget for {} is spent", inner.name);
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::RateLimited,
                 what,
-                refused.retry_after + jitter,
-                Some(refused.retry_after),
+                turn,
+                Some(wait),
             ));
         }
         Admission::Ready(Pass {
