@@ -128,10 +128,14 @@ impl ExternalDependency {
     /// - Cancel-safe: dropping the future at its `.await` takes no budget cell, records
     ///   nothing and gives a probe slot back.
     /// - A refusal by the breaker spends no budget cell and runs no health check.
-    /// - Callers refused by the budget come back one at a time: each gets its own turn,
-    ///   one emission interval after the previous one (see [`Unavailable::retry_after`]),
-    ///   so ten thousand objects waiting on a budget of five calls a second make about
-    ///   five attempts a second, not ten thousand.
+    /// - With a budget, every caller held back comes back in turn: each gets its own
+    ///   turn in the budget's queue, one emission interval (per call) after the previous
+    ///   one and no earlier than the breaker's half-open time, the next health check or
+    ///   the budget's exact wait (see [`Unavailable::retry_after`]). Ten thousand
+    ///   objects waiting on a budget of five calls a second, or on an outage, make about
+    ///   five attempts a second, not ten thousand at every health check. Without a
+    ///   budget they come back spread at random over the [`spread`](super::DependencyBuilder::spread)
+    ///   (health) or the breaker's own spread.
     ///
     /// # Caveats
     ///
@@ -172,10 +176,13 @@ impl ExternalDependency {
                     _ => ("is open", inner.breaker.snapshot().remaining_open),
                 };
                 let what = format!("circuit breaker for {} {what}", inner.name);
+                let retry_after = self
+                    .turn(calls, resume_after.unwrap_or(rejected.retry_after))
+                    .unwrap_or(rejected.retry_after);
                 return Admission::Unavailable(self.unavailable(
                     UnavailableReason::CircuitOpen,
                     what,
-                    rejected.retry_after,
+                    retry_after,
                     resume_after,
                 ));
             }
@@ -188,10 +195,13 @@ impl ExternalDependency {
                 .valid_until
                 .saturating_since(inner.wall.clock().now());
             let what = format!("{} is unavailable: {message}", inner.name);
+            let retry_after = self
+                .turn(calls, recheck)
+                .unwrap_or_else(|| recheck + inner.rng.up_to(inner.spread));
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::ExternalSystemUnavailable,
                 what,
-                recheck + inner.rng.up_to(inner.spread),
+                retry_after,
                 Some(recheck),
             ));
         }
@@ -223,6 +233,16 @@ impl ExternalDependency {
             permit,
             dependency: self,
         })
+    }
+
+    /// With a budget: the caller's turn in the budget's queue, no earlier than
+    /// `earliest`. Every caller held back, whatever by, will need cells when it is let
+    /// through, so they all queue at the budget: when the dependency comes back they
+    /// return at the rate the budget serves, and while it is down each turn costs one
+    /// reconcile instead of every waiting object coming back every health interval.
+    fn turn(&self, calls: NonZeroU32, earliest: Duration) -> Option<Duration> {
+        let budget = self.inner.budget.as_ref()?;
+        Some(budget.turn(calls.min(budget.quota().max_burst()), earliest))
     }
 
     fn unavailable(

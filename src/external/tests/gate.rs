@@ -379,6 +379,54 @@ async fn admit_n_takes_a_cell_per_call_or_none() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_a_budget_callers_held_back_by_an_outage_or_the_breaker_queue_for_turns() {
+    let (up, runs) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU32::new(0)),
+    );
+    let budget = RateBudget::new("dbaas", Quota::per_second(nz(5)));
+    let dbaas = ExternalDependency::builder("dbaas")
+        .budget(budget.clone())
+        .breaker(breaker())
+        .health(switchable(&up, &runs))
+        .health_interval(Duration::from_secs(10))
+        .build();
+    // Down: fifty callers come back from the next health check on, 200 ms apart, and
+    // not all at once every health interval.
+    let mut backs = Vec::new();
+    for _ in 0..50 {
+        let Admission::Unavailable(down) = dbaas.admit().await else {
+            panic!("down")
+        };
+        assert_eq!(down.reason, UnavailableReason::ExternalSystemUnavailable);
+        backs.push(down.retry_after);
+    }
+    for (i, back) in backs.iter().enumerate() {
+        let turn = Duration::from_secs(10) + Duration::from_millis(200) * u32::try_from(i).unwrap();
+        assert_eq!(*back, turn, "caller {i}");
+    }
+    assert!(budget.capacity().is_full(), "a turn spends no cell");
+    assert_eq!(runs.load(SeqCst), 1);
+
+    // Forced open: no earlier than the breaker says (its 30 s open duration), and the
+    // next caller one turn later, two intervals for a caller of two calls.
+    up.store(true, SeqCst);
+    dbaas.breaker().force_open();
+    let Admission::Unavailable(open) = dbaas.admit_n(nz(2)).await else {
+        panic!("forced open")
+    };
+    assert_eq!(open.reason, UnavailableReason::CircuitOpen);
+    assert!(open.retry_after >= Duration::from_secs(30));
+    let Admission::Unavailable(next) = dbaas.admit().await else {
+        panic!("forced open")
+    };
+    assert!(
+        next.retry_after >= open.retry_after + Duration::from_millis(400),
+        "{next:?} {open:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refusal_by_the_breaker_spends_no_budget_and_runs_no_health_check() {
     let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
     let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
