@@ -209,6 +209,111 @@ fn calls_since(dbaas: &RunningDbaas, from: Instant) -> usize {
         .count()
 }
 
+/// No window of the DBaaS's call log holds more calls than the burst plus the rate
+/// times the window.
+fn check_rate(times: &[Instant], quota: Quota) {
+    for width in [1, 10, 60, 600].map(Duration::from_secs) {
+        let limit = quota.max_burst().get() as usize
+            + usize::try_from(width.as_nanos() / quota.emission_interval().as_nanos())
+                .unwrap_or(usize::MAX);
+        let most = busiest(times, width);
+        assert!(
+            most <= limit,
+            "{most} calls in {width:?} (limit {limit}): the budget let a burst through"
+        );
+    }
+}
+
+/// The brownout opened the breaker, which closed again; while it was not closed, only
+/// probes got through. Returns the openings, the calls while open and while half-open.
+fn check_breaker(
+    changes: &Mutex<Vec<Change>>,
+    times: &[Instant],
+    probes: u64,
+    brownout: Instant,
+) -> (usize, usize, usize) {
+    let changes = changes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let openings = changes.iter().filter(|c| c.to == State::Open).count();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.to == State::Open && c.at >= brownout && c.at < brownout + BROWNOUT),
+        "the brownout did not open the breaker: {changes:?}"
+    );
+    assert_eq!(
+        changes.last().map(|c| c.to),
+        Some(State::Closed),
+        "the breaker closed again: {changes:?}"
+    );
+    // A probe is one pass, which makes at most two calls (observe, then create).
+    let (calls_while_open, probe_calls) = calls_by_state(&changes, times.len());
+    assert!(
+        (calls_while_open + probe_calls) as u64 <= MAX_CALLS_PER_PASS * probes,
+        "{calls_while_open} calls while open and {probe_calls} while half-open, but only \
+         {probes} probes admitted: {changes:?}"
+    );
+    (openings, calls_while_open, probe_calls)
+}
+
+/// Waits until all `n` Databases are Ready, with a brownout once a third of the
+/// instances exist and an outage at two thirds; returns the Databases and when the
+/// brownout and the outage began.
+async fn converge(
+    api: &Api<Database>,
+    dbaas: &RunningDbaas,
+    n: usize,
+    started: Instant,
+) -> (Vec<Database>, Instant, Instant) {
+    let deadline = started + Duration::from_secs(12 * 3600);
+    let (mut brownout, mut brownout_over, mut outage) = (None::<Instant>, false, None);
+    loop {
+        tokio::time::sleep(POLL).await;
+        let created = usize::try_from(dbaas.stats().instances_created).unwrap_or(usize::MAX);
+        match brownout {
+            None if created >= n / 3 => {
+                dbaas.faults().error_rate(1.0);
+                brownout = Some(Instant::now());
+            }
+            Some(at) if !brownout_over && at.elapsed() >= BROWNOUT => {
+                dbaas.faults().error_rate(0.0);
+                brownout_over = true;
+            }
+            _ => {}
+        }
+        if brownout_over && outage.is_none() && created >= 2 * n / 3 {
+            dbaas.faults().outage(OUTAGE);
+            outage = Some(Instant::now());
+        }
+        if let (Some(brownout), Some(outage)) = (brownout, outage)
+            && created >= n
+            && !dbaas.faults().in_outage()
+        {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .expect("listing works")
+                .items;
+            if list.len() == n && list.iter().all(ready) {
+                return (list, brownout, outage);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every Database is Ready after {:?}: {:?}",
+                started.elapsed(),
+                stragglers(&list)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {created} of {n} instances created after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_holds_calls_back() {
     let n = objects();
@@ -268,53 +373,9 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
         });
     }
 
-    // Wait for convergence; a brownout at a third of the instances, an outage at two thirds.
-    let deadline = started + Duration::from_secs(12 * 3600);
-    let mut brownout: Option<Instant> = None;
-    let mut outage: Option<Instant> = None;
-    let list = loop {
-        tokio::time::sleep(POLL).await;
-        let created = usize::try_from(dbaas.stats().instances_created).unwrap_or(usize::MAX);
-        if brownout.is_none() && created >= n / 3 {
-            dbaas.faults().error_rate(1.0);
-            brownout = Some(Instant::now());
-        }
-        if let Some(at) = brownout
-            && at.elapsed() >= BROWNOUT
-            && outage.is_none()
-        {
-            dbaas.faults().error_rate(0.0);
-        }
-        if outage.is_none() && created >= 2 * n / 3 {
-            dbaas.faults().outage(OUTAGE);
-            outage = Some(Instant::now());
-        }
-        if created >= n && !dbaas.faults().in_outage() {
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .expect("listing works")
-                .items;
-            if list.len() == n && list.iter().all(ready) {
-                break list;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not every Database is Ready after {:?}: {:?}",
-                started.elapsed(),
-                stragglers(&list)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {created} of {n} instances created after {:?}",
-            started.elapsed()
-        );
-    };
+    let (list, brownout, outage) = converge(&api, &dbaas, n, started).await;
     let virtual_time = started.elapsed();
     operator.controller.abort();
-    let brownout = brownout.expect("the brownout happened");
-    let outage = outage.expect("the outage happened");
 
     // Exactly one instance per Database, each recorded on its Database.
     let stats = dbaas.stats();
@@ -335,42 +396,12 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     // than the burst plus the rate times the window.
     assert_eq!(stats.throttled, 0, "the DBaaS answered 429: {stats}");
     let times = dbaas.instance_call_times();
-    for width in [1, 10, 60, 600].map(Duration::from_secs) {
-        let limit = quota.max_burst().get() as usize
-            + usize::try_from(width.as_nanos() / quota.emission_interval().as_nanos())
-                .unwrap_or(usize::MAX);
-        let most = busiest(&times, width);
-        assert!(
-            most <= limit,
-            "{most} calls in {width:?} (limit {limit}): the budget let a burst through"
-        );
-    }
+    check_rate(&times, quota);
 
     // The brownout opened the breaker; while it was not closed, only probes got through.
-    let changes = changes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let openings = changes.iter().filter(|c| c.to == State::Open).count();
-    assert!(
-        changes
-            .iter()
-            .any(|c| c.to == State::Open && c.at >= brownout && c.at < brownout + BROWNOUT),
-        "the brownout did not open the breaker: {changes:?}"
-    );
-    assert_eq!(
-        changes.last().map(|c| c.to),
-        Some(State::Closed),
-        "the breaker closed again: {changes:?}"
-    );
-    // A probe is one pass, which makes at most two calls (observe, then create).
-    let (calls_while_open, probe_calls) = calls_by_state(&changes, times.len());
     let probes = operator.breaker.snapshot().probes_admitted;
-    assert!(
-        (calls_while_open + probe_calls) as u64 <= MAX_CALLS_PER_PASS * probes,
-        "{calls_while_open} calls while open and {probe_calls} while half-open, but only \
-         {probes} probes admitted: {changes:?}"
-    );
+    let (openings, calls_while_open, probe_calls) =
+        check_breaker(&changes, &times, probes, brownout);
 
     // The full outage: the health check held the calls back; only the calls in flight
     // when it began, and those that found it out, reached the instance API.

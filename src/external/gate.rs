@@ -205,22 +205,22 @@ impl ExternalDependency {
                 Some(recheck),
             ));
         }
-        let cells = inner
+        let taken = inner
             .budget
             .as_ref()
             .map_or(calls, |budget| calls.min(budget.quota().max_burst()));
         if let Some(budget) = &inner.budget
-            && let Err(refused) = budget.check_n(cells)
+            && let Err(refused) = budget.check_n(taken)
         {
             drop(permit);
-            // `cells` is within the burst, so the refusal always carries a wait.
+            // `taken` is within the burst, so the refusal always carries a wait.
             let wait = refused
                 .retry_after()
                 .unwrap_or_else(|| budget.quota().refill_time());
             // Each refused caller gets its own turn, so the callers come back at the
             // rate the budget refills instead of all at once. The turns are already
             // apart; jitter would only make a late caller take the next one's cell.
-            let turn = budget.turn(cells, wait);
+            let turn = budget.turn(taken, wait);
             let what = format!("rate budget for {} is spent", inner.name);
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::RateLimited,
