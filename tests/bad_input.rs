@@ -298,7 +298,7 @@ async fn world() -> World {
     let gate = ExternalDependency::builder("dbaas").build();
     let ctx = example::operator::context(client.clone(), dbaas_client, gate).unwrap();
     let engine = PhaseEngine::with_config(
-        DatabaseMachine::new().unwrap(),
+        DatabaseMachine::new(Duration::ZERO).unwrap(),
         client.clone(),
         PhaseConfig::default()
             .finalizer("example.kube-reconcile.dev/deprovision")

@@ -408,7 +408,7 @@ async fn the_operator_s_metrics_are_served_over_http() {
     .unwrap();
     let wiring = example::Wiring {
         metrics: Some(metrics),
-        leader: None,
+        ..example::Wiring::default()
     };
     let operator = example::start_with(
         world.client.clone(),
@@ -463,7 +463,7 @@ async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work
     let start = |leader: &kube_reconcile::leader::LeaderHandle| {
         let wiring = example::Wiring {
             leader: Some(leader.clone()),
-            metrics: None,
+            ..example::Wiring::default()
         };
         example::start_with(
             world.client.clone(),

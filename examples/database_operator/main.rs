@@ -127,6 +127,11 @@ pub(crate) struct Wiring {
     pub(crate) leader: Option<LeaderHandle>,
     /// Record metrics here.
     pub(crate) metrics: Option<Metrics>,
+    /// The DBaaS rate budget, in calls, instead of 40 a second.
+    pub(crate) dbaas_budget: Option<Quota>,
+    /// Phase deadlines at least this long: a fleet of thousands behind a budget of a few
+    /// calls a second waits its turn for longer than the lesson's deadlines.
+    pub(crate) min_deadline: Duration,
 }
 
 /// The controller of the Databases in `api`, running `reconciler`.
@@ -181,7 +186,9 @@ pub(crate) fn start_with(
         .breaker(breaker.clone())
         .budget(RateBudget::new(
             "dbaas",
-            Quota::per_second(std::num::NonZeroU32::new(40).expect("non-zero")),
+            wiring.dbaas_budget.unwrap_or(Quota::per_second(
+                std::num::NonZeroU32::new(40).expect("non-zero"),
+            )),
         ))
         .health(move || {
             let health = health.clone();
@@ -207,7 +214,11 @@ pub(crate) fn start_with(
     if let Some(metrics) = &wiring.metrics {
         config = config.on_transition(metrics.phase_observer("databases"));
     }
-    let engine = PhaseEngine::with_config(DatabaseMachine::new()?, client.clone(), config)?;
+    let engine = PhaseEngine::with_config(
+        DatabaseMachine::new(wiring.min_deadline)?,
+        client.clone(),
+        config,
+    )?;
     let rate_limit = RateLimitLayer::per_object(Quota::per_second(
         std::num::NonZeroU32::new(20).expect("non-zero"),
     ));

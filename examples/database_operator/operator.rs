@@ -1,6 +1,6 @@
 //! The operator: the phases of a `Database`, one handler each, and the cleanup.
 
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use kube::{Api, Client, ResourceExt};
 use kube_reconcile::{
@@ -8,7 +8,7 @@ use kube_reconcile::{
     ensure::{Ensure, EnsureConfig, EnsureError},
     external::{
         Admission, Deletion, ExternalDependency, ExternalError, ExternalResource, NoJournal,
-        Unavailable,
+        Unavailable, UnavailableReason,
     },
     phase::{PhaseMachine, Step, TableError, Transition, Transitions},
 };
@@ -42,8 +42,8 @@ kube_reconcile::phases! {
     }
 }
 
-/// The lesson's state diagram.
-pub(crate) fn transitions() -> Result<Transitions<DbPhase>, TableError> {
+/// The lesson's state diagram; each deadline is at least `min_deadline`.
+pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, TableError> {
     use DbPhase::{
         Configuring, Deploying, Failed, Pending, Provisioning, Ready, Updating, Verifying,
     };
@@ -62,8 +62,8 @@ pub(crate) fn transitions() -> Result<Transitions<DbPhase>, TableError> {
         .ready(Ready)
         .updating(Updating)
         .failed(Failed)
-        .deadline(Provisioning, Duration::from_secs(120))
-        .deadline(Verifying, Duration::from_secs(300))
+        .deadline(Provisioning, Duration::from_secs(120).max(min_deadline))
+        .deadline(Verifying, Duration::from_secs(300).max(min_deadline))
         .build()
 }
 
@@ -165,10 +165,10 @@ pub(crate) struct DatabaseMachine {
 }
 
 impl DatabaseMachine {
-    /// The machine with the lesson's table.
-    pub(crate) fn new() -> Result<Self, TableError> {
+    /// The machine with the lesson's table, each deadline at least `min_deadline`.
+    pub(crate) fn new(min_deadline: Duration) -> Result<Self, TableError> {
         Ok(DatabaseMachine {
-            table: transitions()?,
+            table: transitions(min_deadline)?,
         })
     }
 }
@@ -235,7 +235,7 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         if db.spec.retain_on_delete {
             return Ok(());
         }
-        let pass = admit(&ctx.gate).await?;
+        let pass = admit(&ctx.gate, OBSERVE_AND_CHANGE).await?;
         let deleted = ctx.instances.delete(db).await;
         pass.record(&deleted);
         match deleted? {
@@ -258,16 +258,30 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
     }
 }
 
-/// A pass through the DBaaS gate, or the unavailability as an error.
-async fn admit(gate: &ExternalDependency) -> Result<kube_reconcile::external::Pass<'_>, Error> {
-    match gate.admit().await {
+/// The DBaaS calls of an `ensure` or a `delete` of the instance: it observes by key,
+/// then creates or deletes. Each takes a cell of the budget, which counts calls.
+const OBSERVE_AND_CHANGE: NonZeroU32 = NonZeroU32::new(2).expect("two is not zero");
+
+/// A pass through the DBaaS gate for `calls` calls, or the unavailability as an error.
+async fn admit(
+    gate: &ExternalDependency,
+    calls: NonZeroU32,
+) -> Result<kube_reconcile::external::Pass<'_>, Error> {
+    match gate.admit_n(calls).await {
         Admission::Ready(pass) => Ok(pass),
         Admission::Unavailable(u) => Err(Error::Unavailable(Box::new(u))),
     }
 }
 
 /// Stay in the phase while the DBaaS cannot be called, with its condition.
+///
+/// A spent budget is the operator's own pacing, not news about the object: the object
+/// waits for its turn without a status write (a write per turn would wake the
+/// controller again and cost the API server one write per held-back reconcile).
 fn held_back(u: &Unavailable) -> Transition<DbPhase> {
+    if u.reason == UnavailableReason::RateLimited {
+        return Transition::stay(u.retry_after);
+    }
     let t = Transition::stay(u.retry_after).because(u.reason.as_str(), u.message.clone());
     match &u.condition {
         Some(condition) => t.with_condition(condition.clone()),
@@ -289,7 +303,7 @@ async fn provision(db: &Database, ctx: &Ctx) -> Handled {
     let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
     let secret = children::credentials(db, &children::password().map_err(Error::Random)?);
     ensure.create_only(&secret).await?;
-    let pass = match ctx.gate.admit().await {
+    let pass = match ctx.gate.admit_n(OBSERVE_AND_CHANGE).await {
         Admission::Ready(pass) => pass,
         Admission::Unavailable(u) => return Ok(held_back(&u)),
     };

@@ -29,7 +29,7 @@ use super::{
 /// | [`health_interval`](Self::health_interval) | 10 s | a health answer is reused for this long |
 /// | [`health_timeout`](Self::health_timeout) | 5 s | a check that takes longer means unavailable |
 /// | [`condition_type`](Self::condition_type) | `<Name>Available` | `dbaas` → `DbaasAvailable`, `billing-api` → `BillingApiAvailable` |
-/// | [`spread`](Self::spread) | 5 s | callers held back by the health check or the budget come back spread over this much |
+/// | [`spread`](Self::spread) | 5 s | without a budget, callers held back by the health check come back spread over this much (with one, every held-back caller gets a turn at the budget instead) |
 /// | [`clock`](Self::clock) | [`Clock::tokio`] | read at [`build`](Self::build) |
 /// | [`start_time`](Self::start_time) | `Timestamp::now()` | the wall-clock time at build |
 #[must_use = "call build() to get the dependency"]
@@ -110,8 +110,10 @@ impl DependencyBuilder {
         self
     }
 
-    /// The spread over which held-back callers come back, so they do not all return
-    /// at once. The breaker adds its own spread to its refusals.
+    /// Without a [`budget`](Self::budget): the spread over which callers held back by
+    /// the health check come back, so they do not all return at once (the breaker adds
+    /// its own spread to its refusals). With one, every held-back caller gets a turn at
+    /// the budget instead, one emission interval apart.
     pub const fn spread(mut self, spread: Duration) -> Self {
         self.spread = spread;
         self

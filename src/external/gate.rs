@@ -1,6 +1,6 @@
 //! The gate: [`ExternalDependency::admit`] decides whether a call may go out now.
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
 use crate::{
     conditions::Condition,
@@ -118,7 +118,8 @@ impl ExternalDependency {
     /// taken → [`CircuitOpen`](UnavailableReason::CircuitOpen)); the **health check**
     /// (its cached answer, or a fresh check when the answer is older than the health
     /// interval → [`ExternalSystemUnavailable`](UnavailableReason::ExternalSystemUnavailable));
-    /// the **budget** (one cell → [`RateLimited`](UnavailableReason::RateLimited)).
+    /// the **budget** (one cell, or one per call with [`admit_n`](Self::admit_n) →
+    /// [`RateLimited`](UnavailableReason::RateLimited)).
     ///
     /// # Guarantees
     ///
@@ -128,6 +129,14 @@ impl ExternalDependency {
     /// - Cancel-safe: dropping the future at its `.await` takes no budget cell, records
     ///   nothing and gives a probe slot back.
     /// - A refusal by the breaker spends no budget cell and runs no health check.
+    /// - With a budget, every caller held back comes back in turn: each gets its own
+    ///   turn in the budget's queue, one emission interval (per call) after the previous
+    ///   one and no earlier than the breaker's half-open time, the next health check or
+    ///   the budget's exact wait (see [`Unavailable::retry_after`]). Ten thousand
+    ///   objects waiting on a budget of five calls a second, or on an outage, make about
+    ///   five attempts a second, not ten thousand at every health check. Without a
+    ///   budget they come back spread at random over the [`spread`](super::DependencyBuilder::spread)
+    ///   (health) or the breaker's own spread.
     ///
     /// # Caveats
     ///
@@ -135,10 +144,27 @@ impl ExternalDependency {
     ///   not recorded on the breaker (one answer is shared by many callers and would be
     ///   counted many times), and the breaker counts only calls made through a [`Pass`].
     /// - A [`Pass`] is one unit of work and takes one budget cell, however many calls it
-    ///   makes (an `ensure` may observe and then create). Size the budget accordingly.
+    ///   makes (an `ensure` may observe and then create); [`admit_n`](Self::admit_n)
+    ///   takes one per call.
     /// - The budget cell of a pass that is dropped without a call stays spent: the
     ///   budget cannot tell whether the request had already gone out.
     pub async fn admit(&self) -> Admission<'_> {
+        self.admit_n(NonZeroU32::MIN).await
+    }
+
+    /// [`admit`](ExternalDependency::admit) for a unit of work that makes `calls` calls
+    /// that count against the budget (an `ensure` that observes and then creates makes
+    /// two): the pass takes that many cells, or none.
+    ///
+    /// Size the budget in calls, as the dependency counts them, and say here how many
+    /// each unit of work makes; a unit that makes more than it took can still exceed
+    /// the dependency's limit.
+    ///
+    /// # Caveats
+    ///
+    /// More calls than the budget's burst could never fit at once: such a pass takes
+    /// the whole burst, and its calls can exceed the dependency's limit.
+    pub async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
         let permit = match inner.breaker.try_acquire() {
             Ok(permit) => permit,
@@ -151,10 +177,13 @@ impl ExternalDependency {
                     _ => ("is open", inner.breaker.snapshot().remaining_open),
                 };
                 let what = format!("circuit breaker for {} {what}", inner.name);
+                let retry_after = self
+                    .turn(calls, resume_after.unwrap_or(rejected.retry_after))
+                    .unwrap_or(rejected.retry_after);
                 return Admission::Unavailable(self.unavailable(
                     UnavailableReason::CircuitOpen,
                     what,
-                    rejected.retry_after,
+                    retry_after,
                     resume_after,
                 ));
             }
@@ -167,30 +196,54 @@ impl ExternalDependency {
                 .valid_until
                 .saturating_since(inner.wall.clock().now());
             let what = format!("{} is unavailable: {message}", inner.name);
+            let retry_after = self
+                .turn(calls, recheck)
+                .unwrap_or_else(|| recheck + inner.rng.up_to(inner.spread));
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::ExternalSystemUnavailable,
                 what,
-                recheck + inner.rng.up_to(inner.spread),
+                retry_after,
                 Some(recheck),
             ));
         }
+        let taken = inner
+            .budget
+            .as_ref()
+            .map_or(calls, |budget| calls.min(budget.quota().max_burst()));
         if let Some(budget) = &inner.budget
-            && let Err(refused) = budget.check()
+            && let Err(refused) = budget.check_n(taken)
         {
             drop(permit);
-            let jitter = inner.rng.up_to(inner.spread.min(refused.retry_after));
+            // `taken` is within the burst, so the refusal always carries a wait.
+            let wait = refused
+                .retry_after()
+                .unwrap_or_else(|| budget.quota().refill_time());
+            // Each refused caller gets its own turn, so the callers come back at the
+            // rate the budget refills instead of all at once. The turns are already
+            // apart; jitter would only make a late caller take the next one's cell.
+            let turn = budget.turn(taken, wait);
             let what = format!("rate budget for {} is spent", inner.name);
             return Admission::Unavailable(self.unavailable(
                 UnavailableReason::RateLimited,
                 what,
-                refused.retry_after + jitter,
-                Some(refused.retry_after),
+                turn,
+                Some(wait),
             ));
         }
         Admission::Ready(Pass {
             permit,
             dependency: self,
         })
+    }
+
+    /// With a budget: the caller's turn in the budget's queue, no earlier than
+    /// `earliest`. Every caller held back, whatever by, will need cells when it is let
+    /// through, so they all queue at the budget: when the dependency comes back they
+    /// return at the rate the budget serves, and while it is down each turn costs one
+    /// reconcile instead of every waiting object coming back every health interval.
+    fn turn(&self, calls: NonZeroU32, earliest: Duration) -> Option<Duration> {
+        let budget = self.inner.budget.as_ref()?;
+        Some(budget.turn(calls.min(budget.quota().max_burst()), earliest))
     }
 
     fn unavailable(

@@ -51,7 +51,9 @@
 //! `Action::requeue(retry_after)`, and [`Unavailable::apply`] sets its condition. The
 //! wait is the breaker's half-open time (plus its spread), the time of the next health
 //! check, or the budget's exact wait, with a random spread so objects do not return
-//! together. Wall-clock times are computed from the dependency's monotonic clock (which
+//! together; with a budget, each held-back caller gets a turn in the budget's queue
+//! instead (one emission interval after the caller held back before it), so thousands
+//! of waiting objects come back at the rate the budget can serve. Wall-clock times are computed from the dependency's monotonic clock (which
 //! follows paused tokio time) and a wall-clock anchor taken at build, so a wall-clock
 //! step never moves a deadline and tests are deterministic.
 //!

@@ -53,7 +53,8 @@ pub struct Unavailable {
     /// the previous one finds nothing to change (no write loop).
     pub message: String,
     /// When this caller should try again, from now: [`resume_at`](Unavailable::resume_at)
-    /// plus a random spread, so held-back objects do not all return at once.
+    /// plus a random spread, so held-back objects do not all return at once; with a
+    /// budget, this caller's own turn in the budget's queue, no earlier than that.
     pub retry_after: Duration,
     /// `retry_after` as a wall-clock time (this object's next attempt).
     pub next_attempt_time: Timestamp,

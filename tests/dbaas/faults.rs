@@ -60,6 +60,12 @@ async fn calls_over_the_rate_limit_get_429_and_the_client_classifies_them_thrott
             .expect("healthz is not rate limited")
     );
     assert_eq!(server.stats().throttled, 2);
+    // Every call to the instance API is logged with its arrival, refused ones too; the
+    // health check is not.
+    let arrivals = server.instance_call_times();
+    assert_eq!(arrivals.len(), 4);
+    assert_eq!(server.instance_call_counter()(), 4);
+    assert!(arrivals.is_sorted());
 }
 
 #[tokio::test]

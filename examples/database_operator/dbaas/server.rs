@@ -129,6 +129,7 @@ impl DbaasServerBuilder {
             state: Mutex::new(State {
                 store: Store::new(self.timing, self.seed),
                 stats: DbaasStats::default(),
+                arrivals: Vec::new(),
             }),
             faults: DbaasFaults::new(self.seed.rotate_left(32)),
             limiter: RateLimiter::new(self.rate_limit),
@@ -173,6 +174,34 @@ impl RunningDbaas {
             instances_deleted: guard.store.deleted,
             live_instances: guard.store.len(),
             ..guard.stats.clone()
+        }
+    }
+
+    /// When each call to the instance API (every endpoint but the two health checks)
+    /// arrived, in order, on the tokio clock, whatever the answer: to check the rate the
+    /// service saw over any window, or what reached it during an outage.
+    pub(crate) fn instance_call_times(&self) -> Vec<Instant> {
+        self.shared
+            .lock()
+            .arrivals
+            .iter()
+            .filter(|(_, endpoint)| !endpoint.is_health())
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// A reader of how many calls the instance API has received so far, callable from
+    /// anywhere (a breaker's transition callback, say), to tell which calls arrived in
+    /// which period.
+    pub(crate) fn instance_call_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || {
+            shared
+                .lock()
+                .arrivals
+                .iter()
+                .filter(|(_, endpoint)| !endpoint.is_health())
+                .count()
         }
     }
 
@@ -233,6 +262,8 @@ struct State {
     store: Store,
     /// Call counters; the instance counters come from the store.
     stats: DbaasStats,
+    /// Every call received, in order, with when it arrived.
+    arrivals: Vec<(Instant, Endpoint)>,
 }
 
 impl Shared {

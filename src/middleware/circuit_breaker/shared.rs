@@ -146,6 +146,7 @@ impl Shared {
         }
         if c.in_flight < s.permitted_probes {
             c.in_flight += 1;
+            c.probes_admitted += 1;
             c.last_reserved = now;
             return Ok((word, Admit::Probe));
         }
@@ -312,9 +313,9 @@ impl Shared {
         let word = self.word();
         let p = phase(word);
         let totals = self.window.totals(&self.settings.clock);
-        let (probes_in_flight, probe_successes) = {
+        let (probes_in_flight, probe_successes, probes_admitted) = {
             let c = self.lock();
-            (c.in_flight, c.successes)
+            (c.in_flight, c.successes, c.probes_admitted)
         };
         let circuit = circuit(p);
         let open_until = (circuit == State::Open)
@@ -340,6 +341,7 @@ impl Shared {
             remaining_open: open_until.map(|u| u.saturating_since(self.now())),
             probes_in_flight: if half_open { probes_in_flight } else { 0 },
             probe_successes: if half_open { probe_successes } else { 0 },
+            probes_admitted,
         }
     }
 

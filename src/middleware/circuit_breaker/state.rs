@@ -163,4 +163,9 @@ pub struct Snapshot {
     pub probes_in_flight: u32,
     /// While half-open: probes that succeeded in this half-open period.
     pub probe_successes: u32,
+    /// Half-open probes admitted since the breaker was built, in every half-open period
+    /// (a probe whose permit was given back without an outcome counts too). Compare it
+    /// with the calls a dependency saw while the circuit was not closed: only probes get
+    /// through.
+    pub probes_admitted: u64,
 }

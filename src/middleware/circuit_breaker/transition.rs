@@ -31,6 +31,8 @@ pub(super) struct Control {
     pub(super) successes: u32,
     /// When the latest probe slot was reserved.
     pub(super) last_reserved: Nanos,
+    /// Probe slots reserved since the breaker was built.
+    pub(super) probes_admitted: u64,
     callbacks: Vec<Callback>,
     /// Transitions not yet handed to the callbacks, in order.
     pending: VecDeque<Transition>,

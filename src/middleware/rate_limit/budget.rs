@@ -1,6 +1,15 @@
 //! [`RateBudget`]: one named rate limit shared by every caller of a dependency.
 
-use std::{fmt, future::Future, num::NonZeroU32, sync::Arc};
+use std::{
+    fmt,
+    future::Future,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use super::{
     error::{CheckError, RateLimitError, RateLimited},
@@ -8,6 +17,7 @@ use super::{
     limiter::RateLimiter,
     quota::Quota,
 };
+use crate::clock::Nanos;
 
 /// A named rate limit for one dependency, shared by everything that calls it.
 ///
@@ -42,6 +52,9 @@ pub struct RateBudget {
 struct Inner {
     name: Arc<str>,
     limiter: RateLimiter,
+    /// The end of the queue of refused callers: the raw time on the limiter's clock
+    /// after the last turn handed out by [`RateBudget::turn`].
+    queue_end: AtomicU64,
 }
 
 impl RateBudget {
@@ -56,6 +69,7 @@ impl RateBudget {
             inner: Arc::new(Inner {
                 name: name.into(),
                 limiter,
+                queue_end: AtomicU64::new(0),
             }),
         }
     }
@@ -104,6 +118,37 @@ impl RateBudget {
             });
         }
         call.await.map_err(RateLimitError::Call)
+    }
+
+    /// When a caller refused `n` cells with `wait` should come back: a turn of its own
+    /// in the queue of refused callers, `n` emission intervals after the previous turn
+    /// and no earlier than `wait` from now.
+    ///
+    /// Refused callers that all came back after the exact wait would all find the
+    /// budget spent again but one: with a thousand callers, a thousand retries per
+    /// admitted call. Turns hand the cells out one emission interval apart, so retries
+    /// arrive at the rate the budget refills. A turn reserves nothing: a caller that
+    /// comes back and finds its cell taken (by one that was never refused) is refused
+    /// again and takes a new turn at the end of the queue.
+    pub(crate) fn turn(&self, n: NonZeroU32, wait: Duration) -> Duration {
+        let limiter = &self.inner.limiter;
+        let now = limiter.now();
+        let earliest = now.saturating_add(wait).as_raw();
+        let cost = limiter.quota().emission_interval().saturating_mul(n.get());
+        let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
+        let mut end = self.inner.queue_end.load(Ordering::Acquire);
+        loop {
+            let turn = end.max(earliest);
+            match self.inner.queue_end.compare_exchange_weak(
+                end,
+                turn.saturating_add(cost),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Nanos::from_raw(turn).saturating_since(now),
+                Err(actual) => end = actual,
+            }
+        }
     }
 
     /// The free capacity now.
@@ -201,6 +246,47 @@ mod tests {
         let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
         drop(budget.call(async { Ok::<_, ErrorClass>(()) }));
         assert!(budget.capacity().is_full());
+    }
+
+    #[test]
+    fn refused_callers_get_turns_one_emission_interval_apart() {
+        let manual = ManualClock::new();
+        let budget = RateBudget::from_limiter(
+            "dbaas",
+            RateLimiter::new(Quota::per_second(nz(5)).burst(nz(1))).clock(manual.clock()),
+        );
+        budget.check().expect("the one cell");
+        let wait = budget.check().expect_err("spent").retry_after;
+        assert_eq!(wait, Duration::from_millis(200));
+        // A hundred callers refused at once: each its own turn, 200 ms apart (400 ms
+        // for a caller of two cells), instead of all at the exact wait.
+        let turns: Vec<_> = (0..100).map(|_| budget.turn(nz(1), wait)).collect();
+        for (i, turn) in turns.iter().enumerate() {
+            assert_eq!(
+                *turn,
+                Duration::from_millis(200) * (u32::try_from(i).unwrap() + 1)
+            );
+        }
+        assert_eq!(
+            budget.turn(nz(2), wait),
+            Duration::from_secs(20) + Duration::from_millis(200)
+        );
+        assert_eq!(
+            budget.turn(nz(1), wait),
+            Duration::from_secs(20) + Duration::from_millis(600)
+        );
+        // Each turn finds its cell: callers coming back in turn order are all admitted.
+        let mut elapsed = Duration::ZERO;
+        for turn in &turns {
+            manual.advance(turn.saturating_sub(elapsed));
+            elapsed = *turn;
+            budget.check().expect("a cell at the caller's turn");
+        }
+        // Once the queue has drained, a refused caller waits only the exact wait.
+        manual.advance(Duration::from_secs(60));
+        budget.check().expect("full again");
+        let wait = budget.check().expect_err("spent").retry_after;
+        assert_eq!(budget.turn(nz(1), wait), wait);
     }
 
     #[test]

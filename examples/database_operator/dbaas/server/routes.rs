@@ -29,7 +29,11 @@ type Reply = Response<Full<Bytes>>;
 pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
     let (endpoint, id) = Endpoint::route(request.method(), request.uri().path());
     let id = id.map(|id| percent_decode(id).unwrap_or_else(|| id.to_owned()));
-    *shared.lock().stats.calls.entry(endpoint).or_default() += 1;
+    {
+        let mut state = shared.lock();
+        *state.stats.calls.entry(endpoint).or_default() += 1;
+        state.arrivals.push((Instant::now(), endpoint));
+    }
     let latency = shared.faults.added_latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

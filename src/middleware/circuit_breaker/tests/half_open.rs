@@ -42,6 +42,31 @@ fn open_breaker_refuses_calls_until_the_open_duration_passes_then_half_opens() {
 }
 
 #[test]
+fn probes_admitted_counts_every_probe_slot_across_half_open_periods() {
+    let clock = ManualClock::new();
+    let breaker = due_to_half_open(&clock, config(&clock).permitted_probes(nz(2)));
+    assert_eq!(breaker.snapshot().probes_admitted, 0, "no probe yet");
+    let first = breaker.try_acquire().unwrap();
+    let second = breaker.try_acquire().unwrap();
+    assert!(breaker.try_acquire().is_err(), "both slots taken");
+    assert_eq!(breaker.snapshot().probes_admitted, 2);
+    // A probe given back without an outcome still counts: its call may have gone out.
+    drop(second);
+    let third = breaker.try_acquire().unwrap();
+    assert_eq!(breaker.snapshot().probes_admitted, 3);
+    first.failure(ErrorClass::Transient);
+    drop(third);
+    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.snapshot().probes_admitted, 3, "kept while open");
+    // The next half-open period adds to the same count.
+    clock.advance(Duration::from_secs(600));
+    let fourth = breaker.try_acquire().unwrap();
+    assert!(fourth.is_probe());
+    assert_eq!(breaker.snapshot().probes_admitted, 4);
+    fourth.success();
+}
+
+#[test]
 fn breaker_closes_after_enough_successful_probes_with_a_fresh_window() {
     let clock = ManualClock::new();
     let breaker = due_to_half_open(
