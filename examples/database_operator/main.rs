@@ -132,6 +132,8 @@ pub(crate) struct Wiring {
     /// Phase deadlines at least this long: a fleet of thousands behind a budget of a few
     /// calls a second waits its turn for longer than the lesson's deadlines.
     pub(crate) min_deadline: Duration,
+    /// How often a Ready Database is checked for drift, instead of every 5 minutes.
+    pub(crate) ready_resync: Option<Duration>,
 }
 
 /// The controller of the Databases in `api`, running `reconciler`.
@@ -215,7 +217,7 @@ pub(crate) fn start_with(
         config = config.on_transition(metrics.phase_observer("databases"));
     }
     let engine = PhaseEngine::with_config(
-        DatabaseMachine::new(wiring.min_deadline)?,
+        DatabaseMachine::new(wiring.min_deadline)?.resync(wiring.ready_resync),
         client.clone(),
         config,
     )?;

@@ -162,6 +162,8 @@ impl kube_reconcile::external::ExternalClient for Instances {
 /// The `Database` operator.
 pub(crate) struct DatabaseMachine {
     table: Transitions<DbPhase>,
+    /// How long a Ready Database rests before its children are checked for drift.
+    resync: Duration,
 }
 
 impl DatabaseMachine {
@@ -169,7 +171,16 @@ impl DatabaseMachine {
     pub(crate) fn new(min_deadline: Duration) -> Result<Self, TableError> {
         Ok(DatabaseMachine {
             table: transitions(min_deadline)?,
+            resync: Duration::from_secs(300),
         })
+    }
+
+    /// Checks Ready Databases for drift every `resync` (`None`: every 5 minutes).
+    pub(crate) fn resync(mut self, resync: Option<Duration>) -> Self {
+        if let Some(resync) = resync {
+            self.resync = resync;
+        }
+        self
     }
 }
 
@@ -224,7 +235,7 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
                 ensure.apply(&children::config_map(db)).await?;
                 ensure.apply(&children::service(db)).await?;
                 ensure.apply(&children::stateful_set(db)).await?;
-                Ok(Transition::stay(Duration::from_secs(300)))
+                Ok(Transition::stay(self.resync))
             }
             DbPhase::Failed => Ok(Transition::done()),
         }
