@@ -191,6 +191,18 @@ fn classify(method: &http::Method, uri: &http::Uri) -> (&'static str, String) {
     (verb, resource)
 }
 
+/// Bytes the process has allocated and not yet freed.
+///
+/// The instrumented allocator already counts a reallocation's growth in
+/// `bytes_allocated` (and its shrinking in `bytes_deallocated`), so the live heap is the
+/// difference of those two; `bytes_reallocated` is the same growth counted again.
+pub(crate) fn live_heap() -> usize {
+    let stats = super::support::ALLOCATOR.stats();
+    stats
+        .bytes_allocated
+        .saturating_sub(stats.bytes_deallocated)
+}
+
 /// The peak of the process's live heap while it runs, sampled every millisecond.
 ///
 /// The bench installs a counting allocator; this samples its live-bytes figure from a

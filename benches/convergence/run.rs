@@ -34,8 +34,8 @@ use super::{
         dbaas::{DbaasServer, RunningDbaas},
         report::Report,
     },
-    measure::{PeakHeap, RequestCounter, Requests},
-    naive, support,
+    measure::{PeakHeap, RequestCounter, Requests, live_heap},
+    naive,
 };
 
 /// Which operator runs.
@@ -304,8 +304,8 @@ pub(crate) async fn run(n: usize, operator: Operator, error_rate: f64) -> Outcom
     let client = counter.client(&world.server);
     let url = world.dbaas.url();
 
-    let baseline = support::live_bytes();
-    let peak = PeakHeap::start(support::live_bytes);
+    let baseline = live_heap();
+    let peak = PeakHeap::start(live_heap);
     let started = Instant::now();
     let running = Running::start(operator, client.clone(), &world.namespace, &url);
     let deadline = started + Duration::from_secs(60) + Duration::from_millis(100 * n as u64);
@@ -319,10 +319,10 @@ pub(crate) async fn run(n: usize, operator: Operator, error_rate: f64) -> Outcom
     world.server.faults().clear();
 
     // What the converged operator holds: the heap it frees when it stops.
-    let before = support::live_bytes();
+    let before = live_heap();
     running.stop().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let operator_heap = before.saturating_sub(support::live_bytes());
+    let operator_heap = before.saturating_sub(live_heap());
 
     // Steady state: a fresh operator reconciles every Database once (its first list),
     // and nothing has changed since they converged.
