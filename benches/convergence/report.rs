@@ -1,0 +1,302 @@
+//! The printed figures and the targets.
+
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts and sizes far below 2^52, printed as ratios"
+)]
+
+use std::fmt::Write as _;
+
+use super::{
+    measure::{VERBS, is_write},
+    run::{Operator, Outcome},
+};
+
+/// Every run at one N.
+pub(crate) struct Sized {
+    pub(crate) ours: Outcome,
+    pub(crate) naive: Outcome,
+    pub(crate) ours_faulted: Outcome,
+    pub(crate) naive_faulted: Option<Outcome>,
+}
+
+/// Which targets were missed.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    /// Writes in steady state: a count that does not depend on the machine.
+    pub(crate) writes_missed: bool,
+    /// The request ratio, linear growth, the error-rate slowdown: all depend on timing
+    /// (how often an operator polls while it waits depends on how fast things go).
+    pub(crate) others_missed: bool,
+}
+
+fn secs(o: &Outcome) -> String {
+    match o.converged {
+        Some(t) => format!("{:.2} s", t.as_secs_f64()),
+        None => format!("NOT converged ({}/{} Ready)", o.ready, o.n),
+    }
+}
+
+fn kib(bytes: usize, n: usize) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0 / n as f64)
+}
+
+/// One line as each run ends.
+pub(crate) fn progress(o: &Outcome) {
+    println!(
+        "convergence: N={} {:<14} errors {:>3.0}%: {}, {} API requests ({} writes), {} DBaaS calls ({} refused with 429), {} faults fired",
+        o.n,
+        o.operator.name(),
+        o.error_rate * 100.0,
+        secs(o),
+        o.requests.total(),
+        o.requests.writes(),
+        o.dbaas_calls,
+        o.dbaas_throttled,
+        o.faults_fired,
+    );
+}
+
+/// Prints the tables and the targets; returns which targets were missed.
+pub(crate) fn print(results: &[Sized], error_rate: f64) -> Verdict {
+    for sized in results {
+        print_sized(sized, error_rate);
+    }
+    targets(results, error_rate)
+}
+
+/// A row of two figures and their ratio.
+fn row(what: &str, ours: f64, naive: f64) {
+    let ratio = if ours > 0.0 {
+        format!("{:.1}x", naive / ours)
+    } else if naive > 0.0 {
+        "inf".to_owned()
+    } else {
+        "-".to_owned()
+    };
+    println!("{what:<34} {ours:>16.2} {naive:>16.2} {ratio:>10}");
+}
+
+/// A row of two texts.
+fn text_row(what: &str, ours: &str, naive: &str) {
+    println!("{what:<34} {ours:>16} {naive:>16}");
+}
+
+fn print_sized(sized: &Sized, error_rate: f64) {
+    let (ours, naive) = (&sized.ours, &sized.naive);
+    println!(
+        "\n== convergence, N = {}: creation to Ready, {} vs {} (same run) ==",
+        ours.n,
+        Operator::Ours.name(),
+        Operator::Naive.name()
+    );
+    println!(
+        "{:<34} {:>16} {:>16} {:>10}",
+        "", "ours", "naive", "naive/ours"
+    );
+    text_row("time to Ready (wall)", &secs(ours), &secs(naive));
+    let percentile = |o: &Outcome, percent| {
+        o.percentile(percent)
+            .map_or_else(|| "-".to_owned(), |t| format!("{:.2} s", t.as_secs_f64()))
+    };
+    for (what, percent) in [
+        ("  first Ready", 0),
+        ("  half Ready", 50),
+        ("  99% Ready", 99),
+    ] {
+        text_row(
+            what,
+            &percentile(ours, percent),
+            &percentile(naive, percent),
+        );
+    }
+    print_costs(ours, naive);
+    let pct = error_rate * 100.0;
+    let faulted = |o: &Outcome, clean: &Outcome| match (o.converged, clean.converged) {
+        (Some(t), Some(c)) => format!(
+            "{:.2} s ({:.2}x), {:.2} req/object",
+            t.as_secs_f64(),
+            t.as_secs_f64() / c.as_secs_f64(),
+            o.per_object(o.requests.total())
+        ),
+        _ => secs(o),
+    };
+    println!(
+        "with {pct:.0}% API errors, ours:  {}",
+        faulted(&sized.ours_faulted, ours)
+    );
+    if let Some(naive_faulted) = &sized.naive_faulted {
+        println!(
+            "with {pct:.0}% API errors, naive: {}",
+            faulted(naive_faulted, naive)
+        );
+    }
+    if std::env::var_os("KUBE_RECONCILE_BENCH_VERBOSE").is_some() {
+        println!("ours, requests by verb and resource:\n{}", ours.requests);
+        println!("naive, requests by verb and resource:\n{}", naive.requests);
+        if let (Some(o), Some(p)) = (&ours.steady, &naive.steady) {
+            println!("ours, steady state:\n{}", o.requests);
+            println!("naive, steady state:\n{}", p.requests);
+        }
+    }
+}
+
+/// Requests, writes, DBaaS calls and heap, per object.
+fn print_costs(ours: &Outcome, naive: &Outcome) {
+    row(
+        "API requests / object",
+        ours.per_object(ours.requests.total()),
+        naive.per_object(naive.requests.total()),
+    );
+    for verb in VERBS {
+        let (o, p) = (ours.requests.verb(verb), naive.requests.verb(verb));
+        if o + p > 0 {
+            let marker = if is_write(verb) { " (write)" } else { "" };
+            row(
+                &format!("  {verb}{marker}"),
+                ours.per_object(o),
+                naive.per_object(p),
+            );
+        }
+    }
+    if let (Some(o), Some(p)) = (&ours.steady, &naive.steady) {
+        row(
+            "writes / steady-state reconcile",
+            o.writes_per_reconcile(),
+            p.writes_per_reconcile(),
+        );
+        text_row(
+            "  (reconciles counted)",
+            &o.reconciles.to_string(),
+            &p.reconciles.to_string(),
+        );
+    } else {
+        text_row("writes / steady-state reconcile", "not measured", "");
+    }
+    row(
+        "DBaaS calls / object",
+        ours.per_object(ours.dbaas_calls),
+        naive.per_object(naive.dbaas_calls),
+    );
+    row(
+        "  refused with 429",
+        ours.per_object(ours.dbaas_throttled),
+        naive.per_object(naive.dbaas_throttled),
+    );
+    text_row(
+        "peak heap growth / object",
+        &kib(ours.peak_heap, ours.n),
+        &kib(naive.peak_heap, naive.n),
+    );
+    text_row(
+        "operator heap / object (at Ready)",
+        &kib(ours.operator_heap, ours.n),
+        &kib(naive.operator_heap, naive.n),
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn targets(results: &[Sized], error_rate: f64) -> Verdict {
+    let mut v = Verdict::default();
+    println!("\n== convergence targets ==");
+
+    // Zero writes in steady state.
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        if let Some(steady) = &s.ours.steady {
+            let (writes, reconciles) = (steady.requests.writes(), steady.reconciles);
+            ok &= writes == 0;
+            let _ = write!(
+                detail,
+                " N={}: {writes} writes in {reconciles} reconciles;",
+                s.ours.n
+            );
+        } else {
+            ok = false;
+            let _ = write!(detail, " N={}: not measured (no convergence);", s.ours.n);
+        }
+    }
+    v.writes_missed |= !ok;
+    println!("{} zero writes in steady state:{detail}", verdict(ok));
+
+    // At least 2x fewer API requests per converged object.
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        let (o, p) = (s.ours.requests.total(), s.naive.requests.total());
+        let converged = s.ours.converged.is_some() && s.naive.converged.is_some();
+        let ratio = p as f64 / o.max(1) as f64;
+        ok &= converged && ratio >= 2.0;
+        let _ = write!(
+            detail,
+            " N={}: {:.2} vs {:.2} per object, {ratio:.2}x;",
+            s.ours.n,
+            s.ours.per_object(o),
+            s.naive.per_object(p)
+        );
+    }
+    v.others_missed |= !ok;
+    println!(
+        "{} >= 2x fewer API requests per converged object than naive:{detail}",
+        verdict(ok)
+    );
+
+    // Linear growth: each step up in N costs no more time than N grew, plus 25%.
+    let mut detail = String::new();
+    let mut ok = true;
+    for pair in results.windows(2) {
+        let (a, b) = (&pair[0].ours, &pair[1].ours);
+        match (a.converged, b.converged) {
+            (Some(ta), Some(tb)) => {
+                let grew = b.n as f64 / a.n as f64;
+                let took = tb.as_secs_f64() / ta.as_secs_f64();
+                ok &= took <= grew * 1.25;
+                let _ = write!(
+                    detail,
+                    " N {}->{}: {grew:.0}x objects, {took:.2}x time;",
+                    a.n, b.n
+                );
+            }
+            _ => ok = false,
+        }
+    }
+    if results.len() < 2 {
+        detail.push_str(" (needs two sizes)");
+    }
+    v.others_missed |= !ok;
+    println!(
+        "{} time to converge grows no worse than linearly (<= 1.25x the growth in N):{detail}",
+        verdict(ok)
+    );
+
+    // Faults: at most 2x the fault-free time.
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        if let (Some(f), Some(c)) = (s.ours_faulted.converged, s.ours.converged) {
+            let ratio = f.as_secs_f64() / c.as_secs_f64();
+            ok &= ratio <= 2.0;
+            let _ = write!(
+                detail,
+                " N={}: {:.2} s vs {:.2} s, {ratio:.2}x;",
+                s.ours.n,
+                f.as_secs_f64(),
+                c.as_secs_f64()
+            );
+        } else {
+            ok = false;
+            let _ = write!(detail, " N={}: did not converge;", s.ours.n);
+        }
+    }
+    v.others_missed |= !ok;
+    println!(
+        "{} with {:.0}% API errors, converged within 2x the fault-free time:{detail}",
+        verdict(ok),
+        error_rate * 100.0
+    );
+    v
+}
