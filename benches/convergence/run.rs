@@ -247,7 +247,7 @@ impl Running {
                 metrics.register(&mut registry);
                 let wiring = example::Wiring {
                     metrics: Some(metrics),
-                    leader: None,
+                    ..example::Wiring::default()
                 };
                 let operator =
                     example::start_with(client, namespace, dbaas_url, &Report::new(), wiring)
