@@ -230,51 +230,77 @@ fn open_duration_jitter_only_shortens_the_open_period() {
     }
 }
 
-/// A subscriber that keeps the fields of every event as `name=value` strings.
-#[derive(Clone, Default)]
-struct Fields(Arc<Mutex<Vec<Vec<String>>>>);
+/// Keeps the fields of every event emitted on this thread while `f` runs, as
+/// `name=value` strings.
+///
+/// A scoped subscriber (`with_default`) is not enough in a multi-threaded test
+/// binary: while it is the only dispatcher, tracing computes a callsite's
+/// interest from the *registering thread's* default, so a test on another
+/// thread that reaches a breaker callsite first caches "never" for it (and can
+/// lower the global max level to OFF). Instead one global subscriber, installed
+/// once and interested in everything, routes events to a thread-local sink.
+fn capture_events(f: impl FnOnce()) -> Vec<Vec<String>> {
+    use std::cell::RefCell;
+    use std::sync::Once;
 
-impl tracing::Subscriber for Fields {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
+    thread_local! {
+        static SINK: RefCell<Option<Vec<Vec<String>>>> = const { RefCell::new(None) };
     }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visit<'a>(&'a mut Vec<String>);
-        impl tracing::field::Visit for Visit<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push(format!("{}={value:?}", field.name()));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.push(format!("{}={value}", field.name()));
-            }
+
+    struct Router;
+    impl tracing::Subscriber for Router {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
         }
-        let mut fields = Vec::new();
-        event.record(&mut Visit(&mut fields));
-        self.0.lock().unwrap().push(fields);
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Visit<'a>(&'a mut Vec<String>);
+            impl tracing::field::Visit for Visit<'_> {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.0.push(format!("{}={value:?}", field.name()));
+                }
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    self.0.push(format!("{}={value}", field.name()));
+                }
+            }
+            SINK.with(|sink| {
+                if let Some(events) = sink.borrow_mut().as_mut() {
+                    let mut fields = Vec::new();
+                    event.record(&mut Visit(&mut fields));
+                    events.push(fields);
+                }
+            });
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
     }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(Router)
+            .expect("no other test in this binary installs a global subscriber");
+    });
+    SINK.with(|sink| *sink.borrow_mut() = Some(Vec::new()));
+    f();
+    SINK.with(|sink| sink.borrow_mut().take().unwrap_or_default())
 }
 
 #[test]
 fn every_transition_is_a_tracing_event_naming_the_dependency() {
     let clock = ManualClock::new();
     let breaker = config(&clock).build("dbaas").unwrap();
-    let events = Fields::default();
-    tracing::subscriber::with_default(events.clone(), || {
-        // Another test thread may have registered these callsites while no
-        // subscriber wanted them; tracing caches that "never" interest. Ask
-        // every callsite again now that this subscriber exists.
-        tracing::callsite::rebuild_interest_cache();
+    let events = capture_events(|| {
         trip(&breaker);
         breaker.reset();
     });
-    let events = events.0.lock().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
     for (fields, (from, to)) in events.iter().zip([("closed", "open"), ("open", "closed")]) {
         assert!(
