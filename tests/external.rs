@@ -187,7 +187,7 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     let created = create(&api, "orders").await;
     run_controller(&api, Arc::clone(&ctx));
 
-    // Down: the condition says so and when the next attempt is; nothing is called.
+    // Down: the condition says so and since when; nothing is called.
     let db = wait_for(&api, "orders", "ExternalSystemUnavailable", |db| {
         condition(db).is_some_and(|c| c.reason == "ExternalSystemUnavailable")
     })
@@ -196,7 +196,7 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     assert_eq!(down.status, ConditionStatus::False);
     assert_eq!(
         down.message,
-        "dbaas is unavailable: GET /health answered 503; next attempt at 2026-03-01T12:00:10Z"
+        "dbaas is unavailable since 2026-03-01T12:00:00Z: GET /health answered 503"
     );
     assert_eq!(down.last_transition(), Some(start()));
     assert_eq!(fake.calls(), 0);

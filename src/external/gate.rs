@@ -192,10 +192,13 @@ impl ExternalDependency {
             && let Health::Unavailable { message, .. } = observation.health
         {
             drop(permit);
-            let recheck = observation
-                .valid_until
-                .saturating_since(inner.wall.clock().now());
-            let what = format!("{} is unavailable: {message}", inner.name);
+            let now = inner.wall.clock().now();
+            let recheck = observation.valid_until.saturating_since(now);
+            // The outage's start, not the next check: the message then stays the same
+            // for the whole outage, and an object held back again and again is written
+            // once, not once per health interval.
+            let since = inner.wall.at(observation.down_since.unwrap_or(now));
+            let what = format!("{} is unavailable since {since:.0}: {message}", inner.name);
             let retry_after = self
                 .turn(calls, recheck)
                 .unwrap_or_else(|| recheck + inner.rng.up_to(inner.spread));
@@ -258,8 +261,10 @@ impl ExternalDependency {
         let next_attempt_time = inner.wall.after(retry_after);
         let resume_at = resume_after.map(|after| ceil_second(inner.wall.after(after)));
         let message = match resume_at {
-            Some(at) => format!("{what}; next attempt at {at:.0}"),
-            None => what,
+            Some(at) if reason != UnavailableReason::ExternalSystemUnavailable => {
+                format!("{what}; next attempt at {at:.0}")
+            }
+            _ => what,
         };
         tracing::debug!(
             dependency = %inner.name,

@@ -132,6 +132,16 @@ impl fmt::Debug for Probe {
 pub(super) struct Observation {
     pub(super) health: Health,
     pub(super) valid_until: Nanos,
+    /// While unavailable: the first check of this outage that found it down.
+    pub(super) down_since: Option<Nanos>,
+}
+
+/// The cached answer, and when the current outage began (kept when the answer is
+/// forgotten after a failed call, so the outage keeps its start).
+#[derive(Debug, Default)]
+struct Cached {
+    observation: Option<Observation>,
+    down_since: Option<Nanos>,
 }
 
 /// The health check of one dependency with its cached answer, shared by every caller.
@@ -143,7 +153,7 @@ pub(super) struct HealthCache {
     probe: Option<Probe>,
     interval: Duration,
     timeout: Duration,
-    last: tokio::sync::Mutex<Option<Observation>>,
+    last: tokio::sync::Mutex<Cached>,
     stale: AtomicBool,
 }
 
@@ -153,7 +163,7 @@ impl HealthCache {
             probe,
             interval,
             timeout,
-            last: tokio::sync::Mutex::new(None),
+            last: tokio::sync::Mutex::new(Cached::default()),
             stale: AtomicBool::new(false),
         }
     }
@@ -166,9 +176,9 @@ impl HealthCache {
         if self.stale.swap(false, Ordering::AcqRel) {
             // Forget the answer before probing, so a check cancelled half-way leaves
             // nothing stale behind.
-            *last = None;
+            last.observation = None;
         }
-        if let Some(observation) = &*last
+        if let Some(observation) = &last.observation
             && clock.now() < observation.valid_until
         {
             return Some(observation.clone());
@@ -188,11 +198,16 @@ impl HealthCache {
             ?valid_for,
             "health checked"
         );
+        last.down_since = match &health {
+            Health::Available => None,
+            Health::Unavailable { .. } => Some(last.down_since.unwrap_or(clock.now())),
+        };
         let observation = Observation {
             health,
             valid_until: clock.now().saturating_add(valid_for),
+            down_since: last.down_since,
         };
-        *last = Some(observation.clone());
+        last.observation = Some(observation.clone());
         Some(observation)
     }
 
@@ -201,7 +216,7 @@ impl HealthCache {
         self.last
             .try_lock()
             .ok()
-            .and_then(|last| last.as_ref().map(|o| o.health.clone()))
+            .and_then(|last| last.observation.as_ref().map(|o| o.health.clone()))
     }
 
     /// Makes the next caller check again (a call just failed).

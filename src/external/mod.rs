@@ -27,14 +27,16 @@
 //! | Situation | `status` | `reason` | `message` |
 //! |---|---|---|---|
 //! | a call through the gate succeeded | `True` | `Available` | `dbaas is available` |
-//! | health check says down, failed or timed out | `False` | `ExternalSystemUnavailable` | `dbaas is unavailable: <why>; next attempt at <next health check>` |
+//! | health check says down, failed or timed out | `False` | `ExternalSystemUnavailable` | `dbaas is unavailable since <first failed check>: <why>` |
 //! | breaker open | `False` | `CircuitOpen` | `circuit breaker for dbaas is open; next attempt at <half-open time>` |
 //! | breaker forced open, or half-open with its probes in flight | `False` | `CircuitOpen` | `circuit breaker for dbaas is forced open until reset` / `... is half-open and its probe calls are in flight` |
 //! | rate budget spent | unchanged | | (our own pacing, not an outage) |
 //!
-//! Times are RFC 3339, rounded up to the second. The message names when the
-//! *dependency* may be tried again, which is the same for every object; each object's
-//! own requeue ([`Unavailable::retry_after`], [`Unavailable::next_attempt_time`]) adds a
+//! Times are RFC 3339, to the second. The message names what is the same for every
+//! object: when the *dependency* may be tried again (an open breaker), or when the
+//! outage began (a failed health check, so that the message does not move with each
+//! check and an object held back again and again is written once). Each object's own
+//! requeue ([`Unavailable::retry_after`], [`Unavailable::next_attempt_time`]) adds a
 //! random spread. So every object held back by one outage shows the same condition,
 //! and the reconcile that the status write itself triggers finds nothing to change
 //! instead of writing again (a write loop that a per-object time would cause).
@@ -145,7 +147,8 @@
 //! assert_eq!(action, Action::requeue(Duration::from_secs(10)));
 //! let condition = conditions.find("DbaasAvailable").unwrap();
 //! assert_eq!(condition.reason, "ExternalSystemUnavailable");
-//! assert!(condition.message.starts_with("dbaas is unavailable: 503 from /health; next attempt at "));
+//! assert!(condition.message.starts_with("dbaas is unavailable since "));
+//! assert!(condition.message.ends_with(": 503 from /health"));
 //! assert!(instances.client().0.lock().unwrap().is_empty());
 //!
 //! // Up again, after the health interval: created once, condition cleared.

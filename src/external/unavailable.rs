@@ -46,7 +46,9 @@ pub struct Unavailable {
     pub dependency: Arc<str>,
     /// Why the call was held back.
     pub reason: UnavailableReason,
-    /// Why, for a human; ends with `next attempt at <resume_at>` when that is known.
+    /// Why, for a human. For an open breaker or a spent budget it ends with
+    /// `next attempt at <resume_at>`; for a failed health check it starts with when the
+    /// outage began (`unavailable since <time>: <why>`), which the outage does not move.
     ///
     /// It holds nothing specific to this caller, so every object held back by the same
     /// outage gets the same message, and a reconcile triggered by the status write of
