@@ -169,4 +169,23 @@ both_tiers! {
         let entry = &w.metadata.managed_fields.unwrap()[0];
         assert_eq!(entry.fields_v1.clone().unwrap().0, json!({"f:spec": {".": {}, "f:colour": {}, "f:size": {}}}));
     }
+
+    async fn a_conflict_inside_a_list_map_names_the_entry_by_its_key(cx: Tier) {
+        let deployments: Api<Deployment> = cx.api();
+        let apply = |image: &str| {
+            let mut d = serde_json::to_value(deployment("d")).unwrap();
+            d["apiVersion"] = json!("apps/v1");
+            d["kind"] = json!("Deployment");
+            d["spec"]["template"]["spec"]["containers"] = json!([{"name": "app", "image": image}]);
+            Patch::Apply(d)
+        };
+        deployments.patch("d", &PatchParams::apply("alice"), &apply("app:1")).await.unwrap();
+        let err = deployments.patch("d", &PatchParams::apply("bob"), &apply("app:2")).await.unwrap_err();
+        let s = status(&err);
+        assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"), "{s:?}");
+        let field = r#".spec.template.spec.containers[name="app"].image"#;
+        assert!(s.message.contains(&format!(r#"conflict with "alice": {field}"#)), "{}", s.message);
+        let causes = s.details.as_ref().map(|d| d.causes.clone()).unwrap_or_default();
+        assert!(causes.iter().any(|c| c.field == field && c.reason == "FieldManagerConflict"), "{causes:?}");
+    }
 }

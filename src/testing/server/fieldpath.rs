@@ -320,12 +320,17 @@ pub(crate) fn display(path: &[Elem]) -> String {
                 s.push_str(f);
             }
             Elem::Key(k) => {
+                // `{"name":"c","port":80}` reads `[name="c",port=80]`: bare names,
+                // JSON values (structured-merge-diff's `PathElement.String`).
                 s.push('[');
-                s.push_str(
-                    &k.trim_start_matches('{')
-                        .trim_end_matches('}')
-                        .replace("\":", "\"="),
-                );
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(k) {
+                    Ok(fields) => {
+                        let pairs: Vec<String> =
+                            fields.iter().map(|(name, v)| format!("{name}={v}")).collect();
+                        s.push_str(&pairs.join(","));
+                    }
+                    Err(_) => s.push_str(k),
+                }
                 s.push(']');
             }
             Elem::Value(v) => {
