@@ -129,8 +129,9 @@ pub(crate) struct Wiring {
     pub(crate) metrics: Option<Metrics>,
     /// The DBaaS rate budget, in calls, instead of 40 a second.
     pub(crate) dbaas_budget: Option<Quota>,
-    /// Phase deadlines at least this long: a fleet of thousands behind a budget of a few
-    /// calls a second waits its turn for longer than the lesson's deadlines.
+    /// Phase deadlines at least this long. Waits for a turn at the budget never count
+    /// toward them (`Transition::paced`), but outages do: a test whose outages outlast
+    /// the lesson's deadlines raises them here.
     pub(crate) min_deadline: Duration,
     /// How often a Ready Database is checked for drift, instead of every 5 minutes.
     pub(crate) ready_resync: Option<Duration>,

@@ -288,10 +288,12 @@ async fn admit(
 ///
 /// A spent budget is the operator's own pacing, not news about the object: the object
 /// waits for its turn without a status write (a write per turn would wake the
-/// controller again and cost the API server one write per held-back reconcile).
+/// controller again and cost the API server one write per held-back reconcile), and
+/// off the phase's deadline (thousands of Databases behind a few calls a second are
+/// queued, not stuck). An outage is news, and counts.
 fn held_back(u: &Unavailable) -> Transition<DbPhase> {
     if u.reason == UnavailableReason::RateLimited {
-        return Transition::stay(u.retry_after);
+        return Transition::paced(u.retry_after);
     }
     let t = Transition::stay(u.retry_after).because(u.reason.as_str(), u.message.clone());
     match &u.condition {

@@ -119,6 +119,7 @@ mod tests {
             entered_at: Time(Timestamp::new(second, nanos).expect("a valid time")),
             reason: format!("To{phase}"),
             message: String::new(),
+            paced_seconds: None,
         }
     }
 

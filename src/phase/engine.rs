@@ -35,6 +35,8 @@ pub(super) struct Inner<M> {
     pub(super) schedule: RetrySchedule,
     pub(super) recorder: Option<Recorder>,
     pub(super) wall: WallClock,
+    /// Objects held back by the operator's own pacing, and since when.
+    pub(super) pacing: super::pacing::Pacing,
 }
 
 impl<M, K> Clone for PhaseEngine<M, K> {
@@ -112,6 +114,7 @@ impl<M, K> PhaseEngine<M, K> {
                 schedule,
                 recorder,
                 wall: WallClock::new(clock, Timestamp::now()),
+                pacing: super::pacing::Pacing::default(),
                 config,
             }),
             _resource: PhantomData,
@@ -126,6 +129,13 @@ impl<M, K> PhaseEngine<M, K> {
     /// The finalizer this engine puts on objects.
     pub fn finalizer(&self) -> &str {
         &self.inner.config.finalizer
+    }
+
+    /// How many objects are held back by the operator's own pacing
+    /// ([`Transition::paced`](super::Transition::paced)) right now: the per-object state
+    /// the engine keeps in memory. Zero once every object has moved on or is deleted.
+    pub fn paced_objects(&self) -> usize {
+        self.inner.pacing.len()
     }
 }
 

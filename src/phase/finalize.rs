@@ -25,6 +25,9 @@ impl<M> Inner<M> {
     where
         M: PhaseMachine<K, Ctx>,
     {
+        // A deleted object waits for nothing any more.
+        self.pacing
+            .forget(&crate::reconciler::ObjectKey::lookup(obj));
         if !self.has_finalizer(obj) {
             return Ok(Action::await_change());
         }

@@ -17,6 +17,7 @@ use super::{
 use crate::{
     conditions::Condition,
     error::{Classify, ErrorClass},
+    reconciler::ObjectKey,
 };
 
 /// What one step knows besides the object: where to write, the status as read, when.
@@ -222,14 +223,23 @@ impl<M> Inner<M> {
             status, phase, at, ..
         } = *here;
         let entered = plan::entered_at(status);
+        let key = ObjectKey::lookup(obj);
+        // The deadline stops while the operator's own pacing holds the object back:
+        // what status records, plus the stretch it may be in now.
+        let paced = plan::paced_for(status)
+            + self
+                .pacing
+                .since(&key, entered)
+                .map_or(Duration::ZERO, |since| until(since, at.now));
         let due = self
             .machine
             .transitions()
             .deadline(phase)
-            .and_then(|limit| entered.map(|at| (limit, later(at, limit))));
+            .and_then(|limit| entered.map(|at| (limit, later(at, limit + paced))));
         if let Some((limit, due)) = due
             && at.now >= due
         {
+            self.pacing.end(&key, entered);
             let message = format!("{} took longer than {}", phase.name(), humantime(limit));
             return self
                 .apply(here, obj, Transition::fail("PhaseTimeout", message), None)
@@ -243,7 +253,27 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        match self.machine.handle(phase, obj, &step).await {
+        let decided = match self.machine.handle(phase, obj, &step).await {
+            Ok(t) if matches!(t.kind, Kind::Stay { paced: true, .. }) => {
+                // Off the deadline's clock until the handler decides something else;
+                // nothing to write meanwhile.
+                self.pacing.begin(&key, entered, at.now);
+                return self.apply(here, obj, t, None).await;
+            }
+            decided => decided,
+        };
+        // Anything else ends a stretch of pacing: its length goes into this write.
+        let ended = self.pacing.end(&key, entered).map(|since| {
+            let mut next = status.clone();
+            plan::add_paced(&mut next, until(since, at.now));
+            next
+        });
+        let here = &Here {
+            status: ended.as_ref().unwrap_or(status),
+            ..*here
+        };
+        let status = here.status;
+        match decided {
             Ok(t) => self.apply(here, obj, t, due.map(|(_, due)| due)).await,
             Err(error) if error.class() == ErrorClass::Terminal => {
                 let t = Transition::fail_terminal(self.machine.error_reason(&error), chain(&error));
@@ -304,7 +334,9 @@ impl<M> Inner<M> {
         let message = t.message.as_deref().unwrap_or("");
         let extra = t.status.as_ref();
         match t.kind {
-            Kind::Stay(after) => {
+            Kind::Stay { after, paced } => {
+                // Paced: off the deadline's clock, so the deadline does not cut it short.
+                let deadline = deadline.filter(|_| !paced);
                 let mut next = status.clone();
                 if t.reason.is_some() {
                     plan::set_conditions(
@@ -321,6 +353,7 @@ impl<M> Inner<M> {
                 };
                 self.write_then(api, obj, &next, extra, None, action).await
             }
+
             Kind::Done => {
                 self.write_then(api, obj, status, extra, None, Action::await_change())
                     .await

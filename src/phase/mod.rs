@@ -25,9 +25,13 @@
 //!    for a change (`Stalled=True`) moves on only when `metadata.generation` moves.
 //! 5. **Ready phase and a new spec** (`metadata.generation` past
 //!    `status.observedGeneration`, or a corrupt one ahead of it): move to the updating phase.
-//! 6. **Deadline**: past the phase's deadline, fail with reason `PhaseTimeout`.
+//! 6. **Deadline**: past the phase's deadline, fail with reason `PhaseTimeout`. Time the
+//!    handler spent held back by the operator's own pacing ([`Transition::paced`], for
+//!    example a turn at a shared rate budget) does not count: it is kept in memory while
+//!    it lasts and recorded as the phase's `pacedSeconds` with the next decision.
 //! 7. **Run the phase's handler** and apply its [`Transition`]: stay (requeue, capped at
-//!    the deadline), move along a declared edge, fail (with retry, or terminal), or rest.
+//!    the deadline), stay paced (no write, off the deadline's clock), move along a declared
+//!    edge, fail (with retry, or terminal), or rest.
 //!    A handler error keeps the phase: a `Terminal` one fails the object with the error's
 //!    reason; any other is recorded as `status.lastError` and returned to the middleware.
 //!
@@ -192,6 +196,7 @@ mod failure;
 mod finalize;
 mod flow;
 mod machine;
+mod pacing;
 mod plan;
 mod status;
 mod surface;

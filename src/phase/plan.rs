@@ -1,6 +1,8 @@
 //! Pure status arithmetic: what the status becomes after a step. No I/O, so it can be
 //! property-tested.
 
+use std::time::Duration;
+
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::{ErrorRecord, Phase, PhaseRecord, PhaseStatus, RetryStatus, Transitions};
@@ -169,6 +171,7 @@ fn record_move<P: Phase>(
         entered_at: Time(now),
         reason: why.reason.to_owned(),
         message: why.message.to_owned(),
+        paced_seconds: None,
     });
     let excess = next
         .phase_history
@@ -237,12 +240,35 @@ pub(super) fn record_error(status: &mut PhaseStatus, phase: &str, why: &Why<'_>,
     }
 }
 
+/// The history's entry for the current phase.
+fn current(status: &PhaseStatus) -> Option<&PhaseRecord> {
+    let phase = status.phase.as_deref()?;
+    status.phase_history.last().filter(|r| r.phase == phase)
+}
+
 /// When the object entered its current phase, from the history.
 pub(super) fn entered_at(status: &PhaseStatus) -> Option<Timestamp> {
-    let phase = status.phase.as_deref()?;
-    status
+    current(status).map(|r| r.entered_at.0)
+}
+
+/// How long the current phase has been held back by the operator's own pacing, as
+/// recorded.
+pub(super) fn paced_for(status: &PhaseStatus) -> Duration {
+    Duration::from_secs(current(status).and_then(|r| r.paced_seconds).unwrap_or(0))
+}
+
+/// Adds `paced` (rounded up to whole seconds) to the current phase's record; `false`
+/// when there is no record of the current phase to add it to.
+pub(super) fn add_paced(status: &mut PhaseStatus, paced: Duration) -> bool {
+    let phase = status.phase.clone();
+    let Some(record) = status
         .phase_history
-        .last()
-        .filter(|r| r.phase == phase)
-        .map(|r| r.entered_at.0)
+        .last_mut()
+        .filter(|r| Some(&r.phase) == phase.as_ref())
+    else {
+        return false;
+    };
+    let seconds = paced.as_secs() + u64::from(paced.subsec_nanos() > 0);
+    record.paced_seconds = Some(record.paced_seconds.unwrap_or(0).saturating_add(seconds));
+    true
 }

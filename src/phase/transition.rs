@@ -38,9 +38,15 @@ pub struct Transition<P> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind<P> {
-    Stay(Option<Duration>),
+    /// Stay; `paced`: held back by the operator's own pacing, off the deadline's clock.
+    Stay {
+        after: Option<Duration>,
+        paced: bool,
+    },
     To(P),
-    Fail { retry: bool },
+    Fail {
+        retry: bool,
+    },
     Done,
 }
 
@@ -59,12 +65,41 @@ impl<P: Copy> Transition<P> {
     /// Stay in this phase and run its handler again after `requeue_after` (or sooner, at
     /// the phase's deadline).
     pub fn stay(requeue_after: Duration) -> Self {
-        Transition::of(Kind::Stay(Some(requeue_after)))
+        Transition::of(Kind::Stay {
+            after: Some(requeue_after),
+            paced: false,
+        })
+    }
+
+    /// Stay in this phase, held back by the operator's *own* pacing, and run the handler
+    /// again after `requeue_after`: for example when a shared
+    /// [`RateBudget`](crate::middleware::rate_limit::RateBudget) or an
+    /// [`ExternalDependency`](crate::external::ExternalDependency) said
+    /// [`RateLimited`](crate::external::UnavailableReason::RateLimited).
+    ///
+    /// The time until the handler next decides something else does not count toward
+    /// the phase's deadline: a fleet of thousands queued behind a budget of a few calls
+    /// a second is waiting its turn, not stuck. It writes nothing while it lasts (so a
+    /// turn costs no status write and wakes nothing); the engine keeps the start in
+    /// memory and adds the whole stretch to the phase's `pacedSeconds` with the
+    /// handler's next decision. A restarted operator has lost the stretch it was in,
+    /// which then counts as time in the phase.
+    ///
+    /// Use it only for waits the operator imposes on itself. An external system that is
+    /// down or slow is what deadlines are for: [`stay`](Transition::stay) with a reason.
+    pub fn paced(requeue_after: Duration) -> Self {
+        Transition::of(Kind::Stay {
+            after: Some(requeue_after),
+            paced: true,
+        })
     }
 
     /// Stay in this phase until the object changes (or the phase's deadline).
     pub fn wait_for_change() -> Self {
-        Transition::of(Kind::Stay(None))
+        Transition::of(Kind::Stay {
+            after: None,
+            paced: false,
+        })
     }
 
     /// Move to `phase`; the edge must be declared in the table.

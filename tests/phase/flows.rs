@@ -327,6 +327,62 @@ async fn a_phase_past_its_deadline_fails_with_phase_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn time_held_back_by_the_operators_own_pacing_does_not_count_toward_the_deadline() {
+    let env = env().await;
+    env.create("db", 3, "queued").await;
+    env.reconcile("db").await.unwrap(); // Pending
+    env.reconcile("db").await.unwrap(); // -> Provisioning
+    let entered = env.get("db").await;
+    // Five turns of 30 s, 150 s in all, well past the 60 s deadline: each requeues
+    // after its turn, not at the deadline, and none writes.
+    for turn in 1..=5 {
+        let action = env.reconcile("db").await.unwrap();
+        assert_eq!(
+            requeue_after(&action),
+            Some(30.0),
+            "turn {turn}: {action:?}"
+        );
+        assert_eq!(env.engine.paced_objects(), 1);
+        tokio::time::advance(Duration::from_secs(30)).await;
+    }
+    let queued = env.get("db").await;
+    assert_eq!(
+        queued.metadata.resource_version, entered.metadata.resource_version,
+        "a paced turn writes nothing"
+    );
+
+    // The work starts: the stretch is recorded with it, and the deadline counts from
+    // here the 60 s it allows.
+    let action = env.reconcile("db").await.unwrap();
+    assert_eq!(requeue_after(&action), Some(10.0), "{action:?}");
+    assert_eq!(env.engine.paced_objects(), 0);
+    let working = env.get("db").await;
+    assert_eq!(phase_of(&working), Some("Provisioning"));
+    let record = machine(&working).phase_history.last().cloned().unwrap();
+    assert_eq!(
+        (record.phase.as_str(), record.paced_seconds),
+        ("Provisioning", Some(150))
+    );
+
+    tokio::time::advance(Duration::from_secs(50)).await;
+    env.reconcile("db").await.unwrap();
+    assert_eq!(
+        phase_of(&env.get("db").await),
+        Some("Provisioning"),
+        "50 s of work"
+    );
+    tokio::time::advance(Duration::from_secs(11)).await;
+    env.reconcile("db").await.unwrap();
+    let obj = env.get("db").await;
+    assert_eq!(phase_of(&obj), Some("Failed"));
+    let last = machine(&obj).last_error.unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.message.as_str()),
+        ("PhaseTimeout", "Provisioning took longer than 1m")
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_terminal_error_stalls_until_the_spec_changes() {
     let env = env().await;
     env.create("db", 3, "terminal").await;

@@ -164,6 +164,12 @@ impl PhaseMachine<Pipeline, Ctx> for Machine {
             P::Pending => Transition::to(P::Provisioning),
             P::Provisioning if script == "stuck" => Transition::stay(Duration::from_secs(3600))
                 .because("Waiting", "the instance is not there yet"),
+            // Five turns held back by the operator's own pacing, then slow work.
+            P::Provisioning if script == "queued" && run <= 5 => {
+                Transition::paced(Duration::from_secs(30))
+            }
+            P::Provisioning if script == "queued" => Transition::stay(Duration::from_secs(10))
+                .because("Creating", "the instance is being created"),
             P::Provisioning if script == "terminal" => return Err(Scripted(ErrorClass::Terminal)),
             P::Provisioning if script == "flaky" && run <= 2 => {
                 return Err(Scripted(ErrorClass::Transient));

@@ -250,10 +250,7 @@ async fn a_health_check_that_hangs_counts_as_unavailable_after_the_timeout() {
     let Admission::Unavailable(hung) = dbaas.admit().await else {
         panic!("a hung check is unavailable")
     };
-    assert!(
-        hung.message
-            .ends_with(": health check timed out after 2s")
-    );
+    assert!(hung.message.ends_with(": health check timed out after 2s"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -486,7 +483,11 @@ async fn the_condition_keeps_its_transition_time_while_the_outage_lasts_and_clea
     let Admission::Unavailable(second) = dbaas.admit().await else {
         panic!()
     };
-    assert_eq!(second.retry_after, Duration::from_secs(10), "the next check");
+    assert_eq!(
+        second.retry_after,
+        Duration::from_secs(10),
+        "the next check"
+    );
     assert!(
         !second.apply(&mut conditions),
         "the message names the outage's start, which a later check does not move"

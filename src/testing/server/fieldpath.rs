@@ -325,8 +325,10 @@ pub(crate) fn display(path: &[Elem]) -> String {
                 s.push('[');
                 match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(k) {
                     Ok(fields) => {
-                        let pairs: Vec<String> =
-                            fields.iter().map(|(name, v)| format!("{name}={v}")).collect();
+                        let pairs: Vec<String> = fields
+                            .iter()
+                            .map(|(name, v)| format!("{name}={v}"))
+                            .collect();
                         s.push_str(&pairs.join(","));
                     }
                     Err(_) => s.push_str(k),
