@@ -116,6 +116,8 @@ pub(crate) struct Operator {
     pub(crate) backoff: BackoffHandle,
     /// The per-object rate limit of the reconciler.
     pub(crate) rate_limit: RateLimitHandle,
+    /// The phase engine (for the objects it holds paced in memory).
+    pub(crate) engine: PhaseEngine<DatabaseMachine, Database>,
     /// The controller task.
     pub(crate) controller: tokio::task::JoinHandle<()>,
 }
@@ -234,6 +236,7 @@ pub(crate) fn start_with(
     // (a `Deferred` condition).
     let deferrals = DeferralStatusLayer::new(client.clone()).backoff(backoff_handle.clone());
     let reconciler = engine
+        .clone()
         .with(TimeoutLayer::new(Duration::from_secs(30)))
         .with(rate_limit)
         .with(backoff)
@@ -256,6 +259,7 @@ pub(crate) fn start_with(
         breaker,
         backoff: backoff_handle,
         rate_limit: rate_limit_handle,
+        engine,
         controller,
     })
 }
