@@ -74,6 +74,9 @@ pub(super) struct Refusal {
     pub(super) wait: Duration,
     /// The refill time of that limit: the spread for jitter.
     pub(super) refill: Duration,
+    /// A shared budget, whose queue of refused callers hands out turns (instead of
+    /// jitter).
+    pub(super) queue: Option<RateBudget>,
 }
 
 impl Limit {
@@ -97,6 +100,10 @@ impl Limit {
             budget: Arc::clone(self.name()),
             wait,
             refill: self.quota().refill_time(),
+            queue: match self {
+                Limit::Budget(budget) => Some(budget.clone()),
+                Limit::Global(..) | Limit::PerObject(..) => None,
+            },
         }
     }
 

@@ -88,16 +88,22 @@ use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 /// - A refused reconcile is not run, takes nothing from any limit, and returns
 ///   [`Outcome::Deferred`] with [`DeferReason::RateLimited`] naming the limit with the
 ///   longest wait: `"object"`, `"global"` or the budget's name.
-/// - The deferral's `retry_after` is that exact wait plus a seeded jitter of up to the
-///   refusing limit's refill time, capped by [`RateLimitBuilder::jitter`].
+/// - The deferral's `retry_after`: refused by a shared [`RateBudget`], the caller's own
+///   turn in the budget's queue of refused callers (no earlier than the exact wait, one
+///   emission interval per cell after the turn before it; the queue is the one an
+///   [`ExternalDependency`](crate::external::ExternalDependency) on the same budget
+///   uses). Refused by the global or per-object limit, the exact wait plus a seeded
+///   jitter of up to that limit's refill time, capped by [`RateLimitBuilder::jitter`].
 /// - An admitted call's outcome, including an inner layer's deferral, passes through
 ///   unchanged; [`error_action`](Reconciler::error_action) is the inner reconciler's.
 ///
 /// # Caveats
 ///
-/// A deferral reserves nothing for later (holding nothing is the point), so many
-/// objects refused by one global limit come back spread over at most the jitter cap
-/// and may be deferred again; size the global quota for the steady state.
+/// A deferral reserves nothing for later (holding nothing is the point). Objects refused
+/// by a budget come back at the rate it refills, but one that finds its cell taken by a
+/// caller that was never refused is refused again and queues anew. Objects refused by
+/// the global limit come back spread over at most the jitter cap and may be deferred
+/// again; size the global quota for the steady state, or make it a budget.
 #[derive(Clone, Debug)]
 pub struct RateLimit<R> {
     inner: R,
@@ -127,13 +133,20 @@ impl<R> RateLimit<R> {
 
     fn defer<K: Resource>(&self, obj: &K, refusal: Refusal) -> Deferral {
         let shared = &self.layer.shared;
-        let spread = refusal.refill.min(shared.jitter);
-        let jitter = if spread.is_zero() {
-            spread
-        } else {
-            shared.rng.up_to(spread)
+        let retry_after = match &refusal.queue {
+            // Turns are already apart; jitter would only let a late caller take the
+            // next one's cell.
+            Some(budget) => budget.turn(shared.weight, refusal.wait),
+            None => {
+                let spread = refusal.refill.min(shared.jitter);
+                let jitter = if spread.is_zero() {
+                    spread
+                } else {
+                    shared.rng.up_to(spread)
+                };
+                refusal.wait.saturating_add(jitter)
+            }
         };
-        let retry_after = refusal.wait.saturating_add(jitter);
         let meta = obj.meta();
         tracing::debug!(
             budget = %refusal.budget,

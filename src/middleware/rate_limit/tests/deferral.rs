@@ -7,10 +7,9 @@ use super::*;
 #[tokio::test]
 async fn a_refusal_defers_without_calling_the_inner_reconciler_and_jitters_the_wait() {
     let manual = ManualClock::new();
-    let dbaas = budget("dbaas", Quota::per_second(nz(2)).burst(nz(1)), &manual);
     let make = |seed| {
         let layer = RateLimitLayer::builder()
-            .budget(dbaas.clone())
+            .global(Quota::per_second(nz(2)).burst(nz(1)))
             .clock(manual.clock())
             .seed(seed)
             .build()
@@ -19,9 +18,10 @@ async fn a_refusal_defers_without_calling_the_inner_reconciler_and_jitters_the_w
     };
     let (r, twin) = (make(7), make(7));
     done(&r, &cm("a")).await;
+    done(&twin, &cm("a")).await;
     let deferred = deferral(&r, &cm("b")).await;
-    assert_eq!(deferred.reason, rate_limited("dbaas"));
-    // Exact wait 500 ms, plus up to the budget's refill time (500 ms, under the 1 s cap).
+    assert_eq!(deferred.reason, rate_limited("global"));
+    // Exact wait 500 ms, plus up to the limit's refill time (500 ms, under the 1 s cap).
     assert!((Duration::from_millis(500)..=Duration::from_secs(1)).contains(&deferred.retry_after));
     assert_eq!(r.get_ref().runs(), 1, "the deferred reconcile did not run");
     assert_eq!(
@@ -34,6 +34,39 @@ async fn a_refusal_defers_without_calling_the_inner_reconciler_and_jitters_the_w
         .await
         .expect("a deferral is not an error");
     assert_ne!(action, Action::await_change(), "a deferral requeues");
+}
+
+#[tokio::test]
+async fn objects_refused_by_a_budget_get_turns_one_emission_interval_apart() {
+    let manual = ManualClock::new();
+    let dbaas = budget("dbaas", Quota::per_second(nz(2)).burst(nz(1)), &manual);
+    let layer = RateLimitLayer::builder()
+        .budget(dbaas.clone())
+        .clock(manual.clock())
+        .build()
+        .unwrap();
+    let r = Counting::default().with(layer);
+    done(&r, &cm("a")).await;
+    let mut waits = Vec::new();
+    for uid in ["b", "c", "d", "e"] {
+        let deferred = deferral(&r, &cm(uid)).await;
+        assert_eq!(deferred.reason, rate_limited("dbaas"));
+        waits.push(deferred.retry_after.as_millis());
+    }
+    // The cell is back in 500 ms; then one every 500 ms, each for the next in line,
+    // instead of all four at once (and three refused again).
+    assert_eq!(waits, [500, 1000, 1500, 2000]);
+    // The gate of an ExternalDependency on the same budget queues behind them.
+    assert_eq!(
+        dbaas.turn(nz(1), Duration::from_millis(500)),
+        Duration::from_millis(2500)
+    );
+    // Each comes back at its turn and finds its cell.
+    for (uid, wait) in ["b", "c", "d", "e"].into_iter().zip([500, 500, 500, 500]) {
+        manual.advance(Duration::from_millis(wait));
+        done(&r, &cm(uid)).await;
+    }
+    assert_eq!(r.get_ref().runs(), 5);
 }
 
 #[tokio::test]
