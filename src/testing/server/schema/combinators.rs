@@ -60,14 +60,9 @@ pub(super) fn combinators(schema: &Value, v: &Value, path: &str, errors: &mut Ve
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
-    fn messages(schema: &Value, spec: &Value) -> Vec<String> {
-        let mut errors = Vec::new();
-        super::super::validate::validate(schema, spec, "spec.f", &mut errors);
-        super::super::list_type::list_types(schema, spec, "spec.f", &mut errors);
-        errors.iter().map(ToString::to_string).collect()
-    }
+    use super::super::tests::messages;
 
     #[test]
     fn combinators_report_their_branches_and_an_unpathed_summary() {

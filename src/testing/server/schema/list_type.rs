@@ -78,14 +78,9 @@ pub(crate) fn list_types(schema: &Value, v: &Value, path: &str, errors: &mut Vec
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
-    fn messages(schema: &Value, spec: &Value) -> Vec<String> {
-        let mut errors = Vec::new();
-        super::super::validate::validate(schema, spec, "spec.f", &mut errors);
-        super::super::list_type::list_types(schema, spec, "spec.f", &mut errors);
-        errors.iter().map(ToString::to_string).collect()
-    }
+    use super::super::tests::messages;
 
     #[test]
     fn list_types_reject_repeated_set_items_and_map_keys() {

@@ -245,9 +245,11 @@ mod tests {
         );
     }
 
-    fn messages(schema: &Value, spec: &Value) -> Vec<String> {
+    /// What the schema checks say of `spec` at `spec.f`, as the server words them.
+    pub(super) fn messages(schema: &Value, spec: &Value) -> Vec<String> {
         let mut errors = Vec::new();
         validate::validate(schema, spec, "spec.f", &mut errors);
+        list_type::list_types(schema, spec, "spec.f", &mut errors);
         errors.iter().map(ToString::to_string).collect()
     }
 
