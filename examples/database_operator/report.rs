@@ -169,9 +169,10 @@ impl Report {
             println!("  {line}");
         }
         println!(
-            "\nPer-object middleware state: {} Database(s) backing off, {} with a rate limit in use",
+            "\nPer-object state: {} Database(s) backing off, {} with a rate limit in use, {} with time paced for the DBaaS budget in memory",
             operator.backoff.len(),
-            operator.rate_limit.keys_tracked()
+            operator.rate_limit.keys_tracked(),
+            operator.engine.paced_objects()
         );
         if let Some(dbaas) = dbaas {
             println!("\nDBaaS: {}", dbaas.stats());

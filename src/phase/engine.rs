@@ -131,9 +131,9 @@ impl<M, K> PhaseEngine<M, K> {
         &self.inner.config.finalizer
     }
 
-    /// How many objects are held back by the operator's own pacing
-    /// ([`Transition::paced`](super::Transition::paced)) right now: the per-object state
-    /// the engine keeps in memory. Zero once every object has moved on or is deleted.
+    /// How many objects the engine holds paced time for in memory
+    /// ([`Transition::paced`](super::Transition::paced)): those paced in the phase they
+    /// are in. Zero once every object has left such a phase or is deleted.
     pub fn paced_objects(&self) -> usize {
         self.inner.pacing.len()
     }

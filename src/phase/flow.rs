@@ -224,13 +224,9 @@ impl<M> Inner<M> {
         } = *here;
         let entered = plan::entered_at(status);
         let key = ObjectKey::lookup(obj);
-        // The deadline stops while the operator's own pacing holds the object back:
-        // what status records, plus the stretch it may be in now.
-        let paced = plan::paced_for(status)
-            + self
-                .pacing
-                .since(&key, entered)
-                .map_or(Duration::ZERO, |since| until(since, at.now));
+        // The deadline stops while the operator's own pacing holds the object back.
+        let recorded = plan::paced_for(status);
+        let paced = self.pacing.held(&key, entered, recorded, at.now);
         let due = self
             .machine
             .transitions()
@@ -239,8 +235,14 @@ impl<M> Inner<M> {
         if let Some((limit, due)) = due
             && at.now >= due
         {
-            self.pacing.end(&key, entered);
+            self.pacing.forget(&key);
             let message = format!("{} took longer than {}", phase.name(), humantime(limit));
+            let mut timed_out = status.clone();
+            plan::set_paced(&mut timed_out, paced);
+            let here = &Here {
+                status: &timed_out,
+                ..*here
+            };
             return self
                 .apply(here, obj, Transition::fail("PhaseTimeout", message), None)
                 .await;
@@ -257,19 +259,32 @@ impl<M> Inner<M> {
             Ok(t) if matches!(t.kind, Kind::Stay { paced: true, .. }) => {
                 // Off the deadline's clock until the handler decides something else;
                 // nothing to write meanwhile.
-                self.pacing.begin(&key, entered, at.now);
+                self.pacing.begin(&key, entered, recorded, at.now);
                 return self.apply(here, obj, t, None).await;
             }
             decided => decided,
         };
-        // Anything else ends a stretch of pacing: its length goes into this write.
-        let ended = self.pacing.end(&key, entered).map(|since| {
-            let mut next = status.clone();
-            plan::add_paced(&mut next, until(since, at.now));
-            next
-        });
+        // Anything else ends a stretch: the phase's paced time goes along with whatever
+        // this decision writes (alone it writes nothing).
+        let paced = self
+            .pacing
+            .close(&key, entered, at.now)
+            .filter(|&paced| paced > recorded)
+            .map(|paced| {
+                let mut next = status.clone();
+                plan::set_paced(&mut next, paced);
+                next
+            });
+        // Leaving the phase ends what there is to track.
+        let leaves = match &decided {
+            Ok(t) => matches!(t.kind, Kind::To(_) | Kind::Fail { .. }),
+            Err(error) => error.class() == ErrorClass::Terminal,
+        };
+        if leaves {
+            self.pacing.forget(&key);
+        }
         let here = &Here {
-            status: ended.as_ref().unwrap_or(status),
+            status: paced.as_ref().unwrap_or(status),
             ..*here
         };
         let status = here.status;

@@ -27,8 +27,8 @@
 //!    `status.observedGeneration`, or a corrupt one ahead of it): move to the updating phase.
 //! 6. **Deadline**: past the phase's deadline, fail with reason `PhaseTimeout`. Time the
 //!    handler spent held back by the operator's own pacing ([`Transition::paced`], for
-//!    example a turn at a shared rate budget) does not count: it is kept in memory while
-//!    it lasts and recorded as the phase's `pacedSeconds` with the next decision.
+//!    example a turn at a shared rate budget) does not count: it is kept in memory and
+//!    recorded as the phase's `pacedSeconds` whenever the status is written anyway.
 //! 7. **Run the phase's handler** and apply its [`Transition`]: stay (requeue, capped at
 //!    the deadline), stay paced (no write, off the deadline's clock), move along a declared
 //!    edge, fail (with retry, or terminal), or rest.

@@ -257,18 +257,35 @@ pub(super) fn paced_for(status: &PhaseStatus) -> Duration {
     Duration::from_secs(current(status).and_then(|r| r.paced_seconds).unwrap_or(0))
 }
 
-/// Adds `paced` (rounded up to whole seconds) to the current phase's record; `false`
-/// when there is no record of the current phase to add it to.
-pub(super) fn add_paced(status: &mut PhaseStatus, paced: Duration) -> bool {
+/// Records `paced` (rounded up to whole seconds) as the current phase's paced time;
+/// nothing for none.
+pub(super) fn set_paced(status: &mut PhaseStatus, paced: Duration) {
+    if paced.is_zero() {
+        return;
+    }
     let phase = status.phase.clone();
-    let Some(record) = status
+    if let Some(record) = status
         .phase_history
         .last_mut()
         .filter(|r| Some(&r.phase) == phase.as_ref())
-    else {
-        return false;
-    };
-    let seconds = paced.as_secs() + u64::from(paced.subsec_nanos() > 0);
-    record.paced_seconds = Some(record.paced_seconds.unwrap_or(0).saturating_add(seconds));
-    true
+    {
+        record.paced_seconds = Some(paced.as_secs() + u64::from(paced.subsec_nanos() > 0));
+    }
+}
+
+/// `status` without paced times: what decides whether a write is needed (they are
+/// written along with other changes, never on their own).
+pub(super) fn without_paced(status: &PhaseStatus) -> std::borrow::Cow<'_, PhaseStatus> {
+    if status
+        .phase_history
+        .iter()
+        .all(|r| r.paced_seconds.is_none())
+    {
+        return std::borrow::Cow::Borrowed(status);
+    }
+    let mut bare = status.clone();
+    for record in &mut bare.phase_history {
+        record.paced_seconds = None;
+    }
+    std::borrow::Cow::Owned(bare)
 }

@@ -97,8 +97,8 @@ pub struct PhaseRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// Whole seconds this phase spent held back by the operator's own pacing (waiting
-    /// for a turn at a rate budget, `Transition::paced`); they do not count toward the
-    /// phase's deadline.
+    /// for a turn at a rate budget, `Transition::paced`), as of the last status write;
+    /// they do not count toward the phase's deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paced_seconds: Option<u64>,
 }

@@ -79,11 +79,11 @@ impl<P: Copy> Transition<P> {
     ///
     /// The time until the handler next decides something else does not count toward
     /// the phase's deadline: a fleet of thousands queued behind a budget of a few calls
-    /// a second is waiting its turn, not stuck. It writes nothing while it lasts (so a
-    /// turn costs no status write and wakes nothing); the engine keeps the start in
-    /// memory and adds the whole stretch to the phase's `pacedSeconds` with the
-    /// handler's next decision. A restarted operator has lost the stretch it was in,
-    /// which then counts as time in the phase.
+    /// a second is waiting its turn, not stuck. Paced time never causes a write (so a
+    /// turn costs no status write and wakes nothing): the engine keeps it in memory and
+    /// records it as the phase's `pacedSeconds` whenever it writes the status anyway. A
+    /// restarted operator has lost what was not written yet, which then counts as time
+    /// in the phase.
     ///
     /// Use it only for waits the operator imposes on itself. An external system that is
     /// down or slow is what deadlines are for: [`stay`](Transition::stay) with a reason.

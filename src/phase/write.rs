@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::{
     PhaseError, PhaseStatus,
     engine::{Inner, Object},
+    plan,
     text::truncate,
 };
 
@@ -110,9 +111,13 @@ impl<M> Inner<M> {
         status: &PhaseStatus,
         extra: Option<&Value>,
     ) -> Result<bool, PhaseError<E>> {
+        // Paced times never cause a write of their own (see `Transition::paced`).
+        let wanted = plan::without_paced(status);
         let unchanged = obj
             .phase_status()
-            .map_or(*status == PhaseStatus::default(), |s| s == status);
+            .map_or(*wanted == PhaseStatus::default(), |s| {
+                *plan::without_paced(s) == *wanted
+            });
         let extra_changes = match extra {
             Some(fields) => {
                 let whole = serde_json::to_value(obj)

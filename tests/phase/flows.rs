@@ -351,35 +351,57 @@ async fn time_held_back_by_the_operators_own_pacing_does_not_count_toward_the_de
         "a paced turn writes nothing"
     );
 
-    // The work starts: the stretch is recorded with it, and the deadline counts from
-    // here the 60 s it allows.
+    // The work starts: the time paced goes into the write its condition makes.
     let action = env.reconcile("db").await.unwrap();
     assert_eq!(requeue_after(&action), Some(10.0), "{action:?}");
-    assert_eq!(env.engine.paced_objects(), 0);
     let working = env.get("db").await;
     assert_eq!(phase_of(&working), Some("Provisioning"));
-    let record = machine(&working).phase_history.last().cloned().unwrap();
+    let paced = |obj: &Pipeline| {
+        let record = machine(obj).phase_history.last().cloned().unwrap();
+        (record.phase, record.paced_seconds)
+    };
+    assert_eq!(paced(&working), ("Provisioning".into(), Some(150)));
+
+    // Another turn between two checks that change nothing: off the clock too, and
+    // nothing written for it (the engine holds it until it writes anyway).
+    let action = env.reconcile("db").await.unwrap();
+    assert_eq!(requeue_after(&action), Some(30.0), "{action:?}");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    env.reconcile("db").await.unwrap();
+    assert_eq!(env.engine.paced_objects(), 1, "180 s held in memory");
+    let checked = env.get("db").await;
     assert_eq!(
-        (record.phase.as_str(), record.paced_seconds),
-        ("Provisioning", Some(150))
+        checked.metadata.resource_version, working.metadata.resource_version,
+        "paced time alone writes nothing"
     );
 
-    tokio::time::advance(Duration::from_secs(50)).await;
+    // The deadline counts only the work: 60 s from the first check, 180 s paced.
+    tokio::time::advance(Duration::from_secs(59)).await;
     env.reconcile("db").await.unwrap();
     assert_eq!(
         phase_of(&env.get("db").await),
         Some("Provisioning"),
-        "50 s of work"
+        "59 s of work"
     );
-    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::advance(Duration::from_secs(2)).await;
     env.reconcile("db").await.unwrap();
     let obj = env.get("db").await;
     assert_eq!(phase_of(&obj), Some("Failed"));
+    assert_eq!(env.engine.paced_objects(), 0, "it left the phase");
     let last = machine(&obj).last_error.unwrap();
     assert_eq!(
         (last.reason.as_str(), last.message.as_str()),
         ("PhaseTimeout", "Provisioning took longer than 1m")
     );
+    // The Provisioning entry keeps what it was paced.
+    let provisioning = machine(&obj)
+        .phase_history
+        .iter()
+        .rev()
+        .find(|r| r.phase == "Provisioning")
+        .cloned()
+        .unwrap();
+    assert_eq!(provisioning.paced_seconds, Some(180));
 }
 
 #[tokio::test(start_paused = true)]

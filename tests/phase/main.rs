@@ -164,8 +164,9 @@ impl PhaseMachine<Pipeline, Ctx> for Machine {
             P::Pending => Transition::to(P::Provisioning),
             P::Provisioning if script == "stuck" => Transition::stay(Duration::from_secs(3600))
                 .because("Waiting", "the instance is not there yet"),
-            // Five turns held back by the operator's own pacing, then slow work.
-            P::Provisioning if script == "queued" && run <= 5 => {
+            // Turns held back by the operator's own pacing (five, then one more between
+            // two checks of slow work).
+            P::Provisioning if script == "queued" && (run <= 5 || run == 7) => {
                 Transition::paced(Duration::from_secs(30))
             }
             P::Provisioning if script == "queued" => Transition::stay(Duration::from_secs(10))

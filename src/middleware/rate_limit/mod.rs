@@ -133,19 +133,18 @@ impl<R> RateLimit<R> {
 
     fn defer<K: Resource>(&self, obj: &K, refusal: Refusal) -> Deferral {
         let shared = &self.layer.shared;
-        let retry_after = match &refusal.queue {
-            // Turns are already apart; jitter would only let a late caller take the
-            // next one's cell.
-            Some(budget) => budget.turn(shared.weight, refusal.wait),
-            None => {
-                let spread = refusal.refill.min(shared.jitter);
-                let jitter = if spread.is_zero() {
-                    spread
-                } else {
-                    shared.rng.up_to(spread)
-                };
-                refusal.wait.saturating_add(jitter)
-            }
+        // A budget's turns are already apart; jitter would only let a late caller take
+        // the next one's cell.
+        let retry_after = if let Some(budget) = &refusal.queue {
+            budget.turn(shared.weight, refusal.wait)
+        } else {
+            let spread = refusal.refill.min(shared.jitter);
+            let jitter = if spread.is_zero() {
+                spread
+            } else {
+                shared.rng.up_to(spread)
+            };
+            refusal.wait.saturating_add(jitter)
         };
         let meta = obj.meta();
         tracing::debug!(
