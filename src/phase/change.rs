@@ -78,11 +78,18 @@ impl Observers {
 /// The record of the phase `new` entered, if it entered one that `old` had not.
 ///
 /// Every move appends a history record stamped with the time of the move; a write that
-/// only changes conditions or errors leaves the last record as it was.
+/// only changes conditions, errors or the record's paced time leaves the record's phase,
+/// origin and time as they were.
 fn moved<'a>(old: Option<&PhaseStatus>, new: &'a PhaseStatus) -> Option<&'a PhaseRecord> {
     let last = new.phase_history.last()?;
     let before = old.and_then(|s| s.phase_history.last());
-    (before != Some(last)).then_some(last)
+    let same = before.is_some_and(|b| {
+        PhaseRecord {
+            paced_seconds: last.paced_seconds,
+            ..b.clone()
+        } == *last
+    });
+    (!same).then_some(last)
 }
 
 /// Whole seconds from the old status's entry into `entered.from` to `entered`.
@@ -185,6 +192,9 @@ mod tests {
         let old = status(vec![record("Provisioning", Some("Pending"), 100, 0)]);
         let mut new = old.clone();
         new.observed_generation = Some(2);
+        assert!(observed(Some(&old), &new).is_empty());
+        // Nor does one that records the phase's paced time.
+        new.phase_history[0].paced_seconds = Some(150);
         assert!(observed(Some(&old), &new).is_empty());
     }
 

@@ -133,7 +133,9 @@ impl<M, K> PhaseEngine<M, K> {
 
     /// How many objects the engine holds paced time for in memory
     /// ([`Transition::paced`](super::Transition::paced)): those paced in the phase they
-    /// are in. Zero once every object has left such a phase or is deleted.
+    /// are in. Zero once every object has left such a phase or was deleted through the
+    /// engine's finalizer (an object whose finalizer was removed by hand keeps its few
+    /// bytes until the process ends).
     pub fn paced_objects(&self) -> usize {
         self.inner.pacing.len()
     }

@@ -227,25 +227,25 @@ impl<M> Inner<M> {
         // The deadline stops while the operator's own pacing holds the object back.
         let recorded = plan::paced_for(status);
         let paced = self.pacing.held(&key, entered, recorded, at.now);
-        let due = self
-            .machine
-            .transitions()
+        let table = self.machine.transitions();
+        let due = table
             .deadline(phase)
-            .and_then(|limit| entered.map(|at| (limit, later(at, limit + paced))));
+            .and_then(|limit| entered.map(|at| (limit, later(at, limit.saturating_add(paced)))));
         if let Some((limit, due)) = due
             && at.now >= due
         {
-            self.pacing.forget(&key);
             let message = format!("{} took longer than {}", phase.name(), humantime(limit));
-            let mut timed_out = status.clone();
-            plan::set_paced(&mut timed_out, paced);
+            let timed_out = plan::with_paced(status, paced);
             let here = &Here {
                 status: &timed_out,
                 ..*here
             };
-            return self
-                .apply(here, obj, Transition::fail("PhaseTimeout", message), None)
-                .await;
+            let failed = Transition::fail("PhaseTimeout", message);
+            let result = self.apply(here, obj, failed, None).await;
+            if result.is_ok() {
+                self.pacing.forget(&key);
+            }
+            return result;
         }
         let step = Step {
             ctx,
@@ -255,40 +255,39 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        let decided = match self.machine.handle(phase, obj, &step).await {
-            Ok(t) if matches!(t.kind, Kind::Stay { paced: true, .. }) => {
-                // Off the deadline's clock until the handler decides something else;
-                // nothing to write meanwhile.
-                self.pacing.begin(&key, entered, recorded, at.now);
-                return self.apply(here, obj, t, None).await;
-            }
-            decided => decided,
+        let decided = self.machine.handle(phase, obj, &step).await;
+        let paced_for = match &decided {
+            Ok(t) => match t.kind {
+                Kind::Stay { after, paced: true } => Some(after.unwrap_or_default()),
+                _ => None,
+            },
+            Err(_) => None,
         };
-        // Anything else ends a stretch: the phase's paced time goes along with whatever
-        // this decision writes (alone it writes nothing).
-        let paced = self
-            .pacing
-            .close(&key, entered, at.now)
-            .filter(|&paced| paced > recorded)
-            .map(|paced| {
-                let mut next = status.clone();
-                plan::set_paced(&mut next, paced);
-                next
-            });
-        // Leaving the phase ends what there is to track.
-        let leaves = match &decided {
-            Ok(t) => matches!(t.kind, Kind::To(_) | Kind::Fail { .. }),
-            Err(error) => error.class() == ErrorClass::Terminal,
+        let paced = if let Some(after) = paced_for {
+            // Off the deadline's clock until the handler decides something else.
+            self.pacing.begin(&key, entered, recorded, at.now, after);
+            self.pacing.held(&key, entered, recorded, at.now)
+        } else {
+            self.pacing.close(&key, entered, at.now).unwrap_or(recorded)
         };
-        if leaves {
-            self.pacing.forget(&key);
-        }
+        // The phase's paced time goes along with whatever this decision writes; alone it
+        // writes nothing.
+        let with_paced = plan::with_paced(status, paced);
         let here = &Here {
-            status: paced.as_ref().unwrap_or(status),
+            status: &with_paced,
             ..*here
         };
         let status = here.status;
-        match decided {
+        // Leaving the phase ends what there is to track, once that is written.
+        let leaves = match &decided {
+            Ok(t) => match t.kind {
+                Kind::To(to) => to == table.failed() || table.allows(phase, to),
+                Kind::Fail { .. } => true,
+                Kind::Stay { .. } | Kind::Done => false,
+            },
+            Err(error) => error.class() == ErrorClass::Terminal,
+        };
+        let result = match decided {
             Ok(t) => self.apply(here, obj, t, due.map(|(_, due)| due)).await,
             Err(error) if error.class() == ErrorClass::Terminal => {
                 let t = Transition::fail_terminal(self.machine.error_reason(&error), chain(&error));
@@ -316,7 +315,11 @@ impl<M> Inner<M> {
                     source: error,
                 })
             }
+        };
+        if leaves && result.is_ok() {
+            self.pacing.forget(&key);
         }
+        result
     }
 
     /// Applies a handler's decision.

@@ -269,8 +269,25 @@ pub(super) fn set_paced(status: &mut PhaseStatus, paced: Duration) {
         .last_mut()
         .filter(|r| Some(&r.phase) == phase.as_ref())
     {
-        record.paced_seconds = Some(paced.as_secs() + u64::from(paced.subsec_nanos() > 0));
+        let seconds = paced
+            .as_secs()
+            .saturating_add(u64::from(paced.subsec_nanos() > 0));
+        record.paced_seconds = Some(seconds);
     }
+}
+
+/// `status` with `paced` as its current phase's paced time, when that is more than it
+/// records.
+pub(super) fn with_paced(
+    status: &PhaseStatus,
+    paced: Duration,
+) -> std::borrow::Cow<'_, PhaseStatus> {
+    if paced <= paced_for(status) {
+        return std::borrow::Cow::Borrowed(status);
+    }
+    let mut next = status.clone();
+    set_paced(&mut next, paced);
+    std::borrow::Cow::Owned(next)
 }
 
 /// `status` without paced times: what decides whether a write is needed (they are
