@@ -98,6 +98,7 @@ pub mod middleware;
 pub mod phase;
 mod reconciler;
 mod rng;
+mod scope;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

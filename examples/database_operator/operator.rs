@@ -1,16 +1,15 @@
 //! The operator: the phases of a `Database`, one handler each, and the cleanup.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use kube::{Api, Client, ResourceExt};
 use kube_reconcile::{
     Classify, ErrorClass,
     ensure::{Ensure, EnsureConfig, EnsureError},
     external::{
-        Admission, Deletion, ExternalDependency, ExternalError, ExternalResource, NoJournal,
-        Unavailable, UnavailableReason,
+        Deletion, ExternalDependency, ExternalError, ExternalResource, GateError, NoJournal,
     },
-    phase::{PhaseMachine, Step, TableError, Transition, Transitions},
+    phase::{Cleanup, PhaseMachine, Step, TableError, Transition, Transitions},
 };
 use serde_json::json;
 
@@ -75,7 +74,7 @@ pub(crate) struct Ctx {
     pub(crate) dbaas: DbaasClient,
     /// The DBaaS as a dependency: breaker, rate budget, health.
     pub(crate) gate: ExternalDependency,
-    /// Exactly-once creation of DBaaS instances.
+    /// Exactly-once creation of DBaaS instances, each call through `gate`.
     pub(crate) instances: ExternalResource<Instances, NoJournal>,
     /// How children are written.
     pub(crate) ensure: EnsureConfig,
@@ -90,15 +89,12 @@ pub(crate) enum Error {
     /// The Kubernetes API failed.
     #[error("the Kubernetes API failed")]
     Kube(#[from] kube::Error),
-    /// The DBaaS failed.
-    #[error("the DBaaS failed")]
-    Dbaas(#[from] DbaasError),
+    /// A DBaaS call failed, or the DBaaS cannot be called now.
+    #[error(transparent)]
+    Dbaas(#[from] GateError<DbaasError>),
     /// Creating or deleting the DBaaS instance failed.
-    #[error("the DBaaS instance could not be created or deleted")]
+    #[error(transparent)]
     Instance(#[from] ExternalError<DbaasError, std::convert::Infallible>),
-    /// The DBaaS cannot be called now.
-    #[error("{}", .0.message)]
-    Unavailable(Box<Unavailable>),
     /// The system's random source failed.
     #[error("no randomness for a password")]
     Random(#[source] getrandom::Error),
@@ -111,9 +107,6 @@ impl Classify for Error {
             Error::Kube(e) => e.class(),
             Error::Dbaas(e) => e.class(),
             Error::Instance(e) => e.class(),
-            Error::Unavailable(u) => ErrorClass::Throttled {
-                retry_after: Some(u.retry_after),
-            },
             Error::Random(_) => ErrorClass::Transient,
         }
     }
@@ -241,21 +234,22 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         }
     }
 
-    async fn cleanup(&self, db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Result<(), Error> {
+    async fn cleanup(
+        &self,
+        db: &Database,
+        step: &Step<'_, DbPhase, Ctx>,
+    ) -> Result<Cleanup, Error> {
         let ctx = step.ctx();
         if db.spec.retain_on_delete {
-            return Ok(());
+            return Ok(Cleanup::done());
         }
-        let pass = admit(&ctx.gate, OBSERVE_AND_CHANGE).await?;
-        let deleted = ctx.instances.delete(db).await;
-        pass.record(&deleted);
-        match deleted? {
+        match ctx.instances.delete(db).await? {
             Deletion::Gone => tracing::info!(database = %db.name_any(), "no DBaaS instance left"),
             Deletion::Requested(instance) => {
                 tracing::info!(database = %db.name_any(), instance = %instance.id, "DBaaS instance deleted");
             }
         }
-        Ok(())
+        Ok(Cleanup::done())
     }
 
     fn error_reason(&self, error: &Error) -> std::borrow::Cow<'static, str> {
@@ -263,42 +257,8 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
             Error::Ensure(EnsureError::NotOwned { .. }) => "ChildNotOwned".into(),
             Error::Ensure(_) | Error::Kube(_) => "KubernetesError".into(),
             Error::Dbaas(_) | Error::Instance(_) => "DbaasError".into(),
-            Error::Unavailable(u) => u.reason.as_str().to_owned().into(),
             Error::Random(_) => "NoRandomness".into(),
         }
-    }
-}
-
-/// The DBaaS calls of an `ensure` or a `delete` of the instance: it observes by key,
-/// then creates or deletes. Each takes a cell of the budget, which counts calls.
-const OBSERVE_AND_CHANGE: NonZeroU32 = NonZeroU32::new(2).expect("two is not zero");
-
-/// A pass through the DBaaS gate for `calls` calls, or the unavailability as an error.
-async fn admit(
-    gate: &ExternalDependency,
-    calls: NonZeroU32,
-) -> Result<kube_reconcile::external::Pass<'_>, Error> {
-    match gate.admit_n(calls).await {
-        Admission::Ready(pass) => Ok(pass),
-        Admission::Unavailable(u) => Err(Error::Unavailable(Box::new(u))),
-    }
-}
-
-/// Stay in the phase while the DBaaS cannot be called, with its condition.
-///
-/// A spent budget is the operator's own pacing, not news about the object: the object
-/// waits for its turn without a status write (a write per turn would wake the
-/// controller again and cost the API server one write per held-back reconcile), and
-/// off the phase's deadline (thousands of Databases behind a few calls a second are
-/// queued, not stuck). An outage is news, and counts.
-fn held_back(u: &Unavailable) -> Transition<DbPhase> {
-    if u.reason == UnavailableReason::RateLimited {
-        return Transition::paced(u.retry_after);
-    }
-    let t = Transition::stay(u.retry_after).because(u.reason.as_str(), u.message.clone());
-    match &u.condition {
-        Some(condition) => t.with_condition(condition.clone()),
-        None => t,
     }
 }
 
@@ -316,14 +276,11 @@ async fn provision(db: &Database, ctx: &Ctx) -> Handled {
     let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
     let secret = children::credentials(db, &children::password().map_err(Error::Random)?);
     ensure.create_only(&secret).await?;
-    let pass = match ctx.gate.admit_n(OBSERVE_AND_CHANGE).await {
-        Admission::Ready(pass) => pass,
-        Admission::Unavailable(u) => return Ok(held_back(&u)),
-    };
-    let ensured = ctx.instances.ensure(db, &spec_of(db)).await;
-    pass.record(&ensured);
-    let instance = ensured?.into_resource();
-    let available = ctx.gate.available_condition();
+    let instance = ctx
+        .instances
+        .ensure(db, &spec_of(db))
+        .await?
+        .into_resource();
     let status =
         json!({ "instanceId": instance.id, "credentialsSecret": children::credentials_name(db) });
     Ok(match instance.state {
@@ -336,7 +293,6 @@ async fn provision(db: &Database, ctx: &Ctx) -> Handled {
             format!("DBaaS instance {} is {}", instance.id, instance.state),
         ),
     }
-    .with_condition(available)
     .with_status(status))
 }
 
@@ -366,18 +322,8 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
             "no DBaaS instance is recorded; provisioning again",
         ));
     };
-    let pass = match ctx.gate.admit().await {
-        Admission::Ready(pass) => pass,
-        Admission::Unavailable(u) => return Ok(held_back(&u)),
-    };
-    let checked = pass
-        .call(async {
-            let instance = ctx.dbaas.get(&id).await?;
-            let health = ctx.dbaas.health(&id).await?;
-            Ok::<_, DbaasError>((instance, health))
-        })
-        .await;
-    let (instance, health) = checked?;
+    let instance = ctx.gate.call(ctx.dbaas.get(&id)).await?;
+    let health = ctx.gate.call(ctx.dbaas.health(&id)).await?;
     if !health.healthy {
         let why = health
             .reason
@@ -392,7 +338,6 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
             "Verified",
             format!("{ready} replicas ready; instance {id} healthy"),
         )
-        .with_condition(ctx.gate.available_condition())
         .with_status(json!({ "endpoint": instance.endpoint })))
 }
 
@@ -403,11 +348,7 @@ async fn update(db: &Database, ctx: &Ctx) -> Handled {
             "no DBaaS instance is recorded; provisioning again",
         ));
     };
-    let pass = match ctx.gate.admit().await {
-        Admission::Ready(pass) => pass,
-        Admission::Unavailable(u) => return Ok(held_back(&u)),
-    };
-    pass.call(ctx.dbaas.update(&id, &spec_of(db))).await?;
+    ctx.gate.call(ctx.dbaas.update(&id, &spec_of(db))).await?;
     let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
     let mut changed = Vec::new();
     for outcome in [
@@ -422,9 +363,7 @@ async fn update(db: &Database, ctx: &Ctx) -> Handled {
     } else {
         format!("changed {}", changed.join(", "))
     };
-    Ok(Transition::to(DbPhase::Verifying)
-        .because("Updated", message)
-        .with_condition(ctx.gate.available_condition()))
+    Ok(Transition::to(DbPhase::Verifying).because("Updated", message))
 }
 
 /// The shared context, ready to run.
@@ -433,7 +372,8 @@ pub(crate) fn context(
     dbaas: DbaasClient,
     gate: ExternalDependency,
 ) -> Result<Arc<Ctx>, Box<dyn std::error::Error>> {
-    let instances = ExternalResource::new("db", Instances(dbaas.clone()), NoJournal)?;
+    let instances =
+        ExternalResource::new("db", Instances(dbaas.clone()), NoJournal)?.through(gate.clone());
     let ensure = EnsureConfig::default()
         .field_manager("database-operator")
         .part_of("database-operator");

@@ -1,6 +1,6 @@
 //! [`DependencyBuilder`]: the settings of an [`ExternalDependency`].
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -14,7 +14,7 @@ use crate::wall::WallClock;
 
 use super::{
     dependency::{ExternalDependency, Inner},
-    health::{Health, HealthCache, Probe},
+    health::{Health, HealthCache, Probe, Thresholds},
 };
 
 /// Builds an [`ExternalDependency`].
@@ -28,6 +28,8 @@ use super::{
 /// | [`health`](Self::health) | none | only the breaker and the budget gate calls |
 /// | [`health_interval`](Self::health_interval) | 10 s | a health answer is reused for this long |
 /// | [`health_timeout`](Self::health_timeout) | 5 s | a check that takes longer means unavailable |
+/// | [`failure_threshold`](Self::failure_threshold) | 3 | failed checks in a row before an available dependency counts as unavailable (as a Kubernetes probe's `failureThreshold`) |
+/// | [`success_threshold`](Self::success_threshold) | 1 | successful checks in a row before an unavailable dependency counts as available again |
 /// | [`condition_type`](Self::condition_type) | `<Name>Available` | `dbaas` → `DbaasAvailable`, `billing-api` → `BillingApiAvailable` |
 /// | [`spread`](Self::spread) | 5 s | without a budget, callers held back by the health check come back spread over this much (with one, every held-back caller gets a turn at the budget instead) |
 /// | [`clock`](Self::clock) | [`Clock::tokio`] | read at [`build`](Self::build) |
@@ -40,6 +42,7 @@ pub struct DependencyBuilder {
     probe: Option<Probe>,
     health_interval: Duration,
     health_timeout: Duration,
+    thresholds: Thresholds,
     condition_type: Option<String>,
     spread: Duration,
     seed: Option<u64>,
@@ -56,6 +59,7 @@ impl DependencyBuilder {
             probe: None,
             health_interval: Duration::from_secs(10),
             health_timeout: Duration::from_secs(5),
+            thresholds: Thresholds::default(),
             condition_type: None,
             spread: Duration::from_secs(5),
             seed: None,
@@ -104,6 +108,21 @@ impl DependencyBuilder {
         self
     }
 
+    /// How many failed health checks in a row make an available dependency
+    /// unavailable (default 3). A single failed answer of a flaky health endpoint then
+    /// holds back no one; the first check ever counts at once, whatever it says.
+    pub const fn failure_threshold(mut self, checks: NonZeroU32) -> Self {
+        self.thresholds.failure = checks;
+        self
+    }
+
+    /// How many successful health checks in a row make an unavailable dependency
+    /// available again (default 1).
+    pub const fn success_threshold(mut self, checks: NonZeroU32) -> Self {
+        self.thresholds.success = checks;
+        self
+    }
+
     /// The condition type to report, instead of `<Name>Available`.
     pub fn condition_type(mut self, condition_type: impl Into<String>) -> Self {
         self.condition_type = Some(condition_type.into());
@@ -148,6 +167,7 @@ impl DependencyBuilder {
         let breaker = self
             .breaker
             .unwrap_or_else(|| Breaker::new(Arc::clone(&self.name)));
+        breaker.mark_gated();
         let clock = self.clock.unwrap_or_default();
         let wall = WallClock::new(clock, self.start_time.unwrap_or_else(Timestamp::now));
         ExternalDependency {
@@ -156,7 +176,12 @@ impl DependencyBuilder {
                 condition_type,
                 breaker,
                 budget: self.budget,
-                health: HealthCache::new(self.probe, self.health_interval, self.health_timeout),
+                health: HealthCache::new(
+                    self.probe,
+                    self.health_interval,
+                    self.health_timeout,
+                    self.thresholds,
+                ),
                 spread: self.spread,
                 rng: Rng::new(self.seed),
                 wall,
@@ -174,6 +199,8 @@ impl fmt::Debug for DependencyBuilder {
             .field("health", &self.probe.is_some())
             .field("health_interval", &self.health_interval)
             .field("health_timeout", &self.health_timeout)
+            .field("failure_threshold", &self.thresholds.failure)
+            .field("success_threshold", &self.thresholds.success)
             .field("condition_type", &self.condition_type)
             .field("spread", &self.spread)
             .finish_non_exhaustive()

@@ -47,6 +47,9 @@ pub enum ExternalError<E, J = kube::Error> {
     /// Recording the key or the external id on the object failed.
     #[error("recording the external resource on the object failed")]
     Journal(#[source] J),
+    /// The dependency the calls go through held a call back; it was not made.
+    #[error("{0}")]
+    Unavailable(Box<Unavailable>),
 }
 
 impl<E, J> ExternalError<E, J> {
@@ -67,12 +70,15 @@ impl<E: Classify, J: Classify> Classify for ExternalError<E, J> {
             ExternalError::Key(e) => e.class(),
             ExternalError::Client(e) => e.class(),
             ExternalError::Journal(e) => e.class(),
+            ExternalError::Unavailable(u) => ErrorClass::Throttled {
+                retry_after: Some(u.retry_after),
+            },
         }
     }
 
     fn is_timeout(&self) -> bool {
         match self {
-            ExternalError::Key(_) => false,
+            ExternalError::Key(_) | ExternalError::Unavailable(_) => false,
             ExternalError::Client(e) => e.is_timeout(),
             ExternalError::Journal(e) => e.is_timeout(),
         }

@@ -83,21 +83,32 @@ impl<'a> Pass<'a> {
     /// Records a result on the breaker; a retryable failure
     /// ([`Transient`](ErrorClass::Transient), [`Throttled`](ErrorClass::Throttled)) also
     /// makes the next admission run the health check again.
+    ///
+    /// Inside a phase handler or cleanup, a success also tells the engine that the
+    /// dependency answered: the engine sets its availability condition to `True`.
     pub fn record<T, E: Classify>(self, result: &Result<T, E>) {
-        if let Err(e) = result
-            && matches!(
-                e.class(),
-                ErrorClass::Transient | ErrorClass::Throttled { .. }
-            )
-        {
-            self.dependency.invalidate_health();
+        match result {
+            Ok(_) => self.answered(),
+            Err(e) => {
+                if matches!(
+                    e.class(),
+                    ErrorClass::Transient | ErrorClass::Throttled { .. }
+                ) {
+                    self.dependency.invalidate_health();
+                }
+            }
         }
         self.permit.record(result);
     }
 
     /// Records a success.
     pub fn success(self) {
+        self.answered();
         self.permit.success();
+    }
+
+    fn answered(&self) {
+        crate::scope::answered(|| self.dependency.available_condition());
     }
 }
 
@@ -166,27 +177,9 @@ impl ExternalDependency {
     /// the whole burst, and its calls can exceed the dependency's limit.
     pub async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
-        let permit = match inner.breaker.try_acquire() {
+        let permit = match self.acquire(calls) {
             Ok(permit) => permit,
-            Err(rejected) => {
-                // The half-open time is the same for every caller; the per-caller
-                // spread in `retry_after` is not, and must stay out of the message.
-                let (what, resume_after) = match rejected.state {
-                    State::ForcedOpen => ("is forced open until reset", None),
-                    State::HalfOpen => ("is half-open and its probe calls are in flight", None),
-                    _ => ("is open", inner.breaker.snapshot().remaining_open),
-                };
-                let what = format!("circuit breaker for {} {what}", inner.name);
-                let retry_after = self
-                    .turn(calls, resume_after.unwrap_or(rejected.retry_after))
-                    .unwrap_or(rejected.retry_after);
-                return Admission::Unavailable(self.unavailable(
-                    UnavailableReason::CircuitOpen,
-                    what,
-                    retry_after,
-                    resume_after,
-                ));
-            }
+            Err(unavailable) => return Admission::Unavailable(unavailable),
         };
         if let Some(observation) = inner.health.check(inner.wall.clock()).await
             && let Health::Unavailable { message, .. } = observation.health
@@ -239,6 +232,45 @@ impl ExternalDependency {
         })
     }
 
+    /// A breaker permit for one call, or the refusal.
+    fn acquire(&self, calls: NonZeroU32) -> Result<Permit<'_>, Unavailable> {
+        let inner = &*self.inner;
+        let rejected = match inner.breaker.try_acquire() {
+            Ok(permit) => return Ok(permit),
+            Err(rejected) => rejected,
+        };
+        // The half-open time is the same for every caller; the per-caller spread in
+        // `retry_after` is not, and must stay out of the message.
+        let (what, resume_after) = match rejected.state {
+            State::ForcedOpen => ("is forced open until reset", None),
+            State::HalfOpen => ("is half-open and its probe calls are in flight", None),
+            _ => ("is open", inner.breaker.snapshot().remaining_open),
+        };
+        let what = format!("circuit breaker for {} {what}", inner.name);
+        let retry_after = self
+            .turn(calls, resume_after.unwrap_or(rejected.retry_after))
+            .unwrap_or(rejected.retry_after);
+        Err(self.unavailable(
+            UnavailableReason::CircuitOpen,
+            what,
+            retry_after,
+            resume_after,
+        ))
+    }
+
+    /// A pass for a call whose budget cell an earlier pass of the same unit of work
+    /// already took ([`admit_n`](Self::admit_n)): only the breaker is asked, so each
+    /// call of the unit is admitted and recorded on its own.
+    pub(crate) fn admit_prepaid(&self) -> Admission<'_> {
+        match self.acquire(NonZeroU32::MIN) {
+            Ok(permit) => Admission::Ready(Pass {
+                permit,
+                dependency: self,
+            }),
+            Err(unavailable) => Admission::Unavailable(unavailable),
+        }
+    }
+
     /// With a budget: the caller's turn in the budget's queue, no earlier than
     /// `earliest`. Every caller held back, whatever by, will need cells when it is let
     /// through, so they all queue at the budget: when the dependency comes back they
@@ -279,7 +311,7 @@ impl ExternalDependency {
                 message.clone(),
             )
         });
-        Unavailable {
+        let unavailable = Unavailable {
             dependency: Arc::clone(&inner.name),
             reason,
             message,
@@ -288,6 +320,10 @@ impl ExternalDependency {
             resume_at,
             observed_at,
             condition,
-        }
+        };
+        // Inside a phase handler or cleanup, the engine turns it into the right
+        // transition (see `crate::scope`).
+        crate::scope::held_back(&unavailable);
+        unavailable
     }
 }

@@ -3,6 +3,7 @@
 use std::{
     fmt,
     future::Future,
+    num::NonZeroU32,
     pin::Pin,
     sync::{
         Arc,
@@ -136,12 +137,82 @@ pub(super) struct Observation {
     pub(super) down_since: Option<Nanos>,
 }
 
-/// The cached answer, and when the current outage began (kept when the answer is
-/// forgotten after a failed call, so the outage keeps its start).
+/// The cached answer, and the run of answers behind it (kept when the answer is
+/// forgotten after a failed call, so the outage keeps its start and the run its count).
 #[derive(Debug, Default)]
 struct Cached {
     observation: Option<Observation>,
+    /// While unavailable: the first failed check of the outage.
     down_since: Option<Nanos>,
+    /// The dependency's standing: unknown before the first check.
+    available: Option<bool>,
+    /// Checks in a row that said the opposite of the standing, and when the first of
+    /// them failed (for a run of failures).
+    run: u32,
+    run_since: Option<Nanos>,
+    /// The last answer that said unavailable, while the standing is unavailable.
+    last_down: Option<Health>,
+}
+
+/// How many answers in a row change the standing, as Kubernetes probes count them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Thresholds {
+    /// Failed checks in a row that make an available dependency unavailable.
+    pub(super) failure: NonZeroU32,
+    /// Successful checks in a row that make an unavailable dependency available.
+    pub(super) success: NonZeroU32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            failure: NonZeroU32::new(3).expect("three is not zero"),
+            success: NonZeroU32::MIN,
+        }
+    }
+}
+
+impl Cached {
+    /// Takes a fresh answer into the run and returns the standing's answer: what the
+    /// callers are told until the next check.
+    fn take(&mut self, health: Health, thresholds: Thresholds, now: Nanos) -> Health {
+        let up = health.is_available();
+        if !up {
+            self.run_since.get_or_insert(now);
+        }
+        let flips = match self.available {
+            // Nothing known yet: the first answer stands.
+            None => true,
+            Some(standing) if standing == up => {
+                self.run = 0;
+                false
+            }
+            Some(_) => {
+                self.run = self.run.saturating_add(1);
+                let needed = if up {
+                    thresholds.success
+                } else {
+                    thresholds.failure
+                };
+                self.run >= needed.get()
+            }
+        };
+        if up {
+            self.run_since = None;
+        }
+        if flips {
+            self.available = Some(up);
+            self.run = 0;
+            self.down_since = if up { None } else { self.run_since };
+        }
+        if !up && self.available == Some(false) {
+            self.last_down = Some(health.clone());
+        }
+        match self.available {
+            Some(false) => self.last_down.clone().unwrap_or(health),
+            _ => Health::Available,
+        }
+    }
 }
 
 /// The health check of one dependency with its cached answer, shared by every caller.
@@ -153,16 +224,23 @@ pub(super) struct HealthCache {
     probe: Option<Probe>,
     interval: Duration,
     timeout: Duration,
+    thresholds: Thresholds,
     last: tokio::sync::Mutex<Cached>,
     stale: AtomicBool,
 }
 
 impl HealthCache {
-    pub(super) fn new(probe: Option<Probe>, interval: Duration, timeout: Duration) -> Self {
+    pub(super) fn new(
+        probe: Option<Probe>,
+        interval: Duration,
+        timeout: Duration,
+        thresholds: Thresholds,
+    ) -> Self {
         HealthCache {
             probe,
             interval,
             timeout,
+            thresholds,
             last: tokio::sync::Mutex::new(Cached::default()),
             stale: AtomicBool::new(false),
         }
@@ -198,9 +276,13 @@ impl HealthCache {
             ?valid_for,
             "health checked"
         );
-        last.down_since = match &health {
-            Health::Available => None,
-            Health::Unavailable { .. } => Some(last.down_since.unwrap_or(clock.now())),
+        let now = clock.now();
+        let health = last.take(health, self.thresholds, now);
+        let valid_for = if health.is_available() {
+            // A failed answer that did not change the standing is not waited out.
+            valid_for.min(self.interval)
+        } else {
+            valid_for
         };
         let observation = Observation {
             health,

@@ -111,10 +111,15 @@ impl<K: Resource> AnnotationJournal<K> {
             .map(String::as_str)
     }
 
+    /// Merge-patches `annotations`, guarded by the object's `resourceVersion` (or that
+    /// of this reconcile's own last write to it), and notes the new one for the phase
+    /// engine, whose next write it then guards: the journal never makes the engine's
+    /// write conflict, and never writes over a change it has not seen.
     async fn patch(&self, obj: &K, annotations: serde_json::Value) -> Result<(), kube::Error> {
         let meta = obj.meta();
         let url = K::url_path(&self.dyntype, meta.namespace.as_deref());
-        let patch = json!({ "metadata": { "annotations": annotations } });
+        let guard = crate::scope::resource_version().or_else(|| meta.resource_version.clone());
+        let patch = json!({ "metadata": { "annotations": annotations, "resourceVersion": guard } });
         let request = kube::core::Request::new(url)
             .patch(
                 meta.name.as_deref().unwrap_or_default(),
@@ -122,10 +127,9 @@ impl<K: Resource> AnnotationJournal<K> {
                 &Patch::Merge(&patch),
             )
             .map_err(kube::Error::BuildRequest)?;
-        self.client
-            .request::<serde_json::Value>(request)
-            .await
-            .map(drop)
+        let written: kube::core::PartialObjectMeta<K> = self.client.request(request).await?;
+        crate::scope::wrote(written.metadata.resource_version);
+        Ok(())
     }
 }
 

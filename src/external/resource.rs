@@ -1,16 +1,22 @@
 //! [`ExternalResource`]: create an external resource exactly once, delete it idempotently.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, future::Future, num::NonZeroU32, sync::Arc};
 
 use kube::Resource;
 
 use super::{
     client::ExternalClient,
+    dependency::ExternalDependency,
     error::{ExternalError, KeyError},
+    gate::Admission,
     journal::Journal,
     key::{IdempotencyKey, validate_prefix},
     outcome::{Deletion, Ensured},
 };
+
+/// The calls of an `ensure` or a `delete` that the budget pays for at once: an observe,
+/// then a create or a delete.
+const UNIT: NonZeroU32 = NonZeroU32::new(2).expect("two is not zero");
 
 /// One kind of external resource per object, created with an idempotency key derived
 /// from the object's UID: found and adopted after any crash, never created twice.
@@ -112,6 +118,7 @@ pub struct ExternalResource<C, J> {
     prefix: Arc<str>,
     client: C,
     journal: J,
+    gate: Option<ExternalDependency>,
 }
 
 impl<C, J> ExternalResource<C, J> {
@@ -128,7 +135,29 @@ impl<C, J> ExternalResource<C, J> {
             prefix: prefix.into(),
             client,
             journal,
+            gate: None,
         })
+    }
+
+    /// Makes every call to the external system (each observe, create and delete) go
+    /// through `dependency`: each admitted by its breaker and recorded on it by itself.
+    /// The budget is asked once per `ensure` or `delete`, for the two calls it makes
+    /// (observe, then create or delete), so a unit of work that got its turn is not cut
+    /// in half by another caller taking the second cell.
+    ///
+    /// A call the dependency holds back fails the `ensure` or `delete` with
+    /// [`ExternalError::Unavailable`] before it is made; inside a phase handler or
+    /// cleanup the engine turns that into the right transition by itself (see
+    /// [`Transition::held`](crate::phase::Transition::held)).
+    #[must_use]
+    pub fn through(mut self, dependency: ExternalDependency) -> Self {
+        self.gate = Some(dependency);
+        self
+    }
+
+    /// The dependency the calls go through, if any.
+    pub const fn dependency(&self) -> Option<&ExternalDependency> {
+        self.gate.as_ref()
     }
 
     /// The prefix of the keys.
@@ -177,9 +206,21 @@ impl<C: ExternalClient, J> ExternalResource<C, J> {
         K: Resource + Sync,
         J: Journal<K>,
     {
+        // The journal's second write is guarded by its first.
+        crate::scope::within(self.ensure_once(obj, spec)).await
+    }
+
+    async fn ensure_once<K>(
+        &self,
+        obj: &K,
+        spec: &C::Spec,
+    ) -> Result<Ensured<C::Resource>, ExternalError<C::Error, J::Error>>
+    where
+        K: Resource + Sync,
+        J: Journal<K>,
+    {
         let key = self.key(obj).map_err(ExternalError::Key)?;
-        let observed = self.client.observe(&key).await;
-        if let Some(found) = observed.map_err(ExternalError::Client)? {
+        if let Some(found) = self.send(Some(UNIT), self.client.observe(&key)).await? {
             return self.adopt(obj, &key, found).await;
         }
         if !self.journal.has_key(obj, &key) {
@@ -189,12 +230,15 @@ impl<C: ExternalClient, J> ExternalResource<C, J> {
                 .map_err(ExternalError::Journal)?;
         }
         tracing::debug!(key = %key, "creating external resource");
-        let created = match self.client.create(&key, spec).await {
+        let created = match self.send(None, self.client.create(&key, spec)).await {
             Ok(created) => created,
-            Err(error) => {
+            Err(ExternalError::Client(error)) => {
                 // The create may have happened (a lost response, a lost race with
                 // another writer, a duplicate key refused): look before failing.
-                return match self.client.observe(&key).await {
+                return match self
+                    .send::<_, _, J::Error>(Some(NonZeroU32::MIN), self.client.observe(&key))
+                    .await
+                {
                     Ok(Some(found)) => {
                         tracing::debug!(key = %key, error = %error, "create failed but the resource exists; adopting it");
                         self.adopt(obj, &key, found).await
@@ -202,6 +246,7 @@ impl<C: ExternalClient, J> ExternalResource<C, J> {
                     _ => Err(ExternalError::Client(error)),
                 };
             }
+            Err(other) => return Err(other),
         };
         let id = self.client.id(&created);
         self.journal
@@ -228,19 +273,51 @@ impl<C: ExternalClient, J> ExternalResource<C, J> {
         J: Journal<K>,
     {
         let key = self.key(obj).map_err(ExternalError::Key)?;
-        let observed = self.client.observe(&key).await;
-        let Some(found) = observed.map_err(ExternalError::Client)? else {
+        let Some(found) = self.send(Some(UNIT), self.client.observe(&key)).await? else {
             return Ok(Deletion::Gone);
         };
-        match self.client.delete(&key, &found).await {
+        match self.send(None, self.client.delete(&key, &found)).await {
             Ok(()) => {
                 tracing::info!(key = %key, id = %self.client.id(&found), "deleted external resource");
                 Ok(Deletion::Requested(found))
             }
-            Err(error) => match self.client.observe(&key).await {
-                Ok(None) => Ok(Deletion::Gone),
-                _ => Err(ExternalError::Client(error)),
-            },
+            Err(ExternalError::Client(error)) => {
+                match self
+                    .send::<_, _, J::Error>(Some(NonZeroU32::MIN), self.client.observe(&key))
+                    .await
+                {
+                    Ok(None) => Ok(Deletion::Gone),
+                    _ => Err(ExternalError::Client(error)),
+                }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// One call to the external system, through the dependency if there is one: the
+    /// first call of a unit of work takes the budget cells of the whole unit (`cells`),
+    /// later ones (`cells` is `None`) only a breaker permit, and each call is recorded
+    /// on the breaker by itself.
+    async fn send<T, F, JE>(
+        &self,
+        cells: Option<NonZeroU32>,
+        call: F,
+    ) -> Result<T, ExternalError<C::Error, JE>>
+    where
+        F: Future<Output = Result<T, C::Error>>,
+    {
+        let Some(gate) = &self.gate else {
+            return call.await.map_err(ExternalError::Client);
+        };
+        let admission = match cells {
+            Some(cells) => gate.admit_n(cells).await,
+            None => gate.admit_prepaid(),
+        };
+        match admission {
+            Admission::Ready(pass) => pass.call(call).await.map_err(ExternalError::Client),
+            Admission::Unavailable(unavailable) => {
+                Err(ExternalError::Unavailable(Box::new(unavailable)))
+            }
         }
     }
 

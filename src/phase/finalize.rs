@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use kube::{ResourceExt, runtime::controller::Action};
 
+use crate::error::{Classify, ErrorClass};
+
 use super::{
-    Phase, PhaseError, PhaseMachine, Step,
+    Cleanup, Phase, PhaseError, PhaseMachine, Step,
+    cleanup::CleanupKind,
     engine::{Inner, Object},
+    flow::with_resource_version,
     plan::{self, At, Standing, Why},
     text::chain,
     write::{Note, Target},
@@ -45,8 +49,44 @@ impl<M> Inner<M> {
             entered_at: plan::entered_at(&status),
             now: at.now,
         };
-        match self.machine.cleanup(obj, &step).await {
-            Ok(()) => {
+        let (decided, notes) = crate::scope::run(self.machine.cleanup(obj, &step)).await;
+        let refreshed = notes
+            .resource_version
+            .clone()
+            .map(|rv| with_resource_version(obj, rv));
+        let obj = refreshed.as_ref().unwrap_or(obj);
+        let decided = match (decided, &notes.refusal) {
+            (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {
+                Ok(Cleanup::held(refusal).with_missing_conditions(notes.conditions()))
+            }
+            (Ok(cleanup), _) => Ok(cleanup.with_missing_conditions(notes.conditions())),
+            (decided, _) => decided,
+        };
+        match decided {
+            Ok(Cleanup {
+                kind: CleanupKind::Paced(after),
+                ..
+            }) => Ok(Action::requeue(after)),
+            Ok(Cleanup {
+                kind: CleanupKind::Wait(after),
+                reason,
+                message,
+                conditions,
+            }) => {
+                // Not failing: no event, no error, no backoff; status only says why.
+                let mut next = status.clone();
+                if let Some(reason) = &reason {
+                    let why = Why {
+                        reason,
+                        message: message.as_deref().unwrap_or_default(),
+                    };
+                    plan::set_conditions(&mut next, Standing::Progressing, &why, at.now);
+                }
+                plan::set_extra_conditions(&mut next, &conditions, at.now);
+                self.write_then::<K, M::Error>(api, obj, &next, None, None, Action::requeue(after))
+                    .await
+            }
+            Ok(_) => {
                 self.remove_finalizer::<K, M::Error>(api, obj).await?;
                 let note = Note::normal("CleanedUp", "cleanup done; finalizer removed");
                 self.publish(obj, note).await;

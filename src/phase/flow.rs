@@ -255,7 +255,14 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        let decided = self.machine.handle(phase, obj, &step).await;
+        let (decided, notes) = crate::scope::run(self.machine.handle(phase, obj, &step)).await;
+        let decided = settle(decided, &notes);
+        // The library's own write during the handler (an idempotency journal) guards
+        // the engine's next one, instead of making it conflict.
+        let refreshed = notes
+            .resource_version
+            .map(|rv| with_resource_version(obj, rv));
+        let obj = refreshed.as_ref().unwrap_or(obj);
         let paced_for = match &decided {
             Ok(t) => match t.kind {
                 Kind::Stay { after, paced: true } => Some(after.unwrap_or_default()),
@@ -419,4 +426,28 @@ impl<M> Inner<M> {
             }
         }
     }
+}
+
+/// A handler's decision, with what the library noted while it ran: a failure because
+/// a dependency held a call back is that refusal's transition, not an error; the
+/// conditions of the dependencies it called go along with a decision that does not set
+/// them itself.
+pub(super) fn settle<P: Copy, E: Classify>(
+    decided: Result<Transition<P>, E>,
+    notes: &crate::scope::Notes,
+) -> Result<Transition<P>, E> {
+    match (decided, &notes.refusal) {
+        (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {
+            Ok(Transition::held(refusal).with_missing_conditions(notes.conditions()))
+        }
+        (Ok(t), _) => Ok(t.with_missing_conditions(notes.conditions())),
+        (decided, _) => decided,
+    }
+}
+
+/// `obj` as of the library's own later write, which changed only its metadata.
+pub(super) fn with_resource_version<K: Object>(obj: &K, resource_version: String) -> K {
+    let mut obj = obj.clone();
+    obj.meta_mut().resource_version = Some(resource_version);
+    obj
 }

@@ -5,7 +5,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
-use super::{Phase, PhaseStatus, Transition, Transitions};
+use super::{Cleanup, Phase, PhaseStatus, Transition, Transitions};
 use crate::error::Classify;
 
 /// A phased reconciler: a phase enum, its transition table, one handler per phase and a
@@ -27,6 +27,13 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
 
     /// Runs the handler of `phase` for `obj`.
     ///
+    /// A handler that fails because an
+    /// [`ExternalDependency`](crate::external::ExternalDependency) held a call back
+    /// (`?` on its error) needs no handling of its own: the engine turns the refusal into
+    /// [`Transition::held`] (own pacing off the deadline's clock, or a stay with the
+    /// dependency's condition), and sets the availability condition of each dependency
+    /// that answered a call. Calls made from a task the handler spawns are not seen.
+    ///
     /// The failed phase has no handler of its own: the engine retries it. `phase` is
     /// never the failed phase.
     fn handle(
@@ -37,16 +44,22 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Transition<Self::Phase>, Self::Error>> + Send;
 
     /// Releases what the object holds outside Kubernetes before it is deleted; runs,
-    /// possibly many times, while the engine's finalizer is on a deleted object.
+    /// possibly many times, while the engine's finalizer is on a deleted object, until
+    /// it returns [`Cleanup::done`].
     ///
-    /// The default does nothing.
+    /// It can wait ([`Cleanup::wait`], [`Cleanup::paced`]) without failing. A call an
+    /// [`ExternalDependency`](crate::external::ExternalDependency) held back needs no
+    /// handling: return its error (`?`) and the engine waits for the dependency's turn
+    /// ([`Cleanup::held`]), with no `CleanupFailed` event and no backoff.
+    ///
+    /// The default is done at once.
     fn cleanup(
         &self,
         obj: &K,
         step: &Step<'_, Self::Phase, Ctx>,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    ) -> impl Future<Output = Result<Cleanup, Self::Error>> + Send {
         let _ = (obj, step);
-        async { Ok(()) }
+        async { Ok(Cleanup::done()) }
     }
 
     /// The `CamelCase` reason recorded for a handler error. Default: `ReconcileError`.

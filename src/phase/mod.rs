@@ -188,6 +188,7 @@
 //! `Controller`, on the embedded API server and on a real kube-apiserver.
 
 mod change;
+mod cleanup;
 mod config;
 mod deferral;
 mod engine;
@@ -206,6 +207,7 @@ mod transition;
 mod write;
 
 pub use self::change::PhaseChange;
+pub use self::cleanup::Cleanup;
 pub use self::config::{PhaseConfig, PhaseConfigError};
 pub use self::deferral::DEFERRED;
 pub use self::engine::PhaseEngine;

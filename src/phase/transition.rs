@@ -4,7 +4,10 @@ use std::{borrow::Cow, time::Duration};
 
 use serde::Serialize;
 
-use crate::conditions::Condition;
+use crate::{
+    conditions::Condition,
+    external::{Unavailable, UnavailableReason},
+};
 
 /// What a phase handler decided: stay, move on, fail or rest.
 ///
@@ -145,6 +148,34 @@ impl<P: Copy> Transition<P> {
                 self.status_error = Some(format!("status fields must be an object, not {other}"));
             }
             Err(e) => self.status_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// What a call held back by an external dependency means for the object: the
+    /// operator's own pacing (its rate budget) is [`paced`](Self::paced), an outage or
+    /// an open circuit stays with the dependency's condition and the reason in `Ready`.
+    ///
+    /// The engine does this by itself when a handler fails because a dependency held
+    /// a call back; a handler that looks at the refusal itself can use it too.
+    pub fn held(unavailable: &Unavailable) -> Self {
+        if unavailable.reason == UnavailableReason::RateLimited {
+            return Transition::paced(unavailable.retry_after);
+        }
+        let t = Transition::stay(unavailable.retry_after)
+            .because(unavailable.reason.as_str(), unavailable.message.clone());
+        match &unavailable.condition {
+            Some(condition) => t.with_condition(condition.clone()),
+            None => t,
+        }
+    }
+
+    /// Adds each of `conditions` whose type the transition does not set yet.
+    pub(super) fn with_missing_conditions(mut self, conditions: Vec<Condition>) -> Self {
+        for condition in conditions {
+            if !self.conditions.iter().any(|c| c.type_ == condition.type_) {
+                self.conditions.push(condition);
+            }
         }
         self
     }

@@ -25,8 +25,8 @@ use kube_reconcile::{
     Classify, ControllerExt, ErrorClass, Reconciler,
     conditions::ConditionStatus,
     phase::{
-        HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseError, PhaseMachine, PhaseStatus, Step,
-        Transition, Transitions,
+        Cleanup, HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseError, PhaseMachine, PhaseStatus,
+        Step, Transition, Transitions,
     },
     testing::{ApiServer, Fault, Verb},
 };
@@ -188,12 +188,12 @@ impl PhaseMachine<Pipeline, Ctx> for Machine {
         })
     }
 
-    async fn cleanup(&self, _: &Pipeline, step: &Step<'_, P, Ctx>) -> Result<(), Scripted> {
+    async fn cleanup(&self, _: &Pipeline, step: &Step<'_, P, Ctx>) -> Result<Cleanup, Scripted> {
         step.ctx().cleanups.fetch_add(1, Ordering::SeqCst);
         if step.ctx().cleanup_fails.load(Ordering::SeqCst) {
             return Err(Scripted(ErrorClass::Transient));
         }
-        Ok(())
+        Ok(Cleanup::done())
     }
 }
 

@@ -1,6 +1,10 @@
 //! [`Breaker`]: one circuit breaker per dependency, shared by every caller.
 
-use std::{fmt, future::Future, sync::Arc};
+use std::{
+    fmt,
+    future::Future,
+    sync::{Arc, atomic::Ordering},
+};
 
 use crate::error::Classify;
 
@@ -139,6 +143,23 @@ impl Breaker {
         let result = call.await;
         permit.record(&result);
         result.map_err(BreakerError::Inner)
+    }
+
+    /// Marks the breaker as an external dependency's: the dependency records each call
+    /// itself, and a [`CircuitBreaker`](super::CircuitBreaker) layer sharing it only
+    /// refuses while the circuit is open (see there).
+    pub(crate) fn mark_gated(&self) {
+        self.shared.gated.store(true, Ordering::Release);
+    }
+
+    /// Whether an external dependency records the calls through this breaker.
+    pub(super) fn is_gated(&self) -> bool {
+        self.shared.gated.load(Ordering::Acquire)
+    }
+
+    /// Whether a call would be refused now, reserving nothing.
+    pub(super) fn peek(&self) -> Result<(), Rejected> {
+        self.shared.peek()
     }
 
     /// The current state. An open circuit whose open duration has passed still reads

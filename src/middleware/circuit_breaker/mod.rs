@@ -95,6 +95,13 @@ pub use self::{
 /// error's class, and an inner `Deferred` not at all (its probe slot, if any, is given
 /// back).
 ///
+/// A breaker that an [`ExternalDependency`](crate::external::ExternalDependency) was
+/// built with is shared differently: the dependency records each call it lets through,
+/// so the layer only refuses reconciles while the circuit is open, takes no half-open
+/// probe slot and records no outcome. A reconcile whose handler was held back by the
+/// dependency, or never called it, is then no sample, and the circuit closes from
+/// half-open only after a real call succeeded.
+///
 /// # Guarantees
 ///
 /// Cancel-safe: if the reconcile future is dropped at its `.await`, nothing is recorded
@@ -127,6 +134,23 @@ impl<R> CircuitBreaker<R> {
     }
 }
 
+impl<R> CircuitBreaker<R> {
+    fn deferred<E>(&self, rejected: &Rejected) -> Outcome<E> {
+        tracing::debug!(
+            dependency = self.breaker.dependency(),
+            state = rejected.state.as_str(),
+            retry_after = ?rejected.retry_after,
+            "circuit breaker deferred the reconcile"
+        );
+        Outcome::Deferred(Deferral {
+            retry_after: rejected.retry_after,
+            reason: DeferReason::CircuitOpen {
+                dependency: self.breaker.dependency_arc(),
+            },
+        })
+    }
+}
+
 impl<K, Ctx, R> Reconciler<K, Ctx> for CircuitBreaker<R>
 where
     R: Reconciler<K, Ctx>,
@@ -140,22 +164,18 @@ where
     }
 
     async fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Outcome<Self::Error> {
+        if self.breaker.is_gated() {
+            // An external dependency shares this breaker and records each of its calls
+            // itself: the reconcile is no call of its own. Refuse while the circuit is
+            // open, and leave the half-open probe to a real call through the dependency.
+            if let Err(rejected) = self.breaker.peek() {
+                return self.deferred(&rejected);
+            }
+            return self.inner.call(obj, ctx).await;
+        }
         let permit = match self.breaker.try_acquire() {
             Ok(permit) => permit,
-            Err(rejected) => {
-                tracing::debug!(
-                    dependency = self.breaker.dependency(),
-                    state = rejected.state.as_str(),
-                    retry_after = ?rejected.retry_after,
-                    "circuit breaker deferred the reconcile"
-                );
-                return Outcome::Deferred(Deferral {
-                    retry_after: rejected.retry_after,
-                    reason: DeferReason::CircuitOpen {
-                        dependency: self.breaker.dependency_arc(),
-                    },
-                });
-            }
+            Err(rejected) => return self.deferred(&rejected),
         };
         let outcome = self.inner.call(obj, ctx).await;
         match &outcome {

@@ -59,6 +59,8 @@ pub(super) struct Shared {
     pub(super) rng: Rng,
     control: Mutex<Control>,
     pub(super) dispatching: AtomicBool,
+    /// An external dependency records every call through this breaker itself.
+    pub(super) gated: AtomicBool,
 }
 
 impl Shared {
@@ -74,6 +76,7 @@ impl Shared {
             consecutive: AtomicU32::new(0),
             control: Mutex::new(Control::default()),
             dispatching: AtomicBool::new(false),
+            gated: AtomicBool::new(false),
         }
     }
 
@@ -131,6 +134,28 @@ impl Shared {
                 Err(current) => word = current,
             }
         }
+    }
+
+    /// Whether a call would be refused now, without reserving anything: refused while
+    /// forced open or open before its time; an open circuit whose time is up and a
+    /// half-open one are left to whoever takes the probe.
+    pub(super) fn peek(&self) -> Result<(), Rejected> {
+        let word = self.word();
+        let p = phase(word);
+        if p == FORCED_OPEN {
+            return Err(Rejected {
+                retry_after: self.settings.open_duration + self.spread(),
+                state: State::ForcedOpen,
+            });
+        }
+        if p < METRICS && circuit_phase(p) == OPEN {
+            let now = self.now();
+            let until = Nanos::from_raw(self.open_until.load(Ordering::Relaxed));
+            if now < until {
+                return self.refuse_open(word, until, now).map(drop);
+            }
+        }
+        Ok(())
     }
 
     /// Half-opens an open circuit whose time is up, then reserves a probe slot if one is free.
