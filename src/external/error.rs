@@ -42,8 +42,8 @@ pub enum ExternalError<E, J = kube::Error> {
     #[error("no idempotency key for the object")]
     Key(#[source] KeyError),
     /// A call to the external system failed.
-    #[error("external system call failed")]
-    Client(#[source] E),
+    #[error(transparent)]
+    Client(E),
     /// Recording the key or the external id on the object failed.
     #[error("recording the external resource on the object failed")]
     Journal(#[source] J),
@@ -93,8 +93,8 @@ pub enum GateError<E> {
     #[error("{0}")]
     Unavailable(Box<Unavailable>),
     /// The call was made and failed.
-    #[error("call to external dependency failed")]
-    Call(#[source] E),
+    #[error(transparent)]
+    Call(E),
 }
 
 impl<E> GateError<E> {

@@ -109,8 +109,8 @@ impl<R> Layer<R> for TimeoutLayer {
 #[non_exhaustive]
 pub enum TimeoutError<E> {
     /// The call itself failed.
-    #[error("reconcile failed")]
-    Reconcile(#[source] E),
+    #[error(transparent)]
+    Reconcile(E),
     /// The deadline passed before the call finished.
     #[error("timed out after {after:?}")]
     Elapsed {

@@ -179,7 +179,9 @@ fn record_move<P: Phase>(
         .saturating_sub(history_limit.max(1));
     next.phase_history.drain(..excess);
     if to == table.ready() {
+        // Ready: what went wrong on the way is history (the phase history keeps it).
         next.retry = None;
+        next.last_error = None;
     } else if let Some(retry) = &mut next.retry {
         // A retry in progress: the wait is over once the object left the failed phase.
         retry.next_attempt_time = None;

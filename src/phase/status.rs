@@ -69,7 +69,8 @@ pub struct PhaseStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub retry: Option<RetryStatus>,
-    /// The most recent failure, kept until another replaces it.
+    /// The most recent failure, kept until another replaces it or the object enters
+    /// the ready phase.
     #[serde(
         default,
         deserialize_with = "lenient",

@@ -281,8 +281,9 @@ async fn a_failure_is_retried_with_backoff_and_recorded() {
     assert_eq!(machine(&ready).retry, None, "retries reset once ready");
     assert_eq!(
         machine(&ready).last_error,
-        Some(last),
-        "the last error is kept"
+        None,
+        "the last error ({}) is cleared once ready",
+        last.reason
     );
     // Eleven phase changes; the history keeps the last ten.
     assert_eq!(

@@ -149,7 +149,9 @@ proptest! {
                 }
                 // 2. The last error is never lost, and a failure is recorded.
                 let undeclared = matches!(result, Err(PhaseError::UndeclaredTransition { .. }));
-                if old.last_error.is_some() {
+                // Entering Ready clears it.
+                let ready = new.phase.as_deref() == Some("Ready") && old.phase != new.phase;
+                if old.last_error.is_some() && !ready {
                     prop_assert!(new.last_error.is_some(), "the last error was lost");
                 }
                 match (handler_ran, failure_reason(&outcome, undeclared)) {
@@ -157,6 +159,7 @@ proptest! {
                         new.last_error.as_ref().map(|e| e.reason.as_str()),
                         Some(reason)
                     ),
+                    (true, None) if ready => prop_assert_eq!(&new.last_error, &None),
                     (true, None) => prop_assert_eq!(&new.last_error, &old.last_error),
                     // The engine's own failure: a deadline.
                     (false, _) if new.last_error != old.last_error => prop_assert_eq!(

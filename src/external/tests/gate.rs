@@ -256,9 +256,11 @@ async fn a_health_check_that_hangs_counts_as_unavailable_after_the_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_call_makes_the_next_admission_check_health_again() {
     let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
+    // Each failed check counts at once, so the recheck alone decides.
     let dbaas = ExternalDependency::builder("dbaas")
         .health(switchable(&up, &runs))
         .health_interval(Duration::from_secs(60))
+        .failure_threshold(nz(1))
         .build();
     let Admission::Ready(pass) = dbaas.admit().await else {
         panic!()
@@ -472,6 +474,7 @@ async fn the_condition_keeps_its_transition_time_while_the_outage_lasts_and_clea
     let dbaas = ExternalDependency::builder("billing-api")
         .health(switchable(&up, &runs))
         .spread(Duration::ZERO)
+        .failure_threshold(nz(1))
         .start_time(start())
         .build();
     let mut conditions = Conditions::default();
@@ -563,4 +566,25 @@ async fn call_reports_a_held_back_call_as_throttled_with_the_wait() {
         err.to_string(),
         "circuit breaker for dbaas is forced open until reset"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_available_dependency_goes_down_after_the_failure_threshold_and_back_after_the_success_threshold()
+ {
+    let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
+    let dbaas = ExternalDependency::builder("dbaas")
+        .health(switchable(&up, &runs))
+        .health_interval(Duration::from_secs(1))
+        .failure_threshold(nz(2))
+        .success_threshold(nz(2))
+        .build();
+    let mut ready = Vec::new();
+    for up_now in [true, false, false, false, true, true, true] {
+        up.store(up_now, SeqCst);
+        ready.push(dbaas.admit().await.is_ready());
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    // Down after the second failed check in a row, up after the second success in a row.
+    assert_eq!(ready, [true, true, false, false, false, true, true]);
+    assert_eq!(runs.load(SeqCst), 7);
 }

@@ -35,8 +35,8 @@ pub enum BreakerError<E> {
         retry_after: Duration,
     },
     /// The call ran and failed.
-    #[error("call through circuit breaker failed")]
-    Inner(#[source] E),
+    #[error(transparent)]
+    Inner(E),
 }
 
 impl<E> BreakerError<E> {

@@ -77,8 +77,8 @@ pub enum RateLimitError<E> {
         retry_after: Duration,
     },
     /// The call was made and failed.
-    #[error("rate-limited call failed")]
-    Call(#[source] E),
+    #[error(transparent)]
+    Call(E),
 }
 
 impl<E> RateLimitError<E> {
