@@ -42,6 +42,15 @@ impl Notes {
     }
 }
 
+/// Adds each of `more` whose type `conditions` does not have yet.
+pub(crate) fn add_missing(conditions: &mut Vec<Condition>, more: Vec<Condition>) {
+    for condition in more {
+        if !conditions.iter().any(|c| c.type_ == condition.type_) {
+            conditions.push(condition);
+        }
+    }
+}
+
 /// Runs `f` in a fresh scope and returns its output with what it noted.
 pub(crate) async fn run<F: Future>(f: F) -> (F::Output, Notes) {
     SCOPE

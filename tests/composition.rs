@@ -224,6 +224,29 @@ async fn server_with_crd() -> (ApiServer, Client) {
     (server, client)
 }
 
+/// The bucket engine on `client`, its buckets kept in `store` through `dependency` and
+/// journaled in annotations.
+fn engine(
+    client: &Client,
+    store: &Store,
+    dependency: ExternalDependency,
+) -> (PhaseEngine<Buckets, Bucket>, Arc<Ctx>) {
+    let buckets = ExternalResource::new(
+        "bucket",
+        store.clone(),
+        AnnotationJournal::new(client.clone()),
+    )
+    .unwrap()
+    .through(dependency);
+    let engine = PhaseEngine::with_config(
+        Buckets::new(),
+        client.clone(),
+        PhaseConfig::default().finalizer("test.kube-reconcile.dev/bucket"),
+    )
+    .unwrap();
+    (engine, Arc::new(Ctx { buckets }))
+}
+
 fn bucket(name: &str) -> Bucket {
     Bucket::new(
         name,
@@ -235,6 +258,31 @@ fn bucket(name: &str) -> Bucket {
 
 fn phase_of(bucket: &Bucket) -> Option<&str> {
     bucket.phase_status().and_then(|s| s.phase.as_deref())
+}
+
+struct Deps {
+    dependency: ExternalDependency,
+    up: Arc<AtomicBool>,
+    successes: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+}
+// A reconcile as the README's stack runs it: the handler calls through the
+// dependency and, held back, requeues at the time it was given.
+async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, GateError<StoreError>> {
+    let call = async {
+        deps.calls.fetch_add(1, Ordering::SeqCst);
+        if deps.up.load(Ordering::SeqCst) {
+            deps.successes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(StoreError)
+        }
+    };
+    match deps.dependency.call(call).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(GateError::Unavailable(u)) => Ok(u.action()),
+        Err(e) => Err(e),
+    }
 }
 
 /// (a) A breaker shared by a `CircuitBreakerLayer` and an `ExternalDependency`, the
@@ -270,30 +318,6 @@ async fn a_breaker_shared_by_a_layer_and_a_dependency_closes_only_after_a_real_s
         });
     }
 
-    struct Deps {
-        dependency: ExternalDependency,
-        up: Arc<AtomicBool>,
-        successes: Arc<AtomicU32>,
-        calls: Arc<AtomicU32>,
-    }
-    // A reconcile as the README's stack runs it: the handler calls through the
-    // dependency and, held back, requeues at the time it was given.
-    async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, GateError<StoreError>> {
-        let call = async {
-            deps.calls.fetch_add(1, Ordering::SeqCst);
-            if deps.up.load(Ordering::SeqCst) {
-                deps.successes.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            } else {
-                Err(StoreError)
-            }
-        };
-        match deps.dependency.call(call).await {
-            Ok(()) => Ok(Action::await_change()),
-            Err(GateError::Unavailable(u)) => Ok(u.action()),
-            Err(e) => Err(e),
-        }
-    }
     let reconciler = reconcile.with(CircuitBreakerLayer::from_breaker(breaker.clone()));
     let deps = Arc::new(Deps {
         dependency,
@@ -378,20 +402,7 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
         .budget(budget)
         .build();
     let store = Store::default();
-    let buckets = ExternalResource::new(
-        "bucket",
-        store.clone(),
-        AnnotationJournal::new(client.clone()),
-    )
-    .unwrap()
-    .through(dependency);
-    let ctx = Arc::new(Ctx { buckets });
-    let engine = PhaseEngine::with_config(
-        Buckets::new(),
-        client.clone(),
-        PhaseConfig::default().finalizer("test.kube-reconcile.dev/bucket"),
-    )
-    .unwrap();
+    let (engine, ctx) = engine(&client, &store, dependency);
     let reconciler = engine
         .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
         .with(BackoffLayer::operator());
@@ -453,20 +464,11 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
 async fn the_journal_in_a_handler_never_makes_the_engines_write_conflict() {
     let (server, client) = server_with_crd().await;
     let store = Store::default();
-    let buckets = ExternalResource::new(
-        "bucket",
-        store.clone(),
-        AnnotationJournal::new(client.clone()),
-    )
-    .unwrap()
-    .through(ExternalDependency::builder("store").build());
-    let ctx = Arc::new(Ctx { buckets });
-    let engine = PhaseEngine::with_config(
-        Buckets::new(),
-        client.clone(),
-        PhaseConfig::default().finalizer("test.kube-reconcile.dev/bucket"),
-    )
-    .unwrap();
+    let (engine, ctx) = engine(
+        &client,
+        &store,
+        ExternalDependency::builder("store").build(),
+    );
     let api: Api<Bucket> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
         let name = format!("j{i}");

@@ -472,7 +472,10 @@ async fn external_deletes_count_gone_as_done() {
     );
     assert!(fake.instances().is_empty());
 
-    // A failing DBaaS: the error comes back and the instance stays.
+    // A failing DBaaS: the error comes back and the instance stays. (The journal's
+    // writes are guarded: ensure the object as stored now, not the copy read before
+    // the first ensure recorded its key.)
+    let db = api.get("orders").await.unwrap();
     instances.ensure(&db, &3).await.unwrap();
     fake.set_failing(true);
     let err = instances.delete(&db).await.unwrap_err();

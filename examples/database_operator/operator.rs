@@ -207,7 +207,8 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
             DbPhase::Pending => {
                 Ok(Transition::to(DbPhase::Provisioning).because("Accepted", "spec is valid"))
             }
-            DbPhase::Provisioning => provision(db, ctx).await,
+            // Boxed: creating the instance through the dependency is a large future.
+            DbPhase::Provisioning => Box::pin(provision(db, ctx)).await,
             DbPhase::Configuring => {
                 let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
                 ensure.apply(&children::config_map(db)).await?;

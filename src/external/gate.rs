@@ -178,8 +178,8 @@ impl ExternalDependency {
     pub async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
         let permit = match self.acquire(calls) {
-            Ok(permit) => permit,
-            Err(unavailable) => return Admission::Unavailable(unavailable),
+            Admission::Ready(pass) => pass.permit,
+            refused @ Admission::Unavailable(_) => return refused,
         };
         if let Some(observation) = inner.health.check(inner.wall.clock()).await
             && let Health::Unavailable { message, .. } = observation.health
@@ -232,11 +232,16 @@ impl ExternalDependency {
         })
     }
 
-    /// A breaker permit for one call, or the refusal.
-    fn acquire(&self, calls: NonZeroU32) -> Result<Permit<'_>, Unavailable> {
+    /// A pass holding a breaker permit for one call, or the refusal.
+    fn acquire(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
         let rejected = match inner.breaker.try_acquire() {
-            Ok(permit) => return Ok(permit),
+            Ok(permit) => {
+                return Admission::Ready(Pass {
+                    permit,
+                    dependency: self,
+                });
+            }
             Err(rejected) => rejected,
         };
         // The half-open time is the same for every caller; the per-caller spread in
@@ -250,7 +255,7 @@ impl ExternalDependency {
         let retry_after = self
             .turn(calls, resume_after.unwrap_or(rejected.retry_after))
             .unwrap_or(rejected.retry_after);
-        Err(self.unavailable(
+        Admission::Unavailable(self.unavailable(
             UnavailableReason::CircuitOpen,
             what,
             retry_after,
@@ -262,13 +267,7 @@ impl ExternalDependency {
     /// already took ([`admit_n`](Self::admit_n)): only the breaker is asked, so each
     /// call of the unit is admitted and recorded on its own.
     pub(crate) fn admit_prepaid(&self) -> Admission<'_> {
-        match self.acquire(NonZeroU32::MIN) {
-            Ok(permit) => Admission::Ready(Pass {
-                permit,
-                dependency: self,
-            }),
-            Err(unavailable) => Admission::Unavailable(unavailable),
-        }
+        self.acquire(NonZeroU32::MIN)
     }
 
     /// With a budget: the caller's turn in the budget's queue, no earlier than

@@ -113,11 +113,7 @@ impl Cleanup {
 
     /// Adds each of `conditions` whose type the decision does not set yet.
     pub(super) fn with_missing_conditions(mut self, conditions: Vec<Condition>) -> Self {
-        for condition in conditions {
-            if !self.conditions.iter().any(|c| c.type_ == condition.type_) {
-                self.conditions.push(condition);
-            }
-        }
+        crate::scope::add_missing(&mut self.conditions, conditions);
         self
     }
 }

@@ -49,7 +49,9 @@ impl<M> Inner<M> {
             entered_at: plan::entered_at(&status),
             now: at.now,
         };
-        let (decided, notes) = crate::scope::run(self.machine.cleanup(obj, &step)).await;
+        // Boxed, as handlers are (see `flow::handled`).
+        let cleanup = Box::pin(self.machine.cleanup(obj, &step));
+        let (decided, notes) = crate::scope::run(cleanup).await;
         let refreshed = notes
             .resource_version
             .clone()

@@ -255,13 +255,7 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        let (decided, notes) = crate::scope::run(self.machine.handle(phase, obj, &step)).await;
-        let decided = settle(decided, &notes);
-        // The library's own write during the handler (an idempotency journal) guards
-        // the engine's next one, instead of making it conflict.
-        let refreshed = notes
-            .resource_version
-            .map(|rv| with_resource_version(obj, rv));
+        let (decided, refreshed) = handled(self.machine.handle(phase, obj, &step), obj).await;
         let obj = refreshed.as_ref().unwrap_or(obj);
         let paced_for = match &decided {
             Ok(t) => match t.kind {
@@ -428,11 +422,28 @@ impl<M> Inner<M> {
     }
 }
 
+/// Runs a handler in a scope and settles its decision; the object as of the library's
+/// own write during the handler (an idempotency journal), if there was one, guards the
+/// engine's next write instead of making it conflict.
+async fn handled<P: Copy, E: Classify, K: Object>(
+    handler: impl Future<Output = Result<Transition<P>, E>>,
+    obj: &K,
+) -> (Result<Transition<P>, E>, Option<K>) {
+    // Boxed: a handler's future (a whole phase of user code) is often large, and the
+    // engine's future is what the controller holds for every reconcile in flight.
+    let (decided, notes) = crate::scope::run(Box::pin(handler)).await;
+    let decided = settle(decided, &notes);
+    let refreshed = notes
+        .resource_version
+        .map(|rv| with_resource_version(obj, rv));
+    (decided, refreshed)
+}
+
 /// A handler's decision, with what the library noted while it ran: a failure because
 /// a dependency held a call back is that refusal's transition, not an error; the
 /// conditions of the dependencies it called go along with a decision that does not set
 /// them itself.
-pub(super) fn settle<P: Copy, E: Classify>(
+fn settle<P: Copy, E: Classify>(
     decided: Result<Transition<P>, E>,
     notes: &crate::scope::Notes,
 ) -> Result<Transition<P>, E> {

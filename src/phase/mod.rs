@@ -11,7 +11,9 @@
 //! # Flow of one reconcile
 //!
 //! 1. **Deleted?** While the engine's finalizer is on a deleted object, run
-//!    [`cleanup`](PhaseMachine::cleanup); when it succeeds, remove the finalizer. When it
+//!    [`cleanup`](PhaseMachine::cleanup); when it is [done](Cleanup::done), remove the
+//!    finalizer. When it [waits](Cleanup::wait) (or an external dependency held one of
+//!    its calls back), come back after the wait with no event and no error. When it
 //!    fails, the object gets `Ready=False, reason: CleanupFailed` with the error, and the
 //!    error goes to the middleware to be retried with backoff.
 //! 2. **Finalizer** added before anything else happens, so no side effect can leak.

@@ -101,7 +101,13 @@ both_tiers! {
         assert_eq!(history(&obj)[5..], ["Ready", "Updating", "Verifying", "Ready"]);
         assert_eq!(machine(&obj).phase_history[6].reason, "SpecChanged");
         assert_eq!(env.ctx.runs("db", P::Updating), 1);
-        assert_eq!(env.ctx.runs("db", P::Provisioning), 1, "updating does not start over");
+        // (Not a count of handler runs: on the real tier a reconcile on a cache that lags
+        // the engine's own write may run a handler again, which its next write refuses.)
+        assert_eq!(
+            history(&obj).iter().filter(|p| *p == "Provisioning").count(),
+            1,
+            "updating does not start over"
+        );
         assert!(machine(&obj).conditions.iter().all(|c| c.observed_generation == Some(2)));
         controller.abort();
     }
@@ -157,7 +163,7 @@ both_tiers! {
         assert_eq!((records[retried].phase.as_str(), records[retried].reason.as_str()), ("Provisioning", "Retrying"));
         assert_eq!(env.ctx.runs("db", P::Verifying), 2);
         assert_eq!(machine(&ready).retry, None, "retries reset once ready");
-        assert_eq!(machine(&ready).last_error, Some(last), "the last error is kept");
+        assert_eq!(machine(&ready).last_error, None, "the last error ({}) is cleared once ready", last.reason);
         controller.abort();
         recorder.abort();
     }
