@@ -323,8 +323,16 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
             "no DBaaS instance is recorded; provisioning again",
         ));
     };
-    let instance = ctx.gate.call(ctx.dbaas.get(&id)).await?;
-    let health = ctx.gate.call(ctx.dbaas.health(&id)).await?;
+    // One turn at the budget for both calls: taken one by one, the second would queue
+    // again behind every other Database after the first got its turn, and the first
+    // would be repeated at each turn.
+    let (instance, health) = ctx
+        .gate
+        .call(async {
+            let instance = ctx.dbaas.get(&id).await?;
+            Ok::<_, DbaasError>((instance, ctx.dbaas.health(&id).await?))
+        })
+        .await?;
     if !health.healthy {
         let why = health
             .reason
