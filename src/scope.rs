@@ -33,11 +33,8 @@ impl Notes {
     /// `False` for the one that held a call back (unless it answered later).
     pub(crate) fn conditions(&self) -> Vec<Condition> {
         let mut out = self.available.clone();
-        if let Some(condition) = self.refusal.as_ref().and_then(|u| u.condition.as_ref())
-            && !out.iter().any(|c| c.type_ == condition.type_)
-        {
-            out.push(condition.clone());
-        }
+        let refused = self.refusal.as_ref().and_then(|u| u.condition.clone());
+        add_missing(&mut out, refused.into_iter().collect());
         out
     }
 }

@@ -2,10 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use crate::{
-    conditions::Condition,
-    external::{Unavailable, UnavailableReason},
-};
+use crate::{conditions::Condition, external::Unavailable};
 
 /// What [`PhaseMachine::cleanup`](super::PhaseMachine::cleanup) decided.
 ///
@@ -78,15 +75,7 @@ impl Cleanup {
     /// budget is [`paced`](Self::paced); an outage or an open circuit
     /// [`wait`](Self::wait)s with the dependency's condition and the reason in `Ready`.
     pub fn held(unavailable: &Unavailable) -> Self {
-        if unavailable.reason == UnavailableReason::RateLimited {
-            return Cleanup::paced(unavailable.retry_after);
-        }
-        let wait = Cleanup::wait(unavailable.retry_after)
-            .because(unavailable.reason.as_str(), unavailable.message.clone());
-        match &unavailable.condition {
-            Some(condition) => wait.with_condition(condition.clone()),
-            None => wait,
-        }
+        <Self as super::noted::Decision>::held(unavailable)
     }
 
     /// A `CamelCase` reason and a message for the `Ready` condition while waiting.
@@ -109,11 +98,5 @@ impl Cleanup {
     /// Whether the cleanup is done.
     pub const fn is_done(&self) -> bool {
         matches!(self.kind, CleanupKind::Done)
-    }
-
-    /// Adds each of `conditions` whose type the decision does not set yet.
-    pub(super) fn with_missing_conditions(mut self, conditions: Vec<Condition>) -> Self {
-        crate::scope::add_missing(&mut self.conditions, conditions);
-        self
     }
 }

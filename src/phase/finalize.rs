@@ -4,13 +4,11 @@ use std::sync::Arc;
 
 use kube::{ResourceExt, runtime::controller::Action};
 
-use crate::error::{Classify, ErrorClass};
-
 use super::{
     Cleanup, Phase, PhaseError, PhaseMachine, Step,
     cleanup::CleanupKind,
     engine::{Inner, Object},
-    flow::with_resource_version,
+    noted::noted,
     plan::{self, At, Standing, Why},
     text::chain,
     write::{Note, Target},
@@ -49,21 +47,8 @@ impl<M> Inner<M> {
             entered_at: plan::entered_at(&status),
             now: at.now,
         };
-        // Boxed, as handlers are (see `flow::handled`).
-        let cleanup = Box::pin(self.machine.cleanup(obj, &step));
-        let (decided, notes) = crate::scope::run(cleanup).await;
-        let refreshed = notes
-            .resource_version
-            .clone()
-            .map(|rv| with_resource_version(obj, rv));
+        let (decided, refreshed) = noted(self.machine.cleanup(obj, &step), obj).await;
         let obj = refreshed.as_ref().unwrap_or(obj);
-        let decided = match (decided, &notes.refusal) {
-            (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {
-                Ok(Cleanup::held(refusal).with_missing_conditions(notes.conditions()))
-            }
-            (Ok(cleanup), _) => Ok(cleanup.with_missing_conditions(notes.conditions())),
-            (decided, _) => decided,
-        };
         match decided {
             Ok(Cleanup {
                 kind: CleanupKind::Paced(after),

@@ -9,6 +9,7 @@ use kube::{Resource, ResourceExt, runtime::controller::Action};
 use super::{
     Phase, PhaseError, PhaseMachine, PhaseStatus, Step, Transition,
     engine::{Inner, Object, later, until},
+    noted::noted,
     plan::{self, At, Observe, Why},
     text::{chain, humantime, transition_note},
     transition::Kind,
@@ -255,7 +256,7 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        let (decided, refreshed) = handled(self.machine.handle(phase, obj, &step), obj).await;
+        let (decided, refreshed) = noted(self.machine.handle(phase, obj, &step), obj).await;
         let obj = refreshed.as_ref().unwrap_or(obj);
         let paced_for = match &decided {
             Ok(t) => match t.kind {
@@ -420,45 +421,4 @@ impl<M> Inner<M> {
             }
         }
     }
-}
-
-/// Runs a handler in a scope and settles its decision; the object as of the library's
-/// own write during the handler (an idempotency journal), if there was one, guards the
-/// engine's next write instead of making it conflict.
-async fn handled<P: Copy, E: Classify, K: Object>(
-    handler: impl Future<Output = Result<Transition<P>, E>>,
-    obj: &K,
-) -> (Result<Transition<P>, E>, Option<K>) {
-    // Boxed: a handler's future (a whole phase of user code) is often large, and the
-    // engine's future is what the controller holds for every reconcile in flight.
-    let (decided, notes) = crate::scope::run(Box::pin(handler)).await;
-    let decided = settle(decided, &notes);
-    let refreshed = notes
-        .resource_version
-        .map(|rv| with_resource_version(obj, rv));
-    (decided, refreshed)
-}
-
-/// A handler's decision, with what the library noted while it ran: a failure because
-/// a dependency held a call back is that refusal's transition, not an error; the
-/// conditions of the dependencies it called go along with a decision that does not set
-/// them itself.
-fn settle<P: Copy, E: Classify>(
-    decided: Result<Transition<P>, E>,
-    notes: &crate::scope::Notes,
-) -> Result<Transition<P>, E> {
-    match (decided, &notes.refusal) {
-        (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {
-            Ok(Transition::held(refusal).with_missing_conditions(notes.conditions()))
-        }
-        (Ok(t), _) => Ok(t.with_missing_conditions(notes.conditions())),
-        (decided, _) => decided,
-    }
-}
-
-/// `obj` as of the library's own later write, which changed only its metadata.
-pub(super) fn with_resource_version<K: Object>(obj: &K, resource_version: String) -> K {
-    let mut obj = obj.clone();
-    obj.meta_mut().resource_version = Some(resource_version);
-    obj
 }

@@ -199,6 +199,7 @@ mod failure;
 mod finalize;
 mod flow;
 mod machine;
+mod noted;
 mod pacing;
 mod plan;
 mod status;

@@ -4,10 +4,7 @@ use std::{borrow::Cow, time::Duration};
 
 use serde::Serialize;
 
-use crate::{
-    conditions::Condition,
-    external::{Unavailable, UnavailableReason},
-};
+use crate::{conditions::Condition, external::Unavailable};
 
 /// What a phase handler decided: stay, move on, fail or rest.
 ///
@@ -159,21 +156,7 @@ impl<P: Copy> Transition<P> {
     /// The engine does this by itself when a handler fails because a dependency held
     /// a call back; a handler that looks at the refusal itself can use it too.
     pub fn held(unavailable: &Unavailable) -> Self {
-        if unavailable.reason == UnavailableReason::RateLimited {
-            return Transition::paced(unavailable.retry_after);
-        }
-        let t = Transition::stay(unavailable.retry_after)
-            .because(unavailable.reason.as_str(), unavailable.message.clone());
-        match &unavailable.condition {
-            Some(condition) => t.with_condition(condition.clone()),
-            None => t,
-        }
-    }
-
-    /// Adds each of `conditions` whose type the transition does not set yet.
-    pub(super) fn with_missing_conditions(mut self, conditions: Vec<Condition>) -> Self {
-        crate::scope::add_missing(&mut self.conditions, conditions);
-        self
+        <Self as super::noted::Decision>::held(unavailable)
     }
 
     /// Also sets `condition` (with `meta.SetStatusCondition` semantics) in the same write,

@@ -132,9 +132,7 @@ impl<R> CircuitBreaker<R> {
     pub const fn breaker(&self) -> &Breaker {
         &self.breaker
     }
-}
 
-impl<R> CircuitBreaker<R> {
     fn deferred<E>(&self, rejected: &Rejected) -> Outcome<E> {
         tracing::debug!(
             dependency = self.breaker.dependency(),

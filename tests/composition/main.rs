@@ -3,8 +3,9 @@
 //! back by the operator's own budget waits instead of failing, the idempotency journal
 //! never makes the engine's write conflict, and a flaky health endpoint holds no one back.
 
+mod buckets;
+
 use std::{
-    collections::BTreeMap,
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
@@ -14,251 +15,23 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::{
-    api::events::v1::Event,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::events::v1::Event;
 use kube::{
-    Api, Client, CustomResource, CustomResourceExt, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use kube_reconcile::{
-    Classify, ControllerExt, ErrorClass, Reconciler, ReconcilerExt,
-    external::{
-        AnnotationJournal, ExternalClient, ExternalDependency, ExternalError, ExternalResource,
-        GateError, Health, IdempotencyKey,
-    },
+    ControllerExt, Reconciler, ReconcilerExt,
+    external::{ExternalDependency, GateError, Health},
     middleware::{
         backoff::BackoffLayer,
         circuit_breaker::{BreakerConfig, CircuitBreakerLayer, State},
         rate_limit::{Quota, RateBudget},
     },
-    phase::{
-        Cleanup, HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step,
-        Transition, Transitions,
-    },
-    testing::ApiServer,
 };
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-/// A bucket in an object store.
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(
-    group = "test.kube-reconcile.dev",
-    version = "v1",
-    kind = "Bucket",
-    namespaced
-)]
-#[kube(status = "BucketStatus")]
-struct BucketSpec {
-    region: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-struct BucketStatus {
-    #[serde(flatten)]
-    machine: PhaseStatus,
-}
-
-impl HasPhaseStatus for Bucket {
-    fn phase_status(&self) -> Option<&PhaseStatus> {
-        self.status.as_ref().map(|s| &s.machine)
-    }
-}
-
-kube_reconcile::phases! {
-    enum BucketPhase { Pending, Provisioning, Ready, Failed }
-}
-
-/// An object store that keeps buckets by idempotency key and counts its calls; clones
-/// share it.
-#[derive(Clone, Default)]
-struct Store(Arc<Shelf>);
-
-#[derive(Default)]
-struct Shelf {
-    buckets: Mutex<BTreeMap<String, String>>,
-    calls: AtomicU32,
-}
-
-impl std::ops::Deref for Store {
-    type Target = Shelf;
-    fn deref(&self) -> &Shelf {
-        &self.0
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the object store answered 503")]
-struct StoreError;
-
-impl Classify for StoreError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Transient
-    }
-}
-
-impl ExternalClient for Store {
-    type Spec = String;
-    type Resource = (String, String);
-    type Error = StoreError;
-
-    async fn observe(&self, key: &IdempotencyKey) -> Result<Option<(String, String)>, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let buckets = self.buckets.lock().unwrap();
-        Ok(buckets
-            .get(key.as_str())
-            .map(|r| (key.to_string(), r.clone())))
-    }
-
-    async fn create(
-        &self,
-        key: &IdempotencyKey,
-        region: &String,
-    ) -> Result<(String, String), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.buckets
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), region.clone());
-        Ok((key.to_string(), region.clone()))
-    }
-
-    async fn delete(&self, key: &IdempotencyKey, _: &(String, String)) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.buckets.lock().unwrap().remove(key.as_str());
-        Ok(())
-    }
-
-    fn id(&self, bucket: &(String, String)) -> String {
-        bucket.0.clone()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum BucketError {
-    #[error(transparent)]
-    Store(#[from] ExternalError<StoreError>),
-}
-
-impl Classify for BucketError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            BucketError::Store(e) => e.class(),
-        }
-    }
-}
-
-struct Ctx {
-    buckets: ExternalResource<Store, AnnotationJournal<Bucket>>,
-}
-
-/// Provisioning creates the bucket through the dependency; cleanup deletes it. Neither
-/// says a word about refusals: the engine handles them.
-struct Buckets {
-    table: Transitions<BucketPhase>,
-}
-
-impl Buckets {
-    fn new() -> Self {
-        use BucketPhase::*;
-        let table = Transitions::builder(Pending)
-            .path([Pending, Provisioning, Ready])
-            .edge(Provisioning, Failed)
-            .edge(Failed, Provisioning)
-            .ready(Ready)
-            .failed(Failed)
-            .build()
-            .unwrap();
-        Buckets { table }
-    }
-}
-
-impl PhaseMachine<Bucket, Ctx> for Buckets {
-    type Phase = BucketPhase;
-    type Error = BucketError;
-
-    fn transitions(&self) -> &Transitions<BucketPhase> {
-        &self.table
-    }
-
-    async fn handle(
-        &self,
-        phase: BucketPhase,
-        bucket: &Bucket,
-        step: &Step<'_, BucketPhase, Ctx>,
-    ) -> Result<Transition<BucketPhase>, BucketError> {
-        Ok(match phase {
-            BucketPhase::Pending => Transition::to(BucketPhase::Provisioning),
-            BucketPhase::Provisioning => {
-                step.ctx()
-                    .buckets
-                    .ensure(bucket, &bucket.spec.region)
-                    .await?;
-                Transition::to(BucketPhase::Ready)
-            }
-            BucketPhase::Ready | BucketPhase::Failed => Transition::wait_for_change(),
-        })
-    }
-
-    async fn cleanup(
-        &self,
-        bucket: &Bucket,
-        step: &Step<'_, BucketPhase, Ctx>,
-    ) -> Result<Cleanup, BucketError> {
-        step.ctx().buckets.delete(bucket).await?;
-        Ok(Cleanup::done())
-    }
-}
-
-async fn server_with_crd() -> (ApiServer, Client) {
-    let server = ApiServer::new();
-    let client = server.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &Bucket::crd())
-        .await
-        .unwrap();
-    (server, client)
-}
-
-/// The bucket engine on `client`, its buckets kept in `store` through `dependency` and
-/// journaled in annotations.
-fn engine(
-    client: &Client,
-    store: &Store,
-    dependency: ExternalDependency,
-) -> (PhaseEngine<Buckets, Bucket>, Arc<Ctx>) {
-    let buckets = ExternalResource::new(
-        "bucket",
-        store.clone(),
-        AnnotationJournal::new(client.clone()),
-    )
-    .unwrap()
-    .through(dependency);
-    let engine = PhaseEngine::with_config(
-        Buckets::new(),
-        client.clone(),
-        PhaseConfig::default().finalizer("test.kube-reconcile.dev/bucket"),
-    )
-    .unwrap();
-    (engine, Arc::new(Ctx { buckets }))
-}
-
-fn bucket(name: &str) -> Bucket {
-    Bucket::new(
-        name,
-        BucketSpec {
-            region: "eu-west-1".to_owned(),
-        },
-    )
-}
-
-fn phase_of(bucket: &Bucket) -> Option<&str> {
-    bucket.phase_status().and_then(|s| s.phase.as_deref())
-}
+use buckets::{Bucket, Store, StoreError, bucket, engine, phase_of, server_with_crd, until};
 
 struct Deps {
     dependency: ExternalDependency,
@@ -574,22 +347,4 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
         );
     }
     assert_eq!(held, [false, false, true, true]);
-}
-
-async fn until(api: &Api<Bucket>, what: &str, done: impl Fn(&[Bucket]) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let list = api.list(&ListParams::default()).await.unwrap().items;
-        if done(&list) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not {what} within 20 s: {:?}",
-            list.iter()
-                .map(|b| (b.name_any(), phase_of(b).map(str::to_owned)))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
