@@ -397,6 +397,12 @@ where
 {
     /// Like [`Controller::run`](kube::runtime::Controller::run), with `reconcile` and
     /// `error_policy` taken from `reconciler` (see [`controller_fns`]).
+    ///
+    /// A scheduled object that left the controller's cache before its turn (deleted
+    /// meanwhile) is no reconcile and no error: kube-runtime's
+    /// [`ObjectNotFound`](kube::runtime::controller::Error::ObjectNotFound) items are
+    /// dropped from the stream (logged at `debug`), so a log of the stream's errors shows
+    /// only reconciles that failed.
     fn run_reconciler<R, Ctx>(
         self,
         reconciler: R,
@@ -434,7 +440,16 @@ where
         Ctx: Send + Sync + 'static,
     {
         let (reconcile, error_policy) = controller_fns(reconciler);
-        self.run(reconcile, error_policy, ctx)
+        futures_util::StreamExt::filter(self.run(reconcile, error_policy, ctx), |item| {
+            let gone = match item {
+                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                    tracing::debug!(%object, "scheduled object left the cache before its turn");
+                    true
+                }
+                _ => false,
+            };
+            std::future::ready(!gone)
+        })
     }
 }
 

@@ -176,3 +176,68 @@ async fn an_open_breaker_defers_every_object_without_calling_the_reconciler() {
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert!((0..5).all(|i| ctx.calls(&format!("db-{i}")).len() == 1));
 }
+
+async fn requeue_soon(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, Scripted> {
+    Ok(Action::requeue(Duration::from_millis(200)))
+}
+
+#[tokio::test]
+async fn a_requeue_of_an_object_deleted_meanwhile_is_no_error_in_the_stream() {
+    let server = ApiServer::new();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let (items, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let controller = tokio::spawn(
+        Controller::new(api.clone(), watcher::Config::default())
+            .run_reconciler(requeue_soon, Arc::new(()))
+            .for_each(move |item| {
+                let _ = items.send(
+                    item.map(|(object, _)| object.name)
+                        .map_err(|e| e.to_string()),
+                );
+                async {}
+            }),
+    );
+    let next = async |seen: &mut tokio::sync::mpsc::UnboundedReceiver<Result<String, String>>| {
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("the controller reports within 10 s")
+            .expect("the controller runs")
+    };
+    let mut errors = Vec::new();
+    let cm = |name: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &cm("short-lived"))
+        .await
+        .unwrap();
+    // Reconciled once, requeued, then deleted before its requeue comes up.
+    loop {
+        match next(&mut seen).await {
+            Ok(name) if name == "short-lived" => break,
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    api.delete("short-lived", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    // A witness requeued on the same period: three of its turns are well past the
+    // deleted object's requeue.
+    api.create(&PostParams::default(), &cm("witness"))
+        .await
+        .unwrap();
+    let mut witnessed = 0;
+    while witnessed < 3 {
+        match next(&mut seen).await {
+            Ok(name) if name == "witness" => witnessed += 1,
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    controller.abort();
+    assert!(errors.is_empty(), "errors in the stream: {errors:?}");
+}
