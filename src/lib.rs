@@ -105,15 +105,15 @@ pub mod testing;
 mod wall;
 
 #[doc(inline)]
-pub use crate::ensure::{Ensure, EnsureConfig, EnsureError, Ensured};
+pub use crate::ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
 pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
 #[doc(inline)]
-pub use crate::external::{ExternalDependency, ExternalResource};
+pub use crate::external::{Dependency, ExactlyOnce, ExternalDependency};
 #[doc(inline)]
 pub use crate::leader::{LeaderElector, LeaseConfig};
 #[doc(inline)]
 pub use crate::reconciler::{
-    ControllerExt, DeferReason, Deferral, ObjectKey, Outcome, ReconcileFuture, Reconciler,
+    ControllerExt, DeferReason, Deferral, Either, ObjectKey, Outcome, ReconcileFuture, Reconciler,
     ReconcilerExt, controller_fns, default_error_action,
 };

@@ -331,6 +331,76 @@ pub trait ReconcilerExt<K, Ctx>: Reconciler<K, Ctx> + Sized {
     fn with<L: Layer<Self>>(self, layer: L) -> L::Service {
         layer.layer(self)
     }
+
+    /// Wraps `self` in `layer` if there is one: optional layers (metrics, leader
+    /// election) stack without a `match` over every combination.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # use kube::runtime::controller::Action;
+    /// use kube_reconcile::{ReconcilerExt, middleware::timeout::TimeoutLayer};
+    /// # struct Ctx;
+    /// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<Ctx>) -> Result<Action, kube::Error> { Ok(Action::await_change()) }
+    ///
+    /// let timeout: Option<Duration> = std::env::var("TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    /// let wrapped = reconcile.with_optional(timeout.map(TimeoutLayer::new));
+    /// ```
+    fn with_optional<L: Layer<Self>>(self, layer: Option<L>) -> Either<L::Service, Self> {
+        match layer {
+            Some(layer) => Either::Left(layer.layer(self)),
+            None => Either::Right(self),
+        }
+    }
+}
+
+/// One of two reconcilers with the same error type, as
+/// [`with_optional`](ReconcilerExt::with_optional) makes them.
+#[derive(Clone, Debug)]
+pub enum Either<A, B> {
+    /// The first (a wrapped reconciler).
+    Left(A),
+    /// The second (the reconciler as it was).
+    Right(B),
+}
+
+impl<K, Ctx, A, B> Reconciler<K, Ctx> for Either<A, B>
+where
+    A: Reconciler<K, Ctx>,
+    B: Reconciler<K, Ctx, Error = A::Error>,
+{
+    type Error = A::Error;
+
+    fn reconcile(
+        &self,
+        obj: Arc<K>,
+        ctx: Arc<Ctx>,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send {
+        match self {
+            Either::Left(a) => futures_util::future::Either::Left(a.reconcile(obj, ctx)),
+            Either::Right(b) => futures_util::future::Either::Right(b.reconcile(obj, ctx)),
+        }
+    }
+
+    fn call(
+        &self,
+        obj: Arc<K>,
+        ctx: Arc<Ctx>,
+    ) -> impl Future<Output = Outcome<Self::Error>> + Send {
+        match self {
+            Either::Left(a) => futures_util::future::Either::Left(a.call(obj, ctx)),
+            Either::Right(b) => futures_util::future::Either::Right(b.call(obj, ctx)),
+        }
+    }
+
+    fn error_action(&self, obj: &K, error: &Self::Error) -> Action {
+        match self {
+            Either::Left(a) => a.error_action(obj, error),
+            Either::Right(b) => b.error_action(obj, error),
+        }
+    }
 }
 
 impl<K, Ctx, R: Reconciler<K, Ctx>> ReconcilerExt<K, Ctx> for R {}

@@ -2,12 +2,10 @@
 //! handler or cleanup run, without the handler passing anything along.
 //!
 //! The engine runs each handler and cleanup inside a scope (a tokio task-local). While it
-//! runs, an [`ExternalDependency`](crate::external::ExternalDependency) notes there why it
-//! held a call back and which dependencies answered a call, and a journal notes the
-//! `resourceVersion` of its own write to the object. After the run the engine reads the
-//! scope: a refusal becomes the right transition, availability becomes a condition, and
-//! the engine's next write is guarded by the library's own last write instead of
-//! conflicting with it. Outside a scope every note is a no-op.
+//! runs, a [`Dependency`](crate::external::Dependency) notes there why it
+//! held a call back and which dependencies answered a call. After the run the engine
+//! reads the scope: a refusal becomes the right transition, and availability becomes a
+//! condition. Outside a scope every note is a no-op.
 
 use std::{cell::RefCell, future::Future};
 
@@ -24,8 +22,6 @@ pub(crate) struct Notes {
     pub(crate) refusal: Option<Unavailable>,
     /// The availability conditions of dependencies that answered a call, one per type.
     pub(crate) available: Vec<Condition>,
-    /// The `resourceVersion` of the library's latest write to the object.
-    pub(crate) resource_version: Option<String>,
 }
 
 impl Notes {
@@ -59,15 +55,6 @@ pub(crate) async fn run<F: Future>(f: F) -> (F::Output, Notes) {
         .await
 }
 
-/// Runs `f` in a scope: the caller's if there is one, else a fresh one dropped after.
-pub(crate) async fn within<F: Future>(f: F) -> F::Output {
-    if SCOPE.try_with(|_| ()).is_ok() {
-        f.await
-    } else {
-        run(f).await.0
-    }
-}
-
 /// Notes a refusal; the first one of a run is the one that counts.
 pub(crate) fn held_back(unavailable: &Unavailable) {
     let _ = SCOPE.try_with(|notes| {
@@ -86,39 +73,4 @@ pub(crate) fn answered(condition: impl FnOnce() -> Condition) {
         notes.available.retain(|c| c.type_ != condition.type_);
         notes.available.push(condition);
     });
-}
-
-/// Notes the `resourceVersion` of the library's own write to the object.
-pub(crate) fn wrote(resource_version: Option<String>) {
-    let _ = SCOPE.try_with(|notes| {
-        if resource_version.is_some() {
-            notes.borrow_mut().resource_version = resource_version;
-        }
-    });
-}
-
-/// The `resourceVersion` of the library's latest write to the object in this run.
-pub(crate) fn resource_version() -> Option<String> {
-    SCOPE
-        .try_with(|notes| notes.borrow().resource_version.clone())
-        .ok()
-        .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn notes_outside_a_scope_are_dropped_and_inside_are_returned() {
-        wrote(Some("1".into()));
-        assert_eq!(resource_version(), None);
-        let ((), notes) = run(async {
-            wrote(Some("7".into()));
-            within(async { wrote(Some("8".into())) }).await;
-            assert_eq!(resource_version().as_deref(), Some("8"));
-        })
-        .await;
-        assert_eq!(notes.resource_version.as_deref(), Some("8"));
-    }
 }

@@ -30,7 +30,7 @@ use kube::{
 };
 use kube_reconcile::{
     Reconciler,
-    external::ExternalDependency,
+    external::Dependency,
     phase::{HasPhaseStatus, Phase, PhaseConfig, PhaseEngine},
     testing::ApiServer,
 };
@@ -306,8 +306,9 @@ async fn world() -> World {
         .await
         .unwrap();
     let dbaas_client = DbaasClient::new(&dbaas.url()).unwrap();
-    let gate = ExternalDependency::builder("dbaas").build();
-    let ctx = example::operator::context(client.clone(), dbaas_client, gate).unwrap();
+    let ctx = Arc::new(example::operator::Ctx {
+        dbaas: Dependency::new(dbaas_client),
+    });
     let engine = PhaseEngine::with_config(
         DatabaseMachine::new(Duration::ZERO).unwrap(),
         client.clone(),

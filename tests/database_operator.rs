@@ -356,7 +356,7 @@ both_tiers! {
         operator.controller.abort();
         let db = &list[0];
         let recorder = Recorder::new(&world.client);
-        let ensure = kube_reconcile::ensure::Ensure::with_config(
+        let ensure = kube_reconcile::ensure::Children::with_config(
             recorder.client(),
             db,
             kube_reconcile::ensure::EnsureConfig::default()
@@ -366,9 +366,9 @@ both_tiers! {
         .unwrap();
         for _ in 0..3 {
             use kube_reconcile::ensure::Ensured::Unchanged;
-            assert_eq!(ensure.apply(&example::children::config_map(db)).await.unwrap(), Unchanged);
-            assert_eq!(ensure.apply(&example::children::service(db)).await.unwrap(), Unchanged);
-            assert_eq!(ensure.apply(&example::children::stateful_set(db)).await.unwrap(), Unchanged);
+            assert_eq!(ensure.ensure(db, &example::children::Settings).await.unwrap(), Unchanged);
+            assert_eq!(ensure.ensure(db, &example::children::Endpoint).await.unwrap(), Unchanged);
+            assert_eq!(ensure.ensure(db, &example::children::Pods).await.unwrap(), Unchanged);
         }
         assert_eq!(recorder.calls().writes(), 0);
     }

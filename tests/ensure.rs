@@ -1,4 +1,4 @@
-//! `Ensure` on both servers (each test as `<name>::embedded` and `<name>::real`): every
+//! `Children` on both servers (each test as `<name>::embedded` and `<name>::real`): every
 //! strategy's outcomes, no writes when nothing changed (even after the server's
 //! defaults), the generated password, prune, objects that are not ours, conflicts from
 //! real races, and `DynamicObject`. Writes are counted on the client side (see
@@ -30,7 +30,7 @@ use kube::{
 };
 use kube_reconcile::{
     Classify, ErrorClass,
-    ensure::{Ensure, EnsureConfig, EnsureError, Ensured},
+    ensure::{Children, EnsureConfig, EnsureError, Ensured},
     testing::{ApiServer, Fault},
 };
 use serde_json::json;
@@ -41,7 +41,7 @@ use support::{
 };
 
 /// A test's server (either tier) with the Widget CRD, a Widget `owner` to own the
-/// children, and a recorder on the client the `Ensure`s use.
+/// children, and a recorder on the client the `Children`s use.
 struct Env {
     cx: Tier,
     recorder: Recorder,
@@ -60,18 +60,18 @@ impl Env {
         }
     }
 
-    /// An `Ensure` for `owner` on the recorded client.
-    fn ensure(&self) -> Ensure {
+    /// An `Children` for `owner` on the recorded client.
+    fn ensure(&self) -> Children {
         self.ensure_with(EnsureConfig::default())
     }
 
-    fn ensure_with(&self, config: EnsureConfig) -> Ensure {
-        Ensure::with_config(self.recorder.client(), &self.owner, config).unwrap()
+    fn ensure_with(&self, config: EnsureConfig) -> Children {
+        Children::with_config(self.recorder.client(), &self.owner, config).unwrap()
     }
 
-    /// An `Ensure` for `owner` on the recorded client.
-    fn ensure_for(&self, owner: &Widget, config: EnsureConfig) -> Ensure {
-        Ensure::with_config(self.recorder.client(), owner, config).unwrap()
+    /// An `Children` for `owner` on the recorded client.
+    fn ensure_for(&self, owner: &Widget, config: EnsureConfig) -> Children {
+        Children::with_config(self.recorder.client(), owner, config).unwrap()
     }
 
     /// An unrecorded `Api` in the test's namespace, for looking and for interfering.
@@ -350,7 +350,7 @@ both_tiers! {
         assert_eq!(ensure.apply(&desired).await.unwrap(), Ensured::Unchanged);
     }
 
-    /// The server property Ensure's no-op check mirrors.
+    /// The server property Children's no-op check mirrors.
     async fn identical_server_side_applies_do_not_bump_the_resource_version(cx: Tier) {
         let cms: Api<ConfigMap> = cx.api();
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -376,7 +376,7 @@ both_tiers! {
     }
 
     /// With `force` off, a field another manager owns is a conflict: the server's 409,
-    /// a re-read, the same 409, and Ensure gives up without touching the field.
+    /// a re-read, the same 409, and Children gives up without touching the field.
     async fn an_unforced_apply_of_a_field_another_manager_owns_is_a_conflict(cx: Tier) {
         let env = Env::new(cx).await;
         let ensure = env.ensure_with(EnsureConfig::default().force(false));
@@ -444,7 +444,7 @@ both_tiers! {
     }
 
     /// Someone else updates the object between our read and our patch: the server refuses
-    /// the patch (it carries the `resourceVersion` it was computed from), Ensure reads
+    /// the patch (it carries the `resourceVersion` it was computed from), Children reads
     /// again and patches once more, keeping the other writer's change.
     async fn patch_retries_a_conflict_once_after_a_re_read(cx: Tier) {
         let env = Env::new(cx).await;
@@ -568,7 +568,7 @@ both_tiers! {
     async fn a_create_that_races_another_replica_keeps_the_winners_password(cx: Tier) {
         let env = Env::new(cx).await;
         let winner = password_secret("pw");
-        let other_replica = Ensure::new(env.cx.client(), &env.owner).unwrap();
+        let other_replica = Children::new(env.cx.client(), &env.owner).unwrap();
         let first = winner.clone();
         env.recorder.before(Verb::Create, "secrets", 1, move || {
             let (other_replica, first) = (other_replica.clone(), first.clone());
@@ -676,7 +676,7 @@ both_tiers! {
     }
 }
 
-/// No tier: `Ensure::new` refuses the owner before any request is made.
+/// No tier: `Children::new` refuses the owner before any request is made.
 #[test]
 fn an_owner_without_a_uid_is_a_typed_error() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -691,11 +691,11 @@ fn an_owner_without_a_uid_is_a_typed_error() {
                 colour: "red".into(),
             },
         );
-        let err = Ensure::new(client.clone(), &owner).unwrap_err();
+        let err = Children::new(client.clone(), &owner).unwrap_err();
         assert_eq!(err.to_string(), "owner Widget/unsaved has no metadata.uid");
         assert_eq!(err.class(), ErrorClass::Terminal);
         owner.metadata.name = None;
-        let err = Ensure::new(client, &owner).unwrap_err();
+        let err = Children::new(client, &owner).unwrap_err();
         assert!(matches!(
             err,
             EnsureError::MissingField {

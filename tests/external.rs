@@ -1,7 +1,7 @@
 //! External dependencies on the embedded API server: a real controller whose
 //! `Database` objects show `DbaasAvailable` as the fake DBaaS goes down and comes back,
-//! a breaker that opens and probes at its half-open time, and a crash between every
-//! two steps of an external create, for a typed object and a `DynamicObject`.
+//! a breaker that opens and probes at its half-open time, and a crash before and after
+//! an external create, for a typed object and a `DynamicObject`.
 
 mod support;
 
@@ -20,17 +20,14 @@ use kube::{
 use kube_reconcile::{
     Classify, ControllerExt, ErrorClass,
     conditions::{ConditionStatus, Conditions},
-    external::{
-        Admission, AnnotationJournal, Deletion, Ensured, ExternalDependency, ExternalError,
-        ExternalResource, Journal,
-    },
+    external::{Deletion, Dependency, ExternalError, Provisioned},
     middleware::circuit_breaker::{BreakerConfig, State},
     testing::{ApiServer, Verb},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use support::dbaas::{CrashPoint, CrashingJournal, DbaasError, FakeDbaas};
+use support::dbaas::{CrashPoint, DbaasError, FakeDbaas};
 
 /// A database provisioned from the fake DBaaS.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -73,29 +70,24 @@ impl Classify for Error {
 
 struct Ctx {
     client: Client,
-    dbaas: ExternalDependency,
-    instances: ExternalResource<FakeDbaas, AnnotationJournal<Database>>,
+    dbaas: Dependency<FakeDbaas>,
 }
 
 /// Gate on the DBaaS, create the instance exactly once, and keep the condition.
 async fn reconcile(db: Arc<Database>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let before = db.status.clone().unwrap_or_default();
     let mut status = before.clone();
-    let outcome = match ctx.dbaas.admit().await {
-        Admission::Unavailable(unavailable) => {
+    let outcome = match ctx.dbaas.ensure(&*db, &db.spec.size).await {
+        Err(ExternalError::Unavailable(unavailable)) => {
             unavailable.apply(&mut status.conditions);
             Ok(unavailable.action())
         }
-        Admission::Ready(pass) => {
-            match pass.call(ctx.instances.ensure(&*db, &db.spec.size)).await {
-                Ok(ensured) => {
-                    status.instance_id = Some(ensured.resource().id.clone());
-                    ctx.dbaas.set_available(&mut status.conditions);
-                    Ok(Action::requeue(Duration::from_secs(300)))
-                }
-                Err(e) => Err(Error::Provision(e)),
-            }
+        Ok(provisioned) => {
+            status.instance_id = Some(provisioned.resource().id.clone());
+            ctx.dbaas.set_available(&mut status.conditions);
+            Ok(Action::requeue(Duration::from_secs(300)))
         }
+        Err(e) => Err(Error::Provision(e)),
     };
     if status != before {
         let api: Api<Database> = Api::namespaced(ctx.client.clone(), &db.namespace().unwrap());
@@ -167,8 +159,7 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     let api = install(&server).await;
     let fake = FakeDbaas::default();
     fake.set_healthy(false);
-    let dbaas = ExternalDependency::builder("dbaas")
-        .health(fake.health_check())
+    let dbaas = Dependency::builder(fake.clone())
         .health_interval(Duration::from_secs(10))
         .spread(Duration::from_secs(1))
         .seed(1)
@@ -177,12 +168,6 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     let ctx = Arc::new(Ctx {
         client: server.client(),
         dbaas,
-        instances: ExternalResource::new(
-            "db",
-            fake.clone(),
-            AnnotationJournal::new(server.client()),
-        )
-        .unwrap(),
     });
     let created = create(&api, "orders").await;
     run_controller(&api, Arc::clone(&ctx));
@@ -241,11 +226,9 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
         db.status.as_ref().unwrap().instance_id.as_deref(),
         Some(instances[0].id.as_str())
     );
-    let annotations = db.annotations();
-    assert_eq!(annotations["external.kube-reconcile.dev/db-key"], key);
-    assert_eq!(
-        annotations["external.kube-reconcile.dev/db-id"],
-        instances[0].id
+    assert!(
+        db.annotations().is_empty(),
+        "the protocol writes nothing to the object"
     );
 
     // Requeues later find the instance and create nothing more.
@@ -268,19 +251,13 @@ async fn the_breaker_opens_after_failures_and_the_controller_probes_at_the_half_
         .seed(2)
         .build("dbaas")
         .unwrap();
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Dependency::builder(fake.clone())
         .breaker(breaker.clone())
         .start_time(start())
         .build();
     let ctx = Arc::new(Ctx {
         client: server.client(),
         dbaas,
-        instances: ExternalResource::new(
-            "db",
-            fake.clone(),
-            AnnotationJournal::new(server.client()),
-        )
-        .unwrap(),
     });
     create(&api, "orders").await;
     let t0 = tokio::time::Instant::now();
@@ -329,48 +306,25 @@ async fn the_breaker_opens_after_failures_and_the_controller_probes_at_the_half_
 }
 
 /// Runs `ensure` until it completes or reaches the armed crash point; `None` on a crash.
-async fn ensure_or_crash<K, J>(
-    resource: &ExternalResource<FakeDbaas, J>,
+async fn ensure_or_crash<K: Resource + Sync>(
+    dbaas: &Dependency<FakeDbaas>,
     fake: &FakeDbaas,
     obj: &K,
-) -> Option<Ensured<support::dbaas::Instance>>
-where
-    K: Resource + Sync,
-    J: Journal<K>,
-    J::Error: std::fmt::Debug,
-{
+) -> Option<Provisioned<support::dbaas::Instance>> {
     tokio::select! {
-        ensured = resource.ensure(obj, &3) => Some(ensured.unwrap()),
+        provisioned = dbaas.ensure(obj, &3) => Some(provisioned.unwrap()),
         () = fake.crashes.crashed() => None,
     }
 }
 
 #[tokio::test]
-async fn a_crash_between_any_two_steps_of_a_create_never_leaves_two_instances_or_none() {
+async fn a_crash_before_or_after_a_create_never_leaves_two_instances_or_none() {
     let server = ApiServer::new();
     let typed = install(&server).await;
     let ar = ApiResource::erase::<Database>(&());
     let dynamic: Api<DynamicObject> = Api::namespaced_with(server.client(), "default", &ar);
     let fake = FakeDbaas::default();
-    let journal = |inner| CrashingJournal {
-        inner,
-        crashes: fake.crashes.clone(),
-    };
-    let typed_db = ExternalResource::new(
-        "db",
-        fake.clone(),
-        journal(AnnotationJournal::<Database>::new(server.client())),
-    )
-    .unwrap();
-    let dynamic_db = ExternalResource::new(
-        "db",
-        fake.clone(),
-        CrashingJournal {
-            inner: AnnotationJournal::<DynamicObject>::with_dyntype(server.client(), ar.clone()),
-            crashes: fake.crashes.clone(),
-        },
-    )
-    .unwrap();
+    let dbaas = Dependency::new(fake.clone());
 
     for kind in ["typed", "dynamic"] {
         for point in CrashPoint::ALL {
@@ -381,10 +335,8 @@ async fn a_crash_between_any_two_steps_of_a_create_never_leaves_two_instances_or
 
             // The reconcile dies at `point`.
             let crashed = match kind {
-                "typed" => {
-                    ensure_or_crash(&typed_db, &fake, &typed.get(&name).await.unwrap()).await
-                }
-                _ => ensure_or_crash(&dynamic_db, &fake, &dynamic.get(&name).await.unwrap()).await,
+                "typed" => ensure_or_crash(&dbaas, &fake, &typed.get(&name).await.unwrap()).await,
+                _ => ensure_or_crash(&dbaas, &fake, &dynamic.get(&name).await.unwrap()).await,
             };
             assert!(
                 crashed.is_none() && !fake.crashes.is_armed(),
@@ -392,54 +344,35 @@ async fn a_crash_between_any_two_steps_of_a_create_never_leaves_two_instances_or
             );
             assert!(fake.instances_for(&key).len() <= 1, "{name}");
 
-            // The next reconcile reads the object again and finishes the job.
+            // The next reconcile finishes the job.
             let resumed = match kind {
-                "typed" => {
-                    ensure_or_crash(&typed_db, &fake, &typed.get(&name).await.unwrap()).await
-                }
-                _ => ensure_or_crash(&dynamic_db, &fake, &dynamic.get(&name).await.unwrap()).await,
+                "typed" => ensure_or_crash(&dbaas, &fake, &typed.get(&name).await.unwrap()).await,
+                _ => ensure_or_crash(&dbaas, &fake, &dynamic.get(&name).await.unwrap()).await,
             }
             .unwrap();
             let instances = fake.instances_for(&key);
             assert_eq!(instances.len(), 1, "{name}: exactly one instance");
             let expected = match point {
-                CrashPoint::BeforeKeyRecorded | CrashPoint::AfterKeyRecorded => {
-                    Ensured::Created(instances[0].clone())
-                }
-                CrashPoint::AfterCreateSent | CrashPoint::AfterCreateResponse => {
-                    Ensured::Adopted(instances[0].clone())
-                }
-                CrashPoint::AfterIdRecorded => Ensured::Existing(instances[0].clone()),
+                CrashPoint::BeforeCreate => Provisioned::Created(instances[0].clone()),
+                CrashPoint::AfterCreateSent => Provisioned::Found(instances[0].clone()),
             };
             assert_eq!(resumed, expected, "{name}");
-            let annotations = typed.get(&name).await.unwrap().annotations().clone();
-            assert_eq!(
-                annotations["external.kube-reconcile.dev/db-key"], key,
-                "{name}"
-            );
-            assert_eq!(
-                annotations["external.kube-reconcile.dev/db-id"], instances[0].id,
-                "{name}"
-            );
 
-            // From now on: found, nothing written, nothing created.
-            let patches = server
-                .requests()
-                .get(Verb::Patch, "databases.test.kube-reconcile.dev");
-            let again = ensure_or_crash(&typed_db, &fake, &typed.get(&name).await.unwrap())
+            // From now on: found, nothing created, and never a write to the object.
+            let again = ensure_or_crash(&dbaas, &fake, &typed.get(&name).await.unwrap())
                 .await
                 .unwrap();
-            assert!(matches!(again, Ensured::Existing(_)), "{name}");
+            assert!(matches!(again, Provisioned::Found(_)), "{name}");
             assert_eq!(
                 server
                     .requests()
                     .get(Verb::Patch, "databases.test.kube-reconcile.dev"),
-                patches
+                0
             );
         }
     }
     assert_eq!(fake.most_per_key(), 1);
-    assert_eq!(fake.creates(), 10);
+    assert_eq!(fake.creates(), 4);
 }
 
 #[tokio::test]
@@ -447,12 +380,7 @@ async fn external_deletes_count_gone_as_done() {
     let server = ApiServer::new();
     let api = install(&server).await;
     let fake = FakeDbaas::default();
-    let instances = ExternalResource::new(
-        "db",
-        fake.clone(),
-        AnnotationJournal::<Database>::new(server.client()),
-    )
-    .unwrap();
+    let instances = Dependency::new(fake.clone());
     let db = create(&api, "orders").await;
 
     assert_eq!(
@@ -472,10 +400,7 @@ async fn external_deletes_count_gone_as_done() {
     );
     assert!(fake.instances().is_empty());
 
-    // A failing DBaaS: the error comes back and the instance stays. (The journal's
-    // writes are guarded: ensure the object as stored now, not the copy read before
-    // the first ensure recorded its key.)
-    let db = api.get("orders").await.unwrap();
+    // A failing DBaaS: the error comes back and the instance stays.
     instances.ensure(&db, &3).await.unwrap();
     fake.set_failing(true);
     let err = instances.delete(&db).await.unwrap_err();

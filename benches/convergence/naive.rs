@@ -38,6 +38,7 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
+use kube_reconcile::ensure::Ensure as _;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
@@ -161,7 +162,7 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<NaiveCtx>) -> Result<Action, Naiv
     // Credentials: the password is kept once generated, but the Secret is written anyway.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let password = children::password().map_err(NaiveError::Random)?;
-    let secret = owned(&db, children::credentials(&db, &password));
+    let secret = owned(&db, children::Credentials(password).desired(&db));
     put(&secrets, secret, |stored, desired| {
         desired.string_data = None;
         desired.data.clone_from(&stored.data);
@@ -193,18 +194,22 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<NaiveCtx>) -> Result<Action, Naiv
 
     // The children, each written back every time.
     let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    put(&cms, owned(&db, children::config_map(&db)), |_, _| {}).await?;
+    put(&cms, owned(&db, children::Settings.desired(&db)), |_, _| {}).await?;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    put(&services, owned(&db, children::service(&db)), |_, _| {}).await?;
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let sts = put(
-        &statefulsets,
-        owned(&db, children::stateful_set(&db)),
+    put(
+        &services,
+        owned(&db, children::Endpoint.desired(&db)),
         |_, _| {},
     )
     .await?;
-    let wanted = sts.spec.replicas.unwrap_or(1);
-    if children::ready_replicas(&sts) < wanted || !children::rolled_out(&sts) {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sts = put(
+        &statefulsets,
+        owned(&db, children::Pods.desired(&db)),
+        |_, _| {},
+    )
+    .await?;
+    if !children::Pods.readiness(&sts).is_ready() {
         status["phase"] = json!("Deploying");
         set_status(&dbs, &db, status).await?;
         return Ok(Action::requeue(Duration::from_millis(250)));

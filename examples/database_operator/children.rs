@@ -1,4 +1,4 @@
-//! The child objects of a `Database`, as desired objects for `Ensure`.
+//! The child objects of a `Database`: one `Ensure` implementation each.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::LabelSelector},
 };
 use kube::{ResourceExt, api::ObjectMeta};
+use kube_reconcile::ensure::{Ensure, Readiness, Strategy};
 
 use super::crd::Database;
 
@@ -59,145 +60,177 @@ pub(crate) fn credentials_name(db: &Database) -> String {
     format!("{}-credentials", db.name_any())
 }
 
-/// The credentials `Secret`: written once (create-only), never regenerated.
-pub(crate) fn credentials(db: &Database, password: &str) -> Secret {
-    Secret {
-        metadata: meta(db, credentials_name(db)),
-        type_: Some("Opaque".to_owned()),
-        string_data: Some(BTreeMap::from([
-            ("username".to_owned(), "app".to_owned()),
-            ("password".to_owned(), password.to_owned()),
-        ])),
-        ..Secret::default()
+/// The credentials `Secret` with a generated password: written once (create-only),
+/// never regenerated.
+pub(crate) struct Credentials(pub(crate) String);
+
+impl Ensure<Database> for Credentials {
+    type Child = Secret;
+
+    fn strategy(&self) -> Strategy {
+        Strategy::CreateOnly
+    }
+
+    fn desired(&self, db: &Database) -> Secret {
+        let password = &self.0;
+        Secret {
+            metadata: meta(db, credentials_name(db)),
+            type_: Some("Opaque".to_owned()),
+            string_data: Some(BTreeMap::from([
+                ("username".to_owned(), "app".to_owned()),
+                ("password".to_owned(), password.to_owned()),
+            ])),
+            ..Secret::default()
+        }
     }
 }
 
-/// Engine settings derived from the spec.
-pub(crate) fn config_map(db: &Database) -> ConfigMap {
-    let connections = 100 * db.spec.replicas;
-    ConfigMap {
-        metadata: meta(db, format!("{}-config", db.name_any())),
-        data: Some(BTreeMap::from([
-            ("engine".to_owned(), db.spec.engine.as_str().to_owned()),
-            ("version".to_owned(), db.spec.version.clone()),
-            ("max_connections".to_owned(), connections.to_string()),
-            ("port".to_owned(), db.spec.engine.port().to_string()),
-        ])),
-        ..ConfigMap::default()
+/// Engine settings derived from the spec, as a `ConfigMap`.
+pub(crate) struct Settings;
+
+impl Ensure<Database> for Settings {
+    type Child = ConfigMap;
+
+    fn desired(&self, db: &Database) -> ConfigMap {
+        let connections = 100 * db.spec.replicas;
+        ConfigMap {
+            metadata: meta(db, format!("{}-config", db.name_any())),
+            data: Some(BTreeMap::from([
+                ("engine".to_owned(), db.spec.engine.as_str().to_owned()),
+                ("version".to_owned(), db.spec.version.clone()),
+                ("max_connections".to_owned(), connections.to_string()),
+                ("port".to_owned(), db.spec.engine.port().to_string()),
+            ])),
+            ..ConfigMap::default()
+        }
     }
 }
 
 /// The `Service` clients connect to.
-pub(crate) fn service(db: &Database) -> Service {
-    Service {
-        metadata: meta(db, db.name_any()),
-        spec: Some(ServiceSpec {
-            selector: Some(pod_labels(db)),
-            ports: Some(vec![ServicePort {
-                name: Some(db.spec.engine.as_str().to_owned()),
-                port: db.spec.engine.port(),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
+pub(crate) struct Endpoint;
 
-/// The `StatefulSet` of the database's replicas.
-pub(crate) fn stateful_set(db: &Database) -> StatefulSet {
-    let engine = db.spec.engine;
-    let secret_env = |name: &str, key: &str| EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: credentials_name(db),
-                key: key.to_owned(),
-                ..SecretKeySelector::default()
+impl Ensure<Database> for Endpoint {
+    type Child = Service;
+
+    fn desired(&self, db: &Database) -> Service {
+        Service {
+            metadata: meta(db, db.name_any()),
+            spec: Some(ServiceSpec {
+                selector: Some(pod_labels(db)),
+                ports: Some(vec![ServicePort {
+                    name: Some(db.spec.engine.as_str().to_owned()),
+                    port: db.spec.engine.port(),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
             }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    };
-    let env = match engine {
-        super::crd::Engine::Postgres => vec![
-            secret_env("POSTGRES_USER", "username"),
-            secret_env("POSTGRES_PASSWORD", "password"),
-        ],
-        super::crd::Engine::Mysql => vec![
-            secret_env("MYSQL_USER", "username"),
-            secret_env("MYSQL_PASSWORD", "password"),
-        ],
-    };
-    StatefulSet {
-        metadata: meta(db, db.name_any()),
-        spec: StatefulSetSpec {
-            replicas: Some(db.spec.replicas),
-            service_name: Some(db.name_any()),
-            selector: LabelSelector {
-                match_labels: Some(pod_labels(db)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels(db)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: engine.as_str().to_owned(),
-                        image: Some(format!("{}:{}", engine.as_str(), db.spec.version)),
-                        ports: Some(vec![ContainerPort {
-                            container_port: engine.port(),
-                            ..ContainerPort::default()
-                        }]),
-                        env: Some(env),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "data".to_owned(),
-                            mount_path: "/var/lib/data".to_owned(),
-                            ..VolumeMount::default()
-                        }]),
-                        ..Container::default()
-                    }],
-                    ..PodSpec::default()
-                }),
-            },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".to_owned()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_owned(),
-                            Quantity(db.spec.storage.clone()),
-                        )])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                ..PersistentVolumeClaim::default()
-            }]),
-            ..StatefulSetSpec::default()
-        },
-        ..StatefulSet::default()
+            ..Service::default()
+        }
     }
 }
 
-/// Ready replicas as the `StatefulSet` reports them.
-pub(crate) fn ready_replicas(sts: &StatefulSet) -> i32 {
-    sts.status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0)
-}
+/// The `StatefulSet` of the database's replicas; ready once its controller rolled out
+/// the applied spec and every replica is ready.
+pub(crate) struct Pods;
 
-/// Whether the `StatefulSet` controller has seen the latest spec.
-pub(crate) fn rolled_out(sts: &StatefulSet) -> bool {
-    let observed = sts.status.as_ref().and_then(|s| s.observed_generation);
-    observed.is_some() && observed >= sts.metadata.generation
+impl Ensure<Database> for Pods {
+    type Child = StatefulSet;
+
+    fn readiness(&self, sts: &StatefulSet) -> Readiness {
+        let status = sts.status.as_ref();
+        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        // What was applied: a spec changed since then reaches the StatefulSet through
+        // Updating once this pass is Ready, so waiting for the new count would wait forever.
+        let wanted = sts.spec.replicas.unwrap_or(1);
+        let observed = status.and_then(|s| s.observed_generation);
+        let rolled_out = observed.is_some() && observed >= sts.metadata.generation;
+        if ready >= wanted && rolled_out {
+            Readiness::Ready
+        } else {
+            Readiness::Waiting(format!("{ready}/{wanted} replicas ready"))
+        }
+    }
+
+    fn desired(&self, db: &Database) -> StatefulSet {
+        let engine = db.spec.engine;
+        let secret_env = |name: &str, key: &str| EnvVar {
+            name: name.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: credentials_name(db),
+                    key: key.to_owned(),
+                    ..SecretKeySelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        };
+        let env = match engine {
+            super::crd::Engine::Postgres => vec![
+                secret_env("POSTGRES_USER", "username"),
+                secret_env("POSTGRES_PASSWORD", "password"),
+            ],
+            super::crd::Engine::Mysql => vec![
+                secret_env("MYSQL_USER", "username"),
+                secret_env("MYSQL_PASSWORD", "password"),
+            ],
+        };
+        StatefulSet {
+            metadata: meta(db, db.name_any()),
+            spec: StatefulSetSpec {
+                replicas: Some(db.spec.replicas),
+                service_name: Some(db.name_any()),
+                selector: LabelSelector {
+                    match_labels: Some(pod_labels(db)),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(pod_labels(db)),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: engine.as_str().to_owned(),
+                            image: Some(format!("{}:{}", engine.as_str(), db.spec.version)),
+                            ports: Some(vec![ContainerPort {
+                                container_port: engine.port(),
+                                ..ContainerPort::default()
+                            }]),
+                            env: Some(env),
+                            volume_mounts: Some(vec![VolumeMount {
+                                name: "data".to_owned(),
+                                mount_path: "/var/lib/data".to_owned(),
+                                ..VolumeMount::default()
+                            }]),
+                            ..Container::default()
+                        }],
+                        ..PodSpec::default()
+                    }),
+                },
+                volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                    metadata: ObjectMeta {
+                        name: Some("data".to_owned()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(PersistentVolumeClaimSpec {
+                        access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                        resources: Some(VolumeResourceRequirements {
+                            requests: Some(BTreeMap::from([(
+                                "storage".to_owned(),
+                                Quantity(db.spec.storage.clone()),
+                            )])),
+                            ..VolumeResourceRequirements::default()
+                        }),
+                        ..PersistentVolumeClaimSpec::default()
+                    }),
+                    ..PersistentVolumeClaim::default()
+                }]),
+                ..StatefulSetSpec::default()
+            },
+            ..StatefulSet::default()
+        }
+    }
 }
 
 #[cfg(test)]

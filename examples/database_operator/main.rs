@@ -29,20 +29,15 @@ pub(crate) mod scenario;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
     api::PostParams,
-    runtime::{
-        Controller,
-        wait::{await_condition, conditions},
-        watcher,
-    },
+    runtime::wait::{await_condition, conditions},
 };
 use kube_reconcile::{
-    ControllerExt, ReconcilerExt,
-    external::{ExternalDependency, Health},
+    ensure::EnsureConfig,
+    external::Dependency,
     leader::{LeaderElector, LeaderHandle, LeaseConfig},
     metrics::Metrics,
     middleware::{
@@ -50,9 +45,8 @@ use kube_reconcile::{
         backoff::BackoffHandle,
         circuit_breaker::{Breaker, BreakerConfig},
         rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
-        timeout::TimeoutLayer,
     },
-    phase::{DeferralStatusLayer, PhaseConfig, PhaseEngine},
+    phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine},
     testing::{ApiServer, WorkloadSimulator},
 };
 
@@ -139,22 +133,6 @@ pub(crate) struct Wiring {
     pub(crate) ready_resync: Option<Duration>,
 }
 
-/// The controller of the Databases in `api`, running `reconciler`.
-fn spawn_controller<R>(
-    api: &Api<Database>,
-    reconciler: R,
-    ctx: Arc<operator::Ctx>,
-) -> tokio::task::JoinHandle<()>
-where
-    R: kube_reconcile::Reconciler<Database, operator::Ctx> + 'static,
-    R::Error: std::error::Error,
-{
-    let controller = Controller::new(api.clone(), watcher::Config::default())
-        .run_reconciler(reconciler, ctx)
-        .for_each(|_| async {});
-    tokio::spawn(controller)
-}
-
 /// Starts the operator on `client` against the DBaaS at `dbaas_url`.
 #[allow(
     dead_code,
@@ -186,8 +164,7 @@ pub(crate) fn start_with(
     if let Some(metrics) = &wiring.metrics {
         metrics.observe_breaker(&breaker);
     }
-    let health = dbaas.clone();
-    let gate = ExternalDependency::builder("dbaas")
+    let dbaas = Dependency::builder(dbaas)
         .breaker(breaker.clone())
         .budget(RateBudget::new(
             "dbaas",
@@ -195,35 +172,22 @@ pub(crate) fn start_with(
                 std::num::NonZeroU32::new(40).expect("non-zero"),
             )),
         ))
-        .health(move || {
-            let health = health.clone();
-            async move {
-                match health.service_health().await {
-                    Ok(true) => Health::Available,
-                    Ok(false) => Health::unavailable("its /healthz answers 503"),
-                    Err(e) => Health::unavailable(format!("its /healthz cannot be reached: {e}")),
-                }
-            }
-        })
         .health_interval(Duration::from_secs(1))
         .build();
-    let ctx = operator::context(client.clone(), dbaas, gate)?;
-    let mut config = PhaseConfig::default()
+    let ctx = Arc::new(operator::Ctx { dbaas });
+    let config = PhaseConfig::default()
         .finalizer("example.kube-reconcile.dev/deprovision")
         .controller("database-operator")
+        .children(
+            EnsureConfig::default()
+                .field_manager("database-operator")
+                .part_of("database-operator"),
+        )
         .retry(
             BackoffConfig::operator()
                 .base(Duration::from_millis(500))
                 .cap(Duration::from_secs(10)),
         );
-    if let Some(metrics) = &wiring.metrics {
-        config = config.on_transition(metrics.phase_observer("databases"));
-    }
-    let engine = PhaseEngine::with_config(
-        DatabaseMachine::new(wiring.min_deadline)?.resync(wiring.ready_resync),
-        client.clone(),
-        config,
-    )?;
     let rate_limit = RateLimitLayer::per_object(Quota::per_second(
         std::num::NonZeroU32::new(20).expect("non-zero"),
     ));
@@ -231,28 +195,22 @@ pub(crate) fn start_with(
         .base(Duration::from_millis(200))
         .cap(Duration::from_secs(20))
         .build()?;
-    let (rate_limit_handle, backoff_handle) = (rate_limit.handle(), backoff.handle());
-    // While the middleware holds a Database back, its status says why and until when
-    // (a `Deferred` condition).
-    let deferrals = DeferralStatusLayer::new(client.clone()).backoff(backoff_handle.clone());
-    let reconciler = engine
-        .clone()
-        .with(TimeoutLayer::new(Duration::from_secs(30)))
-        .with(rate_limit)
-        .with(backoff)
-        .with(deferrals);
+    let rate_limit_handle = rate_limit.handle();
+    // The recommended stack: timeout, rate limit, backoff, a Deferred condition while
+    // the middleware holds a Database back, and leader election and metrics if asked.
+    let operator = PhaseOperator::builder(
+        DatabaseMachine::new(wiring.min_deadline)?.resync(wiring.ready_resync),
+        client.clone(),
+    )
+    .config(config)
+    .rate_limit(rate_limit)
+    .backoff(backoff)
+    .leader(wiring.leader)
+    .metrics(wiring.metrics, "databases")
+    .build()?;
+    let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
-    // Outermost: metrics see every outcome, the leader layer holds followers back.
-    let controller = match (wiring.metrics, wiring.leader) {
-        (Some(m), Some(l)) => spawn_controller(
-            &api,
-            reconciler.with(l.layer()).with(m.layer("databases")),
-            ctx,
-        ),
-        (Some(m), None) => spawn_controller(&api, reconciler.with(m.layer("databases")), ctx),
-        (None, Some(l)) => spawn_controller(&api, reconciler.with(l.layer()), ctx),
-        (None, None) => spawn_controller(&api, reconciler, ctx),
-    };
+    let controller = tokio::spawn(operator.run(api.clone(), ctx));
     Ok(Operator {
         client,
         api,

@@ -1,20 +1,21 @@
 //! The operator: the phases of a `Database`, one handler each, and the cleanup.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 use kube_reconcile::{
     Classify, ErrorClass,
-    ensure::{Ensure, EnsureConfig, EnsureError},
+    ensure::{EnsureError, Readiness},
     external::{
-        Deletion, ExternalDependency, ExternalError, ExternalResource, GateError, NoJournal,
+        Deletion, Dependency, ExactlyOnce, ExternalDependency, ExternalError, Health,
+        IdempotencyKey,
     },
     phase::{Cleanup, PhaseMachine, Step, TableError, Transition, Transitions},
 };
 use serde_json::json;
 
 use super::{
-    children,
+    children::{self, Credentials, Endpoint, Pods, Settings},
     crd::{Database, storage_gi},
     dbaas::{DbaasClient, DbaasError, Instance, InstanceSpec, InstanceState},
 };
@@ -66,85 +67,76 @@ pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>
         .build()
 }
 
-/// What the handlers share.
+/// What the handlers share: the DBaaS, behind its breaker, budget and health check.
 pub(crate) struct Ctx {
-    /// The Kubernetes client.
-    pub(crate) client: Client,
-    /// The DBaaS API.
-    pub(crate) dbaas: DbaasClient,
-    /// The DBaaS as a dependency: breaker, rate budget, health.
-    pub(crate) gate: ExternalDependency,
-    /// Exactly-once creation of DBaaS instances, each call through `gate`.
-    pub(crate) instances: ExternalResource<Instances, NoJournal>,
-    /// How children are written.
-    pub(crate) ensure: EnsureConfig,
+    pub(crate) dbaas: Dependency<DbaasClient>,
 }
 
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    /// A child object could not be written.
+    /// A child object could not be written or read.
     #[error("writing a child object failed")]
-    Ensure(#[from] EnsureError),
-    /// The Kubernetes API failed.
-    #[error("the Kubernetes API failed")]
-    Kube(#[from] kube::Error),
+    Child(#[from] EnsureError),
     /// A DBaaS call failed, or the DBaaS cannot be called now.
     #[error(transparent)]
-    Dbaas(#[from] GateError<DbaasError>),
-    /// Creating or deleting the DBaaS instance failed.
-    #[error(transparent)]
-    Instance(#[from] ExternalError<DbaasError, std::convert::Infallible>),
+    Dbaas(#[from] ExternalError<DbaasError>),
     /// The system's random source failed.
     #[error("no randomness for a password")]
-    Random(#[source] getrandom::Error),
+    Random(#[from] getrandom::Error),
 }
 
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
-            Error::Ensure(e) => e.class(),
-            Error::Kube(e) => e.class(),
+            Error::Child(e) => e.class(),
             Error::Dbaas(e) => e.class(),
-            Error::Instance(e) => e.class(),
             Error::Random(_) => ErrorClass::Transient,
         }
     }
 }
 
-/// The DBaaS instances, for [`ExternalResource`]: found by the idempotency key.
-pub(crate) struct Instances(pub DbaasClient);
-
-impl kube_reconcile::external::ExternalClient for Instances {
-    type Spec = InstanceSpec;
-    type Resource = Instance;
+/// The DBaaS client is the dependency itself: no wrapper type.
+impl ExternalDependency for DbaasClient {
     type Error = DbaasError;
 
-    async fn observe(
-        &self,
-        key: &kube_reconcile::external::IdempotencyKey,
-    ) -> Result<Option<Instance>, DbaasError> {
-        Ok(self
-            .0
-            .find_by_key(key.as_str())
-            .await?
-            .filter(|i| i.state != InstanceState::Deleting))
+    fn name(&self) -> &'static str {
+        "dbaas"
+    }
+
+    async fn health(&self) -> Health {
+        match self.service_health().await {
+            Ok(true) => Health::Available,
+            Ok(false) => Health::unavailable("its /healthz answers 503"),
+            Err(e) => Health::unavailable(format!("its /healthz cannot be reached: {e}")),
+        }
+    }
+}
+
+/// DBaaS instances are found by the idempotency key they were created with.
+impl ExactlyOnce for DbaasClient {
+    type Spec = InstanceSpec;
+    type Resource = Instance;
+
+    fn key_prefix(&self) -> &'static str {
+        "db"
+    }
+
+    async fn observe(&self, key: &IdempotencyKey) -> Result<Option<Instance>, DbaasError> {
+        let found = self.find_by_key(key.as_str()).await?;
+        Ok(found.filter(|i| i.state != InstanceState::Deleting))
     }
 
     async fn create(
         &self,
-        key: &kube_reconcile::external::IdempotencyKey,
+        key: &IdempotencyKey,
         spec: &InstanceSpec,
     ) -> Result<Instance, DbaasError> {
-        self.0.create(key.as_str(), spec).await
+        DbaasClient::create(self, key.as_str(), spec).await
     }
 
-    async fn delete(
-        &self,
-        _: &kube_reconcile::external::IdempotencyKey,
-        instance: &Instance,
-    ) -> Result<(), DbaasError> {
-        self.0.delete(&instance.id).await.map(|_| ())
+    async fn delete(&self, _: &IdempotencyKey, instance: &Instance) -> Result<(), DbaasError> {
+        DbaasClient::delete(self, &instance.id).await.map(|_| ())
     }
 
     fn id(&self, instance: &Instance) -> String {
@@ -193,7 +185,6 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         db: &Database,
         step: &Step<'_, DbPhase, Ctx>,
     ) -> Handled {
-        let ctx = step.ctx();
         // What the schema cannot say: checked before any side effect, in every phase
         // that starts work, so a fixed spec moves on.
         if matches!(
@@ -208,27 +199,24 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
                 Ok(Transition::to(DbPhase::Provisioning).because("Accepted", "spec is valid"))
             }
             // Boxed: creating the instance through the dependency is a large future.
-            DbPhase::Provisioning => Box::pin(provision(db, ctx)).await,
+            DbPhase::Provisioning => Box::pin(provision(db, step)).await,
             DbPhase::Configuring => {
-                let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
-                ensure.apply(&children::config_map(db)).await?;
-                ensure.apply(&children::service(db)).await?;
+                step.ensure(db, &Settings).await?;
+                step.ensure(db, &Endpoint).await?;
                 Ok(Transition::to(DbPhase::Deploying)
                     .because("Configured", "ConfigMap and Service in place"))
             }
             DbPhase::Deploying => {
-                let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
-                ensure.apply(&children::stateful_set(db)).await?;
+                step.ensure(db, &Pods).await?;
                 Ok(Transition::to(DbPhase::Verifying).because("Deployed", "StatefulSet applied"))
             }
-            DbPhase::Verifying => verify(db, ctx).await,
-            DbPhase::Updating => update(db, ctx).await,
+            DbPhase::Verifying => verify(db, step).await,
+            DbPhase::Updating => update(db, step).await,
             DbPhase::Ready => {
                 // Repair drift of the children; costs reads only when nothing drifted.
-                let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
-                ensure.apply(&children::config_map(db)).await?;
-                ensure.apply(&children::service(db)).await?;
-                ensure.apply(&children::stateful_set(db)).await?;
+                step.ensure(db, &Settings).await?;
+                step.ensure(db, &Endpoint).await?;
+                step.ensure(db, &Pods).await?;
                 Ok(Transition::stay(self.resync))
             }
             DbPhase::Failed => Ok(Transition::done()),
@@ -240,11 +228,10 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         db: &Database,
         step: &Step<'_, DbPhase, Ctx>,
     ) -> Result<Cleanup, Error> {
-        let ctx = step.ctx();
         if db.spec.retain_on_delete {
             return Ok(Cleanup::done());
         }
-        match ctx.instances.delete(db).await? {
+        match step.ctx().dbaas.delete(db).await? {
             Deletion::Gone => tracing::info!(database = %db.name_any(), "no DBaaS instance left"),
             Deletion::Requested(instance) => {
                 tracing::info!(database = %db.name_any(), instance = %instance.id, "DBaaS instance deleted");
@@ -255,9 +242,9 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
 
     fn error_reason(&self, error: &Error) -> std::borrow::Cow<'static, str> {
         match error {
-            Error::Ensure(EnsureError::NotOwned { .. }) => "ChildNotOwned".into(),
-            Error::Ensure(_) | Error::Kube(_) => "KubernetesError".into(),
-            Error::Dbaas(_) | Error::Instance(_) => "DbaasError".into(),
+            Error::Child(EnsureError::NotOwned { .. }) => "ChildNotOwned".into(),
+            Error::Child(_) => "KubernetesError".into(),
+            Error::Dbaas(_) => "DbaasError".into(),
             Error::Random(_) => "NoRandomness".into(),
         }
     }
@@ -273,12 +260,11 @@ fn spec_of(db: &Database) -> InstanceSpec {
     }
 }
 
-async fn provision(db: &Database, ctx: &Ctx) -> Handled {
-    let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
-    let secret = children::credentials(db, &children::password().map_err(Error::Random)?);
-    ensure.create_only(&secret).await?;
-    let instance = ctx
-        .instances
+async fn provision(db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Handled {
+    step.ensure(db, &Credentials(children::password()?)).await?;
+    let instance = step
+        .ctx()
+        .dbaas
         .ensure(db, &spec_of(db))
         .await?
         .into_resource();
@@ -297,25 +283,9 @@ async fn provision(db: &Database, ctx: &Ctx) -> Handled {
     .with_status(status))
 }
 
-async fn verify(db: &Database, ctx: &Ctx) -> Handled {
-    let sts = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
-        ctx.client.clone(),
-        &db.namespace().unwrap_or_default(),
-    )
-    .get_opt(&db.name_any())
-    .await?;
-    let ready = sts.as_ref().map_or(0, children::ready_replicas);
-    // What Deploying applied: a spec changed since then reaches the StatefulSet through
-    // Updating once this pass is Ready, so waiting for the new count here would wait forever.
-    let wanted = sts
-        .as_ref()
-        .and_then(|s| s.spec.replicas)
-        .unwrap_or(db.spec.replicas);
-    if ready < wanted || !sts.as_ref().is_some_and(children::rolled_out) {
-        return Ok(Transition::stay(Duration::from_millis(250)).because(
-            "WaitingForReplicas",
-            format!("{ready}/{wanted} replicas ready"),
-        ));
+async fn verify(db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Handled {
+    if let Readiness::Waiting(why) = step.readiness(db, &Pods).await? {
+        return Ok(Transition::stay(Duration::from_millis(250)).because("WaitingForReplicas", why));
     }
     let Some(id) = db.status.as_ref().and_then(|s| s.instance_id.clone()) else {
         return Ok(Transition::fail(
@@ -324,14 +294,11 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
         ));
     };
     // One turn at the budget for both calls: taken one by one, the second would queue
-    // again behind every other Database after the first got its turn, and the first
-    // would be repeated at each turn.
-    let (instance, health) = ctx
-        .gate
-        .call(async {
-            let instance = ctx.dbaas.get(&id).await?;
-            Ok::<_, DbaasError>((instance, ctx.dbaas.health(&id).await?))
-        })
+    // again behind every other Database after the first got its turn.
+    let (instance, health) = step
+        .ctx()
+        .dbaas
+        .call(|dbaas| async move { Ok((dbaas.get(&id).await?, dbaas.health(&id).await?)) })
         .await?;
     if !health.healthy {
         let why = health
@@ -339,31 +306,37 @@ async fn verify(db: &Database, ctx: &Ctx) -> Handled {
             .unwrap_or_else(|| "no reason given".to_owned());
         return Ok(Transition::fail(
             "HealthCheckFailed",
-            format!("DBaaS instance {id} failed its health check: {why}"),
+            format!(
+                "DBaaS instance {} failed its health check: {why}",
+                instance.id
+            ),
         ));
     }
     Ok(Transition::to(DbPhase::Ready)
         .because(
             "Verified",
-            format!("{ready} replicas ready; instance {id} healthy"),
+            format!("replicas ready; instance {} healthy", instance.id),
         )
         .with_status(json!({ "endpoint": instance.endpoint })))
 }
 
-async fn update(db: &Database, ctx: &Ctx) -> Handled {
+async fn update(db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Handled {
     let Some(id) = db.status.as_ref().and_then(|s| s.instance_id.clone()) else {
         return Ok(Transition::fail(
             "InstanceMissing",
             "no DBaaS instance is recorded; provisioning again",
         ));
     };
-    ctx.gate.call(ctx.dbaas.update(&id, &spec_of(db))).await?;
-    let ensure = Ensure::with_config(ctx.client.clone(), db, ctx.ensure.clone())?;
+    let spec = spec_of(db);
+    step.ctx()
+        .dbaas
+        .call(|dbaas| dbaas.update(&id, &spec))
+        .await?;
     let mut changed = Vec::new();
     for outcome in [
-        ensure.apply(&children::config_map(db)).await?,
-        ensure.apply(&children::service(db)).await?,
-        ensure.apply(&children::stateful_set(db)).await?,
+        step.ensure(db, &Settings).await?,
+        step.ensure(db, &Endpoint).await?,
+        step.ensure(db, &Pods).await?,
     ] {
         changed.extend(outcome.fields().iter().cloned());
     }
@@ -373,24 +346,4 @@ async fn update(db: &Database, ctx: &Ctx) -> Handled {
         format!("changed {}", changed.join(", "))
     };
     Ok(Transition::to(DbPhase::Verifying).because("Updated", message))
-}
-
-/// The shared context, ready to run.
-pub(crate) fn context(
-    client: Client,
-    dbaas: DbaasClient,
-    gate: ExternalDependency,
-) -> Result<Arc<Ctx>, Box<dyn std::error::Error>> {
-    let instances =
-        ExternalResource::new("db", Instances(dbaas.clone()), NoJournal)?.through(gate.clone());
-    let ensure = EnsureConfig::default()
-        .field_manager("database-operator")
-        .part_of("database-operator");
-    Ok(Arc::new(Ctx {
-        client,
-        dbaas,
-        gate,
-        instances,
-        ensure,
-    }))
 }

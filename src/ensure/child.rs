@@ -11,7 +11,7 @@ use kube::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{Ensure, error::EnsureError, owned::is_manager};
+use super::{Children, error::EnsureError, owned::is_manager};
 
 /// Label keys of the standard labels.
 pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -86,7 +86,7 @@ where
     }
 }
 
-impl Ensure {
+impl Children {
     /// Resolves the namespace and API of a child of kind `K`.
     ///
     /// A namespaced kind needs a namespace (the explicit one, else the owner's) unless

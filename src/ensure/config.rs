@@ -1,11 +1,11 @@
-//! Settings of [`Ensure`](super::Ensure).
+//! Settings of [`Children`](super::Children).
 
 use super::error::EnsureError;
 
 /// The field manager used unless [`EnsureConfig::field_manager`] says otherwise.
 pub const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
 
-/// Settings of [`Ensure`](super::Ensure).
+/// Settings of [`Children`](super::Children).
 ///
 /// # Default
 ///
@@ -65,7 +65,7 @@ impl Default for EnsureConfig {
 impl EnsureConfig {
     /// The field manager of every write, and the value of the `app.kubernetes.io/managed-by`
     /// label. It must be 1 to 128 characters (at most 63, and a valid label value, while
-    /// labels are on); [`Ensure`](super::Ensure) refuses anything else.
+    /// labels are on); [`Children`](super::Children) refuses anything else.
     #[must_use]
     pub fn field_manager(mut self, manager: impl Into<String>) -> Self {
         self.field_manager = manager.into();

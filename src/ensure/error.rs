@@ -1,8 +1,8 @@
-//! Errors of [`Ensure`](super::Ensure).
+//! Errors of [`Children`](super::Children).
 
 use crate::error::{Classify, ErrorClass};
 
-/// Why an [`Ensure`](super::Ensure) call failed.
+/// Why a [`Children`](super::Children) call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnsureError {

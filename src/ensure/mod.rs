@@ -1,6 +1,11 @@
 //! Idempotent management of child objects: create, update only what differs, delete, prune.
 //!
-//! [`Ensure`] makes a child object (any kind, typed or [`DynamicObject`]) match a desired
+//! Implement [`Ensure<K>`](Ensure) for each child of your owner kind `K`: its desired
+//! state, its [`Strategy`] and, optionally, its [`Readiness`]. A phase handler asks its
+//! step for it ([`Step::ensure`](crate::phase::Step::ensure)); any other reconciler uses
+//! [`Children::ensure`]. Both run the machinery below.
+//!
+//! [`Children`] makes a child object (any kind, typed or [`DynamicObject`]) match a desired
 //! object and says what it did: [`Ensured::Created`], [`Ensured::Updated`] with the paths
 //! of the fields that differed, or [`Ensured::Unchanged`]. **When nothing differs, nothing
 //! is written** — not even a server-side apply — so a reconcile loop that runs every few
@@ -9,11 +14,11 @@
 //!
 //! | Strategy | Call | Creates | Updates | Compares |
 //! |---|---|---|---|---|
-//! | Server-side apply (default) | [`Ensure::apply`] | yes | one apply, forced | the fields our field manager owns |
-//! | Create or patch | [`Ensure::patch`] | yes | one JSON merge patch with `resourceVersion` | only the fields the desired object sets |
-//! | Create only | [`Ensure::create_only`] | yes | never | nothing (an existing object is kept as it is) |
-//! | Ensure absent | [`Ensure::absent`] | — | deletes (uid precondition) | — |
-//! | Prune orphans | [`Ensure::prune`] | — | deletes labelled children not kept | — |
+//! | Server-side apply (default) | [`Children::apply`] | yes | one apply, forced | the fields our field manager owns |
+//! | Create or patch | [`Children::patch`] | yes | one JSON merge patch with `resourceVersion` | only the fields the desired object sets |
+//! | Create only | [`Children::create_only`] | yes | never | nothing (an existing object is kept as it is) |
+//! | Children absent | [`Children::absent`] | — | deletes (uid precondition) | — |
+//! | Prune orphans | [`Children::prune`] | — | deletes labelled children not kept | — |
 //!
 //! Every child gets a controller owner reference to the owner (so it is garbage-collected
 //! with it) and the standard labels `app.kubernetes.io/managed-by` (the field manager),
@@ -31,7 +36,7 @@
 //! use std::collections::BTreeMap;
 //! use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 //! use kube::{Api, api::{ObjectMeta, PostParams}};
-//! use kube_reconcile::ensure::{Ensure, Ensured};
+//! use kube_reconcile::ensure::{Children, Ensured};
 //! # use kube_reconcile::testing::ApiServer;
 //! # let server = ApiServer::new();
 //! # let client = server.client();
@@ -43,7 +48,7 @@
 //!         ..Default::default()
 //!     })
 //!     .await?;
-//! let ensure = Ensure::new(client, &owner)?;
+//! let ensure = Children::new(client, &owner)?;
 //!
 //! let settings = |level: &str| ConfigMap {
 //!     metadata: ObjectMeta { name: Some("prod-settings".into()), ..Default::default() },
@@ -76,10 +81,10 @@
 //!
 //! # Guarantees
 //!
-//! - **Zero writes when unchanged.** Each call first reads the child. [`apply`](Ensure::apply)
+//! - **Zero writes when unchanged.** Each call first reads the child. [`apply`](Children::apply)
 //!   sends the apply only if a field we apply differs from the live value, is not yet owned
 //!   by our field manager, or was owned and is no longer applied (the checks an API server
-//!   would make, read from `metadata.managedFields`). [`patch`](Ensure::patch) compares only
+//!   would make, read from `metadata.managedFields`). [`patch`](Children::patch) compares only
 //!   the fields the desired object sets, so server defaults (`spec.clusterIP`,
 //!   `imagePullPolicy`, `terminationGracePeriodSeconds`, ...) never cause an update.
 //! - **Semantic compare.** Numbers by value (`1` equals `1.0`), a missing field equals an
@@ -108,24 +113,24 @@
 //!   idempotent call needs a stable name).
 //! - `status` of the desired object is ignored: children's status belongs to their own
 //!   controllers.
-//! - [`patch`](Ensure::patch) never removes a field you stop setting (it only compares
-//!   what you set); set it to `null` in a [`DynamicObject`], or use [`apply`](Ensure::apply),
+//! - [`patch`](Children::patch) never removes a field you stop setting (it only compares
+//!   what you set); set it to `null` in a [`DynamicObject`], or use [`apply`](Children::apply),
 //!   which removes fields it applied before and no longer applies. Lists are compared
 //!   item by item and replaced whole when they differ (items with the same `name` keep
 //!   the fields the server filled in); `metadata.ownerReferences` merge by `uid` and
 //!   `metadata.finalizers` as a set, so other owners and finalizers are kept.
 //! - Inside an atomic value (a list without merge keys such as a `StatefulSet`'s
-//!   `volumeClaimTemplates`), [`apply`](Ensure::apply) compares only the fields you set,
+//!   `volumeClaimTemplates`), [`apply`](Children::apply) compares only the fields you set,
 //!   because the server's defaults there are credited to your field manager: removing a
 //!   field from inside such a value is not seen as a change until something else in it
 //!   changes.
-//! - [`create_only`](Ensure::create_only) never updates, not even labels or owner
+//! - [`create_only`](Children::create_only) never updates, not even labels or owner
 //!   references of an existing object.
 //! - For a [`DynamicObject`] the scope is not known: without `metadata.namespace` the child
 //!   goes to the owner's namespace, or is cluster-scoped when the owner is.
 //! - The owner's name becomes the `app.kubernetes.io/instance` label only when it is a
 //!   valid label value (at most 63 characters); otherwise that label is left out and
-//!   [`prune`](Ensure::prune) selects by `managed-by` alone (it still deletes only our
+//!   [`prune`](Children::prune) selects by `managed-by` alone (it still deletes only our
 //!   owner's children).
 //! - Two owners that share a field manager and turn owner references off cannot tell
 //!   their children apart; keep owner references on, or use one field manager per owner.
@@ -134,6 +139,7 @@
 
 mod child;
 mod config;
+mod desired;
 mod error;
 mod outcome;
 mod owned;
@@ -150,6 +156,7 @@ use kube::{Client, Resource};
 
 pub use self::{
     config::{DEFAULT_FIELD_MANAGER, EnsureConfig},
+    desired::{Ensure, Readiness, Strategy},
     error::EnsureError,
     outcome::Ensured,
 };
@@ -167,7 +174,7 @@ pub use self::{
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use k8s_openapi::api::core::v1::ConfigMap;
 /// use kube::{Api, api::{ObjectMeta, PostParams}};
-/// use kube_reconcile::ensure::{Ensure, EnsureConfig};
+/// use kube_reconcile::ensure::{Children, EnsureConfig};
 /// # let client = kube_reconcile::testing::ApiServer::new().client();
 ///
 /// let owner = Api::<ConfigMap>::default_namespaced(client.clone())
@@ -176,7 +183,7 @@ pub use self::{
 ///         ..Default::default()
 ///     })
 ///     .await?;
-/// let ensure = Ensure::with_config(
+/// let ensure = Children::with_config(
 ///     client,
 ///     &owner,
 ///     EnsureConfig::default().field_manager("database-operator").app_name("postgres"),
@@ -190,7 +197,7 @@ pub use self::{
 /// # fn main() {}
 /// ```
 #[derive(Clone)]
-pub struct Ensure {
+pub struct Children {
     client: Client,
     owner: Owner,
     config: EnsureConfig,
@@ -205,9 +212,9 @@ struct Owner {
     display: String,
 }
 
-impl fmt::Debug for Ensure {
+impl fmt::Debug for Children {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ensure")
+        f.debug_struct("Children")
             .field("owner", &self.owner.display)
             .field("owner_namespace", &self.owner.namespace)
             .field("owner_uid", &self.owner.reference.uid)
@@ -216,7 +223,7 @@ impl fmt::Debug for Ensure {
     }
 }
 
-impl Ensure {
+impl Children {
     /// Manages children of `owner` with the default [`EnsureConfig`].
     ///
     /// # Errors
@@ -286,7 +293,7 @@ impl Ensure {
             controller: Some(true),
             block_owner_deletion: None,
         };
-        Ok(Ensure {
+        Ok(Children {
             client,
             owner: Owner {
                 reference,

@@ -1,8 +1,8 @@
-//! What an [`Ensure`](super::Ensure) call did.
+//! What a [`Children`](super::Children) call did.
 
 use std::fmt;
 
-/// What an [`Ensure`](super::Ensure) call did to the child.
+/// What a [`Children`](super::Children) call did to the child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ensured {

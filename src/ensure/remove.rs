@@ -6,7 +6,7 @@ use kube::{
 };
 
 use super::{
-    Ensure,
+    Children,
     error::EnsureError,
     outcome::Ensured,
     write::{Step, api_error, retry_once, status_code, to_json},
@@ -22,7 +22,7 @@ fn delete_params(uid: Option<String>) -> DeleteParams {
     })
 }
 
-impl Ensure {
+impl Children {
     /// Deletes the child `name` of kind `K` if it exists and is ours.
     ///
     /// The child is looked up in the owner's namespace (for a namespaced kind). The delete

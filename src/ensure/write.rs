@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    Ensure,
+    Children,
     child::{Location, Target},
     error::EnsureError,
     outcome::Ensured,
@@ -75,7 +75,7 @@ pub(crate) fn to_json(obj: &DynamicObject, kind: &str, shown: &str) -> Result<Va
         .map_err(|e| api_error("serializing", kind, shown)(kube::Error::SerdeError(e)))
 }
 
-impl Ensure {
+impl Children {
     /// Reads the live object as JSON, if it exists.
     pub(crate) async fn read(
         &self,

@@ -1,4 +1,4 @@
-//! [`DependencyBuilder`]: the settings of an [`ExternalDependency`].
+//! [`DependencyBuilder`]: the settings of a [`Dependency`](super::Dependency) handle.
 
 use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -13,11 +13,13 @@ use crate::{
 use crate::wall::WallClock;
 
 use super::{
-    dependency::{ExternalDependency, Inner},
+    client::ExternalDependency,
+    dependency::{Gate, Inner},
+    handle::Dependency,
     health::{Health, HealthCache, Probe, Thresholds},
 };
 
-/// Builds an [`ExternalDependency`].
+/// Builds a [`Dependency`] handle around a client; from [`Dependency::builder`].
 ///
 /// # Default
 ///
@@ -25,7 +27,6 @@ use super::{
 /// |---|---|---|
 /// | [`breaker`](Self::breaker) | `Breaker::new(name)` | a breaker of its own with the default configuration |
 /// | [`budget`](Self::budget) | none | no rate limit |
-/// | [`health`](Self::health) | none | only the breaker and the budget gate calls |
 /// | [`health_interval`](Self::health_interval) | 10 s | a health answer is reused for this long |
 /// | [`health_timeout`](Self::health_timeout) | 5 s | a check that takes longer means unavailable |
 /// | [`failure_threshold`](Self::failure_threshold) | 3 | failed checks in a row before an available dependency counts as unavailable (as a Kubernetes probe's `failureThreshold`) |
@@ -35,7 +36,8 @@ use super::{
 /// | [`clock`](Self::clock) | [`Clock::tokio`] | read at [`build`](Self::build) |
 /// | [`start_time`](Self::start_time) | `Timestamp::now()` | the wall-clock time at build |
 #[must_use = "call build() to get the dependency"]
-pub struct DependencyBuilder {
+pub struct DependencyBuilder<C> {
+    client: C,
     name: Arc<str>,
     breaker: Option<Breaker>,
     budget: Option<RateBudget>,
@@ -50,9 +52,10 @@ pub struct DependencyBuilder {
     start_time: Option<Timestamp>,
 }
 
-impl DependencyBuilder {
-    pub(super) fn new(name: Arc<str>) -> Self {
+impl<C> DependencyBuilder<C> {
+    pub(super) fn new(client: C, name: Arc<str>) -> Self {
         DependencyBuilder {
+            client,
             name,
             breaker: None,
             budget: None,
@@ -86,7 +89,7 @@ impl DependencyBuilder {
     /// callers together, and again early after a call through the gate failed. It does
     /// not draw from the budget and is not recorded on the breaker: the breaker counts
     /// real calls, the health check is a separate signal.
-    pub fn health<F, Fut>(mut self, check: F) -> Self
+    pub(crate) fn health<F, Fut>(mut self, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future + Send + 'static,
@@ -157,10 +160,8 @@ impl DependencyBuilder {
         self
     }
 
-    /// The dependency.
-    ///
-    /// Create it inside the tokio runtime whose (possibly paused) clock it should follow.
-    pub fn build(self) -> ExternalDependency {
+    /// The gate alone, with the health check set by [`health`](Self::health) if any.
+    pub(crate) fn build_gate(self) -> (C, Gate) {
         let condition_type = self
             .condition_type
             .unwrap_or_else(|| default_condition_type(&self.name));
@@ -170,7 +171,7 @@ impl DependencyBuilder {
         breaker.mark_gated();
         let clock = self.clock.unwrap_or_default();
         let wall = WallClock::new(clock, self.start_time.unwrap_or_else(Timestamp::now));
-        ExternalDependency {
+        let gate = Gate {
             inner: Arc::new(Inner {
                 name: self.name,
                 condition_type,
@@ -186,11 +187,52 @@ impl DependencyBuilder {
                 rng: Rng::new(self.seed),
                 wall,
             }),
-        }
+        };
+        (self.client, gate)
     }
 }
 
-impl fmt::Debug for DependencyBuilder {
+#[cfg(test)]
+impl DependencyBuilder<()> {
+    /// The gate alone (for the unit tests, which give it a health closure).
+    pub(crate) fn build(self) -> Gate {
+        self.build_gate().1
+    }
+}
+
+impl<C: ExternalDependency> DependencyBuilder<C> {
+    /// The handle. Its health check is the client's
+    /// [`health`](ExternalDependency::health).
+    ///
+    /// Build it inside the tokio runtime whose (possibly paused) clock it should follow.
+    pub fn build(self) -> Dependency<C> {
+        let client = Arc::new(self.client);
+        let probe = Arc::clone(&client);
+        let builder = DependencyBuilder {
+            client: (),
+            name: self.name,
+            breaker: self.breaker,
+            budget: self.budget,
+            probe: None,
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout,
+            thresholds: self.thresholds,
+            condition_type: self.condition_type,
+            spread: self.spread,
+            seed: self.seed,
+            clock: self.clock,
+            start_time: self.start_time,
+        }
+        .health(move || {
+            let client = Arc::clone(&probe);
+            async move { client.health().await }
+        });
+        let ((), gate) = builder.build_gate();
+        Dependency::from_parts(client, gate)
+    }
+}
+
+impl<C> fmt::Debug for DependencyBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DependencyBuilder")
             .field("name", &self.name)

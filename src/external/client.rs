@@ -1,13 +1,73 @@
-//! [`ExternalClient`]: the calls the idempotent create protocol needs from an external system.
+//! The traits a user's client implements: [`ExternalDependency`] and [`ExactlyOnce`].
 
 use std::{fmt, future::Future};
 
 use crate::error::Classify;
 
-use super::key::IdempotencyKey;
+use super::{health::Health, key::IdempotencyKey};
 
-/// The calls an external system must offer for [`ExternalResource`](super::ExternalResource)
-/// to create and delete its resources exactly once.
+/// An external system that reconciles call (a DBaaS, an object store, a DNS provider),
+/// implemented by the user's own client type: a third-party SDK client needs no newtype
+/// when it is the one the trait is implemented for.
+///
+/// The library wraps the client in a [`Dependency`](super::Dependency) handle that owns
+/// everything around the calls: the circuit breaker, the shared rate budget, a health
+/// cache with failure and success thresholds like a Kubernetes probe, the availability
+/// condition `<Name>Available`, and per-call accounting. Handlers call the system only
+/// through the handle.
+///
+/// # Examples
+///
+/// ```
+/// use kube_reconcile::{ErrorClass, external::{Dependency, ExternalDependency, Health}};
+///
+/// /// The user's client (here a stand-in for an SDK client).
+/// struct Dbaas {
+///     up: bool,
+/// }
+///
+/// impl ExternalDependency for Dbaas {
+///     type Error = ErrorClass;
+///     fn name(&self) -> &str {
+///         "dbaas"
+///     }
+///     async fn health(&self) -> Health {
+///         if self.up { Health::Available } else { Health::unavailable("503 from /health") }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let dbaas = Dependency::new(Dbaas { up: true });
+/// assert_eq!(dbaas.condition_type(), "DbaasAvailable");
+/// let answer = dbaas.call(|c| async move { Ok::<_, ErrorClass>(c.up) }).await;
+/// assert!(answer.unwrap());
+/// # }
+/// ```
+pub trait ExternalDependency: Send + Sync + 'static {
+    /// The error of a call; its [class](Classify::class) drives retries and the breaker
+    /// (a `Transient` or `Throttled` failure counts against the dependency, a `Terminal`
+    /// or `Conflict` one does not).
+    type Error: Classify + fmt::Debug + fmt::Display + Send + Sync + 'static;
+
+    /// The dependency's name (`"dbaas"`): the breaker's and the budget's label, and the
+    /// availability condition's type (`DbaasAvailable`, see
+    /// [`DependencyBuilder::condition_type`](super::DependencyBuilder::condition_type)).
+    fn name(&self) -> &str;
+
+    /// Whether the system can take calls now (its health endpoint, a status page).
+    ///
+    /// Called at most once per health interval for all callers together, and never while
+    /// an earlier check is still running. The default says available: only the breaker
+    /// and the budget then hold calls back.
+    fn health(&self) -> impl Future<Output = Health> + Send {
+        async { Health::Available }
+    }
+}
+
+/// The calls an [`ExternalDependency`] must offer for the library to create and delete its
+/// resources exactly once ([`Dependency::ensure`](super::Dependency::ensure),
+/// [`Dependency::delete`](super::Dependency::delete)).
 ///
 /// The protocol relies on one property, which the implementation must provide:
 ///
@@ -28,21 +88,31 @@ use super::key::IdempotencyKey;
 /// lost response can create a second resource. A map from the key to whatever the
 /// system accepts (a hash, a shortened name) is fine as long as it is deterministic.
 ///
+/// A separate trait (not methods of [`ExternalDependency`]) because a dependency that
+/// creates nothing per object (a billing API, a notification service) has no resource
+/// type to name.
+///
 /// # Examples
 ///
-/// An in-memory system whose resource names are the keys:
+/// An in-memory object store whose bucket names are the keys:
 ///
 /// ```
 /// use std::{collections::BTreeMap, sync::Mutex};
-/// use kube_reconcile::{ErrorClass, external::{ExternalClient, IdempotencyKey}};
+/// use kube_reconcile::{ErrorClass, external::{ExactlyOnce, ExternalDependency, IdempotencyKey}};
 ///
 /// #[derive(Default)]
 /// struct Buckets(Mutex<BTreeMap<String, String>>); // name → region
 ///
-/// impl ExternalClient for Buckets {
+/// impl ExternalDependency for Buckets {
+///     type Error = ErrorClass;
+///     fn name(&self) -> &str {
+///         "buckets"
+///     }
+/// }
+///
+/// impl ExactlyOnce for Buckets {
 ///     type Spec = str; // the region
 ///     type Resource = (String, String);
-///     type Error = ErrorClass;
 ///
 ///     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<Self::Resource>, ErrorClass> {
 ///         let buckets = self.0.lock().unwrap();
@@ -65,13 +135,19 @@ use super::key::IdempotencyKey;
 ///     }
 /// }
 /// ```
-pub trait ExternalClient: Send + Sync {
+pub trait ExactlyOnce: ExternalDependency {
     /// What `create` needs besides the key (the desired state, derived from the object).
     type Spec: Sync + ?Sized;
     /// An external resource as the system describes it.
     type Resource: Send;
-    /// The error of a call; its class drives retries and the breaker.
-    type Error: Classify + fmt::Debug + fmt::Display + Send + Sync + 'static;
+
+    /// The prefix of the idempotency keys (`<prefix>-<uid>`). Default: the
+    /// dependency's [name](ExternalDependency::name). It must be a lowercase DNS label
+    /// of at most 26 characters; otherwise `ensure` and `delete` fail with
+    /// [`ExternalError::InvalidPrefix`](super::ExternalError::InvalidPrefix).
+    fn key_prefix(&self) -> &str {
+        self.name()
+    }
 
     /// The resource created with `key`, if there is one.
     ///
@@ -82,7 +158,7 @@ pub trait ExternalClient: Send + Sync {
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<Option<Self::Resource>, Self::Error>> + Send;
 
-    /// Creates a resource that [`observe`](ExternalClient::observe) will find by `key`.
+    /// Creates a resource that [`observe`](ExactlyOnce::observe) will find by `key`.
     ///
     /// If the system reports that a resource with this key already exists, returning
     /// that resource (or an error) is both fine: after an error the protocol observes
@@ -103,7 +179,6 @@ pub trait ExternalClient: Send + Sync {
         resource: &Self::Resource,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// The system's own identifier of `resource`, recorded on the object for people and
-    /// tools (the protocol itself finds resources by key).
+    /// The system's own identifier of `resource`, for logs.
     fn id(&self, resource: &Self::Resource) -> String;
 }

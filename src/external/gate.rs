@@ -1,4 +1,4 @@
-//! The gate: [`ExternalDependency::admit`] decides whether a call may go out now.
+//! The gate: [`Gate::admit`] decides whether a call may go out now.
 
 use std::{fmt, future::Future, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -10,33 +10,26 @@ use crate::{
 };
 
 use super::{
-    dependency::ExternalDependency,
+    dependency::Gate,
     health::Health,
     unavailable::{Unavailable, UnavailableReason},
 };
 
-/// What [`ExternalDependency::admit`] decided.
+/// What [`Gate::admit`] decided.
 #[derive(Debug)]
 #[must_use = "a Ready admission holds a breaker permit: make the call through it"]
-pub enum Admission<'a> {
+pub(crate) enum Admission<'a> {
     /// Make the call through this pass.
     Ready(Pass<'a>),
     /// Do not call now; report the condition and requeue.
     Unavailable(Unavailable),
 }
 
+#[cfg(test)]
 impl Admission<'_> {
     /// Whether the call may go out.
-    pub const fn is_ready(&self) -> bool {
+    pub(crate) const fn is_ready(&self) -> bool {
         matches!(self, Admission::Ready(_))
-    }
-
-    /// The unavailability, if the call was held back.
-    pub const fn unavailable(&self) -> Option<&Unavailable> {
-        match self {
-            Admission::Unavailable(u) => Some(u),
-            Admission::Ready(_) => None,
-        }
     }
 }
 
@@ -48,20 +41,15 @@ impl Admission<'_> {
 /// the pass records nothing on the breaker and gives a half-open probe slot back; the
 /// budget cell stays spent.
 #[must_use = "make the call through the pass; dropping it cancels"]
-pub struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     permit: Permit<'a>,
-    dependency: &'a ExternalDependency,
+    dependency: &'a Gate,
 }
 
-impl<'a> Pass<'a> {
-    /// The dependency this pass is for.
-    pub const fn dependency(&self) -> &'a ExternalDependency {
-        self.dependency
-    }
-
+impl Pass<'_> {
     /// Whether this call is the breaker's half-open probe, which decides whether the
     /// circuit closes again.
-    pub fn is_probe(&self) -> bool {
+    pub(crate) fn is_probe(&self) -> bool {
         self.permit.is_probe()
     }
 
@@ -70,7 +58,7 @@ impl<'a> Pass<'a> {
     /// # Errors
     ///
     /// The call's own error.
-    pub async fn call<T, E, F>(self, call: F) -> Result<T, E>
+    pub(crate) async fn call<T, E, F>(self, call: F) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         E: Classify,
@@ -86,7 +74,7 @@ impl<'a> Pass<'a> {
     ///
     /// Inside a phase handler or cleanup, a success also tells the engine that the
     /// dependency answered: the engine sets its availability condition to `True`.
-    pub fn record<T, E: Classify>(self, result: &Result<T, E>) {
+    pub(crate) fn record<T, E: Classify>(self, result: &Result<T, E>) {
         match result {
             Ok(_) => self.answered(),
             Err(e) => {
@@ -102,7 +90,8 @@ impl<'a> Pass<'a> {
     }
 
     /// Records a success.
-    pub fn success(self) {
+    #[cfg(test)]
+    pub(crate) fn success(self) {
         self.answered();
         self.permit.success();
     }
@@ -121,7 +110,7 @@ impl fmt::Debug for Pass<'_> {
     }
 }
 
-impl ExternalDependency {
+impl Gate {
     /// Asks whether a call may go out now.
     ///
     /// In order, each step stopping at the first refusal so that nothing later is
@@ -159,11 +148,11 @@ impl ExternalDependency {
     ///   takes one per call.
     /// - The budget cell of a pass that is dropped without a call stays spent: the
     ///   budget cannot tell whether the request had already gone out.
-    pub async fn admit(&self) -> Admission<'_> {
+    pub(crate) async fn admit(&self) -> Admission<'_> {
         self.admit_n(NonZeroU32::MIN).await
     }
 
-    /// [`admit`](ExternalDependency::admit) for a unit of work that makes `calls` calls
+    /// [`admit`](Gate::admit) for a unit of work that makes `calls` calls
     /// that count against the budget (an `ensure` that observes and then creates makes
     /// two): the pass takes that many cells, or none.
     ///
@@ -175,7 +164,7 @@ impl ExternalDependency {
     ///
     /// More calls than the budget's burst could never fit at once: such a pass takes
     /// the whole burst, and its calls can exceed the dependency's limit.
-    pub async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
+    pub(crate) async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
         let inner = &*self.inner;
         let permit = match self.acquire(calls) {
             Admission::Ready(pass) => pass.permit,

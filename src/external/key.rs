@@ -14,7 +14,7 @@ pub(super) const MAX_PREFIX_LEN: usize = 63 - 1 - 36;
 /// Derived from the object's UID only, so it is the same on every reconcile, in every
 /// replica and after any crash, and a deleted-and-recreated object (same name, new
 /// UID) gets a new one. Nothing has to be stored for the key to be known again: this
-/// is what lets [`ExternalResource`](super::ExternalResource) find, after a crash, a
+/// is what lets [`Dependency::ensure`](super::Dependency::ensure) find, after a crash, a
 /// resource whose creation it never recorded.
 ///
 /// With a valid prefix (lowercase letters, digits and `-`, starting with a letter and
@@ -30,13 +30,12 @@ pub(super) const MAX_PREFIX_LEN: usize = 63 - 1 - 36;
 ///
 /// let mut cm = ConfigMap::default();
 /// cm.metadata.uid = Some("6f1c0b9e-2a43-4f55-9d0e-7c1f2b3a4d5e".into());
-/// let key = IdempotencyKey::for_object("db", &cm)?;
+/// let key = IdempotencyKey::for_object("db", &cm).unwrap();
 /// assert_eq!(key.as_str(), "db-6f1c0b9e-2a43-4f55-9d0e-7c1f2b3a4d5e");
 /// assert_eq!(key.prefix(), "db");
 ///
 /// // An object that was never stored has no UID, hence no key.
-/// assert!(IdempotencyKey::for_object("db", &ConfigMap::default()).is_err());
-/// # Ok::<(), kube_reconcile::external::KeyError>(())
+/// assert!(IdempotencyKey::for_object("db", &ConfigMap::default()).is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdempotencyKey {
@@ -45,14 +44,14 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    /// The key of `obj`'s external resource called `prefix`.
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::InvalidPrefix`] for a prefix that is not a short DNS label, and
-    /// [`KeyError::MissingUid`] if `obj` has no `metadata.uid` (it was never stored by
-    /// an API server).
-    pub fn for_object<K: Resource>(prefix: &str, obj: &K) -> Result<Self, KeyError> {
+    /// The key of `obj`'s external resource called `prefix`; `None` for a prefix that
+    /// is not a short DNS label or an object without `metadata.uid` (never stored by an
+    /// API server). [`Dependency::key`](super::Dependency::key) says which.
+    pub fn for_object<K: Resource>(prefix: &str, obj: &K) -> Option<Self> {
+        Self::derive(prefix, obj).ok()
+    }
+
+    pub(super) fn derive<K: Resource>(prefix: &str, obj: &K) -> Result<Self, KeyError> {
         validate_prefix(prefix)?;
         let meta = obj.meta();
         let uid = meta
@@ -85,7 +84,7 @@ impl IdempotencyKey {
 }
 
 /// Checks that `prefix` is a lowercase DNS label of at most [`MAX_PREFIX_LEN`] characters.
-pub(super) fn validate_prefix(prefix: &str) -> Result<(), KeyError> {
+fn validate_prefix(prefix: &str) -> Result<(), KeyError> {
     let why = if prefix.is_empty() {
         Some("it is empty")
     } else if prefix.len() > MAX_PREFIX_LEN {
@@ -165,9 +164,11 @@ mod tests {
 
     #[test]
     fn an_object_without_uid_has_no_key() {
-        let err = IdempotencyKey::for_object("db", &with_uid("")).unwrap_err();
+        let err = IdempotencyKey::derive("db", &with_uid("")).unwrap_err();
+        assert_eq!(err, KeyError::MissingUid { name: "db".into() });
+        let shown = crate::external::ExternalError::<std::io::Error>::from(err).to_string();
         assert_eq!(
-            err.to_string(),
+            shown,
             "object db has no metadata.uid: it was never stored by an api server"
         );
     }

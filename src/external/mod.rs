@@ -1,28 +1,105 @@
-//! External systems: gate calls on their health, breaker and rate budget, and create
-//! their resources exactly once.
+//! External systems: the user's client wrapped in one handle that gates calls on health,
+//! a circuit breaker and a rate budget, and creates resources exactly once.
 //!
 //! An operator that provisions something outside Kubernetes (a database from a DBaaS,
 //! a bucket, a DNS record) has two problems a plain reconcile loop does not solve:
 //!
-//! 1. **The system may be down.** Failing the reconcile makes every object back off and
-//!    log errors, and tells the user nothing. An [`ExternalDependency`] gate answers
-//!    before the call: [`Admission::Ready`] with a [`Pass`], or [`Admission::Unavailable`]
-//!    with the reason, the time of the next attempt, the condition to show and the
-//!    requeue to return. Nothing sleeps and nothing counts as a failure.
+//! 1. **The system may be down or may be rate limited.** Failing the reconcile makes
+//!    every object back off and log errors, and tells the user nothing. A [`Dependency`]
+//!    answers before each call: the call goes out, or it is held back with the reason,
+//!    the time of the next attempt and the condition to show. Inside a phase handler,
+//!    `?` on the refusal is all the handling it needs.
 //! 2. **A create can be lost half-way.** The process can die after the request went out
-//!    and before the new resource's id was written anywhere. [`ExternalResource`]
-//!    creates with an [`IdempotencyKey`] derived from the object's UID and looks the
-//!    key up first, so the next reconcile adopts what was created instead of making a
-//!    second one.
+//!    and before the new resource's id was written anywhere.
+//!    [`Dependency::ensure`] creates with an [`IdempotencyKey`] derived from the object's
+//!    UID and looks the key up first, so the next reconcile adopts what was created
+//!    instead of making a second one.
+//!
+//! The user implements two traits on their own client: [`ExternalDependency`] (a name,
+//! the error type, optionally a health check) and, for resources created per object,
+//! [`ExactlyOnce`] (observe, create and delete by idempotency key). The library does the
+//! rest.
+//!
+//! # Examples
+//!
+//! A DBaaS client, its handle, and a provisioning step (outside a phase engine, to show
+//! what the handle returns):
+//!
+//! ```
+//! use std::{collections::BTreeMap, sync::{Mutex, atomic::{AtomicBool, Ordering}}, time::Duration};
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube_reconcile::ErrorClass;
+//! use kube_reconcile::external::{
+//!     Dependency, ExactlyOnce, ExternalDependency, ExternalError, Health, IdempotencyKey,
+//! };
+//!
+//! /// The user's DBaaS client: instances named by key, sizes in GiB.
+//! #[derive(Default)]
+//! struct Dbaas { up: AtomicBool, instances: Mutex<BTreeMap<String, u32>> }
+//!
+//! impl ExternalDependency for Dbaas {
+//!     type Error = ErrorClass;
+//!     fn name(&self) -> &'static str { "dbaas" }
+//!     async fn health(&self) -> Health {
+//!         if self.up.load(Ordering::SeqCst) { Health::Available } else { Health::unavailable("503 from /health") }
+//!     }
+//! }
+//!
+//! impl ExactlyOnce for Dbaas {
+//!     type Spec = u32;
+//!     type Resource = (String, u32);
+//!     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<(String, u32)>, ErrorClass> {
+//!         Ok(self.instances.lock().unwrap().get(key.as_str()).map(|size| (key.to_string(), *size)))
+//!     }
+//!     async fn create(&self, key: &IdempotencyKey, size: &u32) -> Result<(String, u32), ErrorClass> {
+//!         self.instances.lock().unwrap().insert(key.to_string(), *size);
+//!         Ok((key.to_string(), *size))
+//!     }
+//!     async fn delete(&self, key: &IdempotencyKey, _: &(String, u32)) -> Result<(), ErrorClass> {
+//!         self.instances.lock().unwrap().remove(key.as_str());
+//!         Ok(())
+//!     }
+//!     fn id(&self, instance: &(String, u32)) -> String { instance.0.clone() }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let dbaas = Dependency::builder(Dbaas::default())
+//!     .health_interval(Duration::from_secs(10))
+//!     .spread(Duration::ZERO)
+//!     .build();
+//! let mut db = ConfigMap::default();
+//! db.metadata.uid = Some("0a1b".into());
+//!
+//! // Down: nothing is created; the refusal says why and when to come back.
+//! let Err(ExternalError::Unavailable(held)) = dbaas.ensure(&db, &10).await else { panic!() };
+//! assert_eq!(held.retry_after, Duration::from_secs(10));
+//! let condition = held.condition.as_ref().unwrap();
+//! assert_eq!((condition.type_.as_str(), condition.reason.as_str()), ("DbaasAvailable", "ExternalSystemUnavailable"));
+//! assert!(dbaas.client().instances.lock().unwrap().is_empty());
+//!
+//! // Up again, after the health interval: created once, found the next time.
+//! dbaas.client().up.store(true, Ordering::SeqCst);
+//! tokio::time::advance(Duration::from_secs(10)).await;
+//! assert!(dbaas.ensure(&db, &10).await.unwrap().is_created());
+//! assert!(!dbaas.ensure(&db, &10).await.unwrap().is_created());
+//! assert_eq!(dbaas.client().instances.lock().unwrap().len(), 1);
+//! # }
+//! ```
 //!
 //! # The gate and its condition
 //!
-//! [`ExternalDependency::admit`] checks, in order, the dependency's
+//! Before each call, a [`Dependency`] checks, in order, its
 //! [`Breaker`](crate::middleware::circuit_breaker::Breaker) (shared by every object), its
-//! health check (cached, one check at a time for all callers) and its
-//! [`RateBudget`](crate::middleware::rate_limit::RateBudget). Each dependency reports
-//! one condition, of type `<Name>Available` (`dbaas` → `DbaasAvailable`; choose another
-//! with [`DependencyBuilder::condition_type`]):
+//! health check (cached, one check at a time for all callers, with failure and success
+//! thresholds) and its [`RateBudget`](crate::middleware::rate_limit::RateBudget). Each
+//! dependency reports one condition, of type `<Name>Available`. **The casing rule:** the
+//! name is split at every character that is not an ASCII letter or digit, each word's
+//! first letter is upper-cased (the rest kept as written), the words are joined and
+//! `Available` appended; a name that then does not start with a letter gets
+//! `ExternalSystem` in front (`dbaas` → `DbaasAvailable`, `billing-api` →
+//! `BillingApiAvailable`, `s3.eu_west` → `S3EuWestAvailable`, `DBaaS` →
+//! `DBaaSAvailable`). Choose another type with [`DependencyBuilder::condition_type`]:
 //!
 //! | Situation | `status` | `reason` | `message` |
 //! |---|---|---|---|
@@ -46,8 +123,8 @@
 //! never overwrite each other. The condition is set with `meta.SetStatusCondition`
 //! semantics ([`Conditions::set`](crate::conditions::Conditions::set)), so its
 //! `lastTransitionTime` says when the outage began. It is cleared (set `True`) by
-//! [`ExternalDependency::set_available`] after a call that succeeded, not on admission:
-//! a half-open probe that fails must not flap it.
+//! the engine after a call that succeeded in the step, not on admission: a half-open
+//! probe that fails must not flap it.
 //!
 //! An [`Unavailable`] carries the wait: [`Unavailable::action`] is
 //! `Action::requeue(retry_after)`, and [`Unavailable::apply`] sets its condition. The
@@ -64,126 +141,34 @@
 //! The robust scheme is not an annotation saying "a create is pending" (a write that can
 //! be lost, leaving the object stuck, as crossplane-runtime#340 shows) but a key the
 //! external system can be searched by, or deduplicates on, and that can always be
-//! derived again: `<prefix>-<uid>`. [`ExternalResource::ensure`] observes by key,
-//! adopts what it finds, and only creates when nothing is there; it records the key on
-//! the object before the create and the external id after ([`Journal`];
-//! [`AnnotationJournal`] by default). The records are for people and tools: since the
-//! key is derived, the protocol is correct even if every record is lost. See
-//! [`ExternalResource`] for the protocol diagram, guarantees and caveats, and
-//! [`ExternalClient`] for what the external system must offer.
-//!
-//! # Examples
-//!
-//! A reconcile step that gates a create on the dependency and keeps the condition:
-//!
-//! ```
-//! use std::{collections::BTreeMap, sync::{Arc, Mutex, atomic::{AtomicBool, Ordering}}, time::Duration};
-//! use k8s_openapi::api::core::v1::ConfigMap;
-//! use kube::runtime::controller::Action;
-//! use kube_reconcile::{ErrorClass, conditions::Conditions};
-//! use kube_reconcile::external::{
-//!     Admission, ExternalClient, ExternalDependency, ExternalResource, Health, IdempotencyKey, NoJournal,
-//! };
-//!
-//! /// A DBaaS whose instances are named by key.
-//! #[derive(Default)]
-//! struct Dbaas(Mutex<BTreeMap<String, u32>>);
-//!
-//! impl ExternalClient for Dbaas {
-//!     type Spec = u32; // size in GiB
-//!     type Resource = (String, u32);
-//!     type Error = ErrorClass;
-//!     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<(String, u32)>, ErrorClass> {
-//!         Ok(self.0.lock().unwrap().get(key.as_str()).map(|size| (key.to_string(), *size)))
-//!     }
-//!     async fn create(&self, key: &IdempotencyKey, size: &u32) -> Result<(String, u32), ErrorClass> {
-//!         self.0.lock().unwrap().insert(key.to_string(), *size);
-//!         Ok((key.to_string(), *size))
-//!     }
-//!     async fn delete(&self, key: &IdempotencyKey, _: &(String, u32)) -> Result<(), ErrorClass> {
-//!         self.0.lock().unwrap().remove(key.as_str());
-//!         Ok(())
-//!     }
-//!     fn id(&self, instance: &(String, u32)) -> String { instance.0.clone() }
-//! }
-//!
-//! async fn provision(
-//!     db: &ConfigMap,
-//!     conditions: &mut Conditions,
-//!     dbaas: &ExternalDependency,
-//!     instances: &ExternalResource<Dbaas, NoJournal>,
-//! ) -> Result<Action, ErrorClass> {
-//!     let pass = match dbaas.admit().await {
-//!         Admission::Ready(pass) => pass,
-//!         Admission::Unavailable(unavailable) => {
-//!             unavailable.apply(conditions); // DbaasAvailable=False, ExternalSystemUnavailable
-//!             return Ok(unavailable.action()); // requeue at the next attempt
-//!         }
-//!     };
-//!     pass.call(instances.ensure(db, &10)).await.map_err(|e| e.into_client().unwrap_or(ErrorClass::Terminal))?;
-//!     dbaas.set_available(conditions); // DbaasAvailable=True
-//!     Ok(Action::requeue(Duration::from_secs(300)))
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let up = Arc::new(AtomicBool::new(false));
-//! let probe = Arc::clone(&up);
-//! let dbaas = ExternalDependency::builder("dbaas")
-//!     .health(move || {
-//!         let up = probe.load(Ordering::SeqCst);
-//!         async move { if up { Health::Available } else { Health::unavailable("503 from /health") } }
-//!     })
-//!     .health_interval(Duration::from_secs(10))
-//!     .spread(Duration::ZERO)
-//!     .build();
-//! let instances = ExternalResource::new("db", Dbaas::default(), NoJournal)?;
-//! let mut db = ConfigMap::default();
-//! db.metadata.uid = Some("0a1b".into());
-//! let mut conditions = Conditions::default();
-//!
-//! // Down: nothing is created, the condition says why, and the reconcile requeues.
-//! let action = provision(&db, &mut conditions, &dbaas, &instances).await.unwrap();
-//! assert_eq!(action, Action::requeue(Duration::from_secs(10)));
-//! let condition = conditions.find("DbaasAvailable").unwrap();
-//! assert_eq!(condition.reason, "ExternalSystemUnavailable");
-//! assert!(condition.message.starts_with("dbaas is unavailable since "));
-//! assert!(condition.message.ends_with(": 503 from /health"));
-//! assert!(instances.client().0.lock().unwrap().is_empty());
-//!
-//! // Up again, after the health interval: created once, condition cleared.
-//! up.store(true, Ordering::SeqCst);
-//! tokio::time::advance(Duration::from_secs(10)).await;
-//! provision(&db, &mut conditions, &dbaas, &instances).await.unwrap();
-//! provision(&db, &mut conditions, &dbaas, &instances).await.unwrap();
-//! assert!(conditions.is_true("DbaasAvailable"));
-//! assert_eq!(instances.client().0.lock().unwrap().len(), 1);
-//! # Ok(()) }
-//! ```
+//! derived again: `<prefix>-<uid>`. [`Dependency::ensure`] observes by key, adopts what
+//! it finds, and only creates when nothing is there; it writes nothing to the object, so
+//! it never competes with the engine's one write per reconcile. See
+//! [`Dependency::ensure`] for the protocol diagram, guarantees and caveats, and
+//! [`ExactlyOnce`] for what the external system must offer.
 
 mod builder;
 mod client;
 mod dependency;
 mod error;
+mod exactly_once;
 mod gate;
+mod handle;
 mod health;
-mod journal;
 mod key;
 mod outcome;
-mod resource;
 mod unavailable;
 
+#[cfg(test)]
+pub(crate) use self::dependency::Gate;
 pub use self::{
     builder::DependencyBuilder,
-    client::ExternalClient,
-    dependency::ExternalDependency,
-    error::{ExternalError, GateError, KeyError},
-    gate::{Admission, Pass},
+    client::{ExactlyOnce, ExternalDependency},
+    error::ExternalError,
+    handle::Dependency,
     health::Health,
-    journal::{ANNOTATION_DOMAIN, AnnotationJournal, Journal, NoJournal},
     key::IdempotencyKey,
-    outcome::{Deletion, Ensured},
-    resource::ExternalResource,
+    outcome::{Deletion, Provisioned},
     unavailable::{Unavailable, UnavailableReason},
 };
 

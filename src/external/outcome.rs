@@ -1,46 +1,43 @@
-//! What the create and delete protocol found or did: [`Ensured`] and [`Deletion`].
+//! What the exactly-once protocol found or did: [`Provisioned`] and [`Deletion`].
 
-/// What [`ExternalResource::ensure`](super::ExternalResource::ensure) found or did.
+/// What [`Dependency::ensure`](super::Dependency::ensure) found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ensured<R> {
-    /// The resource existed and the object already recorded it.
-    Existing(R),
-    /// The resource existed but the object did not record it (a crash after the create,
-    /// a lost response, a lost write): it was adopted and is now recorded.
-    Adopted(R),
-    /// The resource was created now and recorded.
+pub enum Provisioned<R> {
+    /// The resource existed (made by an earlier reconcile, possibly one whose response
+    /// was lost) and was adopted.
+    Found(R),
+    /// The resource was created now.
     Created(R),
 }
 
-impl<R> Ensured<R> {
+impl<R> Provisioned<R> {
     /// The resource.
     pub const fn resource(&self) -> &R {
         match self {
-            Ensured::Existing(r) | Ensured::Adopted(r) | Ensured::Created(r) => r,
+            Provisioned::Found(r) | Provisioned::Created(r) => r,
         }
     }
 
     /// The resource, owned.
     pub fn into_resource(self) -> R {
         match self {
-            Ensured::Existing(r) | Ensured::Adopted(r) | Ensured::Created(r) => r,
+            Provisioned::Found(r) | Provisioned::Created(r) => r,
         }
     }
 
     /// Whether this call created it.
     pub const fn is_created(&self) -> bool {
-        matches!(self, Ensured::Created(_))
+        matches!(self, Provisioned::Created(_))
     }
 }
 
-/// What [`ExternalResource::delete`](super::ExternalResource::delete) found or did.
+/// What [`Dependency::delete`](super::Dependency::delete) found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Deletion<R> {
-    /// No resource with the key exists: it never did, or it is deleted. A finalizer
-    /// may be removed.
+    /// No resource with the key exists: it never did, or it is deleted.
     Gone,
     /// The delete call for this resource was accepted. If the system deletes
-    /// asynchronously it may still exist: requeue, and remove a finalizer on
+    /// asynchronously it may still exist: wait, and finish on
     /// [`Gone`](Deletion::Gone).
     Requested(R),
 }

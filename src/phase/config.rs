@@ -3,7 +3,7 @@
 use std::{num::NonZeroUsize, sync::Arc};
 
 use super::change::{Observers, PhaseChange};
-use crate::{clock::Clock, middleware::backoff::BackoffConfig};
+use crate::{clock::Clock, ensure::EnsureConfig, middleware::backoff::BackoffConfig};
 
 /// Settings of a [`PhaseEngine`](super::PhaseEngine).
 ///
@@ -16,6 +16,8 @@ use crate::{clock::Clock, middleware::backoff::BackoffConfig};
 ///   full jitter)
 /// - tokio's clock
 /// - no [transition callbacks](PhaseConfig::on_transition)
+/// - children written by [`Step::ensure`](super::Step::ensure) with the default
+///   [`EnsureConfig`] (field manager `kube-reconcile`)
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct PhaseConfig {
@@ -26,6 +28,7 @@ pub struct PhaseConfig {
     pub(super) events: bool,
     pub(super) clock: Option<Clock>,
     pub(super) observers: Observers,
+    pub(super) children: EnsureConfig,
 }
 
 impl Default for PhaseConfig {
@@ -38,6 +41,7 @@ impl Default for PhaseConfig {
             events: true,
             clock: None,
             observers: Observers::default(),
+            children: EnsureConfig::default(),
         }
     }
 }
@@ -77,6 +81,13 @@ impl PhaseConfig {
     /// The clock deadlines and retries read.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// How [`Step::ensure`](super::Step::ensure) writes children: field manager,
+    /// labels, owner references.
+    pub fn children(mut self, config: EnsureConfig) -> Self {
+        self.children = config;
         self
     }
 
@@ -125,6 +136,9 @@ pub enum PhaseConfigError {
     /// The retry schedule is invalid.
     #[error("invalid retry schedule")]
     Retry(#[source] crate::middleware::backoff::BackoffConfigError),
+    /// The settings for children are invalid.
+    #[error("invalid settings for children")]
+    Children(#[source] crate::ensure::EnsureError),
 }
 
 impl PhaseConfig {
@@ -148,6 +162,9 @@ impl PhaseConfig {
         if self.controller.is_empty() {
             return Err(PhaseConfigError::Controller);
         }
+        self.children
+            .validate()
+            .map_err(PhaseConfigError::Children)?;
         self.retry.validate().map_err(PhaseConfigError::Retry)
     }
 }

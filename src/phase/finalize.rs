@@ -42,13 +42,13 @@ impl<M> Inner<M> {
         let step = Step {
             ctx,
             client: &self.client,
+            children: &self.config.children,
             phase,
             status: &status,
             entered_at: plan::entered_at(&status),
             now: at.now,
         };
-        let (decided, refreshed) = noted(self.machine.cleanup(obj, &step), obj).await;
-        let obj = refreshed.as_ref().unwrap_or(obj);
+        let decided = noted(self.machine.cleanup(obj, &step)).await;
         match decided {
             Ok(Cleanup {
                 kind: CleanupKind::Paced(after),

@@ -251,13 +251,13 @@ impl<M> Inner<M> {
         let step = Step {
             ctx,
             client: &self.client,
+            children: &self.config.children,
             phase,
             status,
             entered_at: entered,
             now: at.now,
         };
-        let (decided, refreshed) = noted(self.machine.handle(phase, obj, &step), obj).await;
-        let obj = refreshed.as_ref().unwrap_or(obj);
+        let decided = noted(self.machine.handle(phase, obj, &step)).await;
         let paced_for = match &decided {
             Ok(t) => match t.kind {
                 Kind::Stay { after, paced: true } => Some(after.unwrap_or_default()),

@@ -3,10 +3,13 @@
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
+use kube::{Client, Resource};
 
 use super::{Cleanup, Phase, PhaseStatus, Transition, Transitions};
-use crate::error::Classify;
+use crate::{
+    ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured, Readiness},
+    error::Classify,
+};
 
 /// A phased reconciler: a phase enum, its transition table, one handler per phase and a
 /// cleanup for deletion. Run it with [`PhaseEngine`](super::PhaseEngine).
@@ -28,7 +31,7 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     /// Runs the handler of `phase` for `obj`.
     ///
     /// A handler that fails because an
-    /// [`ExternalDependency`](crate::external::ExternalDependency) held a call back
+    /// [`Dependency`](crate::external::Dependency) held a call back
     /// (`?` on its error) needs no handling of its own: the engine turns the refusal into
     /// [`Transition::held`] (own pacing off the deadline's clock, or a stay with the
     /// dependency's condition), and sets the availability condition of each dependency
@@ -48,7 +51,7 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     /// it returns [`Cleanup::done`].
     ///
     /// It can wait ([`Cleanup::wait`], [`Cleanup::paced`]) without failing. A call an
-    /// [`ExternalDependency`](crate::external::ExternalDependency) held back needs no
+    /// [`Dependency`](crate::external::Dependency) held back needs no
     /// handling: return its error (`?`) and the engine waits for the dependency's turn
     /// ([`Cleanup::held`]), with no `CleanupFailed` event and no backoff.
     ///
@@ -73,6 +76,7 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
 pub struct Step<'a, P, Ctx> {
     pub(super) ctx: &'a Arc<Ctx>,
     pub(super) client: &'a Client,
+    pub(super) children: &'a EnsureConfig,
     pub(super) phase: P,
     pub(super) status: &'a PhaseStatus,
     pub(super) entered_at: Option<Timestamp>,
@@ -88,6 +92,43 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
     /// The engine's client.
     pub fn client(&self) -> &Client {
         self.client
+    }
+
+    /// Writes `child` of `owner` by its [strategy](Ensure::strategy), with the engine's
+    /// [settings for children](super::PhaseConfig::children): owner reference, standard
+    /// labels, **no write when nothing changed**.
+    ///
+    /// # Errors
+    ///
+    /// [`EnsureError`]: `MissingField` when the owner has no name or UID, `NotOwned`
+    /// (terminal) for a child of that name that is not ours, `Conflict` after two
+    /// conflicts in a row, `Api` for other API errors.
+    pub async fn ensure<K, E>(&self, owner: &K, child: &E) -> Result<Ensured, EnsureError>
+    where
+        K: Resource<DynamicType = ()>,
+        E: Ensure<K>,
+        <E::Child as Resource>::Scope: 'static,
+    {
+        Children::with_config(self.client.clone(), owner, self.children.clone())?
+            .ensure(owner, child)
+            .await
+    }
+
+    /// Reads `child` of `owner` and asks it whether it is
+    /// [ready](Ensure::readiness); a child that does not exist yet is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ensure`](Self::ensure).
+    pub async fn readiness<K, E>(&self, owner: &K, child: &E) -> Result<Readiness, EnsureError>
+    where
+        K: Resource<DynamicType = ()>,
+        E: Ensure<K>,
+        <E::Child as Resource>::Scope: 'static,
+    {
+        Children::with_config(self.client.clone(), owner, self.children.clone())?
+            .readiness(owner, child)
+            .await
     }
 
     /// The phase whose handler runs.

@@ -3,7 +3,7 @@
 
 use std::{future::Future, time::Duration};
 
-use super::{Cleanup, Transition, engine::Object};
+use super::{Cleanup, Transition};
 use crate::{
     conditions::Condition,
     error::{Classify, ErrorClass},
@@ -65,14 +65,10 @@ impl Decision for Cleanup {
 
 /// Runs a handler or cleanup in a scope and settles its decision: a failure because a
 /// dependency held a call back is that refusal's decision, not an error; the conditions
-/// of the dependencies it called go along with a decision that does not set them. Also
-/// returns the object as of the library's own write during the run (an idempotency
-/// journal), if there was one, to guard the engine's next write instead of conflicting
-/// with it.
-pub(super) async fn noted<D: Decision, E: Classify, K: Object>(
+/// of the dependencies it called go along with a decision that does not set them.
+pub(super) async fn noted<D: Decision, E: Classify>(
     run: impl Future<Output = Result<D, E>>,
-    obj: &K,
-) -> (Result<D, E>, Option<K>) {
+) -> Result<D, E> {
     // Boxed: a handler's future (a whole phase of user code) is often large, and the
     // engine's future is what the controller holds for every reconcile in flight.
     let (decided, notes) = crate::scope::run(Box::pin(run)).await;
@@ -83,14 +79,8 @@ pub(super) async fn noted<D: Decision, E: Classify, K: Object>(
         }
         (decided, _) => decided,
     };
-    let decided = decided.map(|mut decision| {
+    decided.map(|mut decision| {
         crate::scope::add_missing(decision.conditions_mut(), conditions);
         decision
-    });
-    let refreshed = notes.resource_version.map(|rv| {
-        let mut obj = obj.clone();
-        obj.meta_mut().resource_version = Some(rv);
-        obj
-    });
-    (decided, refreshed)
+    })
 }

@@ -19,7 +19,7 @@ use kube::{
 use kube_reconcile::{
     Classify, ErrorClass,
     external::{
-        AnnotationJournal, ExternalClient, ExternalDependency, ExternalError, ExternalResource,
+        Dependency, DependencyBuilder, ExactlyOnce, ExternalDependency, ExternalError, Health,
         IdempotencyKey,
     },
     phase::{
@@ -66,10 +66,30 @@ kube_reconcile::phases! {
 #[derive(Clone, Default)]
 pub(crate) struct Store(Arc<Shelf>);
 
+/// A health endpoint's answer to its `n`th check.
+type Answers = Box<dyn Fn(u32) -> Health + Send + Sync>;
+
 #[derive(Default)]
 pub(crate) struct Shelf {
     pub(crate) buckets: Mutex<BTreeMap<String, String>>,
     pub(crate) calls: AtomicU32,
+    pub(crate) health_checks: AtomicU32,
+    answers: Option<Answers>,
+}
+
+impl Store {
+    /// A store whose health endpoint answers its `n`th check with `answers(n)`.
+    pub(crate) fn with_health(answers: impl Fn(u32) -> Health + Send + Sync + 'static) -> Self {
+        Store(Arc::new(Shelf {
+            answers: Some(Box::new(answers)),
+            ..Shelf::default()
+        }))
+    }
+
+    /// The handle around this store (sharing it), to configure.
+    pub(crate) fn dependency(&self) -> DependencyBuilder<Store> {
+        Dependency::builder(self.clone())
+    }
 }
 
 impl std::ops::Deref for Store {
@@ -89,10 +109,28 @@ impl Classify for StoreError {
     }
 }
 
-impl ExternalClient for Store {
+impl ExternalDependency for Store {
+    type Error = StoreError;
+
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn health(&self) -> Health {
+        let n = self.health_checks.fetch_add(1, Ordering::SeqCst);
+        self.answers
+            .as_ref()
+            .map_or(Health::Available, |answer| answer(n))
+    }
+}
+
+impl ExactlyOnce for Store {
     type Spec = String;
     type Resource = (String, String);
-    type Error = StoreError;
+
+    fn key_prefix(&self) -> &'static str {
+        "bucket"
+    }
 
     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<(String, String)>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -141,7 +179,7 @@ impl Classify for BucketError {
 }
 
 pub(crate) struct Ctx {
-    pub(crate) buckets: ExternalResource<Store, AnnotationJournal<Bucket>>,
+    pub(crate) buckets: Dependency<Store>,
 }
 
 /// Provisioning creates the bucket through the dependency; cleanup deletes it. Neither
@@ -212,20 +250,11 @@ pub(crate) async fn server_with_crd() -> (ApiServer, Client) {
     (server, client)
 }
 
-/// The bucket engine on `client`, its buckets kept in `store` through `dependency` and
-/// journaled in annotations.
+/// The bucket engine on `client`, its buckets kept in a store through `buckets`.
 pub(crate) fn engine(
     client: &Client,
-    store: &Store,
-    dependency: ExternalDependency,
+    buckets: Dependency<Store>,
 ) -> (PhaseEngine<Buckets, Bucket>, Arc<Ctx>) {
-    let buckets = ExternalResource::new(
-        "bucket",
-        store.clone(),
-        AnnotationJournal::new(client.clone()),
-    )
-    .unwrap()
-    .through(dependency);
     let engine = PhaseEngine::with_config(
         Buckets::new(),
         client.clone(),

@@ -23,7 +23,7 @@ use kube::{
 };
 use kube_reconcile::{
     ControllerExt, Reconciler, ReconcilerExt,
-    external::{ExternalDependency, GateError, Health},
+    external::{Dependency, ExternalError, Health},
     middleware::{
         backoff::BackoffLayer,
         circuit_breaker::{BreakerConfig, CircuitBreakerLayer, State},
@@ -34,15 +34,15 @@ use kube_reconcile::{
 use buckets::{Bucket, Store, StoreError, bucket, engine, phase_of, server_with_crd, until};
 
 struct Deps {
-    dependency: ExternalDependency,
+    dependency: Dependency<Store>,
     up: Arc<AtomicBool>,
     successes: Arc<AtomicU32>,
     calls: Arc<AtomicU32>,
 }
 // A reconcile as the README's stack runs it: the handler calls through the
 // dependency and, held back, requeues at the time it was given.
-async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, GateError<StoreError>> {
-    let call = async {
+async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, ExternalError<StoreError>> {
+    let call = |_: &Store| async {
         deps.calls.fetch_add(1, Ordering::SeqCst);
         if deps.up.load(Ordering::SeqCst) {
             deps.successes.fetch_add(1, Ordering::SeqCst);
@@ -53,7 +53,7 @@ async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, GateError<
     };
     match deps.dependency.call(call).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(GateError::Unavailable(u)) => Ok(u.action()),
+        Err(ExternalError::Unavailable(u)) => Ok(u.action()),
         Err(e) => Err(e),
     }
 }
@@ -70,7 +70,8 @@ async fn a_breaker_shared_by_a_layer_and_a_dependency_closes_only_after_a_real_s
         .spread(Duration::from_millis(100))
         .build("store")
         .unwrap();
-    let dependency = ExternalDependency::builder("store")
+    let dependency = Store::default()
+        .dependency()
         .breaker(breaker.clone())
         .spread(Duration::ZERO)
         .build();
@@ -170,12 +171,13 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
         "store",
         Quota::per_second(NonZeroU32::new(100).unwrap()).burst(NonZeroU32::new(5).unwrap()),
     );
-    let dependency = ExternalDependency::builder("store")
+    let store = Store::default();
+    let dependency = store
+        .dependency()
         .breaker(breaker.clone())
         .budget(budget)
         .build();
-    let store = Store::default();
-    let (engine, ctx) = engine(&client, &store, dependency);
+    let (engine, ctx) = engine(&client, dependency);
     let reconciler = engine
         .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
         .with(BackoffLayer::operator());
@@ -231,17 +233,14 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
     );
 }
 
-/// (c) The annotation journal in a handler, then the engine's status write: the engine's
-/// write follows the journal's, so no reconcile conflicts.
+/// (c) An exactly-once create in a handler, then the engine's status write: the protocol
+/// writes nothing to the object, so the engine is its only writer and no reconcile
+/// conflicts.
 #[tokio::test]
-async fn the_journal_in_a_handler_never_makes_the_engines_write_conflict() {
+async fn an_exactly_once_create_never_makes_the_engines_write_conflict() {
     let (server, client) = server_with_crd().await;
     let store = Store::default();
-    let (engine, ctx) = engine(
-        &client,
-        &store,
-        ExternalDependency::builder("store").build(),
-    );
+    let (engine, ctx) = engine(&client, store.dependency().build());
     let api: Api<Bucket> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
         let name = format!("j{i}");
@@ -260,12 +259,8 @@ async fn the_journal_in_a_handler_never_makes_the_engines_write_conflict() {
         let obj = api.get(&name).await.unwrap();
         assert_eq!(phase_of(&obj), Some("Ready"));
         let key = format!("bucket-{}", obj.uid().unwrap());
-        assert_eq!(
-            obj.annotations()
-                .get("external.kube-reconcile.dev/bucket-id"),
-            Some(&key),
-            "the journal recorded the id"
-        );
+        assert!(store.buckets.lock().unwrap().contains_key(&key));
+        assert!(obj.annotations().is_empty(), "nothing but the engine wrote");
     }
     assert_eq!(store.buckets.lock().unwrap().len(), 5);
     // The object and its status were written, never refused.
@@ -281,25 +276,21 @@ async fn the_journal_in_a_handler_never_makes_the_engines_write_conflict() {
 /// dependency never counts as down and no call is held back.
 #[tokio::test(start_paused = true)]
 async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
-    let answers = Arc::new(AtomicU32::new(0));
-    let probe = answers.clone();
-    let dependency = ExternalDependency::builder("store")
-        .health(move || {
-            let n = probe.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n % 10 == 9 {
-                    Health::unavailable("503 from /healthz")
-                } else {
-                    Health::Available
-                }
-            }
-        })
+    let store = Store::with_health(|n| {
+        if n % 10 == 9 {
+            Health::unavailable("503 from /healthz")
+        } else {
+            Health::Available
+        }
+    });
+    let dependency = store
+        .dependency()
         .health_interval(Duration::from_secs(1))
         .build();
     let mut refused = 0;
     for _ in 0..500 {
         if dependency
-            .call(async { Ok::<_, StoreError>(()) })
+            .call(|_| async { Ok::<_, StoreError>(()) })
             .await
             .is_err()
         {
@@ -308,7 +299,7 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     assert!(
-        answers.load(Ordering::SeqCst) >= 490,
+        store.health_checks.load(Ordering::SeqCst) >= 490,
         "checked about once a second"
     );
     assert_eq!(refused, 0, "calls held back by single failed answers");
@@ -316,22 +307,20 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
     // Three failed answers in a row are an outage.
     let down = Arc::new(AtomicBool::new(false));
     let probe = down.clone();
-    let dependency = ExternalDependency::builder("store")
-        .health(move || {
-            let down = probe.load(Ordering::SeqCst);
-            async move {
-                if down {
-                    Health::unavailable("503")
-                } else {
-                    Health::Available
-                }
-            }
-        })
+    let store = Store::with_health(move |_| {
+        if probe.load(Ordering::SeqCst) {
+            Health::unavailable("503")
+        } else {
+            Health::Available
+        }
+    });
+    let dependency = store
+        .dependency()
         .health_interval(Duration::from_secs(1))
         .build();
     assert!(
         dependency
-            .call(async { Ok::<_, StoreError>(()) })
+            .call(|_| async { Ok::<_, StoreError>(()) })
             .await
             .is_ok()
     );
@@ -341,7 +330,7 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
         tokio::time::advance(Duration::from_secs(1)).await;
         held.push(
             dependency
-                .call(async { Ok::<_, StoreError>(()) })
+                .call(|_| async { Ok::<_, StoreError>(()) })
                 .await
                 .is_err(),
         );

@@ -1,6 +1,6 @@
 //! A fake DBaaS for the `external` tests: instances searchable by idempotency key,
 //! switchable health, injected failures, and crash points that stop a reconcile dead
-//! between any two steps of an external create.
+//! around an external create.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +12,7 @@ use std::{
 
 use kube_reconcile::{
     Classify, ErrorClass,
-    external::{ExternalClient, Health, IdempotencyKey, Journal},
+    external::{ExactlyOnce, ExternalDependency, Health, IdempotencyKey},
 };
 use tokio::sync::Notify;
 
@@ -40,26 +40,14 @@ impl Classify for DbaasError {
 /// A step of the create protocol where a test can make the reconcile stop dead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// Before the patch that records the key is sent.
-    BeforeKeyRecorded,
-    /// After the key was recorded on the object.
-    AfterKeyRecorded,
+    /// The create call is about to be sent.
+    BeforeCreate,
     /// The DBaaS made the instance, but the response never came back.
     AfterCreateSent,
-    /// The response came back, but the id was not recorded yet.
-    AfterCreateResponse,
-    /// After the id was recorded.
-    AfterIdRecorded,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 5] = [
-        CrashPoint::BeforeKeyRecorded,
-        CrashPoint::AfterKeyRecorded,
-        CrashPoint::AfterCreateSent,
-        CrashPoint::AfterCreateResponse,
-        CrashPoint::AfterIdRecorded,
-    ];
+    pub const ALL: [CrashPoint; 2] = [CrashPoint::BeforeCreate, CrashPoint::AfterCreateSent];
 }
 
 /// Armed crash points: reaching the armed one parks the reconcile forever (the test
@@ -143,19 +131,6 @@ impl FakeDbaas {
         self.state.failing.store(failing, SeqCst);
     }
 
-    /// The health check to hand to `DependencyBuilder::health`.
-    pub fn health_check(&self) -> impl Fn() -> std::future::Ready<Health> + Send + Sync + 'static {
-        let state = Arc::clone(&self.state);
-        move || {
-            state.health_checks.fetch_add(1, SeqCst);
-            std::future::ready(if state.healthy.load(SeqCst) {
-                Health::Available
-            } else {
-                Health::unavailable("GET /health answered 503")
-            })
-        }
-    }
-
     pub fn instances(&self) -> Vec<Instance> {
         self.state
             .instances
@@ -207,10 +182,30 @@ impl FakeDbaas {
     }
 }
 
-impl ExternalClient for FakeDbaas {
+impl ExternalDependency for FakeDbaas {
+    type Error = DbaasError;
+
+    fn name(&self) -> &'static str {
+        "dbaas"
+    }
+
+    async fn health(&self) -> Health {
+        self.state.health_checks.fetch_add(1, SeqCst);
+        if self.state.healthy.load(SeqCst) {
+            Health::Available
+        } else {
+            Health::unavailable("GET /health answered 503")
+        }
+    }
+}
+
+impl ExactlyOnce for FakeDbaas {
     type Spec = i32;
     type Resource = Instance;
-    type Error = DbaasError;
+
+    fn key_prefix(&self) -> &'static str {
+        "db"
+    }
 
     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<Instance>, DbaasError> {
         tokio::task::yield_now().await;
@@ -221,6 +216,7 @@ impl ExternalClient for FakeDbaas {
 
     async fn create(&self, key: &IdempotencyKey, size: &i32) -> Result<Instance, DbaasError> {
         tokio::task::yield_now().await;
+        self.crashes.at(CrashPoint::BeforeCreate).await;
         self.state.create_attempts.fetch_add(1, SeqCst);
         self.check()?;
         // No deduplication on the key: only the protocol keeps it to one instance.
@@ -250,38 +246,5 @@ impl ExternalClient for FakeDbaas {
 
     fn id(&self, instance: &Instance) -> String {
         instance.id.clone()
-    }
-}
-
-/// A journal that stops dead at the armed crash points around its writes.
-#[derive(Clone, Debug)]
-pub struct CrashingJournal<J> {
-    pub inner: J,
-    pub crashes: Crashes,
-}
-
-impl<K: Sync, J: Journal<K>> Journal<K> for CrashingJournal<J> {
-    type Error = J::Error;
-
-    fn has_key(&self, obj: &K, key: &IdempotencyKey) -> bool {
-        self.inner.has_key(obj, key)
-    }
-
-    fn recorded_id(&self, obj: &K, key: &IdempotencyKey) -> Option<String> {
-        self.inner.recorded_id(obj, key)
-    }
-
-    async fn record_key(&self, obj: &K, key: &IdempotencyKey) -> Result<(), J::Error> {
-        self.crashes.at(CrashPoint::BeforeKeyRecorded).await;
-        self.inner.record_key(obj, key).await?;
-        self.crashes.at(CrashPoint::AfterKeyRecorded).await;
-        Ok(())
-    }
-
-    async fn record_id(&self, obj: &K, key: &IdempotencyKey, id: &str) -> Result<(), J::Error> {
-        self.crashes.at(CrashPoint::AfterCreateResponse).await;
-        self.inner.record_id(obj, key, id).await?;
-        self.crashes.at(CrashPoint::AfterIdRecorded).await;
-        Ok(())
     }
 }

@@ -31,7 +31,7 @@ fn switchable(
     }
 }
 
-async fn fail(dbaas: &ExternalDependency) {
+async fn fail(dbaas: &Gate) {
     let Admission::Ready(pass) = dbaas.admit().await else {
         panic!("expected the gate to admit")
     };
@@ -42,7 +42,7 @@ async fn fail(dbaas: &ExternalDependency) {
 
 #[tokio::test(start_paused = true)]
 async fn the_breaker_opens_after_failures_and_probes_at_the_half_open_time() {
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .breaker(breaker())
         .start_time(start())
         .build();
@@ -132,7 +132,7 @@ async fn the_breaker_opens_after_failures_and_probes_at_the_half_open_time() {
 
 #[tokio::test(start_paused = true)]
 async fn every_caller_held_back_by_one_outage_gets_the_same_condition() {
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .breaker(
             BreakerConfig::default()
                 .consecutive_failures(1)
@@ -163,9 +163,7 @@ async fn every_caller_held_back_by_one_outage_gets_the_same_condition() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_pass_gives_its_slot_back() {
-    let dbaas = ExternalDependency::builder("dbaas")
-        .breaker(breaker())
-        .build();
+    let dbaas = Gate::builder("dbaas").breaker(breaker()).build();
     for _ in 0..3 {
         fail(&dbaas).await;
     }
@@ -185,7 +183,7 @@ async fn an_unhealthy_dependency_is_held_back_until_the_next_health_check() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU32::new(0)),
     );
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .health(switchable(&up, &runs))
         .health_interval(Duration::from_secs(10))
         .spread(Duration::ZERO)
@@ -227,7 +225,7 @@ async fn an_unhealthy_dependency_is_held_back_until_the_next_health_check() {
 async fn callers_arriving_together_share_one_health_check() {
     let runs = Arc::new(AtomicU32::new(0));
     let counted = Arc::clone(&runs);
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .health(move || {
             counted.fetch_add(1, SeqCst);
             async {
@@ -243,7 +241,7 @@ async fn callers_arriving_together_share_one_health_check() {
 
 #[tokio::test(start_paused = true)]
 async fn a_health_check_that_hangs_counts_as_unavailable_after_the_timeout() {
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .health(std::future::pending::<Health>)
         .health_timeout(Duration::from_secs(2))
         .build();
@@ -257,7 +255,7 @@ async fn a_health_check_that_hangs_counts_as_unavailable_after_the_timeout() {
 async fn a_failed_call_makes_the_next_admission_check_health_again() {
     let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
     // Each failed check counts at once, so the recheck alone decides.
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .health(switchable(&up, &runs))
         .health_interval(Duration::from_secs(60))
         .failure_threshold(nz(1))
@@ -291,7 +289,7 @@ async fn a_failed_call_makes_the_next_admission_check_health_again() {
 #[tokio::test(start_paused = true)]
 async fn a_spent_budget_holds_calls_back_without_touching_the_condition() {
     let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .budget(budget.clone())
         .spread(Duration::from_secs(5))
         .seed(3)
@@ -315,7 +313,7 @@ async fn a_spent_budget_holds_calls_back_without_touching_the_condition() {
 async fn callers_refused_by_the_budget_come_back_one_turn_apart_and_find_their_cell() {
     // Five calls a second, one at a time: a hundred callers find it spent.
     let budget = RateBudget::new("dbaas", Quota::per_second(nz(5)).burst(nz(1)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .budget(budget.clone())
         .spread(Duration::from_secs(5))
         .seed(4)
@@ -355,9 +353,7 @@ async fn callers_refused_by_the_budget_come_back_one_turn_apart_and_find_their_c
 #[tokio::test(start_paused = true)]
 async fn admit_n_takes_a_cell_per_call_or_none() {
     let budget = RateBudget::new("dbaas", Quota::per_second(nz(4)));
-    let dbaas = ExternalDependency::builder("dbaas")
-        .budget(budget.clone())
-        .build();
+    let dbaas = Gate::builder("dbaas").budget(budget.clone()).build();
     let Admission::Ready(pass) = dbaas.admit_n(nz(3)).await else {
         panic!("three of four cells")
     };
@@ -384,7 +380,7 @@ async fn with_a_budget_callers_held_back_by_an_outage_or_the_breaker_queue_for_t
         Arc::new(AtomicU32::new(0)),
     );
     let budget = RateBudget::new("dbaas", Quota::per_second(nz(5)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .budget(budget.clone())
         .breaker(breaker())
         .health(switchable(&up, &runs))
@@ -429,7 +425,7 @@ async fn with_a_budget_callers_held_back_by_an_outage_or_the_breaker_queue_for_t
 async fn a_refusal_by_the_breaker_spends_no_budget_and_runs_no_health_check() {
     let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
     let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .budget(budget.clone())
         .health(switchable(&up, &runs))
         .build();
@@ -453,7 +449,7 @@ async fn an_unhealthy_dependency_spends_no_budget_and_records_nothing_on_the_bre
         Arc::new(AtomicU32::new(0)),
     );
     let budget = RateBudget::new("dbaas", Quota::per_minute(nz(1)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .budget(budget.clone())
         .health(switchable(&up, &runs))
         .build();
@@ -471,7 +467,7 @@ async fn the_condition_keeps_its_transition_time_while_the_outage_lasts_and_clea
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU32::new(0)),
     );
-    let dbaas = ExternalDependency::builder("billing-api")
+    let dbaas = Gate::builder("billing-api")
         .health(switchable(&up, &runs))
         .spread(Duration::ZERO)
         .failure_threshold(nz(1))
@@ -544,7 +540,7 @@ async fn the_condition_keeps_its_transition_time_while_the_outage_lasts_and_clea
 
 #[tokio::test(start_paused = true)]
 async fn call_reports_a_held_back_call_as_throttled_with_the_wait() {
-    let dbaas = ExternalDependency::builder("dbaas").build();
+    let dbaas = Gate::builder("dbaas").build();
     dbaas.breaker().force_open();
     let mut made = false;
     let err = dbaas
@@ -572,7 +568,7 @@ async fn call_reports_a_held_back_call_as_throttled_with_the_wait() {
 async fn an_available_dependency_goes_down_after_the_failure_threshold_and_back_after_the_success_threshold()
  {
     let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
-    let dbaas = ExternalDependency::builder("dbaas")
+    let dbaas = Gate::builder("dbaas")
         .health(switchable(&up, &runs))
         .health_interval(Duration::from_secs(1))
         .failure_threshold(nz(2))

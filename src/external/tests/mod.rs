@@ -11,7 +11,7 @@ use std::{
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::*;
+use super::{gate::Admission, *};
 use crate::{
     ErrorClass,
     conditions::Conditions,

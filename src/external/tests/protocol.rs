@@ -73,10 +73,17 @@ impl Fake {
     }
 }
 
-impl ExternalClient for Fake {
+impl ExternalDependency for Fake {
+    type Error = FakeError;
+
+    fn name(&self) -> &'static str {
+        "db"
+    }
+}
+
+impl ExactlyOnce for Fake {
     type Spec = ();
     type Resource = (String, String);
-    type Error = FakeError;
 
     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<(String, String)>, FakeError> {
         self.observes.fetch_add(1, SeqCst);
@@ -130,96 +137,26 @@ impl ExternalClient for Fake {
     }
 }
 
-/// The object's annotations as stored on the "API server"; a write can be lost.
-#[derive(Clone, Debug, Default)]
-struct Store {
-    annotations: Arc<Mutex<BTreeMap<String, String>>>,
-    writes: Arc<AtomicU32>,
-    lose_writes: Arc<AtomicBool>,
+/// The object a reconcile reads.
+fn object() -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("db".into());
+    cm.metadata.namespace = Some("default".into());
+    cm.metadata.uid = Some("0e5c".into());
+    cm
 }
 
-impl Store {
-    /// The object as a reconcile would read it now.
-    fn read(&self) -> ConfigMap {
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some("db".into());
-        cm.metadata.namespace = Some("default".into());
-        cm.metadata.uid = Some("0e5c".into());
-        cm.metadata.annotations = Some(self.annotations.lock().unwrap().clone());
-        cm
-    }
-
-    async fn write(&self, pairs: &[(String, &str)]) {
-        step().await; // request sent
-        if !self.lose_writes.load(SeqCst) {
-            let mut annotations = self.annotations.lock().unwrap();
-            for (k, v) in pairs {
-                annotations.insert(k.clone(), (*v).to_owned());
-            }
-        }
-        self.writes.fetch_add(1, SeqCst);
-        step().await; // written, response on its way
-    }
-
-    fn get(&self, name: &str) -> Option<String> {
-        self.annotations.lock().unwrap().get(name).cloned()
-    }
-}
-
-fn key_name(prefix: &str) -> String {
-    format!("{ANNOTATION_DOMAIN}/{prefix}-key")
-}
-
-fn id_name(prefix: &str) -> String {
-    format!("{ANNOTATION_DOMAIN}/{prefix}-id")
-}
-
-/// Records in [`Store`], under the same annotations as [`AnnotationJournal`].
-impl Journal<ConfigMap> for Store {
-    type Error = std::convert::Infallible;
-
-    fn has_key(&self, obj: &ConfigMap, key: &IdempotencyKey) -> bool {
-        obj.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&key_name(key.prefix())))
-            == Some(&key.to_string())
-    }
-
-    fn recorded_id(&self, obj: &ConfigMap, key: &IdempotencyKey) -> Option<String> {
-        self.has_key(obj, key)
-            .then(|| {
-                obj.metadata
-                    .annotations
-                    .as_ref()?
-                    .get(&id_name(key.prefix()))
-                    .cloned()
-            })
-            .flatten()
-    }
-
-    async fn record_key(&self, _: &ConfigMap, key: &IdempotencyKey) -> Result<(), Self::Error> {
-        self.write(&[(key_name(key.prefix()), key.as_str())]).await;
-        Ok(())
-    }
-
-    async fn record_id(
-        &self,
-        _: &ConfigMap,
-        key: &IdempotencyKey,
-        id: &str,
-    ) -> Result<(), Self::Error> {
-        self.write(&[
-            (key_name(key.prefix()), key.as_str()),
-            (id_name(key.prefix()), id),
-        ])
-        .await;
-        Ok(())
-    }
-}
+/// A runtime for the handle's clock and health timeout; the tests poll by hand.
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds")
+});
 
 /// Polls `fut` at most `polls` times, then drops it: a crash after that many steps.
 fn crash_after<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
+    let _runtime = RUNTIME.enter();
     let mut fut = pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..polls {
@@ -235,10 +172,9 @@ fn run<F: Future>(fut: F) -> F::Output {
     crash_after(fut, usize::MAX).expect("a future polled forever completes")
 }
 
-fn setup() -> (ExternalResource<Fake, Store>, Store) {
-    let store = Store::default();
-    let resource = ExternalResource::new("db", Fake::default(), store.clone()).unwrap();
-    (resource, store)
+fn setup() -> Dependency<Fake> {
+    let _runtime = RUNTIME.enter();
+    Dependency::new(Fake::default())
 }
 
 const KEY: &str = "db-0e5c";
@@ -247,8 +183,8 @@ const KEY: &str = "db-0e5c";
 fn a_crash_at_any_step_of_a_create_never_leaves_two_resources_or_none() {
     let mut crash_points = 0;
     for polls in 0.. {
-        let (db, store) = setup();
-        let crashed = crash_after(db.ensure(&store.read(), &()), polls);
+        let db = setup();
+        let crashed = crash_after(db.ensure(&object(), &()), polls);
         if let Some(done) = crashed {
             assert!(done.unwrap().is_created(), "an uninterrupted run creates");
             break;
@@ -257,106 +193,68 @@ fn a_crash_at_any_step_of_a_create_never_leaves_two_resources_or_none() {
         assert!(db.client().count(KEY) <= 1);
         let created_before = db.client().count(KEY) == 1;
 
-        // The next reconcile reads the object again and resumes.
-        let ensured = run(db.ensure(&store.read(), &())).unwrap();
+        // The next reconcile resumes.
+        let provisioned = run(db.ensure(&object(), &())).unwrap();
         assert_eq!(db.client().count(KEY), 1, "crash after {polls} polls");
         assert_eq!(db.client().most_per_key.load(SeqCst), 1);
         assert_eq!(
-            ensured.is_created(),
+            provisioned.is_created(),
             !created_before,
-            "crash after {polls} polls: {ensured:?}"
+            "crash after {polls} polls: {provisioned:?}"
         );
-        let id = db.client().ids().pop().unwrap();
-        assert_eq!(store.get(&id_name("db")), Some(id.clone()));
-        assert_eq!(store.get(&key_name("db")).as_deref(), Some(KEY));
 
-        // And once recorded, the one after that finds it with no write at all.
-        let writes = store.writes.load(SeqCst);
+        // And the one after that finds it.
+        let id = db.client().ids().pop().unwrap();
         assert_eq!(
-            run(db.ensure(&store.read(), &())).unwrap(),
-            Ensured::Existing((id, KEY.into()))
+            run(db.ensure(&object(), &())).unwrap(),
+            Provisioned::Found((id, KEY.into()))
         );
-        assert_eq!(store.writes.load(SeqCst), writes);
+        assert_eq!(db.client().creates.load(SeqCst), 1);
     }
-    // observe, record key (2 steps), create (2 steps), record id (2 steps).
+    // observe, create (2 steps).
     assert!(
-        crash_points >= 7,
+        crash_points >= 3,
         "only {crash_points} crash points explored"
     );
 }
 
 #[test]
-fn the_key_is_recorded_before_the_create_reaches_the_system() {
-    // Crash at the first point where the system has committed the create.
-    for polls in 1.. {
-        let (db, store) = setup();
-        assert!(crash_after(db.ensure(&store.read(), &()), polls).is_none());
-        if db.client().creates.load(SeqCst) == 1 {
-            assert_eq!(store.get(&key_name("db")).as_deref(), Some(KEY));
-            break;
-        }
-        assert_eq!(store.get(&id_name("db")), None);
-    }
-}
-
-#[test]
 fn a_lost_create_response_is_adopted_in_the_same_call() {
-    let (db, store) = setup();
+    let db = setup();
     db.client().lose_create_response.store(true, SeqCst);
-    let ensured = run(db.ensure(&store.read(), &())).unwrap();
-    assert!(matches!(ensured, Ensured::Adopted(_)));
+    let provisioned = run(db.ensure(&object(), &())).unwrap();
+    assert!(matches!(provisioned, Provisioned::Found(_)));
     assert_eq!(db.client().count(KEY), 1);
-    assert_eq!(store.get(&id_name("db")), Some("inst-0".into()));
 }
 
 #[test]
 fn a_failed_create_that_made_nothing_returns_its_error() {
-    let (db, store) = setup();
+    let db = setup();
     db.client().refuse_create.store(true, SeqCst);
-    let err = run(db.ensure(&store.read(), &())).unwrap_err();
+    let err = run(db.ensure(&object(), &())).unwrap_err();
     assert!(matches!(
         &err,
-        ExternalError::Client(FakeError("create refused", _))
+        ExternalError::Call(FakeError("create refused", _))
     ));
     assert_eq!(crate::Classify::class(&err), ErrorClass::Transient);
     assert_eq!(db.client().count(KEY), 0);
-    assert_eq!(
-        store.get(&key_name("db")).as_deref(),
-        Some(KEY),
-        "the key was recorded first"
-    );
 }
 
 #[test]
-fn lost_records_do_not_matter() {
-    let (db, store) = setup();
-    store.lose_writes.store(true, SeqCst);
-    assert!(run(db.ensure(&store.read(), &())).unwrap().is_created());
-    for _ in 0..3 {
-        assert!(matches!(
-            run(db.ensure(&store.read(), &())).unwrap(),
-            Ensured::Adopted(_)
-        ));
-    }
-    assert_eq!(db.client().count(KEY), 1);
-}
-
-#[test]
-fn no_journal_still_creates_once() {
-    let db = ExternalResource::new("db", Fake::default(), NoJournal).unwrap();
-    let obj = Store::default().read();
-    assert!(run(db.ensure(&obj, &())).unwrap().is_created());
+fn a_second_ensure_finds_what_the_first_created() {
+    let db = setup();
+    assert!(run(db.ensure(&object(), &())).unwrap().is_created());
     assert!(matches!(
-        run(db.ensure(&obj, &())).unwrap(),
-        Ensured::Adopted(_)
+        run(db.ensure(&object(), &())).unwrap(),
+        Provisioned::Found(_)
     ));
     assert_eq!(db.client().count(KEY), 1);
 }
 
 #[test]
 fn a_dynamic_object_gets_the_same_key_as_its_typed_twin() {
-    let db = ExternalResource::new("db", Fake::default(), NoJournal).unwrap();
-    let typed = Store::default().read();
+    let db = setup();
+    let typed = object();
     let mut dynamic = DynamicObject::new("db", &ApiResource::erase::<ConfigMap>(&()));
     dynamic.metadata.uid = typed.metadata.uid.clone();
     assert_eq!(db.key(&dynamic).unwrap(), db.key(&typed).unwrap());
@@ -367,38 +265,35 @@ fn a_dynamic_object_gets_the_same_key_as_its_typed_twin() {
 
 #[test]
 fn an_object_without_uid_is_a_terminal_error_and_calls_nothing() {
-    let (db, _) = setup();
+    let db = setup();
     let err = run(db.ensure(&ConfigMap::default(), &())).unwrap_err();
-    assert!(matches!(
-        err,
-        ExternalError::Key(KeyError::MissingUid { .. })
-    ));
+    assert!(matches!(err, ExternalError::MissingUid { .. }));
     assert_eq!(crate::Classify::class(&err), ErrorClass::Terminal);
     assert_eq!(db.client().observes.load(SeqCst), 0);
 }
 
 #[test]
 fn delete_counts_gone_as_done() {
-    let (db, store) = setup();
-    assert_eq!(run(db.delete(&store.read())).unwrap(), Deletion::Gone);
-    run(db.ensure(&store.read(), &())).unwrap();
+    let db = setup();
+    assert_eq!(run(db.delete(&object())).unwrap(), Deletion::Gone);
+    run(db.ensure(&object(), &())).unwrap();
     assert!(matches!(
-        run(db.delete(&store.read())).unwrap(),
+        run(db.delete(&object())).unwrap(),
         Deletion::Requested(_)
     ));
-    assert_eq!(run(db.delete(&store.read())).unwrap(), Deletion::Gone);
+    assert_eq!(run(db.delete(&object())).unwrap(), Deletion::Gone);
     assert_eq!(db.client().count(KEY), 0);
 }
 
 #[test]
 fn a_failed_delete_of_a_resource_that_is_still_there_is_an_error() {
-    let (db, store) = setup();
-    run(db.ensure(&store.read(), &())).unwrap();
+    let db = setup();
+    run(db.ensure(&object(), &())).unwrap();
     db.client().refuse_delete.store(true, SeqCst);
-    let err = run(db.delete(&store.read())).unwrap_err();
+    let err = run(db.delete(&object())).unwrap_err();
     assert!(matches!(
         err,
-        ExternalError::Client(FakeError("delete refused", _))
+        ExternalError::Call(FakeError("delete refused", _))
     ));
     assert_eq!(db.client().count(KEY), 1);
 }
@@ -406,43 +301,38 @@ fn a_failed_delete_of_a_resource_that_is_still_there_is_an_error() {
 #[test]
 fn a_crash_at_any_step_of_a_delete_still_ends_gone() {
     for polls in 0.. {
-        let (db, store) = setup();
-        run(db.ensure(&store.read(), &())).unwrap();
-        if let Some(done) = crash_after(db.delete(&store.read()), polls) {
+        let db = setup();
+        run(db.ensure(&object(), &())).unwrap();
+        if let Some(done) = crash_after(db.delete(&object()), polls) {
             assert!(matches!(done.unwrap(), Deletion::Requested(_)));
             break;
         }
-        let again = run(db.delete(&store.read())).unwrap();
+        let again = run(db.delete(&object())).unwrap();
         assert_eq!(db.client().count(KEY), 0, "crash after {polls} polls");
         // Gone, or (if the crash came before the delete reached the system) deleted now.
         if let Deletion::Requested(_) = again {
-            assert_eq!(run(db.delete(&store.read())).unwrap(), Deletion::Gone);
+            assert_eq!(run(db.delete(&object())).unwrap(), Deletion::Gone);
         }
     }
 }
 
 proptest! {
     #[test]
-    fn crashes_and_lost_records_in_any_order_end_with_exactly_one_resource(
+    fn crashes_in_any_order_end_with_exactly_one_resource(
         crashes in proptest::collection::vec(0usize..12, 0..6),
-        lose_writes in any::<bool>(),
         lose_response in any::<bool>(),
     ) {
-        let (db, store) = setup();
-        store.lose_writes.store(lose_writes, SeqCst);
+        let db = setup();
         db.client().lose_create_response.store(lose_response, SeqCst);
         for polls in crashes {
-            let _ = crash_after(db.ensure(&store.read(), &()), polls);
+            let _ = crash_after(db.ensure(&object(), &()), polls);
             prop_assert!(db.client().count(KEY) <= 1);
         }
-        let ensured = run(db.ensure(&store.read(), &())).unwrap();
+        let provisioned = run(db.ensure(&object(), &())).unwrap();
         prop_assert_eq!(db.client().count(KEY), 1);
         prop_assert_eq!(db.client().most_per_key.load(SeqCst), 1);
         prop_assert_eq!(db.client().creates.load(SeqCst), 1);
         let id = db.client().ids().pop().unwrap();
-        prop_assert_eq!(&ensured.resource().0, &id);
-        if !lose_writes {
-            prop_assert_eq!(store.get(&id_name("db")), Some(id));
-        }
+        prop_assert_eq!(&provisioned.resource().0, &id);
     }
 }

@@ -1,0 +1,320 @@
+//! [`Operator`]: the recommended stack around a [`PhaseEngine`], wired in one place.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::StreamExt as _;
+use kube::{
+    Api, Client, Resource,
+    runtime::{Controller, watcher},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{HasPhaseStatus, PhaseConfig, PhaseConfigError, PhaseEngine, PhaseMachine};
+use crate::{
+    ControllerExt, ReconcilerExt,
+    leader::LeaderHandle,
+    middleware::{
+        backoff::{BackoffHandle, BackoffLayer},
+        circuit_breaker::{Breaker, CircuitBreakerLayer},
+        rate_limit::RateLimitLayer,
+        timeout::TimeoutLayer,
+    },
+};
+
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// A phase operator wired the recommended way: the [`PhaseEngine`] inside the
+/// middleware, the deferral status, and optionally metrics and leader election, run by a
+/// kube-runtime `Controller`.
+///
+/// ```text
+///  ┌ Metrics ──────────── (optional) reconcile counts and durations, phases, deferrals
+///  │ ┌ Leader ─────────── (optional) only the Lease holder reconciles
+///  │ │ ┌ DeferralStatus ─ a Deferred condition says why an object waits, until when
+///  │ │ │ ┌ Backoff ────── per object: exponential, not before the next attempt
+///  │ │ │ │ ┌ RateLimit ── (optional) per object or global
+///  │ │ │ │ │ ┌ CircuitBreaker (optional) a dependency's breaker, shared
+///  │ │ │ │ │ │ ┌ Timeout  per reconcile
+///  │ │ │ │ │ │ │   PhaseEngine(your PhaseMachine)
+/// ```
+///
+/// # Default
+///
+/// | Setting | Default |
+/// |---|---|
+/// | [`config`](OperatorBuilder::config) | [`PhaseConfig::default`] |
+/// | [`timeout`](OperatorBuilder::timeout) | 30 s |
+/// | [`backoff`](OperatorBuilder::backoff) | [`BackoffLayer::operator`] (1 s doubling to 300 s, full jitter) |
+/// | [`rate_limit`](OperatorBuilder::rate_limit) | none |
+/// | [`breaker`](OperatorBuilder::breaker) | none |
+/// | [`deferral_status`](OperatorBuilder::deferral_status) | on |
+/// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
+/// | `metrics` (feature `metrics`) | none |
+/// | [`watcher`](OperatorBuilder::watcher) | `watcher::Config::default()` |
+/// | [`shutdown_on`](OperatorBuilder::shutdown_on) | none: runs until the watch ends |
+///
+/// # Examples
+///
+/// ```no_run
+/// # use std::{sync::Arc, time::Duration};
+/// # use kube::CustomResource;
+/// # use kube_reconcile::phase::{HasPhaseStatus, PhaseMachine, PhaseStatus, Step, Transition, Transitions};
+/// # use schemars::JsonSchema;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
+/// # #[kube(group = "example.com", version = "v1", kind = "Cache", namespaced, status = "CacheStatus")]
+/// # struct CacheSpec { size_mb: u32 }
+/// # #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+/// # struct CacheStatus { #[serde(flatten)] machine: PhaseStatus }
+/// # impl HasPhaseStatus for Cache {
+/// #     fn phase_status(&self) -> Option<&PhaseStatus> { self.status.as_ref().map(|s| &s.machine) }
+/// # }
+/// # kube_reconcile::phases! { enum P { Pending, Ready, Failed } }
+/// # struct CacheMachine(Transitions<P>);
+/// # impl PhaseMachine<Cache, ()> for CacheMachine {
+/// #     type Phase = P;
+/// #     type Error = kube::Error;
+/// #     fn transitions(&self) -> &Transitions<P> { &self.0 }
+/// #     async fn handle(&self, _: P, _: &Cache, _: &Step<'_, P, ()>) -> Result<Transition<P>, kube::Error> {
+/// #         Ok(Transition::done())
+/// #     }
+/// # }
+/// # async fn run(machine: CacheMachine) -> Result<(), Box<dyn std::error::Error>> {
+/// use kube::{Api, Client};
+/// use kube_reconcile::phase::{Operator, PhaseConfig};
+///
+/// let client = Client::try_default().await?;
+/// let operator = Operator::builder(machine, client.clone())
+///     .config(PhaseConfig::default().controller("cache-operator"))
+///     .timeout(Duration::from_secs(20))
+///     .build()?;
+/// operator
+///     .shutdown_on(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
+///     .run(Api::<Cache>::all(client), Arc::new(()))
+///     .await;
+/// # Ok(()) }
+/// ```
+pub struct Operator<M, K> {
+    engine: PhaseEngine<M, K>,
+    client: Client,
+    timeout: Duration,
+    backoff: BackoffLayer,
+    rate_limit: Option<RateLimitLayer>,
+    breaker: Option<Breaker>,
+    deferral_status: bool,
+    leader: Option<LeaderHandle>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
+    watcher: watcher::Config,
+    shutdown: Option<Shutdown>,
+}
+
+/// Builds an [`Operator`]; see its defaults.
+#[must_use = "call build() to get the operator"]
+pub struct OperatorBuilder<M, K> {
+    machine: M,
+    _resource: std::marker::PhantomData<fn() -> K>,
+    client: Client,
+    config: PhaseConfig,
+    timeout: Duration,
+    backoff: Option<BackoffLayer>,
+    rate_limit: Option<RateLimitLayer>,
+    breaker: Option<Breaker>,
+    deferral_status: bool,
+    leader: Option<LeaderHandle>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
+}
+
+impl<M, K> Operator<M, K> {
+    /// A builder for the operator of `machine`, writing with `client`.
+    pub fn builder(machine: M, client: Client) -> OperatorBuilder<M, K> {
+        OperatorBuilder {
+            machine,
+            _resource: std::marker::PhantomData,
+            client,
+            config: PhaseConfig::default(),
+            timeout: Duration::from_secs(30),
+            backoff: None,
+            rate_limit: None,
+            breaker: None,
+            deferral_status: true,
+            leader: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
+        }
+    }
+
+    /// The engine (clones share it), for its [`machine`](PhaseEngine::machine) and state.
+    pub fn engine(&self) -> &PhaseEngine<M, K> {
+        &self.engine
+    }
+
+    /// The per-object backoff state: attempts and next attempt of each object.
+    pub fn backoff(&self) -> BackoffHandle {
+        self.backoff.handle()
+    }
+
+    /// How the controller watches the objects (a label selector, say).
+    #[must_use]
+    pub fn watcher(mut self, config: watcher::Config) -> Self {
+        self.watcher = config;
+        self
+    }
+
+    /// Stops taking new work once `signal` completes and lets the reconciles in flight
+    /// finish (kube-runtime's graceful shutdown); then [`run`](Self::run) returns.
+    #[must_use]
+    pub fn shutdown_on(mut self, signal: impl Future<Output = ()> + Send + Sync + 'static) -> Self {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    /// Runs the controller over the objects of `api` with the handlers' context `ctx`,
+    /// until the watch ends or the [shutdown signal](Self::shutdown_on) fired and the
+    /// reconciles in flight finished. Failed reconciles are logged by the engine and
+    /// retried by the backoff; the stream's items are not returned.
+    pub fn run<Ctx>(self, api: Api<K>, ctx: Arc<Ctx>) -> impl Future<Output = ()> + Send
+    where
+        M: PhaseMachine<K, Ctx>,
+        K: Resource + HasPhaseStatus + Clone + Serialize + DeserializeOwned + fmt::Debug,
+        K: Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
+        Ctx: Send + Sync + 'static,
+    {
+        let backoff_handle = self.backoff.handle();
+        let deferrals = self
+            .deferral_status
+            .then(|| super::DeferralStatusLayer::new(self.client.clone()).backoff(backoff_handle));
+        let reconciler = self
+            .engine
+            .with(TimeoutLayer::new(self.timeout))
+            .with_optional(self.breaker.map(CircuitBreakerLayer::from_breaker))
+            .with_optional(self.rate_limit)
+            .with(self.backoff)
+            .with_optional(deferrals)
+            .with_optional(self.leader.as_ref().map(LeaderHandle::layer));
+        #[cfg(feature = "metrics")]
+        let reconciler =
+            reconciler.with_optional(self.metrics.map(|(metrics, name)| metrics.layer(name)));
+        let mut controller = Controller::new(api, self.watcher);
+        if let Some(signal) = self.shutdown {
+            controller = controller.graceful_shutdown_on(signal);
+        }
+        controller
+            .run_reconciler(reconciler, ctx)
+            .for_each(|_| async {})
+    }
+}
+
+impl<M, K> OperatorBuilder<M, K> {
+    /// The engine's settings (finalizer, controller name, children, retries...).
+    pub fn config(mut self, config: PhaseConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long one reconcile may take before it fails as timed out.
+    pub const fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = after;
+        self
+    }
+
+    /// The per-object backoff (keep its [`handle`](BackoffLayer::handle) to look at
+    /// it, or use [`Operator::backoff`]).
+    pub fn backoff(mut self, backoff: BackoffLayer) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// A rate limit around every reconcile (per object, global or per budget).
+    pub fn rate_limit(mut self, rate_limit: RateLimitLayer) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// A circuit breaker around every reconcile, usually a dependency's
+    /// ([`Dependency::breaker`](crate::external::Dependency::breaker)): while it is open,
+    /// objects wait without running their handler.
+    pub fn breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Whether an object held back by the middleware shows why in a `Deferred`
+    /// condition (see [`DeferralStatusLayer`](super::DeferralStatusLayer)).
+    pub const fn deferral_status(mut self, on: bool) -> Self {
+        self.deferral_status = on;
+        self
+    }
+
+    /// Reconcile only while `leader` holds its Lease (`None`: always).
+    pub fn leader(mut self, leader: Option<LeaderHandle>) -> Self {
+        self.leader = leader;
+        self
+    }
+
+    /// Record metrics under `controller` (`None`: no metrics): reconciles around the
+    /// whole stack, and every phase change.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(
+        mut self,
+        metrics: Option<crate::metrics::Metrics>,
+        controller: impl Into<Arc<str>>,
+    ) -> Self {
+        self.metrics = metrics.map(|m| (m, controller.into()));
+        self
+    }
+
+    /// The operator.
+    ///
+    /// # Errors
+    ///
+    /// A [`PhaseConfigError`] naming the bad setting of the [`config`](Self::config).
+    pub fn build(self) -> Result<Operator<M, K>, PhaseConfigError> {
+        #[allow(unused_mut, reason = "only metrics adds an observer")]
+        let mut config = self.config;
+        #[cfg(feature = "metrics")]
+        if let Some((metrics, name)) = &self.metrics {
+            config = config.on_transition(metrics.phase_observer(Arc::clone(name)));
+        }
+        let engine = PhaseEngine::with_config(self.machine, self.client.clone(), config)?;
+        Ok(Operator {
+            engine,
+            client: self.client,
+            timeout: self.timeout,
+            backoff: self.backoff.unwrap_or_else(BackoffLayer::operator),
+            rate_limit: self.rate_limit,
+            breaker: self.breaker,
+            deferral_status: self.deferral_status,
+            leader: self.leader,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics,
+            watcher: watcher::Config::default(),
+            shutdown: None,
+        })
+    }
+}
+
+impl<M, K> fmt::Debug for Operator<M, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operator")
+            .field("timeout", &self.timeout)
+            .field("rate_limit", &self.rate_limit.is_some())
+            .field("breaker", &self.breaker)
+            .field("deferral_status", &self.deferral_status)
+            .field("leader", &self.leader.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, K> fmt::Debug for OperatorBuilder<M, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorBuilder")
+            .field("config", &self.config)
+            .field("timeout", &self.timeout)
+            .field("deferral_status", &self.deferral_status)
+            .finish_non_exhaustive()
+    }
+}
