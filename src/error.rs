@@ -241,6 +241,85 @@ impl<E: StdError + 'static> StdError for Terminal<E> {
     }
 }
 
+/// A setting that cannot work, from any builder of the crate (backoff, circuit breaker,
+/// rate limit, quota, transition table, phase engine); the message names the setting and
+/// what is wrong with it (`backoff base delay 2s is longer than the cap 1s`).
+///
+/// Returned when a configuration is turned into the thing it configures, never later: a
+/// value that passed `build` works.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ConfigError(pub(crate) ConfigProblem);
+
+/// Which builder refused, with its own detailed reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigProblem {
+    #[error(transparent)]
+    Backoff(crate::middleware::backoff::BackoffConfigError),
+    #[error(transparent)]
+    Breaker(crate::middleware::circuit_breaker::ConfigError),
+    #[error(transparent)]
+    Quota(crate::middleware::rate_limit::QuotaError),
+    #[error(transparent)]
+    RateLimit(crate::middleware::rate_limit::RateLimitConfigError),
+    #[error(transparent)]
+    Phase(crate::phase::PhaseConfigError),
+    #[error(transparent)]
+    Table(crate::phase::TableError),
+}
+
+macro_rules! config_problem {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for ConfigError {
+            fn from(e: $ty) -> Self {
+                ConfigError(ConfigProblem::$variant(e))
+            }
+        }
+    )*};
+}
+
+config_problem! {
+    Backoff(crate::middleware::backoff::BackoffConfigError),
+    Breaker(crate::middleware::circuit_breaker::ConfigError),
+    Quota(crate::middleware::rate_limit::QuotaError),
+    RateLimit(crate::middleware::rate_limit::RateLimitConfigError),
+    Phase(crate::phase::PhaseConfigError),
+    Table(crate::phase::TableError),
+}
+
+#[cfg(test)]
+macro_rules! config_problem_accessors {
+    ($($name:ident: $variant:ident($ty:ty)),* $(,)?) => {
+        impl ConfigError {
+            $(
+                /// The refusal of one builder, for the unit tests that check its reasons.
+                pub(crate) fn $name(self) -> $ty {
+                    match self.0 {
+                        ConfigProblem::$variant(e) => e,
+                        other => panic!("not a {} error: {other}", stringify!($name)),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(test)]
+config_problem_accessors! {
+    backoff: Backoff(crate::middleware::backoff::BackoffConfigError),
+    breaker: Breaker(crate::middleware::circuit_breaker::ConfigError),
+    quota: Quota(crate::middleware::rate_limit::QuotaError),
+    rate_limit: RateLimit(crate::middleware::rate_limit::RateLimitConfigError),
+    table: Table(crate::phase::TableError),
+}
+
+/// A bad configuration is a bug in the caller: retrying cannot help.
+impl Classify for ConfigError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Terminal
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

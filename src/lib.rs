@@ -107,7 +107,7 @@ mod wall;
 #[doc(inline)]
 pub use crate::ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
-pub use crate::error::{Classify, ErrorClass, Terminal, terminal};
+pub use crate::error::{Classify, ConfigError, ErrorClass, Terminal, terminal};
 #[doc(inline)]
 pub use crate::external::{Dependency, ExactlyOnce, ExternalDependency};
 #[doc(inline)]

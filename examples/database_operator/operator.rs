@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube_reconcile::{
-    Classify, ErrorClass,
+    Classify, ConfigError, ErrorClass,
     ensure::{EnsureError, Readiness},
     external::{
         Deletion, Dependency, ExactlyOnce, ExternalDependency, ExternalError, Health,
         IdempotencyKey,
     },
-    phase::{Cleanup, PhaseMachine, Step, TableError, Transition, Transitions},
+    phase::{Cleanup, PhaseMachine, Step, Transition, Transitions},
 };
 use serde_json::json;
 
@@ -43,7 +43,7 @@ kube_reconcile::phases! {
 }
 
 /// The lesson's state diagram; each deadline is at least `min_deadline`.
-pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, TableError> {
+pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, ConfigError> {
     use DbPhase::{
         Configuring, Deploying, Failed, Pending, Provisioning, Ready, Updating, Verifying,
     };
@@ -153,7 +153,7 @@ pub(crate) struct DatabaseMachine {
 
 impl DatabaseMachine {
     /// The machine with the lesson's table, each deadline at least `min_deadline`.
-    pub(crate) fn new(min_deadline: Duration) -> Result<Self, TableError> {
+    pub(crate) fn new(min_deadline: Duration) -> Result<Self, ConfigError> {
         Ok(DatabaseMachine {
             table: transitions(min_deadline)?,
             resync: Duration::from_secs(300),

@@ -126,7 +126,7 @@ impl PhaseConfig {
 /// What is wrong with a [`PhaseConfig`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum PhaseConfigError {
+pub(crate) enum PhaseConfigError {
     /// The finalizer name is not a qualified name (`domain/name`).
     #[error("finalizer {0:?} must be a qualified name such as example.com/cleanup")]
     Finalizer(String),
@@ -165,6 +165,6 @@ impl PhaseConfig {
         self.children
             .validate()
             .map_err(PhaseConfigError::Children)?;
-        self.retry.validate().map_err(PhaseConfigError::Retry)
+        self.retry.check().map_err(PhaseConfigError::Retry)
     }
 }

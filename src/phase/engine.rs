@@ -13,7 +13,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument as _;
 
-use super::{HasPhaseStatus, PhaseConfig, PhaseConfigError, PhaseError, PhaseMachine};
+use super::{HasPhaseStatus, PhaseConfig, PhaseError, PhaseMachine};
 use crate::{
     clock::Clock, error::Classify as _, middleware::backoff::RetrySchedule, reconciler::Reconciler,
     wall::WallClock,
@@ -79,12 +79,12 @@ impl<M, K> PhaseEngine<M, K> {
     ///
     /// # Errors
     ///
-    /// A [`PhaseConfigError`] naming the bad setting.
+    /// A [`ConfigError`](crate::ConfigError) naming the bad setting.
     pub fn with_config(
         machine: M,
         client: Client,
         config: PhaseConfig,
-    ) -> Result<Self, PhaseConfigError> {
+    ) -> Result<Self, crate::ConfigError> {
         config.check()?;
         Ok(Self::build(machine, client, config))
     }

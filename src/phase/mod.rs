@@ -212,7 +212,8 @@ mod write;
 
 pub use self::change::PhaseChange;
 pub use self::cleanup::Cleanup;
-pub use self::config::{PhaseConfig, PhaseConfigError};
+pub use self::config::PhaseConfig;
+pub(crate) use self::config::PhaseConfigError;
 pub use self::deferral::DEFERRED;
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;
@@ -220,7 +221,8 @@ pub use self::machine::{PhaseMachine, Step};
 pub use self::operator::{Operator, OperatorBuilder};
 pub use self::status::{ErrorRecord, HasPhaseStatus, PhaseRecord, PhaseStatus, RetryStatus};
 pub use self::surface::{DeferralStatus, DeferralStatusLayer};
-pub use self::table::{TableError, Transitions, TransitionsBuilder};
+pub(crate) use self::table::TableError;
+pub use self::table::{Transitions, TransitionsBuilder};
 pub use self::transition::Transition;
 
 use std::{fmt, hash::Hash};

@@ -9,7 +9,7 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{HasPhaseStatus, PhaseConfig, PhaseConfigError, PhaseEngine, PhaseMachine};
+use super::{HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine};
 use crate::{
     ControllerExt, ReconcilerExt,
     leader::LeaderHandle,
@@ -50,8 +50,8 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`deferral_status`](OperatorBuilder::deferral_status) | on |
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
 /// | `metrics` (feature `metrics`) | none |
-/// | [`watcher`](OperatorBuilder::watcher) | `watcher::Config::default()` |
-/// | [`shutdown_on`](OperatorBuilder::shutdown_on) | none: runs until the watch ends |
+/// | [`watcher`](Operator::watcher) | `watcher::Config::default()` |
+/// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
 ///
 /// # Examples
 ///
@@ -271,8 +271,8 @@ impl<M, K> OperatorBuilder<M, K> {
     ///
     /// # Errors
     ///
-    /// A [`PhaseConfigError`] naming the bad setting of the [`config`](Self::config).
-    pub fn build(self) -> Result<Operator<M, K>, PhaseConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) naming the bad setting of the [`config`](Self::config).
+    pub fn build(self) -> Result<Operator<M, K>, crate::ConfigError> {
         #[allow(unused_mut, reason = "only metrics adds an observer")]
         let mut config = self.config;
         #[cfg(feature = "metrics")]

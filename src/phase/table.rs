@@ -43,7 +43,7 @@ use super::Phase;
 /// assert!(table.allows(Verifying, Ready));
 /// assert!(table.allows(Configuring, Failed)); // failing is always allowed
 /// assert!(!table.allows(Pending, Ready));
-/// # Ok::<(), kube_reconcile::phase::TableError>(())
+/// # Ok::<(), kube_reconcile::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Transitions<P: Phase> {
@@ -184,8 +184,12 @@ impl<P: Phase> TransitionsBuilder<P> {
     ///
     /// # Errors
     ///
-    /// A [`TableError`] naming what is missing or inconsistent.
-    pub fn build(self) -> Result<Transitions<P>, TableError> {
+    /// A [`ConfigError`](crate::ConfigError) naming what is missing or inconsistent.
+    pub fn build(self) -> Result<Transitions<P>, crate::ConfigError> {
+        Ok(self.checked()?)
+    }
+
+    fn checked(self) -> Result<Transitions<P>, TableError> {
         let ready = self.ready.ok_or(TableError::Missing("ready"))?;
         let failed = self.failed.ok_or(TableError::Missing("failed"))?;
         let edges: HashSet<(P, P)> = self.edges.iter().copied().collect();
@@ -267,7 +271,7 @@ impl<P: Phase> TransitionsBuilder<P> {
 /// What is wrong with a transition table.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TableError {
+pub(crate) enum TableError {
     /// A required special phase was not declared.
     #[error("the table declares no {0} phase")]
     Missing(&'static str),
@@ -347,10 +351,10 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let no_ready = Transitions::builder(P::A).failed(P::Failed).build();
-        assert_eq!(no_ready.unwrap_err(), TableError::Missing("ready"));
-        let unreachable = base().edge(P::Lost, P::A).build().unwrap_err();
+        assert_eq!(no_ready.unwrap_err().table(), TableError::Missing("ready"));
+        let unreachable = base().edge(P::Lost, P::A).build().unwrap_err().table();
         assert_eq!(unreachable, TableError::Unreachable("Lost"));
-        let bad_update = base().updating(P::A).build().unwrap_err();
+        let bad_update = base().updating(P::A).build().unwrap_err().table();
         assert!(matches!(
             bad_update,
             TableError::Undeclared {
@@ -358,14 +362,17 @@ mod tests {
                 ..
             }
         ));
-        let two_ways = base().edge(P::Failed, P::A).build().unwrap_err();
+        let two_ways = base().edge(P::Failed, P::A).build().unwrap_err().table();
         assert_eq!(two_ways, TableError::NoRetryEdge("Failed"));
         assert!(base().edge(P::Failed, P::A).retry(P::A).build().is_ok());
         let rest = base().deadline(P::Ready, Duration::from_secs(1)).build();
-        assert_eq!(rest.unwrap_err(), TableError::DeadlineOnRest("Ready"));
+        assert_eq!(
+            rest.unwrap_err().table(),
+            TableError::DeadlineOnRest("Ready")
+        );
         let zero = base().deadline(P::B, Duration::ZERO).build();
-        assert_eq!(zero.unwrap_err(), TableError::ZeroDeadline("B"));
-        let selfish = base().edge(P::B, P::B).build().unwrap_err();
+        assert_eq!(zero.unwrap_err().table(), TableError::ZeroDeadline("B"));
+        let selfish = base().edge(P::B, P::B).build().unwrap_err().table();
         assert_eq!(
             selfish.to_string(),
             "edge B -> B goes nowhere; a handler stays with Transition::stay"

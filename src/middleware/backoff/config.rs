@@ -14,7 +14,7 @@ use super::{
 ///
 /// Build a layer with [`build`](BackoffConfig::build) (or [`BackoffLayer::new`]), or a
 /// standalone [`BackoffHandle`](super::BackoffHandle) for any async call. Values are
-/// checked there: a bad one is a [`BackoffConfigError`], never clamped.
+/// checked there: a bad one is a [`ConfigError`](crate::ConfigError), never clamped.
 ///
 /// # Default
 ///
@@ -36,7 +36,7 @@ use super::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use kube_reconcile::middleware::backoff::{BackoffConfig, BackoffConfigError, Jitter};
+/// use kube_reconcile::{ConfigError, middleware::backoff::{BackoffConfig, Jitter}};
 ///
 /// let layer = BackoffConfig::operator()
 ///     .cap(Duration::from_secs(60))
@@ -45,8 +45,8 @@ use super::{
 /// assert!(layer.handle().is_empty());
 ///
 /// let bad = BackoffConfig::default().base(Duration::from_secs(600)).build();
-/// assert!(matches!(bad, Err(BackoffConfigError::BaseAboveCap { .. })));
-/// # Ok::<(), BackoffConfigError>(())
+/// assert_eq!(bad.unwrap_err().to_string(), "backoff base delay 600s is longer than the cap 300s");
+/// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct BackoffConfig {
@@ -165,8 +165,8 @@ impl BackoffConfig {
     ///
     /// # Errors
     ///
-    /// A [`BackoffConfigError`] naming the first bad value.
-    pub fn build(self) -> Result<BackoffLayer, BackoffConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) naming the first bad value.
+    pub fn build(self) -> Result<BackoffLayer, crate::ConfigError> {
         BackoffLayer::new(self)
     }
 
@@ -174,8 +174,12 @@ impl BackoffConfig {
     ///
     /// # Errors
     ///
-    /// A [`BackoffConfigError`] naming the first bad value.
-    pub fn validate(&self) -> Result<(), BackoffConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) naming the first bad value.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        Ok(self.check()?)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), BackoffConfigError> {
         if self.base.is_zero() {
             return Err(BackoffConfigError::ZeroBase);
         }
@@ -205,7 +209,7 @@ impl BackoffConfig {
 
     /// Checks the values and splits them into what the layer keeps.
     pub(super) fn resolve(self) -> Result<Resolved, BackoffConfigError> {
-        self.validate()?;
+        self.check()?;
         Ok(self.resolve_unchecked())
     }
 
@@ -287,13 +291,13 @@ mod tests {
     fn bad_values_are_typed_errors() {
         let c = BackoffConfig::operator;
         assert_eq!(
-            c().base(Duration::ZERO).validate(),
+            c().base(Duration::ZERO).check(),
             Err(BackoffConfigError::ZeroBase)
         );
         assert_eq!(
             c().base(Duration::from_secs(9))
                 .cap(Duration::from_secs(3))
-                .validate(),
+                .check(),
             Err(BackoffConfigError::BaseAboveCap {
                 base: Duration::from_secs(9),
                 cap: Duration::from_secs(3)
@@ -301,23 +305,23 @@ mod tests {
         );
         for factor in [0.5, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
             assert_eq!(
-                c().factor(factor).validate(),
+                c().factor(factor).check(),
                 Err(BackoffConfigError::InvalidFactor { factor })
             );
         }
         assert!(matches!(
-            c().factor(f64::NAN).validate(),
+            c().factor(f64::NAN).check(),
             Err(BackoffConfigError::InvalidFactor { factor }) if factor.is_nan()
         ));
         assert!(matches!(
-            c().conflict_delay(Duration::from_secs(301)).validate(),
+            c().conflict_delay(Duration::from_secs(301)).check(),
             Err(BackoffConfigError::ConflictDelayAboveCap { .. })
         ));
         assert_eq!(
-            c().idle_ttl(Duration::ZERO).validate(),
+            c().idle_ttl(Duration::ZERO).check(),
             Err(BackoffConfigError::ZeroIdleTtl)
         );
-        assert_eq!(c().factor(1.0).validate(), Ok(()));
+        assert_eq!(c().factor(1.0).check(), Ok(()));
         assert_eq!(
             BackoffConfigError::ZeroBase.to_string(),
             "backoff base delay must be above zero"

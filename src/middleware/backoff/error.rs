@@ -7,7 +7,7 @@ use crate::error::{Classify, ErrorClass};
 /// A [`BackoffConfig`](super::BackoffConfig) value that cannot work.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum BackoffConfigError {
+pub(crate) enum BackoffConfigError {
     /// The base delay is zero, so the delay would never grow.
     #[error("backoff base delay must be above zero")]
     ZeroBase,

@@ -14,7 +14,7 @@ use crate::{
 
 use super::{
     config::{BackoffConfig, Resolved},
-    error::{BackoffConfigError, BackoffError},
+    error::BackoffError,
     state::{Entry, Policy},
 };
 
@@ -58,7 +58,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 ///
 /// backoff.record_success("db-1");
 /// assert!(backoff.is_empty());
-/// # Ok::<(), kube_reconcile::middleware::backoff::BackoffConfigError>(())
+/// # Ok::<(), kube_reconcile::ConfigError>(())
 /// ```
 pub struct BackoffHandle<Key = ObjectKey> {
     pub(super) shared: Arc<Shared<Key>>,
@@ -97,8 +97,8 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     ///
     /// # Errors
     ///
-    /// A [`BackoffConfigError`] if a value in `config` cannot work.
-    pub fn new(config: BackoffConfig) -> Result<Self, BackoffConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) if a value in `config` cannot work.
+    pub fn new(config: BackoffConfig) -> Result<Self, crate::ConfigError> {
         Ok(Self::from_resolved(config.resolve()?))
     }
 

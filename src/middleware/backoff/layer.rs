@@ -2,7 +2,7 @@
 
 use tower_layer::Layer;
 
-use super::{Backoff, BackoffConfig, BackoffConfigError, BackoffHandle};
+use super::{Backoff, BackoffConfig, BackoffHandle};
 
 /// Builds [`Backoff`] reconcilers; every reconciler it wraps shares one per-object state.
 ///
@@ -39,8 +39,8 @@ impl BackoffLayer {
     ///
     /// # Errors
     ///
-    /// A [`BackoffConfigError`] if a value in `config` cannot work.
-    pub fn new(config: BackoffConfig) -> Result<Self, BackoffConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) if a value in `config` cannot work.
+    pub fn new(config: BackoffConfig) -> Result<Self, crate::ConfigError> {
         Ok(BackoffLayer {
             handle: BackoffHandle::new(config)?,
         })

@@ -85,7 +85,8 @@ mod schedule;
 mod state;
 
 pub use self::config::BackoffConfig;
-pub use self::error::{BackoffConfigError, BackoffError};
+pub(crate) use self::error::BackoffConfigError;
+pub use self::error::BackoffError;
 pub use self::handle::{Attempt, BackoffHandle};
 pub use self::layer::BackoffLayer;
 pub use self::schedule::RetrySchedule;

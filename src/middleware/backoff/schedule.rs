@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::{BackoffConfig, BackoffConfigError, state::Policy};
+use super::{BackoffConfig, state::Policy};
 use crate::rng::Rng;
 
 /// The delays of a [`BackoffConfig`] without per-key state: for callers that persist
@@ -18,7 +18,7 @@ use crate::rng::Rng;
 /// assert_eq!(schedule.delay(0), Duration::from_secs(1));
 /// assert_eq!(schedule.delay(3), Duration::from_secs(8));
 /// assert_eq!(schedule.delay(40), Duration::from_secs(300)); // the cap
-/// # Ok::<(), kube_reconcile::middleware::backoff::BackoffConfigError>(())
+/// # Ok::<(), kube_reconcile::ConfigError>(())
 /// ```
 pub struct RetrySchedule {
     policy: Policy,
@@ -50,7 +50,7 @@ impl BackoffConfig {
     /// # Errors
     ///
     /// The same as [`BackoffConfig::validate`].
-    pub fn schedule(self) -> Result<RetrySchedule, BackoffConfigError> {
+    pub fn schedule(self) -> Result<RetrySchedule, crate::ConfigError> {
         let resolved = self.resolve()?;
         Ok(RetrySchedule {
             policy: resolved.policy,

@@ -4,7 +4,7 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use crate::{clock::Clock, error::ErrorClass};
 
-use super::{Breaker, error::ConfigError, settings::Settings};
+use super::{Breaker, settings::Settings};
 
 /// The calls a failure rate is computed over.
 ///
@@ -98,7 +98,7 @@ pub(super) const fn class_bit(class: ErrorClass) -> u8 {
 ///
 /// ```
 /// use std::{num::NonZeroU32, time::Duration};
-/// use kube_reconcile::middleware::circuit_breaker::{BreakerConfig, ConfigError, State, Window};
+/// use kube_reconcile::{ConfigError, middleware::circuit_breaker::{BreakerConfig, State, Window}};
 ///
 /// let breaker = BreakerConfig::default()
 ///     .failure_rate_threshold(0.25)
@@ -108,7 +108,7 @@ pub(super) const fn class_bit(class: ErrorClass) -> u8 {
 /// assert_eq!(breaker.state(), State::Closed);
 ///
 /// let bad = BreakerConfig::default().failure_rate_threshold(1.5).build("dbaas");
-/// assert_eq!(bad.unwrap_err(), ConfigError::FailureRateThreshold(1.5));
+/// assert_eq!(bad.unwrap_err().to_string(), "failure rate threshold must be in (0, 1], got 1.5");
 /// # Ok::<(), ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -298,8 +298,8 @@ impl BreakerConfig {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first setting that cannot work.
-    pub fn build(self, dependency: impl Into<Arc<str>>) -> Result<Breaker, ConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) naming the first setting that cannot work.
+    pub fn build(self, dependency: impl Into<Arc<str>>) -> Result<Breaker, crate::ConfigError> {
         let settings = Settings::new(&self)?;
         Ok(Breaker::from_settings(dependency.into(), settings))
     }

@@ -77,7 +77,7 @@ impl<E: Classify> Classify for BreakerError<E> {
 /// A [`BreakerConfig`](super::BreakerConfig) that cannot work.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The failure-rate threshold is not in `(0, 1]`.
     #[error("failure rate threshold must be in (0, 1], got {0}")]
     FailureRateThreshold(f64),

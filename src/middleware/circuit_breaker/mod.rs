@@ -77,10 +77,11 @@ mod time_window;
 mod transition;
 mod window;
 
+pub(crate) use self::error::ConfigError;
 pub use self::{
     breaker::Breaker,
     config::{BreakerConfig, Window},
-    error::{BreakerError, ConfigError, Rejected},
+    error::{BreakerError, Rejected},
     layer::CircuitBreakerLayer,
     permit::Permit,
     state::{Snapshot, State, Transition, TransitionReason},

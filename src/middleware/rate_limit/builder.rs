@@ -110,10 +110,13 @@ impl RateLimitBuilder {
     ///
     /// # Errors
     ///
-    /// [`RateLimitConfigError::NoLimits`] without any limit,
-    /// [`RateLimitConfigError::WeightExceedsBurst`] if a call could never fit a limit,
-    /// [`RateLimitConfigError::DuplicateName`] if two limits share a name.
-    pub fn build(self) -> Result<RateLimitLayer, RateLimitConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) without any limit, if a call could never
+    /// fit a limit (its weight exceeds the burst), or if two limits share a name.
+    pub fn build(self) -> Result<RateLimitLayer, crate::ConfigError> {
+        Ok(self.checked()?)
+    }
+
+    fn checked(self) -> Result<RateLimitLayer, RateLimitConfigError> {
         let layer = self.assemble();
         let limits = &layer.shared.limits;
         if limits.is_empty() {

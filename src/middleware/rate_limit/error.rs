@@ -114,7 +114,7 @@ impl<E: Classify> Classify for RateLimitError<E> {
 /// A [`RateLimitBuilder`](super::RateLimitBuilder) that cannot become a layer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RateLimitConfigError {
+pub(crate) enum RateLimitConfigError {
     /// No limit was configured, so the layer would admit everything.
     #[error("a rate limit layer needs at least one limit")]
     NoLimits,

@@ -66,14 +66,15 @@ use self::layer::Refusal;
 pub use self::{
     budget::RateBudget,
     builder::RateLimitBuilder,
-    error::{CheckError, RateLimitConfigError, RateLimitError, RateLimited},
+    error::{CheckError, RateLimitError, RateLimited},
     gcra::Capacity,
     handle::RateLimitHandle,
     keyed_limiter::KeyedLimiter,
     layer::RateLimitLayer,
     limiter::RateLimiter,
-    quota::{Quota, QuotaError},
+    quota::Quota,
 };
+pub(crate) use self::{error::RateLimitConfigError, quota::QuotaError};
 use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 
 /// A reconciler that runs only when its rate limits have capacity, and defers otherwise.

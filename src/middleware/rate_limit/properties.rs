@@ -209,7 +209,7 @@ fn idle_keys_are_pruned_when_new_keys_arrive_and_by_sweep() {
 #[test]
 fn zero_period_and_oversized_checks_are_typed_errors() {
     assert_eq!(
-        Quota::with_period(Duration::ZERO),
+        Quota::with_period(Duration::ZERO).map_err(crate::ConfigError::quota),
         Err(QuotaError::ZeroPeriod)
     );
     let limiter = RateLimiter::new(quota(10, 4));

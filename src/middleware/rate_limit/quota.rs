@@ -50,7 +50,7 @@ pub struct Quota {
 /// A [`Quota`] that cannot be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum QuotaError {
+pub(crate) enum QuotaError {
     /// The period between cells was zero, which would admit without limit.
     #[error("a quota period must be longer than zero")]
     ZeroPeriod,
@@ -78,10 +78,10 @@ impl Quota {
     ///
     /// # Errors
     ///
-    /// [`QuotaError::ZeroPeriod`] if `period` is zero.
-    pub fn with_period(period: Duration) -> Result<Self, QuotaError> {
+    /// A [`ConfigError`](crate::ConfigError) if `period` is zero.
+    pub fn with_period(period: Duration) -> Result<Self, crate::ConfigError> {
         match duration_to_nanos(period) {
-            0 => Err(QuotaError::ZeroPeriod),
+            0 => Err(QuotaError::ZeroPeriod.into()),
             interval => Ok(Quota {
                 interval,
                 burst: NonZeroU32::MIN,
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn a_zero_period_is_a_typed_error() {
         assert_eq!(
-            Quota::with_period(Duration::ZERO),
+            Quota::with_period(Duration::ZERO).map_err(crate::ConfigError::quota),
             Err(QuotaError::ZeroPeriod)
         );
         assert_eq!(

@@ -24,9 +24,15 @@ fn seeded_jitter_is_deterministic() {
 #[test]
 fn bad_config_is_a_typed_error() {
     let err = BackoffLayer::new(BackoffConfig::operator().factor(0.5)).unwrap_err();
-    assert_eq!(err, BackoffConfigError::InvalidFactor { factor: 0.5 });
+    assert_eq!(
+        err.backoff(),
+        BackoffConfigError::InvalidFactor { factor: 0.5 }
+    );
     let err = BackoffHandle::<String>::new(BackoffConfig::operator().cap(ms(10))).unwrap_err();
-    assert!(matches!(err, BackoffConfigError::BaseAboveCap { .. }));
+    assert!(matches!(
+        err.backoff(),
+        BackoffConfigError::BaseAboveCap { .. }
+    ));
 }
 
 #[test]

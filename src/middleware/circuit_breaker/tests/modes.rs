@@ -134,7 +134,7 @@ fn a_callback_may_call_back_into_the_breaker() {
 
 #[test]
 fn bad_configurations_are_typed_errors() {
-    let build = |c: BreakerConfig| c.build("dbaas").unwrap_err();
+    let build = |c: BreakerConfig| c.build("dbaas").unwrap_err().breaker();
     let base = BreakerConfig::default;
     for bad in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
         assert!(

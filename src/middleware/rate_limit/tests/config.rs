@@ -6,7 +6,7 @@ use super::*;
 fn bad_layer_configurations_are_typed_errors() {
     let manual = ManualClock::new();
     assert_eq!(
-        RateLimitLayer::builder().build().unwrap_err(),
+        RateLimitLayer::builder().build().unwrap_err().rate_limit(),
         RateLimitConfigError::NoLimits
     );
 
@@ -14,7 +14,8 @@ fn bad_layer_configurations_are_typed_errors() {
         .global(per_minute(2))
         .weight(nz(3))
         .build()
-        .unwrap_err();
+        .unwrap_err()
+        .rate_limit();
     assert_eq!(
         heavy.to_string(),
         "a weight of 3 exceeds the burst of 2 of the `global` limit"
@@ -24,7 +25,8 @@ fn bad_layer_configurations_are_typed_errors() {
         .budget(budget("dbaas", per_minute(1), &manual))
         .budget(budget("dbaas", per_minute(1), &manual))
         .build()
-        .unwrap_err();
+        .unwrap_err()
+        .rate_limit();
     assert_eq!(
         twice,
         RateLimitConfigError::DuplicateName {
@@ -37,7 +39,7 @@ fn bad_layer_configurations_are_typed_errors() {
         .budget(budget("global", per_minute(1), &manual))
         .build();
     assert!(matches!(
-        shadow,
+        shadow.map_err(crate::ConfigError::rate_limit),
         Err(RateLimitConfigError::DuplicateName { .. })
     ));
 }
