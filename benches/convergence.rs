@@ -9,7 +9,9 @@
 //! - zero writes in steady state;
 //! - at least 2x fewer API requests per converged object than the naive operator;
 //! - time to converge growing no worse than linearly with N;
-//! - at a 10% injected API error rate, converging within 2x the fault-free time.
+//! - at a 10% injected API error rate, converging within 2x the fault-free time;
+//! - with the DBaaS's health endpoint failing 10% of its checks (the service itself
+//!   fine), converging within 1.3x the healthy time.
 //!
 //! ```sh
 //! cargo bench --bench convergence                          # N = 100 and 1,000
@@ -52,6 +54,9 @@ static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = support::ALLOCATOR;
 
 /// The injected API error rate of the faulted runs.
 const ERROR_RATE: f64 = 0.10;
+
+/// The share of failed DBaaS health checks of the flaky-health runs.
+const HEALTH_FAILURE_RATE: f64 = 0.10;
 
 /// How the bench was asked to run.
 struct Mode {
@@ -105,14 +110,16 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let mut results = Vec::new();
     for &n in &mode.sizes {
-        let ours = runtime.block_on(run(n, Operator::Ours, 0.0));
+        let ours = runtime.block_on(run(n, Operator::Ours, 0.0, 0.0));
         report::progress(&ours);
-        let naive = runtime.block_on(run(n, Operator::Naive, 0.0));
+        let naive = runtime.block_on(run(n, Operator::Naive, 0.0, 0.0));
         report::progress(&naive);
-        let ours_faulted = runtime.block_on(run(n, Operator::Ours, ERROR_RATE));
+        let ours_faulted = runtime.block_on(run(n, Operator::Ours, ERROR_RATE, 0.0));
         report::progress(&ours_faulted);
+        let ours_flaky_health = runtime.block_on(run(n, Operator::Ours, 0.0, HEALTH_FAILURE_RATE));
+        report::progress(&ours_flaky_health);
         let naive_faulted = mode.naive_faulted.then(|| {
-            let outcome = runtime.block_on(run(n, Operator::Naive, ERROR_RATE));
+            let outcome = runtime.block_on(run(n, Operator::Naive, ERROR_RATE, 0.0));
             report::progress(&outcome);
             outcome
         });
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
             ours,
             naive,
             ours_faulted,
+            ours_flaky_health,
             naive_faulted,
         });
     }

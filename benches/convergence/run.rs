@@ -65,6 +65,8 @@ pub(crate) struct Outcome {
     pub(crate) operator: Operator,
     /// The share of API requests answered with an injected 500.
     pub(crate) error_rate: f64,
+    /// The share of the DBaaS's `/healthz` checks answered with 503.
+    pub(crate) health_failure_rate: f64,
     /// From the operator's start to the last Database Ready, if they all got there.
     pub(crate) converged: Option<Duration>,
     /// How many were Ready at the end.
@@ -292,10 +294,17 @@ impl Running {
     }
 }
 
-/// One run: `n` Databases under `operator`, with `error_rate` of the API requests failing.
-pub(crate) async fn run(n: usize, operator: Operator, error_rate: f64) -> Outcome {
+/// One run: `n` Databases under `operator`, with `error_rate` of the API requests failing
+/// and `health_failure_rate` of the DBaaS's `/healthz` checks answering 503.
+pub(crate) async fn run(
+    n: usize,
+    operator: Operator,
+    error_rate: f64,
+    health_failure_rate: f64,
+) -> Outcome {
     let world = World::new(0xC0_4E46 + n as u64).await;
     world.create(n).await;
+    world.dbaas.faults().flaky_health(health_failure_rate);
     if error_rate > 0.0 {
         world
             .server
@@ -338,6 +347,7 @@ pub(crate) async fn run(n: usize, operator: Operator, error_rate: f64) -> Outcom
         n,
         operator,
         error_rate,
+        health_failure_rate,
         converged,
         ready,
         ready_at,

@@ -24,6 +24,7 @@ pub(crate) struct DbaasFaults {
 struct FaultState {
     outage_until: Option<Instant>,
     error_rate: f64,
+    health_failure_rate: f64,
     latency: Duration,
     failing_health: HashMap<String, u32>,
     rng: fastrand::Rng,
@@ -35,6 +36,7 @@ impl DbaasFaults {
             state: Arc::new(Mutex::new(FaultState {
                 outage_until: None,
                 error_rate: 0.0,
+                health_failure_rate: 0.0,
                 latency: Duration::ZERO,
                 failing_health: HashMap::new(),
                 rng: fastrand::Rng::with_seed(seed),
@@ -73,6 +75,20 @@ impl DbaasFaults {
         self.lock().error_rate = rate;
     }
 
+    /// Fails this share of `/healthz` checks with 503 (a flaky health endpoint in front of
+    /// a service that works), drawn from the server's seeded RNG.
+    ///
+    /// # Panics
+    ///
+    /// If `rate` is not within `0.0..=1.0`.
+    pub(crate) fn flaky_health(&self, rate: f64) {
+        assert!(
+            (0.0..=1.0).contains(&rate),
+            "a failure rate is within 0.0..=1.0, not {rate}"
+        );
+        self.lock().health_failure_rate = rate;
+    }
+
     /// Delays every answer by `latency` (zero turns it off).
     pub(crate) fn latency(&self, latency: Duration) {
         self.lock().latency = latency;
@@ -98,6 +114,7 @@ impl DbaasFaults {
         let mut state = self.lock();
         state.outage_until = None;
         state.error_rate = 0.0;
+        state.health_failure_rate = 0.0;
         state.latency = Duration::ZERO;
         state.failing_health.clear();
     }
@@ -114,6 +131,13 @@ impl DbaasFaults {
     pub(super) fn roll_error(&self) -> bool {
         let mut state = self.lock();
         let rate = state.error_rate;
+        rate > 0.0 && state.rng.f64() < rate
+    }
+
+    /// Draws whether this `/healthz` check fails.
+    pub(super) fn roll_health_failure(&self) -> bool {
+        let mut state = self.lock();
+        let rate = state.health_failure_rate;
         rate > 0.0 && state.rng.f64() < rate
     }
 

@@ -78,6 +78,13 @@ async fn answer(
         }
     }
     match (endpoint, id) {
+        (Endpoint::ServiceHealth, _) if shared.faults.roll_health_failure() => {
+            error(&Rejection::new(
+                503,
+                "unhealthy",
+                "the health check failed (injected)".into(),
+            ))
+        }
         (Endpoint::ServiceHealth, _) => {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
