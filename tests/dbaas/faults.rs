@@ -149,6 +149,34 @@ async fn the_error_rate_fails_that_share_of_calls_with_transient_500s() {
 }
 
 #[tokio::test]
+async fn a_flaky_health_endpoint_fails_that_share_of_checks_and_spares_the_api() {
+    let (server, client) = start(fast().seed(11)).await;
+    server.faults().flaky_health(1.0);
+    assert!(!client.service_health().await.expect("healthz answers 503"));
+    client
+        .find_by_key("k")
+        .await
+        .expect("the instance API still works");
+
+    server.faults().flaky_health(0.25);
+    let mut failed = 0;
+    for _ in 0..200 {
+        if !client.service_health().await.expect("healthz answers") {
+            failed += 1;
+        }
+    }
+    assert!(
+        (25..=75).contains(&failed),
+        "{failed} of 200 checks failed at rate 0.25"
+    );
+
+    server.faults().clear();
+    for _ in 0..20 {
+        assert!(client.service_health().await.expect("healthz answers"));
+    }
+}
+
+#[tokio::test]
 async fn a_health_fault_fails_the_next_checks_of_a_ready_instance() {
     let (server, client) = start(fast().provision_delay(Duration::from_millis(300))).await;
     let faults: &DbaasFaults = server.faults();
