@@ -97,6 +97,13 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 pub struct Operator<M, K> {
     engine: PhaseEngine<M, K>,
     client: Client,
+    layers: Layers,
+    watcher: watcher::Config,
+    shutdown: Option<Shutdown>,
+}
+
+/// The layers around the engine, as the builder sets them.
+struct Layers {
     timeout: Duration,
     backoff: BackoffLayer,
     rate_limit: Option<RateLimitLayer>,
@@ -105,8 +112,6 @@ pub struct Operator<M, K> {
     leader: Option<LeaderHandle>,
     #[cfg(feature = "metrics")]
     metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
-    watcher: watcher::Config,
-    shutdown: Option<Shutdown>,
 }
 
 /// Builds an [`Operator`]; see its defaults.
@@ -116,14 +121,7 @@ pub struct OperatorBuilder<M, K> {
     _resource: std::marker::PhantomData<fn() -> K>,
     client: Client,
     config: PhaseConfig,
-    timeout: Duration,
-    backoff: Option<BackoffLayer>,
-    rate_limit: Option<RateLimitLayer>,
-    breaker: Option<Breaker>,
-    deferral_status: bool,
-    leader: Option<LeaderHandle>,
-    #[cfg(feature = "metrics")]
-    metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
+    layers: Layers,
 }
 
 impl<M, K> Operator<M, K> {
@@ -134,14 +132,16 @@ impl<M, K> Operator<M, K> {
             _resource: std::marker::PhantomData,
             client,
             config: PhaseConfig::default(),
-            timeout: Duration::from_secs(30),
-            backoff: None,
-            rate_limit: None,
-            breaker: None,
-            deferral_status: true,
-            leader: None,
-            #[cfg(feature = "metrics")]
-            metrics: None,
+            layers: Layers {
+                timeout: Duration::from_secs(30),
+                backoff: BackoffLayer::operator(),
+                rate_limit: None,
+                breaker: None,
+                deferral_status: true,
+                leader: None,
+                #[cfg(feature = "metrics")]
+                metrics: None,
+            },
         }
     }
 
@@ -152,7 +152,7 @@ impl<M, K> Operator<M, K> {
 
     /// The per-object backoff state: attempts and next attempt of each object.
     pub fn backoff(&self) -> BackoffHandle {
-        self.backoff.handle()
+        self.layers.backoff.handle()
     }
 
     /// How the controller watches the objects (a label selector, say).
@@ -182,21 +182,22 @@ impl<M, K> Operator<M, K> {
         K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
         Ctx: Send + Sync + 'static,
     {
-        let backoff_handle = self.backoff.handle();
-        let deferrals = self
+        let layers = self.layers;
+        let backoff_handle = layers.backoff.handle();
+        let deferrals = layers
             .deferral_status
             .then(|| super::DeferralStatusLayer::new(self.client.clone()).backoff(backoff_handle));
         let reconciler = self
             .engine
-            .with(TimeoutLayer::new(self.timeout))
-            .with_optional(self.breaker.map(CircuitBreakerLayer::from_breaker))
-            .with_optional(self.rate_limit)
-            .with(self.backoff)
+            .with(TimeoutLayer::new(layers.timeout))
+            .with_optional(layers.breaker.map(CircuitBreakerLayer::from_breaker))
+            .with_optional(layers.rate_limit)
+            .with(layers.backoff)
             .with_optional(deferrals)
-            .with_optional(self.leader.as_ref().map(LeaderHandle::layer));
+            .with_optional(layers.leader.as_ref().map(LeaderHandle::layer));
         #[cfg(feature = "metrics")]
         let reconciler =
-            reconciler.with_optional(self.metrics.map(|(metrics, name)| metrics.layer(name)));
+            reconciler.with_optional(layers.metrics.map(|(metrics, name)| metrics.layer(name)));
         let mut controller = Controller::new(api, self.watcher);
         if let Some(signal) = self.shutdown {
             controller = controller.graceful_shutdown_on(signal);
@@ -216,20 +217,20 @@ impl<M, K> OperatorBuilder<M, K> {
 
     /// How long one reconcile may take before it fails as timed out.
     pub const fn timeout(mut self, after: Duration) -> Self {
-        self.timeout = after;
+        self.layers.timeout = after;
         self
     }
 
     /// The per-object backoff (keep its [`handle`](BackoffLayer::handle) to look at
     /// it, or use [`Operator::backoff`]).
     pub fn backoff(mut self, backoff: BackoffLayer) -> Self {
-        self.backoff = Some(backoff);
+        self.layers.backoff = backoff;
         self
     }
 
     /// A rate limit around every reconcile (per object, global or per budget).
     pub fn rate_limit(mut self, rate_limit: RateLimitLayer) -> Self {
-        self.rate_limit = Some(rate_limit);
+        self.layers.rate_limit = Some(rate_limit);
         self
     }
 
@@ -237,20 +238,20 @@ impl<M, K> OperatorBuilder<M, K> {
     /// ([`Dependency::breaker`](crate::external::Dependency::breaker)): while it is open,
     /// objects wait without running their handler.
     pub fn breaker(mut self, breaker: Breaker) -> Self {
-        self.breaker = Some(breaker);
+        self.layers.breaker = Some(breaker);
         self
     }
 
     /// Whether an object held back by the middleware shows why in a `Deferred`
     /// condition (see [`DeferralStatusLayer`](super::DeferralStatusLayer)).
     pub const fn deferral_status(mut self, on: bool) -> Self {
-        self.deferral_status = on;
+        self.layers.deferral_status = on;
         self
     }
 
     /// Reconcile only while `leader` holds its Lease (`None`: always).
     pub fn leader(mut self, leader: Option<LeaderHandle>) -> Self {
-        self.leader = leader;
+        self.layers.leader = leader;
         self
     }
 
@@ -263,7 +264,7 @@ impl<M, K> OperatorBuilder<M, K> {
         metrics: Option<crate::metrics::Metrics>,
         controller: impl Into<Arc<str>>,
     ) -> Self {
-        self.metrics = metrics.map(|m| (m, controller.into()));
+        self.layers.metrics = metrics.map(|m| (m, controller.into()));
         self
     }
 
@@ -276,21 +277,14 @@ impl<M, K> OperatorBuilder<M, K> {
         #[allow(unused_mut, reason = "only metrics adds an observer")]
         let mut config = self.config;
         #[cfg(feature = "metrics")]
-        if let Some((metrics, name)) = &self.metrics {
+        if let Some((metrics, name)) = &self.layers.metrics {
             config = config.on_transition(metrics.phase_observer(Arc::clone(name)));
         }
         let engine = PhaseEngine::with_config(self.machine, self.client.clone(), config)?;
         Ok(Operator {
             engine,
             client: self.client,
-            timeout: self.timeout,
-            backoff: self.backoff.unwrap_or_else(BackoffLayer::operator),
-            rate_limit: self.rate_limit,
-            breaker: self.breaker,
-            deferral_status: self.deferral_status,
-            leader: self.leader,
-            #[cfg(feature = "metrics")]
-            metrics: self.metrics,
+            layers: self.layers,
             watcher: watcher::Config::default(),
             shutdown: None,
         })
@@ -300,11 +294,7 @@ impl<M, K> OperatorBuilder<M, K> {
 impl<M, K> fmt::Debug for Operator<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Operator")
-            .field("timeout", &self.timeout)
-            .field("rate_limit", &self.rate_limit.is_some())
-            .field("breaker", &self.breaker)
-            .field("deferral_status", &self.deferral_status)
-            .field("leader", &self.leader.is_some())
+            .field("layers", &self.layers)
             .finish_non_exhaustive()
     }
 }
@@ -313,8 +303,19 @@ impl<M, K> fmt::Debug for OperatorBuilder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OperatorBuilder")
             .field("config", &self.config)
+            .field("layers", &self.layers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layers")
             .field("timeout", &self.timeout)
+            .field("rate_limit", &self.rate_limit.is_some())
+            .field("breaker", &self.breaker)
             .field("deferral_status", &self.deferral_status)
+            .field("leader", &self.leader.is_some())
             .finish_non_exhaustive()
     }
 }
