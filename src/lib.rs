@@ -51,6 +51,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A phased operator gets the same stack around its [`PhaseEngine`](phase::PhaseEngine) from
+//! one builder, [`phase::Operator`] (timeout, backoff, the `Deferred` status, and optionally a
+//! rate limit, a dependency's breaker, leader election and metrics); the README's "A phase
+//! operator, start to finish" and the `database_operator` example use it.
+//!
 //! # Composition
 //!
 //! Layers are listed inside out with [`ReconcilerExt::with`]; a call passes through
@@ -83,6 +88,11 @@
 //! 1.89, the same as kube 5.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod clock;
 pub mod conditions;
