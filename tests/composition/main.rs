@@ -210,12 +210,20 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
         store.buckets.lock().unwrap().is_empty(),
         "every bucket deprovisioned"
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let failed: Vec<_> = events
+    let events = Api::<Event>::namespaced(client.clone(), "default")
         .list(&ListParams::default())
         .await
         .unwrap()
-        .items
+        .items;
+    // About one Event per transition: Created, Pending -> Provisioning, Provisioning ->
+    // Ready and CleanedUp for each bucket; repeats are one Event with a series count.
+    assert!(
+        events.len() <= 4 * N,
+        "{} Events for {N} buckets: {:?}",
+        events.len(),
+        events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>()
+    );
+    let failed: Vec<_> = events
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("CleanupFailed"))
         .collect();
