@@ -3,7 +3,7 @@
 use super::error::EnsureError;
 
 /// The field manager used unless [`EnsureConfig::field_manager`] says otherwise.
-pub const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
+pub(crate) const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
 
 /// Settings of [`Children`](super::Children).
 ///

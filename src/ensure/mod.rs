@@ -155,7 +155,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Client, Resource};
 
 pub use self::{
-    config::{DEFAULT_FIELD_MANAGER, EnsureConfig},
+    config::EnsureConfig,
     desired::{Ensure, Readiness, Strategy},
     error::EnsureError,
     outcome::Ensured,

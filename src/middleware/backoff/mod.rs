@@ -89,7 +89,7 @@ pub(crate) use self::error::BackoffConfigError;
 pub use self::error::BackoffError;
 pub use self::handle::{Attempt, BackoffHandle};
 pub use self::layer::BackoffLayer;
-pub use self::schedule::RetrySchedule;
+pub(crate) use self::schedule::RetrySchedule;
 pub use self::state::Jitter;
 
 /// A reconciler that backs off per object after failures.

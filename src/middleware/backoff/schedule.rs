@@ -7,20 +7,7 @@ use crate::rng::Rng;
 
 /// The delays of a [`BackoffConfig`] without per-key state: for callers that persist
 /// their own failure count, such as the phase machine's `Failed` retries.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use kube_reconcile::middleware::backoff::{BackoffConfig, Jitter};
-///
-/// let schedule = BackoffConfig::operator().jitter(Jitter::None).schedule()?;
-/// assert_eq!(schedule.delay(0), Duration::from_secs(1));
-/// assert_eq!(schedule.delay(3), Duration::from_secs(8));
-/// assert_eq!(schedule.delay(40), Duration::from_secs(300)); // the cap
-/// # Ok::<(), kube_reconcile::ConfigError>(())
-/// ```
-pub struct RetrySchedule {
+pub(crate) struct RetrySchedule {
     policy: Policy,
     rng: Rng,
 }
@@ -28,7 +15,7 @@ pub struct RetrySchedule {
 impl RetrySchedule {
     /// The delay after failure number `failures` (counted from 0):
     /// `min(cap, jitter(base · factor^failures))`.
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         self.policy.delay(failures, &self.rng)
     }
 }
@@ -50,11 +37,29 @@ impl BackoffConfig {
     /// # Errors
     ///
     /// The same as [`BackoffConfig::validate`].
-    pub fn schedule(self) -> Result<RetrySchedule, crate::ConfigError> {
+    pub(crate) fn schedule(self) -> Result<RetrySchedule, crate::ConfigError> {
         let resolved = self.resolve()?;
         Ok(RetrySchedule {
             policy: resolved.policy,
             rng: Rng::new(resolved.seed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::middleware::backoff::{BackoffConfig, Jitter};
+
+    #[test]
+    fn the_schedule_doubles_from_the_base_up_to_the_cap() {
+        let schedule = BackoffConfig::operator()
+            .jitter(Jitter::None)
+            .schedule()
+            .expect("the operator preset is valid");
+        assert_eq!(schedule.delay(0), Duration::from_secs(1));
+        assert_eq!(schedule.delay(3), Duration::from_secs(8));
+        assert_eq!(schedule.delay(40), Duration::from_secs(300));
     }
 }

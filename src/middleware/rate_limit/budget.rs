@@ -64,7 +64,7 @@ impl RateBudget {
     }
 
     /// A budget called `name` that draws from `limiter` (to choose its clock).
-    pub fn from_limiter(name: impl Into<Arc<str>>, limiter: RateLimiter) -> Self {
+    pub(crate) fn from_limiter(name: impl Into<Arc<str>>, limiter: RateLimiter) -> Self {
         RateBudget {
             inner: Arc::new(Inner {
                 name: name.into(),
@@ -93,7 +93,7 @@ impl RateBudget {
     /// # Errors
     ///
     /// As [`RateLimiter::check_n`].
-    pub fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
+    pub(crate) fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
         self.inner.limiter.check_n(n)
     }
 
@@ -157,7 +157,7 @@ impl RateBudget {
     }
 
     /// The quota of this budget.
-    pub fn quota(&self) -> Quota {
+    pub(crate) fn quota(&self) -> Quota {
         self.inner.limiter.quota()
     }
 
@@ -167,11 +167,6 @@ impl RateBudget {
 
     pub(super) fn shared_name(&self) -> &Arc<str> {
         &self.inner.name
-    }
-
-    /// Whether `self` and `other` are clones of one budget.
-    pub fn same_budget(&self, other: &RateBudget) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -296,8 +291,11 @@ mod tests {
         a.check().expect("first cell");
         b.check().expect("second cell");
         assert!(a.check().is_err());
-        assert!(a.same_budget(&b));
-        assert!(!a.same_budget(&RateBudget::new("dbaas", Quota::per_minute(nz(2)))));
+        assert!(Arc::ptr_eq(&a.inner, &b.inner));
+        assert!(!Arc::ptr_eq(
+            &a.inner,
+            &RateBudget::new("dbaas", Quota::per_minute(nz(2))).inner
+        ));
         assert_eq!(b.name(), "dbaas");
     }
 }

@@ -125,7 +125,7 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
     ///
     /// As [`check_key`](Self::check_key), plus [`CheckError::InsufficientCapacity`] if
     /// `n` exceeds the burst.
-    pub fn check_key_n<Q>(&self, key: &Q, n: NonZeroU32) -> Result<(), CheckError>
+    pub(crate) fn check_key_n<Q>(&self, key: &Q, n: NonZeroU32) -> Result<(), CheckError>
     where
         Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned + ?Sized,
@@ -165,7 +165,7 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
     }
 
     /// The quota each key gets.
-    pub const fn quota(&self) -> Quota {
+    pub(crate) const fn quota(&self) -> Quota {
         self.quota
     }
 

@@ -77,7 +77,7 @@ impl RateLimiter {
     ///
     /// [`CheckError::InsufficientCapacity`] if `n` exceeds the burst (it never fits),
     /// else [`CheckError::RateLimited`] with the exact wait; nothing is taken.
-    pub fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
+    pub(crate) fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
         fits(&self.quota, n)?;
         self.cell
             .reserve(&self.quota, n, self.clock.now())
@@ -91,7 +91,7 @@ impl RateLimiter {
     }
 
     /// The quota this limiter enforces.
-    pub const fn quota(&self) -> Quota {
+    pub(crate) const fn quota(&self) -> Quota {
         self.quota
     }
 
