@@ -8,6 +8,13 @@
 //! subtly wrong, and is a [`Reconciler`](crate::Reconciler), so the middleware wraps
 //! it unchanged.
 //!
+//! Inside a handler, the [`Step`] does the rest of the glue: [`Step::ensure`] writes a
+//! child described by an [`Ensure`](crate::ensure::Ensure) implementation with the
+//! engine's settings ([`PhaseConfig::children`]) and [`Step::readiness`] asks whether it is
+//! ready; a call through an external [`Dependency`](crate::external::Dependency) that is
+//! held back needs only `?`. [`Operator`] runs the engine inside the recommended middleware
+//! on a kube-runtime `Controller`.
+//!
 //! # Flow of one reconcile
 //!
 //! 1. **Deleted?** While the engine's finalizer is on a deleted object, run

@@ -74,7 +74,7 @@ impl<P: Copy> Transition<P> {
     /// Stay in this phase, held back by the operator's *own* pacing, and run the handler
     /// again after `requeue_after`: for example when a shared
     /// [`RateBudget`](crate::middleware::rate_limit::RateBudget) or an
-    /// [`ExternalDependency`](crate::external::ExternalDependency) said
+    /// external [`Dependency`](crate::external::Dependency) said
     /// [`RateLimited`](crate::external::UnavailableReason::RateLimited).
     ///
     /// The time until the handler next decides something else does not count toward

@@ -96,7 +96,7 @@ pub use self::{
 /// error's class, and an inner `Deferred` not at all (its probe slot, if any, is given
 /// back).
 ///
-/// A breaker that an [`ExternalDependency`](crate::external::ExternalDependency) was
+/// A breaker that an external [`Dependency`](crate::external::Dependency) was
 /// built with is shared differently: the dependency records each call it lets through,
 /// so the layer only refuses reconciles while the circuit is open, takes no half-open
 /// probe slot and records no outcome. A reconcile whose handler was held back by the

@@ -92,7 +92,7 @@ use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 /// - The deferral's `retry_after`: refused by a shared [`RateBudget`], the caller's own
 ///   turn in the budget's queue of refused callers (no earlier than the exact wait, one
 ///   emission interval per cell after the turn before it; the queue is the one an
-///   [`ExternalDependency`](crate::external::ExternalDependency) on the same budget
+///   external [`Dependency`](crate::external::Dependency) on the same budget
 ///   uses). Refused by the global or per-object limit, the exact wait plus a seeded
 ///   jitter of up to that limit's refill time, capped by [`RateLimitBuilder::jitter`].
 /// - An admitted call's outcome, including an inner layer's deferral, passes through

@@ -56,7 +56,7 @@ async fn objects_refused_by_a_budget_get_turns_one_emission_interval_apart() {
     // The cell is back in 500 ms; then one every 500 ms, each for the next in line,
     // instead of all four at once (and three refused again).
     assert_eq!(waits, [500, 1000, 1500, 2000]);
-    // The gate of an ExternalDependency on the same budget queues behind them.
+    // The gate of an external Dependency on the same budget queues behind them.
     assert_eq!(
         dbaas.turn(nz(1), Duration::from_millis(500)),
         Duration::from_millis(2500)
