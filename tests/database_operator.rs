@@ -323,6 +323,37 @@ both_tiers! {
             .await
             .unwrap();
         world.all_ready(1).await;
+
+        // A name the children cannot carry (the API server takes it: it is a valid
+        // Database name): Failed with InvalidSpec before any child is written.
+        let long = format!("db-{}", "x".repeat(60));
+        world.create(&long, "16", 1).await;
+        let list = world
+            .until("the long name failed", |list| {
+                list.iter()
+                    .any(|d| d.name_any() == long && d.phase() == Some("Failed"))
+            })
+            .await;
+        let failed = list.iter().find(|d| d.name_any() == long).unwrap();
+        let stalled = failed
+            .phase_status()
+            .unwrap()
+            .conditions
+            .find("Stalled")
+            .cloned()
+            .unwrap();
+        assert_eq!(stalled.reason, "InvalidSpec");
+        assert!(stalled.message.contains("at most 52 characters"), "{}", stalled.message);
+        let secrets: Api<Secret> = Api::namespaced(world.client.clone(), &world.namespace);
+        assert!(
+            secrets
+                .get_opt(&format!("{long}-credentials"))
+                .await
+                .unwrap()
+                .is_none(),
+            "no child written for a name the children cannot carry"
+        );
+        assert_eq!(world.dbaas.instances().len(), 1, "only legacy's instance");
         operator.controller.abort();
     }
 }

@@ -118,6 +118,20 @@ impl Database {
 
     /// What is wrong with the spec that the schema cannot say, as a message for the user.
     pub(crate) fn spec_problem(&self) -> Option<String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        let label = name.len() <= MAX_NAME
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !label {
+            return Some(format!(
+                "metadata.name {name:?} cannot name this Database's children: its Service and \
+                 StatefulSet take the name, so it must be at most {MAX_NAME} characters of \
+                 lowercase letters, digits and '-', starting with a letter; recreate it under \
+                 such a name"
+            ));
+        }
         let spec = &self.spec;
         if !spec.engine.versions().contains(&spec.version.as_str()) {
             return Some(format!(
@@ -142,6 +156,10 @@ impl Database {
         None
     }
 }
+
+/// The longest Database name: its Service needs a DNS label (63), and its StatefulSet's
+/// `controller-revision-hash` label value is the name, a dash and a 10-character hash (63).
+const MAX_NAME: usize = 52;
 
 /// `10Gi` → 10, `512Mi` → 1 (rounded up); `None` for anything else.
 pub(crate) fn storage_gi(quantity: &str) -> Option<u32> {
