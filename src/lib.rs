@@ -112,7 +112,7 @@ mod scope;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-mod wall;
+mod wall_clock;
 
 #[doc(inline)]
 pub use crate::ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured};

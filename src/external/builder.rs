@@ -10,7 +10,7 @@ use crate::{
     rng::Rng,
 };
 
-use crate::wall::WallClock;
+use crate::wall_clock::WallClock;
 
 use super::{
     client::ExternalDependency,

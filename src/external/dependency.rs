@@ -8,7 +8,7 @@ use crate::{
     rng::Rng,
 };
 
-use crate::wall::WallClock;
+use crate::wall_clock::WallClock;
 
 #[cfg(test)]
 use super::builder::DependencyBuilder;

@@ -6,7 +6,7 @@ use crate::{
     conditions::Condition,
     error::{Classify, ErrorClass},
     middleware::circuit_breaker::{Permit, State},
-    wall::ceil_second,
+    wall_clock::ceil_second,
 };
 
 use super::{

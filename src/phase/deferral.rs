@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
-use super::text::truncate;
-use crate::{conditions::Condition, error::ErrorClass, reconciler::DeferReason, wall::ceil_second};
+use super::messages::truncate;
+use crate::{
+    conditions::Condition, error::ErrorClass, reconciler::DeferReason, wall_clock::ceil_second,
+};
 
 /// The condition type the [`DeferralStatus`](super::DeferralStatus) layer writes.
 pub const DEFERRED: &str = "Deferred";

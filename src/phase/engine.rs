@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::{HasPhaseStatus, PhaseConfig, PhaseError, PhaseMachine};
 use crate::{
     clock::Clock, error::Classify as _, middleware::backoff::RetrySchedule, reconciler::Reconciler,
-    wall::WallClock,
+    wall_clock::WallClock,
 };
 
 /// Runs a [`PhaseMachine`] as a [`Reconciler`], so the middleware wraps it unchanged.

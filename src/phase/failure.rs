@@ -3,14 +3,14 @@
 
 use kube::runtime::controller::Action;
 
-use crate::wall::ceil_second;
+use crate::wall_clock::ceil_second;
 
 use super::{
     Phase, PhaseError, PhaseMachine,
     engine::{Inner, Object, later, until},
     flow::Here,
-    plan::{self, Observe, Standing, Why},
-    text::transition_note,
+    messages::transition_note,
+    next_status::{self, Observe, Standing, Why},
     write::Note,
 };
 
@@ -56,13 +56,13 @@ impl<M> Inner<M> {
             }
         } else {
             (
-                plan::standing_of(table, phase),
+                next_status::standing_of(table, phase),
                 "ConditionsRestored",
                 restored.clone(),
             )
         };
         let mut next = status.clone();
-        plan::set_conditions(
+        next_status::set_conditions(
             &mut next,
             standing,
             &Why {
@@ -101,8 +101,8 @@ impl<M> Inner<M> {
             message: &message,
         };
         let mut next = status.clone();
-        plan::set_conditions(&mut next, Standing::Stalled, &why, at.now);
-        plan::record_error(&mut next, from, &why, at.now);
+        next_status::set_conditions(&mut next, Standing::Stalled, &why, at.now);
+        next_status::record_error(&mut next, from, &why, at.now);
         self.write::<K, M::Error>(api, obj, &next, None).await?;
         Err(PhaseError::UndeclaredTransition {
             from,
@@ -133,7 +133,7 @@ impl<M> Inner<M> {
         let delay = retry.then(|| self.schedule.delay(attempts));
         // Stored times have whole seconds: round up, so a retry never starts early.
         let next_attempt = delay.map(|d| ceil_second(later(at.now, d)));
-        let next = plan::fail(table, status, phase.name(), why, next_attempt, at);
+        let next = next_status::fail(table, status, phase.name(), why, next_attempt, at);
         let moved = transition_note(phase.name(), table.failed().name(), why.message);
         let text = match next_attempt {
             Some(when) => format!("{moved}; retry {} at {when}", attempts + 1),
@@ -195,7 +195,7 @@ impl<M> Inner<M> {
         };
         let to = table.retry();
         let generation = Observe::Generation(obj.meta().generation);
-        let next = plan::enter(table, &from, Some(failed), to, &why, generation, at);
+        let next = next_status::enter(table, &from, Some(failed), to, &why, generation, at);
         let note = Note::normal(reason, transition_note(failed, to.name(), &message));
         self.moved(api, obj, &next, None, note).await
     }

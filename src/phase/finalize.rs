@@ -8,9 +8,9 @@ use super::{
     Cleanup, Phase, PhaseError, PhaseMachine, Step,
     cleanup::CleanupKind,
     engine::{Inner, Object},
+    messages::chain,
+    next_status::{self, At, Standing, Why},
     noted::noted,
-    plan::{self, At, Standing, Why},
-    text::chain,
     write::{Note, Target},
 };
 
@@ -45,7 +45,7 @@ impl<M> Inner<M> {
             children: &self.config.children,
             phase,
             status: &status,
-            entered_at: plan::entered_at(&status),
+            entered_at: next_status::entered_at(&status),
             now: at.now,
         };
         let decided = noted(self.machine.cleanup(obj, &step)).await;
@@ -67,9 +67,9 @@ impl<M> Inner<M> {
                         reason,
                         message: message.as_deref().unwrap_or_default(),
                     };
-                    plan::set_conditions(&mut next, Standing::Progressing, &why, at.now);
+                    next_status::set_conditions(&mut next, Standing::Progressing, &why, at.now);
                 }
-                plan::set_extra_conditions(&mut next, &conditions, at.now);
+                next_status::set_extra_conditions(&mut next, &conditions, at.now);
                 self.write_then::<K, M::Error>(api, obj, &next, None, None, Action::requeue(after))
                     .await
             }
@@ -90,8 +90,8 @@ impl<M> Inner<M> {
                     message: &message,
                 };
                 let mut next = status.clone();
-                plan::set_conditions(&mut next, Standing::Retrying, &why, at.now);
-                plan::record_error(&mut next, phase.name(), &why, at.now);
+                next_status::set_conditions(&mut next, Standing::Retrying, &why, at.now);
+                next_status::record_error(&mut next, phase.name(), &why, at.now);
                 let note = Note::warning("CleanupFailed", message.clone());
                 // Best effort: the cleanup's error is what the caller needs to see.
                 if let Err(write) = self

@@ -9,9 +9,9 @@ use kube::{Resource, ResourceExt, runtime::controller::Action};
 use super::{
     Phase, PhaseError, PhaseMachine, PhaseStatus, Step, Transition,
     engine::{Inner, Object, later, until},
+    messages::{chain, humantime, transition_note},
+    next_status::{self, At, Observe, Why},
     noted::noted,
-    plan::{self, At, Observe, Why},
-    text::{chain, humantime, transition_note},
     transition::Kind,
     write::{Note, Target},
 };
@@ -37,7 +37,7 @@ impl<P: Copy> Here<'_, P> {
             return None;
         }
         let mut status = self.status.clone();
-        plan::set_extra_conditions(&mut status, conditions, self.at.now);
+        next_status::set_extra_conditions(&mut status, conditions, self.at.now);
         Some(status)
     }
 }
@@ -90,13 +90,13 @@ impl<M> Inner<M> {
         let obj: &K = &obj;
         let table = self.machine.transitions();
         let mut status = obj.phase_status().cloned().unwrap_or_default();
-        plan::repair(&mut status, at.now);
+        next_status::repair(&mut status, at.now);
         let status = status;
         let generation = obj.meta().generation;
         let restart = async |why: &Why<'_>, from: Option<&str>, note: Note| {
             let initial = table.initial();
             let observe = Observe::Generation(generation);
-            let next = plan::enter(table, &status, from, initial, why, observe, at);
+            let next = next_status::enter(table, &status, from, initial, why, observe, at);
             self.moved(&api, obj, &next, None, note).await
         };
         let Some(name) = status.phase.as_deref() else {
@@ -136,7 +136,7 @@ impl<M> Inner<M> {
             phase,
             at,
         };
-        if status.conditions.find(plan::READY).is_none() {
+        if status.conditions.find(next_status::READY).is_none() {
             return self.restore_conditions(&here, obj).await;
         }
         if phase == table.failed() {
@@ -185,7 +185,7 @@ impl<M> Inner<M> {
             message: &message,
         };
         if let Some(updating) = table.updating() {
-            let next = plan::enter(
+            let next = next_status::enter(
                 table,
                 status,
                 Some(name),
@@ -223,10 +223,10 @@ impl<M> Inner<M> {
         let Here {
             status, phase, at, ..
         } = *here;
-        let entered = plan::entered_at(status);
+        let entered = next_status::entered_at(status);
         let key = ObjectKey::lookup(obj);
         // The deadline stops while the operator's own pacing holds the object back.
-        let recorded = plan::paced_for(status);
+        let recorded = next_status::paced_for(status);
         let paced = self.pacing.held(&key, entered, recorded, at.now);
         let table = self.machine.transitions();
         let due = table
@@ -236,7 +236,7 @@ impl<M> Inner<M> {
             && at.now >= due
         {
             let message = format!("{} took longer than {}", phase.name(), humantime(limit));
-            let timed_out = plan::with_paced(status, paced);
+            let timed_out = next_status::with_paced(status, paced);
             let here = &Here {
                 status: &timed_out,
                 ..*here
@@ -274,7 +274,7 @@ impl<M> Inner<M> {
         };
         // The phase's paced time goes along with whatever this decision writes; alone it
         // writes nothing.
-        let with_paced = plan::with_paced(status, paced);
+        let with_paced = next_status::with_paced(status, paced);
         let here = &Here {
             status: &with_paced,
             ..*here
@@ -299,7 +299,7 @@ impl<M> Inner<M> {
                 let reason = self.machine.error_reason(&error);
                 let message = chain(&error);
                 let mut next = status.clone();
-                plan::record_error(
+                next_status::record_error(
                     &mut next,
                     phase.name(),
                     &Why {
@@ -359,9 +359,9 @@ impl<M> Inner<M> {
                 let deadline = deadline.filter(|_| !paced);
                 let mut next = status.clone();
                 if t.reason.is_some() {
-                    plan::set_conditions(
+                    next_status::set_conditions(
                         &mut next,
-                        plan::standing_of(table, phase),
+                        next_status::standing_of(table, phase),
                         &Why { reason, message },
                         at.now,
                     );
@@ -407,7 +407,7 @@ impl<M> Inner<M> {
             Kind::To(to) if !table.allows(phase, to) => self.refuse(here, obj, to).await,
             Kind::To(to) => {
                 let reason = if reason.is_empty() { to.name() } else { reason };
-                let next = plan::enter(
+                let next = next_status::enter(
                     table,
                     status,
                     Some(from),

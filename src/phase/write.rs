@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use super::{
     PhaseError, PhaseStatus,
     engine::{Inner, Object},
-    plan,
-    text::truncate,
+    messages::truncate,
+    next_status,
 };
 
 /// An event to publish after a write.
@@ -112,11 +112,11 @@ impl<M> Inner<M> {
         extra: Option<&Value>,
     ) -> Result<bool, PhaseError<E>> {
         // Paced times never cause a write of their own (see `Transition::paced`).
-        let wanted = plan::without_paced(status);
+        let wanted = next_status::without_paced(status);
         let unchanged = obj
             .phase_status()
             .map_or(*wanted == PhaseStatus::default(), |s| {
-                *plan::without_paced(s) == *wanted
+                *next_status::without_paced(s) == *wanted
             });
         let extra_changes = match extra {
             Some(fields) => {

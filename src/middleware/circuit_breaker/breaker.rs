@@ -12,10 +12,10 @@ use super::{
     config::BreakerConfig,
     error::{BreakerError, Rejected},
     permit::Permit,
-    phase::{self, CLOSED, DISABLED, FORCED_OPEN, METRICS},
     settings::Settings,
     shared::{Admit, Shared},
-    state::{Snapshot, State, Transition},
+    state::{Snapshot, State, StateChange},
+    state_word::{self, CLOSED, DISABLED, FORCED_OPEN, METRICS},
 };
 
 /// A circuit breaker for one named dependency (`"dbaas"`), shared by every object.
@@ -110,7 +110,7 @@ impl Breaker {
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let shared = &*self.shared;
         let word = shared.word();
-        match phase::phase(word) {
+        match state_word::phase(word) {
             CLOSED => Ok(Permit::counted(shared, word)),
             p if p == METRICS + CLOSED => Ok(Permit::counted(shared, word)),
             DISABLED => Ok(Permit::unrecorded(shared, word)),
@@ -198,7 +198,7 @@ impl Breaker {
     ///     [(State::Closed, State::ForcedOpen), (State::ForcedOpen, State::Closed)]
     /// );
     /// ```
-    pub fn on_transition(&self, callback: impl Fn(&Transition) + Send + Sync + 'static) {
+    pub fn on_transition(&self, callback: impl Fn(&StateChange) + Send + Sync + 'static) {
         self.shared.add_callback(Arc::new(callback));
     }
 

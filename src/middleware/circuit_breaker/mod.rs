@@ -69,10 +69,10 @@ mod config;
 mod error;
 mod layer;
 mod permit;
-mod phase;
 mod settings;
 mod shared;
 mod state;
+mod state_word;
 mod time_window;
 mod transition;
 mod window;
@@ -84,7 +84,7 @@ pub use self::{
     error::{BreakerError, Rejected},
     layer::CircuitBreakerLayer,
     permit::Permit,
-    state::{Snapshot, State, Transition, TransitionReason},
+    state::{Snapshot, State, StateChange, TransitionReason},
 };
 
 /// A reconciler behind a shared circuit breaker.

@@ -19,11 +19,11 @@ use crate::{clock::Nanos, error::ErrorClass, rng::Rng};
 
 use super::{
     error::Rejected,
-    phase::{
-        CLOSED, DISABLED, FORCED_OPEN, METRICS, OPEN, circuit, circuit_phase, phase, public_state,
-    },
     settings::Settings,
     state::{Snapshot, State, TransitionReason},
+    state_word::{
+        CLOSED, DISABLED, FORCED_OPEN, METRICS, OPEN, circuit, circuit_phase, phase, public_state,
+    },
     transition::Control,
     window::{COUNTED, FAILED, SLOW, Window},
 };

@@ -1,4 +1,4 @@
-//! What a breaker is doing and how it got there: [`State`], [`Transition`], [`Snapshot`].
+//! What a breaker is doing and how it got there: [`State`], [`StateChange`], [`Snapshot`].
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -24,7 +24,7 @@ pub enum State {
     /// Every call is admitted and nothing is recorded.
     Disabled,
     /// Every call is admitted; outcomes are recorded and the circuit's transitions are
-    /// reported (with [`Transition::enforced`] `false`) but never refuse a call.
+    /// reported (with [`StateChange::enforced`] `false`) but never refuse a call.
     MetricsOnly,
 }
 
@@ -111,7 +111,7 @@ impl fmt::Display for TransitionReason {
 /// One change of state, handed to [`on_transition`](super::Breaker::on_transition) callbacks.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub struct Transition {
+pub struct StateChange {
     /// The dependency the breaker protects.
     pub dependency: Arc<str>,
     /// The state before.

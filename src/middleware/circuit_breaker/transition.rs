@@ -12,13 +12,13 @@ use std::{
 use crate::clock::Nanos;
 
 use super::{
-    phase::{CLOSED, HALF_OPEN, METRICS, OPEN, circuit, phase, public_state},
     shared::Shared,
-    state::{State, Transition, TransitionReason},
+    state::{State, StateChange, TransitionReason},
+    state_word::{CLOSED, HALF_OPEN, METRICS, OPEN, circuit, phase, public_state},
 };
 
 /// A transition callback.
-pub(super) type Callback = Arc<dyn Fn(&Transition) + Send + Sync>;
+pub(super) type Callback = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
 /// Everything that changes only under the breaker's lock.
 #[derive(Default)]
@@ -35,7 +35,7 @@ pub(super) struct Control {
     pub(super) probes_admitted: u64,
     callbacks: Vec<Callback>,
     /// Transitions not yet handed to the callbacks, in order.
-    pending: VecDeque<Transition>,
+    pending: VecDeque<StateChange>,
 }
 
 impl Shared {
@@ -138,7 +138,7 @@ impl Shared {
             );
         }
         if !c.callbacks.is_empty() {
-            c.pending.push_back(Transition {
+            c.pending.push_back(StateChange {
                 dependency: Arc::clone(&self.name),
                 from,
                 to,

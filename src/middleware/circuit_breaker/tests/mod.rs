@@ -42,14 +42,14 @@ fn fail(breaker: &Breaker) {
 }
 
 /// Every transition `breaker` reports, as `(from, to)`, with the full records.
-fn transitions(breaker: &Breaker) -> Arc<Mutex<Vec<Transition>>> {
+fn transitions(breaker: &Breaker) -> Arc<Mutex<Vec<StateChange>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     breaker.on_transition(move |t| sink.lock().unwrap().push(t.clone()));
     seen
 }
 
-fn edges(seen: &Mutex<Vec<Transition>>) -> Vec<(State, State)> {
+fn edges(seen: &Mutex<Vec<StateChange>>) -> Vec<(State, State)> {
     seen.lock()
         .unwrap()
         .iter()

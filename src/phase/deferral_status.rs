@@ -22,7 +22,7 @@ use crate::{
     error::Classify,
     middleware::backoff::BackoffHandle,
     reconciler::{DeferReason, ObjectKey, Outcome, Reconciler},
-    wall::WallClock,
+    wall_clock::WallClock,
 };
 
 /// Shows in each object's status why the middleware holds it back, and until when; see
