@@ -1,114 +1,102 @@
-//! Command-line flags.
+//! Command-line flags, parsed with clap.
 
-/// The `--help` text.
-pub(crate) const HELP: &str = "\
-database_operator: a multi-phase Database operator on kube-reconcile
+use std::net::SocketAddr;
 
-USAGE:
-    cargo run --example database_operator -- [FLAGS]
+use clap::{ArgGroup, Parser, ValueEnum};
 
-With no flags it runs on an embedded Kubernetes API server with a simulated DBaaS,
-creates sample Databases, walks every edge of the state diagram and prints a summary.
-It never touches a real cluster unless you pass --cluster.
-
-FLAGS:
-    --chaos            inject API faults and DBaaS outages; everything must still converge
-    --count N          also create N generated Databases (default 0)
-    --serve            keep the embedded API server and the operator running afterwards and
-                       print kubectl commands to watch and edit the Databases (Ctrl-C stops)
-    --cluster          use the current kube context instead of the embedded server
-    --install-crd      with --cluster: install the Database CRD first
-    --dbaas-url URL    use this DBaaS instead of the simulated one
-    --leader-elect     reconcile only while holding the Lease default/database-operator
-                       (run several copies: one leads, the others take over when it stops)
-    --metrics-addr A   serve Prometheus metrics on http://A/metrics (e.g. 127.0.0.1:9090)
-    --log-format F     logs on stderr as `text` (default) or `json`; RUST_LOG sets the level
-    --timeout SECS     give up after this long (default 60)
-    -h, --help         this text";
-
-/// What the user asked for.
-#[derive(Clone, Debug, Default)]
+/// A multi-phase Database operator on kube-reconcile.
+///
+/// With no flags it runs on an embedded Kubernetes API server with a simulated DBaaS,
+/// creates sample Databases, walks every edge of the state diagram and prints a summary.
+/// It never touches a real cluster unless you pass --cluster.
+#[derive(Clone, Debug, Default, Parser)]
+#[command(
+    name = "database_operator",
+    version,
+    override_usage = "cargo run --example database_operator -- [OPTIONS]",
+    group(ArgGroup::new("target").args(["cluster", "serve"]))
+)]
 #[allow(clippy::struct_excessive_bools, reason = "each is a command-line flag")]
 pub(crate) struct Options {
+    /// Inject API faults and DBaaS outages; everything must still converge
+    #[arg(long)]
     pub(crate) chaos: bool,
+    /// Also create N generated Databases
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) count: usize,
+    /// Keep the embedded API server and the operator running afterwards and print kubectl
+    /// commands to watch and edit the Databases (Ctrl-C stops)
+    #[arg(long, conflicts_with = "cluster")]
     pub(crate) serve: bool,
+    /// Use the current kube context instead of the embedded server
+    #[arg(long)]
     pub(crate) cluster: bool,
+    /// With --cluster: install the Database CRD first
+    #[arg(long, requires = "cluster")]
     pub(crate) install_crd: bool,
+    /// Use this DBaaS instead of the simulated one
+    #[arg(long, value_name = "URL")]
     pub(crate) dbaas_url: Option<String>,
+    /// Reconcile only while holding the Lease default/database-operator (run several
+    /// copies: one leads, the others take over when it stops)
+    #[arg(long)]
     pub(crate) leader_elect: bool,
-    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
-    pub(crate) json_logs: bool,
+    /// Where to serve Prometheus metrics.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help = "Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9090)"
+    )]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// How logs are written.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help = "Logs on stderr as text or JSON; RUST_LOG sets the level"
+    )]
+    pub(crate) log_format: LogFormat,
+    /// Run only the operator, the scripted demo left out: reconcile the Databases there
+    /// are until Ctrl-C or SIGTERM, creating and deleting nothing it was not asked to, then
+    /// stop gracefully (in-flight reconciles finish, the Lease is released). Needs --cluster,
+    /// or --serve to keep the embedded server up for kubectl
+    #[arg(long, requires = "target")]
+    pub(crate) operator_only: bool,
+    /// Give up after this many seconds
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 60)]
     pub(crate) timeout_secs: u64,
 }
 
-impl Options {
-    /// Parses the flags; `Ok(None)` for `--help`.
-    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-        let mut options = Options {
-            timeout_secs: 60,
-            ..Options::default()
-        };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
-            match arg.as_str() {
-                "-h" | "--help" => return Ok(None),
-                "--chaos" => options.chaos = true,
-                "--serve" => options.serve = true,
-                "--cluster" => options.cluster = true,
-                "--install-crd" => options.install_crd = true,
-                "--count" => {
-                    let v = value("--count")?;
-                    options.count = v
-                        .parse()
-                        .map_err(|_| format!("--count wants a number, not {v:?}"))?;
-                }
-                "--timeout" => {
-                    let v = value("--timeout")?;
-                    options.timeout_secs = v
-                        .parse()
-                        .map_err(|_| format!("--timeout wants seconds, not {v:?}"))?;
-                }
-                "--dbaas-url" => options.dbaas_url = Some(value("--dbaas-url")?),
-                "--leader-elect" => options.leader_elect = true,
-                "--metrics-addr" => {
-                    let v = value("--metrics-addr")?;
-                    options.metrics_addr = Some(
-                        v.parse()
-                            .map_err(|_| format!("--metrics-addr wants host:port, not {v:?}"))?,
-                    );
-                }
-                "--log-format" => match value("--log-format")?.as_str() {
-                    "text" => options.json_logs = false,
-                    "json" => options.json_logs = true,
-                    other => return Err(format!("--log-format is text or json, not {other:?}")),
-                },
-                other => return Err(format!("unknown flag {other:?}")),
-            }
-        }
-        if options.install_crd && !options.cluster {
-            return Err("--install-crd goes with --cluster".to_owned());
-        }
-        if options.serve && options.cluster {
-            return Err(
-                "--serve keeps the embedded server up; it does not go with --cluster".to_owned(),
-            );
-        }
-        Ok(Some(options))
-    }
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::Options;
 
-    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
-        Options::parse(args.iter().map(|a| (*a).to_owned()))
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("database_operator").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_flags_are_consistent() {
+        <Options as clap::CommandFactory>::command().debug_assert();
     }
 
     #[test]
     fn flags_parse_and_bad_ones_say_why() {
+        use super::LogFormat;
+        use clap::error::ErrorKind;
+
         let o = parse(&[
             "--chaos",
             "--count",
@@ -119,24 +107,48 @@ mod tests {
             "--log-format",
             "json",
         ])
-        .unwrap()
         .unwrap();
-        assert!(o.chaos && o.leader_elect && o.json_logs);
+        assert!(o.chaos && o.leader_elect);
+        assert_eq!(o.log_format, LogFormat::Json);
         assert_eq!(o.count, 3);
+        assert_eq!(o.timeout_secs, 60);
         assert_eq!(o.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
-        assert!(parse(&["--help"]).unwrap().is_none());
         assert_eq!(
-            parse(&["--count", "x"]).unwrap_err(),
-            "--count wants a number, not \"x\""
+            parse(&["--help"]).unwrap_err().kind(),
+            ErrorKind::DisplayHelp
+        );
+        let count = parse(&["--count", "x"]).unwrap_err();
+        assert_eq!(count.kind(), ErrorKind::ValueValidation);
+        assert!(count.to_string().contains("--count"), "{count}");
+        assert_eq!(
+            parse(&["--log-format", "xml"]).unwrap_err().kind(),
+            ErrorKind::InvalidValue
         );
         assert_eq!(
-            parse(&["--log-format", "xml"]).unwrap_err(),
-            "--log-format is text or json, not \"xml\""
+            parse(&["--install-crd"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
         );
         assert_eq!(
-            parse(&["--install-crd"]).unwrap_err(),
-            "--install-crd goes with --cluster"
+            parse(&["--serve", "--cluster"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
         );
-        assert_eq!(parse(&["--nope"]).unwrap_err(), "unknown flag \"--nope\"");
+        assert_eq!(
+            parse(&["--nope"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            parse(&["--operator-only"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert!(
+            parse(&["--operator-only", "--serve"])
+                .unwrap()
+                .operator_only
+        );
+        assert!(
+            parse(&["--operator-only", "--cluster"])
+                .unwrap()
+                .operator_only
+        );
     }
 }

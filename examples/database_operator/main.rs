@@ -56,18 +56,9 @@ use self::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{}", cli::HELP);
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("database_operator: {message}\n\n{}", cli::HELP);
-            return ExitCode::from(2);
-        }
-    };
-    init_logs(options.json_logs);
+    // `--help`, `--version` and bad flags print and exit here (2 for bad flags).
+    let options = <Options as clap::Parser>::parse();
+    init_logs(options.log_format == cli::LogFormat::Json);
     match run(options).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -114,6 +105,26 @@ pub(crate) struct Operator {
     pub(crate) engine: PhaseEngine<DatabaseMachine, Database>,
     /// The controller task.
     pub(crate) controller: tokio::task::JoinHandle<()>,
+    /// Tells the controller to stop taking work (graceful shutdown).
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Operator {
+    /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
+    /// (then cuts them), and returns whether they all finished.
+    pub(crate) async fn shut_down(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(());
+        let mut controller = self.controller;
+        if tokio::time::timeout(deadline, &mut controller)
+            .await
+            .is_ok()
+        {
+            true
+        } else {
+            controller.abort();
+            false
+        }
+    }
 }
 
 /// What else wraps the operator: leader election and metrics.
@@ -210,7 +221,14 @@ pub(crate) fn start_with(
     .build()?;
     let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
-    let controller = tokio::spawn(operator.run(api.clone(), ctx));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(
+        operator
+            .shutdown_on(async move {
+                let _ = stopped.await;
+            })
+            .run(api.clone(), ctx),
+    );
     Ok(Operator {
         client,
         api,
@@ -219,6 +237,7 @@ pub(crate) fn start_with(
         rate_limit: rate_limit_handle,
         engine,
         controller,
+        stop,
     })
 }
 
@@ -287,26 +306,47 @@ async fn wire(
     Ok((wiring, metrics_endpoint, leader))
 }
 
-pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
-    let report = Report::new();
-    // The API server: embedded unless --cluster.
-    let server = (!options.cluster).then(ApiServer::new);
-    let client = if let Some(server) = &server {
-        server.client()
-    } else {
-        let client = Client::try_default().await?;
-        report.say(&format!(
-            "using the current kube context (namespace {})",
-            client.default_namespace()
-        ));
-        client
+/// `--operator-only`: no script; reconcile what is there until stopped, then hand over
+/// cleanly (no new work, reconciles in flight finish for up to 30 s, the Lease released,
+/// the kubeconfig deleted).
+async fn operate(
+    server: Option<&ApiServer>,
+    operator: Operator,
+    leader: Option<&LeaderHandle>,
+    namespace: &str,
+    report: &Report,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let printer = report.print_transitions(operator.api.clone());
+    let kubeconfig = match server {
+        Some(server) => Some(scenario::serve_for_kubectl(server, namespace).await?),
+        None => None,
     };
-    let namespace = client.default_namespace().to_owned();
-    if server.is_some() || options.install_crd {
-        install_crd(&client).await?;
-        report.say("Database CRD installed and established");
+    report.say(&format!(
+        "operator only: reconciling the Databases in namespace {namespace} (Ctrl-C or SIGTERM stops)"
+    ));
+    scenario::stopped().await?;
+    report.say("stopping: no new work; waiting for the reconciles in flight");
+    let finished = operator.shut_down(Duration::from_secs(30)).await;
+    printer.abort();
+    if let Some(leader) = leader {
+        leader.release().await?;
     }
-    // The DBaaS: simulated on 127.0.0.1 unless --dbaas-url.
+    if let Some(kubeconfig) = kubeconfig {
+        kubeconfig.remove()?;
+    }
+    report.say(if finished {
+        "stopped: every reconcile in flight finished"
+    } else {
+        "stopped: reconciles still running after 30 s were cut"
+    });
+    Ok(())
+}
+
+/// The DBaaS: simulated on 127.0.0.1 unless `--dbaas-url`; with its URL.
+async fn dbaas_for(
+    options: &Options,
+    report: &Report,
+) -> Result<(Option<dbaas::RunningDbaas>, String), Box<dyn std::error::Error>> {
     let simulated = match &options.dbaas_url {
         Some(_) => None,
         None => Some(
@@ -333,6 +373,29 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
             ""
         }
     ));
+    Ok((simulated, dbaas_url))
+}
+
+pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+    let report = Report::new();
+    // The API server: embedded unless --cluster.
+    let server = (!options.cluster).then(ApiServer::new);
+    let client = if let Some(server) = &server {
+        server.client()
+    } else {
+        let client = Client::try_default().await?;
+        report.say(&format!(
+            "using the current kube context (namespace {})",
+            client.default_namespace()
+        ));
+        client
+    };
+    let namespace = client.default_namespace().to_owned();
+    if server.is_some() || options.install_crd {
+        install_crd(&client).await?;
+        report.say("Database CRD installed and established");
+    }
+    let (simulated, dbaas_url) = dbaas_for(&options, &report).await?;
     // Nothing runs pods on the embedded server: a simulator marks StatefulSets ready.
     let _simulator = server.as_ref().map(|_| {
         WorkloadSimulator::new(client.clone())
@@ -341,6 +404,11 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
     });
     let (wiring, _metrics_endpoint, leader) = wire(&options, &client, &namespace, &report).await?;
     let operator = start_with(client.clone(), &namespace, &dbaas_url, &report, wiring)?;
+    if options.operator_only {
+        let server = server.as_ref();
+        operate(server, operator, leader.as_ref(), &namespace, &report).await?;
+        return Ok(true);
+    }
     let printer = report.print_transitions(operator.api.clone());
 
     let outcome = scenario::run(
@@ -368,7 +436,7 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
         scenario::serve(server, &operator).await?;
     }
     printer.abort();
-    operator.controller.abort();
+    operator.shut_down(Duration::from_secs(5)).await;
     if let Some(leader) = &leader {
         // Hand the Lease over at once instead of letting it expire.
         leader.release().await?;

@@ -282,31 +282,69 @@ fn chaos(server: Option<&ApiServer>, dbaas: Option<&RunningDbaas>, report: &Repo
     }
 }
 
-/// `--serve`: keep everything running and show how to look at it with kubectl.
-pub(crate) async fn serve(
+/// A kubeconfig written for the embedded server's HTTP listener; removed with
+/// [`remove`](Self::remove) (the file holds the listener's access token).
+pub(crate) struct Served {
+    _http: kube_reconcile::testing::HttpServer,
+    path: std::path::PathBuf,
+}
+
+impl Served {
+    /// Deletes the kubeconfig.
+    pub(crate) fn remove(self) -> std::io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+/// Serves the embedded API server over HTTP for `kubectl`, writes its kubeconfig (0600)
+/// and prints how to use it.
+pub(crate) async fn serve_for_kubectl(
     server: &ApiServer,
-    operator: &Operator,
-) -> Result<(), Box<dyn std::error::Error>> {
+    namespace: &str,
+) -> Result<Served, Box<dyn std::error::Error>> {
     let http = server.serve().await?;
     let path = std::env::temp_dir().join(format!(
         "database-operator-{}.kubeconfig",
         std::process::id()
     ));
     http.write_kubeconfig(&path)?;
-    let ns = operator.client.default_namespace().to_owned();
     println!(
-        "\nThe embedded API server is serving at {} (Ctrl-C stops).",
+        "\nThe embedded API server is serving at {} for holders of its kubeconfig (Ctrl-C stops).",
         http.url()
     );
     println!("\n  export KUBECONFIG={}", path.display());
-    println!("  kubectl get databases -n {ns} -w");
+    println!("  kubectl get databases -n {namespace} -w");
+    Ok(Served { _http: http, path })
+}
+
+/// Keeps the embedded server and the operator up for `kubectl` until Ctrl-C or SIGTERM.
+pub(crate) async fn serve(
+    server: &ApiServer,
+    operator: &Operator,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ns = operator.client.default_namespace().to_owned();
+    let kubeconfig = serve_for_kubectl(server, &ns).await?;
     println!("  kubectl describe database orders -n {ns}");
     println!(
         "  kubectl patch database orders -n {ns} --type merge -p '{{\"spec\":{{\"replicas\":7}}}}'"
     );
     println!("  kubectl get database orders -n {ns} -o jsonpath='{{.status.phaseHistory}}'");
     println!("  kubectl delete database analytics -n {ns}");
-    tokio::signal::ctrl_c().await?;
-    let _ = std::fs::remove_file(&path);
+    stopped().await?;
+    kubeconfig.remove()?;
     Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one.
+pub(crate) async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            stopped = tokio::signal::ctrl_c() => stopped,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
 }

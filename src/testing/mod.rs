@@ -4,7 +4,7 @@
 //! Enabled by the `testing` feature. Two tiers, one API (`kube::Client`):
 //!
 //! - **Embedded**: [`ApiServer`] is an in-memory API server that a real `kube::Client`
-//!   talks to in process ([`ApiServer::client`]) or over plain HTTP ([`ApiServer::serve`],
+//!   talks to in process ([`ApiServer::client`]) or over TLS on a local port, behind a bearer token ([`ApiServer::serve`],
 //!   which also gives a kubeconfig for `kubectl`). It is the default substrate of this
 //!   crate's example and tests, needs nothing but Rust, and answers in microseconds.
 //! - **Real**: [`ControlPlane`] starts `etcd` and `kube-apiserver` (found by [`Assets`]:

@@ -179,11 +179,46 @@ async fn discovery_finds_custom_resources_both_ways() {
 }
 
 #[tokio::test]
+async fn the_http_listener_refuses_requests_without_its_token_and_keeps_its_kubeconfig_private() {
+    let server = ApiServer::new();
+    let http = server.serve().await.unwrap();
+    // No token, then a wrong one: 401, and nothing is served.
+    for token in [None, Some("not-the-token")] {
+        let mut config = http.config().await.unwrap();
+        config.auth_info.token = token.map(|t| t.to_owned().into());
+        let client = Client::try_from(config).unwrap();
+        let err = Api::<ConfigMap>::default_namespaced(client)
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"));
+    }
+    // The kubeconfig carries the token and is written for its owner only.
+    let dir = std::env::temp_dir().join(format!("kr-kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    http.write_kubeconfig(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        http.write_kubeconfig(&path).is_err(),
+        "an existing file is never overwritten"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn kubectl_can_reach_the_http_listener() {
     let server = ApiServer::new();
     let http = server.serve().await.unwrap();
-    let config = kube::Config::new(http.url().parse().unwrap());
-    let client = Client::try_from(config).unwrap();
+    let client = Client::try_from(http.config().await.unwrap()).unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
     cms.create(&PostParams::default(), &cm("over-http"))
         .await

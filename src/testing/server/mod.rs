@@ -232,7 +232,8 @@ impl ApiServer {
             .await
     }
 
-    /// Serves the API over plain HTTP on `127.0.0.1` (a free port), for `kubectl`.
+    /// Serves the API on `127.0.0.1` (a free port) over TLS, to holders of a random bearer
+    /// token, for `kubectl` and other processes: see [`HttpServer`] and its kubeconfig.
     ///
     /// # Errors
     ///
