@@ -34,6 +34,9 @@ pub(crate) struct Options {
     /// With --cluster: install the Database CRD first
     #[arg(long, requires = "cluster")]
     pub(crate) install_crd: bool,
+    /// The namespace of the Databases (default: the kube context's)
+    #[arg(long, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
     /// Use this DBaaS instead of the simulated one
     #[arg(long, value_name = "URL")]
     pub(crate) dbaas_url: Option<String>,

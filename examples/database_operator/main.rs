@@ -390,7 +390,10 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
         ));
         client
     };
-    let namespace = client.default_namespace().to_owned();
+    let namespace = options
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     if server.is_some() || options.install_crd {
         install_crd(&client).await?;
         report.say("Database CRD installed and established");
