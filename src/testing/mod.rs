@@ -4,8 +4,8 @@
 //! Enabled by the `testing` feature. Two tiers, one API (`kube::Client`):
 //!
 //! - **Embedded**: [`ApiServer`] is an in-memory API server that a real `kube::Client`
-//!   talks to in process ([`ApiServer::client`]) or over TLS on a local port, behind a bearer token ([`ApiServer::serve`],
-//!   which also gives a kubeconfig for `kubectl`). It is the default substrate of this
+//!   talks to in process ([`ApiServer::client`]) or over TLS on a local port, behind a
+//!   bearer token ([`ApiServer::serve`], which also gives a kubeconfig for `kubectl`). It is the default substrate of this
 //!   crate's example and tests, needs nothing but Rust, and answers in microseconds.
 //! - **Real**: [`ControlPlane`] starts `etcd` and `kube-apiserver` (found by [`Assets`]:
 //!   `KUBEBUILDER_ASSETS` as with controller-runtime's envtest, or the directory
@@ -14,6 +14,74 @@
 //!
 //! This crate's conformance suite (`tests/conformance.rs`) runs every behaviour below on
 //! both, so the embedded server stays honest.
+//!
+//! # Test your kube-rs controller in-process
+//!
+//! Nothing of the rest of this crate is needed: any kube-rs `Controller` runs against an
+//! [`ApiServer`] through [`ApiServer::client`], in the test's own process and runtime.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::{sync::Arc, time::Duration};
+//! use futures::StreamExt;
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+//! use kube::runtime::{Controller, controller::Action, watcher};
+//! use kube_reconcile::testing::ApiServer;
+//!
+//! // The controller under test, plain kube-rs: it labels every ConfigMap it sees.
+//! async fn reconcile(cm: Arc<ConfigMap>, api: Arc<Api<ConfigMap>>) -> Result<Action, kube::Error> {
+//!     let label = serde_json::json!({ "metadata": { "labels": { "seen": "yes" } } });
+//!     let name = cm.metadata.name.clone().unwrap_or_default();
+//!     api.patch(&name, &PatchParams::default(), &Patch::Merge(&label)).await?;
+//!     Ok(Action::requeue(Duration::from_secs(3600)))
+//! }
+//! fn error_policy(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<Api<ConfigMap>>) -> Action {
+//!     Action::requeue(Duration::from_secs(5))
+//! }
+//!
+//! let server = ApiServer::new();
+//! let api = Api::<ConfigMap>::default_namespaced(server.client());
+//! let controller = Controller::new(api.clone(), watcher::Config::default())
+//!     .run(reconcile, error_policy, Arc::new(api.clone()))
+//!     .for_each(|_| async {});
+//! tokio::spawn(controller);
+//!
+//! let app = ConfigMap {
+//!     metadata: ObjectMeta { name: Some("app".into()), ..Default::default() },
+//!     ..Default::default()
+//! };
+//! api.create(&PostParams::default(), &app).await?;
+//! // Paused time: a minute of polling costs no wall time.
+//! let mut seen = false;
+//! for _ in 0..60 {
+//!     seen = api.get("app").await?.metadata.labels.unwrap_or_default().contains_key("seen");
+//!     if seen {
+//!         break;
+//!     }
+//!     tokio::time::sleep(Duration::from_secs(1)).await;
+//! }
+//! assert!(seen);
+//! # Ok(()) }
+//! ```
+//!
+//! ## A whole controller, deterministically
+//!
+//! Paused tokio time (`#[tokio::test(start_paused = true)]`) works with a `Controller` on
+//! the embedded server: the server, its watches and the controller all run on the test's
+//! runtime and read tokio's clock, so a requeue after an hour, a backoff or a watch
+//! timeout fires as soon as every task is idle, and a test of minutes of controller time
+//! takes milliseconds. Two things to keep in mind:
+//!
+//! - Keep everything on the test's runtime: a client of [`ApiServer::serve`]'s TCP
+//!   listener, another process, or `spawn_blocking` work is real I/O that paused time
+//!   does not wait for (auto-advance may jump past it). Use [`ApiServer::client`].
+//! - Poll with `tokio::time::sleep` (as above), never a busy loop: auto-advance only moves
+//!   the clock when every task waits.
+//!
+//! The real tier ([`ControlPlane`]) runs in other processes, so its tests use real time;
+//! write them to wait on conditions, not durations.
 //!
 //! # What it models
 //!
@@ -57,7 +125,7 @@
 //! |---|---|---|
 //! | Garbage collection of dependents | immediate, in the same request | none: no kube-controller-manager runs |
 //! | Namespace deletion | contents deleted, namespace removed when empty | stays `Terminating` (no namespace controller); creates in it get 403 |
-//! | Authentication and authorization | none | client certificates and RBAC ([`ControlPlane`] gives an admin) |
+//! | Authentication and authorization | none in process; a bearer token on the [served](ApiServer::serve) listener | client certificates and RBAC ([`ControlPlane`] gives an admin) |
 //! | CEL rules (`x-kubernetes-validations`) in CRD schemas | not evaluated | evaluated |
 //! | Watch from a compacted version | 410 Expired once [`ApiServer::compact`] ran or history rolled over | served from the watch cache while it holds the version; 410 after etcd compaction ([`ControlPlane::compact`]) only beyond the cache |
 //! | `OpenAPI` v3 for built-ins | k8s-openapi's schemas, without the `x-kubernetes-patch-*` and list-type extensions | full schemas |
@@ -68,6 +136,7 @@
 mod envtest;
 mod server;
 mod simulator;
+mod tls;
 
 #[doc(inline)]
 pub use self::envtest::{Assets, ControlPlane, ControlPlaneBuilder, EnvtestError};

@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 
 use super::EnvtestError;
+use crate::testing::tls::LocalCa;
 
 /// PEM-encoded credentials, generated fresh for every control plane.
 pub(super) struct Pki {
@@ -41,37 +39,14 @@ impl Pki {
     pub(super) fn generate() -> Result<Self, EnvtestError> {
         let cert_err = |what| move |e| EnvtestError::certificates(what, e);
 
-        let ca_key = KeyPair::generate().map_err(cert_err("the CA key"))?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("the CA"))?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "kube-reconcile-envtest-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca.self_signed(&ca_key).map_err(cert_err("the CA"))?;
-        let issuer = Issuer::new(ca, ca_key);
-
-        let serving_key = KeyPair::generate().map_err(cert_err("the serving key"))?;
-        let mut serving = CertificateParams::new(vec![
-            "127.0.0.1".to_string(),
-            "localhost".to_string(),
-            "kubernetes.default.svc".to_string(),
-        ])
-        .map_err(cert_err("the serving certificate"))?;
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        serving.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let serving_cert = serving
-            .signed_by(&serving_key, &issuer)
+        let ca = LocalCa::new("kube-reconcile-envtest-ca").map_err(cert_err("the CA"))?;
+        let (serving_cert, serving_key) = ca
+            .serving(
+                "kube-apiserver",
+                &["127.0.0.1", "localhost", "kubernetes.default.svc"],
+            )
             .map_err(cert_err("the serving certificate"))?;
+        let issuer = &ca.issuer;
 
         let admin_key = KeyPair::generate().map_err(cert_err("the admin key"))?;
         let mut admin = CertificateParams::new(Vec::<String>::new())
@@ -88,13 +63,13 @@ impl Pki {
         ];
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_cert = admin
-            .signed_by(&admin_key, &issuer)
+            .signed_by(&admin_key, issuer)
             .map_err(cert_err("the admin certificate"))?;
 
         let sa_key = KeyPair::generate().map_err(cert_err("the service-account key"))?;
 
         Ok(Pki {
-            ca_cert: ca_cert.pem(),
+            ca_cert: ca.pem.clone(),
             serving_cert: serving_cert.pem(),
             serving_key: serving_key.serialize_pem(),
             admin_cert: admin_cert.pem(),

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::{
     TlsAcceptor,
@@ -19,6 +18,7 @@ use tokio_rustls::{
 };
 
 use super::ApiServer;
+use crate::testing::tls::LocalCa;
 
 /// An [`ApiServer`] listening on a local port. Stops listening when dropped.
 ///
@@ -156,22 +156,9 @@ fn tls() -> std::io::Result<(TlsAcceptor, String)> {
         let what = what.to_owned();
         move |e: rcgen::Error| std::io::Error::other(format!("{what}: {e}"))
     };
-    let ca_key = KeyPair::generate().map_err(err("the listener's CA key"))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err("the listener's CA"))?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "kube-reconcile-testing-ca");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).map_err(err("the listener's CA"))?;
-    let ca_pem = ca_cert.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().map_err(err("the serving key"))?;
-    let serving = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .map_err(err("the serving certificate"))?
-        .signed_by(&key, &issuer)
+    let ca = LocalCa::new("kube-reconcile-testing-ca").map_err(err("the listener's CA"))?;
+    let (serving, key) = ca
+        .serving("kube-reconcile-testing", &["127.0.0.1", "localhost"])
         .map_err(err("the serving certificate"))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -184,7 +171,7 @@ fn tls() -> std::io::Result<(TlsAcceptor, String)> {
         )
         .map_err(std::io::Error::other)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((TlsAcceptor::from(Arc::new(config)), ca_pem))
+    Ok((TlsAcceptor::from(Arc::new(config)), ca.pem))
 }
 
 /// 32 bytes from the operating system's CSPRNG, base64url-encoded.
