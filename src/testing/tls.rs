@@ -10,7 +10,7 @@ use rcgen::{
 pub(crate) struct LocalCa {
     /// The CA certificate, PEM: what clients trust.
     pub(crate) pem: String,
-    pub(crate) issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl LocalCa {
@@ -41,17 +41,46 @@ impl LocalCa {
         common_name: &str,
         names: &[&str],
     ) -> Result<(Certificate, KeyPair), rcgen::Error> {
+        self.leaf(
+            names,
+            &[(DnType::CommonName, common_name)],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate for the user `common_name` in the group `organization`.
+    pub(crate) fn client(
+        &self,
+        common_name: &str,
+        organization: &str,
+    ) -> Result<(Certificate, KeyPair), rcgen::Error> {
+        self.leaf(
+            &[],
+            &[
+                (DnType::CommonName, common_name),
+                (DnType::OrganizationName, organization),
+            ],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    fn leaf(
+        &self,
+        names: &[&str],
+        subject: &[(DnType, &str)],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(Certificate, KeyPair), rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert, key))
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+use rcgen::KeyPair;
 
 use super::EnvtestError;
 use crate::testing::tls::LocalCa;
@@ -46,24 +46,8 @@ impl Pki {
                 &["127.0.0.1", "localhost", "kubernetes.default.svc"],
             )
             .map_err(cert_err("the serving certificate"))?;
-        let issuer = &ca.issuer;
-
-        let admin_key = KeyPair::generate().map_err(cert_err("the admin key"))?;
-        let mut admin = CertificateParams::new(Vec::<String>::new())
-            .map_err(cert_err("the admin certificate"))?;
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, ADMIN_USER);
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, ADMIN_GROUP);
-        admin.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_cert = admin
-            .signed_by(&admin_key, issuer)
+        let (admin_cert, admin_key) = ca
+            .client(ADMIN_USER, ADMIN_GROUP)
             .map_err(cert_err("the admin certificate"))?;
 
         let sa_key = KeyPair::generate().map_err(cert_err("the service-account key"))?;
