@@ -261,6 +261,14 @@ both_tiers! {
     }
 }
 
+/// The `Stalled` condition of a Database that has one.
+fn stalled_condition(db: &Database) -> kube_reconcile::conditions::Condition {
+    db.phase_status()
+        .and_then(|s| s.conditions.find("Stalled"))
+        .cloned()
+        .expect("a Stalled condition")
+}
+
 both_tiers! {
     async fn bad_input_gets_a_422_or_invalid_spec_and_a_fix_moves_it_on(cx: Tier) {
         let world = world(&cx).await;
@@ -294,13 +302,7 @@ both_tiers! {
                 list.iter().any(|d| d.phase() == Some("Failed"))
             })
             .await;
-        let stalled = list[0]
-            .phase_status()
-            .unwrap()
-            .conditions
-            .find("Stalled")
-            .cloned()
-            .unwrap();
+        let stalled = stalled_condition(&list[0]);
         assert_eq!(stalled.reason, "InvalidSpec");
         assert!(
             stalled.message.contains("spec.version \"9.6\""),
@@ -334,14 +336,7 @@ both_tiers! {
                     .any(|d| d.name_any() == long && d.phase() == Some("Failed"))
             })
             .await;
-        let failed = list.iter().find(|d| d.name_any() == long).unwrap();
-        let stalled = failed
-            .phase_status()
-            .unwrap()
-            .conditions
-            .find("Stalled")
-            .cloned()
-            .unwrap();
+        let stalled = stalled_condition(list.iter().find(|d| d.name_any() == long).unwrap());
         assert_eq!(stalled.reason, "InvalidSpec");
         assert!(stalled.message.contains("at most 52 characters"), "{}", stalled.message);
         let secrets: Api<Secret> = Api::namespaced(world.client.clone(), &world.namespace);
