@@ -109,9 +109,7 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
         E: Ensure<K>,
         <E::Child as Resource>::Scope: 'static,
     {
-        Children::with_config(self.client.clone(), owner, self.children.clone())?
-            .ensure(owner, child)
-            .await
+        self.children_of(owner)?.ensure(owner, child).await
     }
 
     /// Reads `child` of `owner` and asks it whether it is
@@ -126,9 +124,15 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
         E: Ensure<K>,
         <E::Child as Resource>::Scope: 'static,
     {
-        Children::with_config(self.client.clone(), owner, self.children.clone())?
-            .readiness(owner, child)
-            .await
+        self.children_of(owner)?.readiness(owner, child).await
+    }
+
+    /// The children of `owner`, with the engine's client and settings.
+    fn children_of<K: Resource<DynamicType = ()>>(
+        &self,
+        owner: &K,
+    ) -> Result<Children, EnsureError> {
+        Children::with_config(self.client.clone(), owner, self.children.clone())
     }
 
     /// The phase whose handler runs.

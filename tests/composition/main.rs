@@ -280,6 +280,14 @@ async fn an_exactly_once_create_never_makes_the_engines_write_conflict() {
     );
 }
 
+/// The handle around `store`, its health checked once a second.
+fn checked_every_second(store: &Store) -> kube_reconcile::external::Dependency<Store> {
+    store
+        .dependency()
+        .health_interval(Duration::from_secs(1))
+        .build()
+}
+
 /// (d) A health endpoint that fails one answer in ten: never three in a row, so the
 /// dependency never counts as down and no call is held back.
 #[tokio::test(start_paused = true)]
@@ -291,10 +299,7 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
             Health::Available
         }
     });
-    let dependency = store
-        .dependency()
-        .health_interval(Duration::from_secs(1))
-        .build();
+    let dependency = checked_every_second(&store);
     let mut refused = 0;
     for _ in 0..500 {
         if dependency
@@ -322,10 +327,7 @@ async fn a_health_check_failing_one_answer_in_ten_holds_nothing_back() {
             Health::Available
         }
     });
-    let dependency = store
-        .dependency()
-        .health_interval(Duration::from_secs(1))
-        .build();
+    let dependency = checked_every_second(&store);
     assert!(
         dependency
             .call(|_| async { Ok::<_, StoreError>(()) })
