@@ -24,7 +24,7 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456
 /// A 32-character password from the operating system's CSPRNG.
 ///
 /// Unbiased: bytes that would favour some characters are drawn again.
-pub(crate) fn password() -> Result<String, getrandom::Error> {
+pub fn password() -> Result<String, getrandom::Error> {
     let limit = 256 - 256 % ALPHABET.len();
     let mut out = String::with_capacity(32);
     let mut buf = [0u8; 64];
@@ -56,13 +56,20 @@ fn pod_labels(db: &Database) -> BTreeMap<String, String> {
 }
 
 /// The name of the credentials `Secret`.
-pub(crate) fn credentials_name(db: &Database) -> String {
+pub fn credentials_name(db: &Database) -> String {
     format!("{}-credentials", db.name_any())
 }
 
 /// The credentials `Secret` with a generated password: written once (create-only),
 /// never regenerated.
-pub(crate) struct Credentials(pub(crate) String);
+pub struct Credentials(pub String);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log.
+        f.write_str("Credentials(..)")
+    }
+}
 
 impl Ensure<Database> for Credentials {
     type Child = Secret;
@@ -86,7 +93,8 @@ impl Ensure<Database> for Credentials {
 }
 
 /// Engine settings derived from the spec, as a `ConfigMap`.
-pub(crate) struct Settings;
+#[derive(Debug)]
+pub struct Settings;
 
 impl Ensure<Database> for Settings {
     type Child = ConfigMap;
@@ -107,7 +115,8 @@ impl Ensure<Database> for Settings {
 }
 
 /// The `Service` clients connect to.
-pub(crate) struct Endpoint;
+#[derive(Debug)]
+pub struct Endpoint;
 
 impl Ensure<Database> for Endpoint {
     type Child = Service;
@@ -131,7 +140,8 @@ impl Ensure<Database> for Endpoint {
 
 /// The `StatefulSet` of the database's replicas; ready once its controller rolled out
 /// the applied spec and every replica is ready.
-pub(crate) struct Pods;
+#[derive(Debug)]
+pub struct Pods;
 
 impl Ensure<Database> for Pods {
     type Child = StatefulSet;

@@ -17,40 +17,40 @@ use clap::{ArgGroup, Parser, ValueEnum};
     group(ArgGroup::new("target").args(["cluster", "serve"]))
 )]
 #[allow(clippy::struct_excessive_bools, reason = "each is a command-line flag")]
-pub(crate) struct Options {
+pub struct Options {
     /// Inject API faults and DBaaS outages; everything must still converge
     #[arg(long)]
-    pub(crate) chaos: bool,
+    pub chaos: bool,
     /// Also create N generated Databases
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) count: usize,
+    pub count: usize,
     /// Keep the embedded API server and the operator running afterwards and print kubectl
     /// commands to watch and edit the Databases (Ctrl-C stops)
     #[arg(long, conflicts_with = "cluster")]
-    pub(crate) serve: bool,
+    pub serve: bool,
     /// Use the current kube context instead of the embedded server
     #[arg(long)]
-    pub(crate) cluster: bool,
+    pub cluster: bool,
     /// With --cluster: install the Database CRD first
     #[arg(long, requires = "cluster")]
-    pub(crate) install_crd: bool,
+    pub install_crd: bool,
     /// The namespace of the Databases (default: the kube context's)
     #[arg(long, value_name = "NS")]
-    pub(crate) namespace: Option<String>,
+    pub namespace: Option<String>,
     /// Use this DBaaS instead of the simulated one
     #[arg(long, value_name = "URL")]
-    pub(crate) dbaas_url: Option<String>,
+    pub dbaas_url: Option<String>,
     /// Reconcile only while holding the Lease default/database-operator (run several
     /// copies: one leads, the others take over when it stops)
     #[arg(long)]
-    pub(crate) leader_elect: bool,
+    pub leader_elect: bool,
     /// Where to serve Prometheus metrics.
     #[arg(
         long,
         value_name = "ADDR",
         help = "Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9090)"
     )]
-    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     /// How logs are written.
     #[arg(
         long,
@@ -58,21 +58,21 @@ pub(crate) struct Options {
         default_value_t = LogFormat::Text,
         help = "Logs on stderr as text or JSON; RUST_LOG sets the level"
     )]
-    pub(crate) log_format: LogFormat,
+    pub log_format: LogFormat,
     /// Run only the operator, the scripted demo left out: reconcile the Databases there
     /// are until Ctrl-C or SIGTERM, creating and deleting nothing it was not asked to, then
     /// stop gracefully (in-flight reconciles finish, the Lease is released). Needs --cluster,
     /// or --serve to keep the embedded server up for kubectl
     #[arg(long, requires = "target")]
-    pub(crate) operator_only: bool,
+    pub operator_only: bool,
     /// Give up after this many seconds
     #[arg(long = "timeout", value_name = "SECS", default_value_t = 60)]
-    pub(crate) timeout_secs: u64,
+    pub timeout_secs: u64,
 }
 
 /// How logs are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Readable lines.
     #[default]
     Text,

@@ -29,21 +29,21 @@ use serde::{Deserialize, Serialize};
 )]
 #[kube(printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DatabaseSpec {
+pub struct DatabaseSpec {
     /// The database engine.
-    pub(crate) engine: Engine,
+    pub engine: Engine,
     /// The engine's major version, e.g. `16` for PostgreSQL or `8.4` for MySQL.
     #[schemars(length(min = 1, max = 16))]
-    pub(crate) version: String,
+    pub version: String,
     /// How many replicas serve the database; odd, so a quorum survives one loss.
     #[schemars(range(min = 1, max = 9))]
-    pub(crate) replicas: i32,
+    pub replicas: i32,
     /// Storage per replica, as a Kubernetes quantity (`10Gi`).
     #[serde(default = "default_storage")]
-    pub(crate) storage: String,
+    pub storage: String,
     /// Keep the external instance when the `Database` is deleted.
     #[serde(default)]
-    pub(crate) retain_on_delete: bool,
+    pub retain_on_delete: bool,
 }
 
 fn default_storage() -> String {
@@ -53,7 +53,7 @@ fn default_storage() -> String {
 /// A supported engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Engine {
+pub enum Engine {
     /// PostgreSQL.
     Postgres,
     /// MySQL.
@@ -62,7 +62,7 @@ pub(crate) enum Engine {
 
 impl Engine {
     /// The name used in images and the DBaaS API.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Engine::Postgres => "postgres",
             Engine::Mysql => "mysql",
@@ -70,7 +70,7 @@ impl Engine {
     }
 
     /// The port the engine listens on.
-    pub(crate) fn port(self) -> i32 {
+    pub fn port(self) -> i32 {
         match self {
             Engine::Postgres => 5432,
             Engine::Mysql => 3306,
@@ -78,7 +78,7 @@ impl Engine {
     }
 
     /// The versions the DBaaS offers.
-    pub(crate) fn versions(self) -> &'static [&'static str] {
+    pub fn versions(self) -> &'static [&'static str] {
         match self {
             Engine::Postgres => &["14", "15", "16", "17"],
             Engine::Mysql => &["8.0", "8.4"],
@@ -89,19 +89,19 @@ impl Engine {
 /// What the operator observed.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DatabaseStatus {
+pub struct DatabaseStatus {
     /// Phase, conditions, history and retries, kept by the phase engine.
     #[serde(flatten)]
-    pub(crate) machine: PhaseStatus,
+    pub machine: PhaseStatus,
     /// The DBaaS instance id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) instance_id: Option<String>,
+    pub instance_id: Option<String>,
     /// Where clients connect, once ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) endpoint: Option<String>,
+    pub endpoint: Option<String>,
     /// The Secret that holds the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) credentials_secret: Option<String>,
+    pub credentials_secret: Option<String>,
 }
 
 impl HasPhaseStatus for Database {
@@ -112,12 +112,12 @@ impl HasPhaseStatus for Database {
 
 impl Database {
     /// The phase as stored, if any.
-    pub(crate) fn phase(&self) -> Option<&str> {
+    pub fn phase(&self) -> Option<&str> {
         self.phase_status().and_then(|s| s.phase.as_deref())
     }
 
     /// What is wrong with the spec that the schema cannot say, as a message for the user.
-    pub(crate) fn spec_problem(&self) -> Option<String> {
+    pub fn spec_problem(&self) -> Option<String> {
         let name = self.metadata.name.as_deref().unwrap_or_default();
         let label = name.len() <= MAX_NAME
             && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -162,7 +162,7 @@ impl Database {
 const MAX_NAME: usize = 52;
 
 /// `10Gi` → 10, `512Mi` → 1 (rounded up); `None` for anything else.
-pub(crate) fn storage_gi(quantity: &str) -> Option<u32> {
+pub fn storage_gi(quantity: &str) -> Option<u32> {
     if let Some(gi) = quantity.strip_suffix("Gi") {
         return gi.parse::<u32>().ok().filter(|g| *g > 0);
     }

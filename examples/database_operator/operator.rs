@@ -22,7 +22,7 @@ use super::{
 
 kube_reconcile::phases! {
     /// Where a `Database` is in its life.
-    pub(crate) enum DbPhase {
+    pub enum DbPhase {
         /// Accepted; the spec is checked.
         Pending,
         /// Credentials and the external instance are being created.
@@ -43,7 +43,7 @@ kube_reconcile::phases! {
 }
 
 /// The lesson's state diagram; each deadline is at least `min_deadline`.
-pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, ConfigError> {
+pub fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, ConfigError> {
     use DbPhase::{
         Configuring, Deploying, Failed, Pending, Provisioning, Ready, Updating, Verifying,
     };
@@ -68,13 +68,15 @@ pub(crate) fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>
 }
 
 /// What the handlers share: the DBaaS, behind its breaker, budget and health check.
-pub(crate) struct Ctx {
-    pub(crate) dbaas: Dependency<DbaasClient>,
+#[derive(Debug)]
+pub struct Ctx {
+    /// The DBaaS behind its breaker, budget and health checks.
+    pub dbaas: Dependency<DbaasClient>,
 }
 
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// A child object could not be written or read.
     #[error("writing a child object failed")]
     Child(#[from] EnsureError),
@@ -145,7 +147,8 @@ impl ExactlyOnce for DbaasClient {
 }
 
 /// The `Database` operator.
-pub(crate) struct DatabaseMachine {
+#[derive(Debug)]
+pub struct DatabaseMachine {
     table: Transitions<DbPhase>,
     /// How long a Ready Database rests before its children are checked for drift.
     resync: Duration,
@@ -153,7 +156,7 @@ pub(crate) struct DatabaseMachine {
 
 impl DatabaseMachine {
     /// The machine with the lesson's table, each deadline at least `min_deadline`.
-    pub(crate) fn new(min_deadline: Duration) -> Result<Self, ConfigError> {
+    pub fn new(min_deadline: Duration) -> Result<Self, ConfigError> {
         Ok(DatabaseMachine {
             table: transitions(min_deadline)?,
             resync: Duration::from_secs(300),
@@ -161,7 +164,8 @@ impl DatabaseMachine {
     }
 
     /// Checks Ready Databases for drift every `resync` (`None`: every 5 minutes).
-    pub(crate) fn resync(mut self, resync: Option<Duration>) -> Self {
+    #[must_use]
+    pub fn resync(mut self, resync: Option<Duration>) -> Self {
         if let Some(resync) = resync {
             self.resync = resync;
         }

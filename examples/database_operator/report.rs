@@ -15,8 +15,8 @@ use kube::{
 use kube_reconcile::{
     middleware::circuit_breaker::Breaker,
     phase::{HasPhaseStatus, PhaseRecord},
-    testing::ApiServer,
 };
+use kube_reconcile_testing::ApiServer;
 
 use super::{Operator, crd::Database, dbaas::RunningDbaas};
 
@@ -24,15 +24,22 @@ use super::{Operator, crd::Database, dbaas::RunningDbaas};
 type Timeline = Vec<(f64, PhaseRecord)>;
 
 /// The run's output.
-#[derive(Clone)]
-pub(crate) struct Report {
+#[derive(Clone, Debug)]
+pub struct Report {
     started: Instant,
     breaker: Arc<Mutex<Vec<String>>>,
     timelines: Arc<Mutex<BTreeMap<String, Timeline>>>,
 }
 
+impl Default for Report {
+    fn default() -> Self {
+        Report::new()
+    }
+}
+
 impl Report {
-    pub(crate) fn new() -> Self {
+    /// A report whose clock starts now.
+    pub fn new() -> Self {
         Report {
             started: Instant::now(),
             breaker: Arc::default(),
@@ -45,12 +52,12 @@ impl Report {
     }
 
     /// A line of narration, with the time since start.
-    pub(crate) fn say(&self, line: &str) {
+    pub fn say(&self, line: &str) {
         println!("{:>6.2}s  {line}", self.elapsed());
     }
 
     /// Records (and prints) every state change of the DBaaS breaker.
-    pub(crate) fn watch_breaker(&self, breaker: &Breaker) {
+    pub fn watch_breaker(&self, breaker: &Breaker) {
         let this = self.clone();
         breaker.on_transition(move |t| {
             let line = format!(
@@ -66,7 +73,7 @@ impl Report {
     }
 
     /// Prints each new phase transition of every Database as the API server reports it.
-    pub(crate) fn print_transitions(&self, api: Api<Database>) -> tokio::task::JoinHandle<()> {
+    pub fn print_transitions(&self, api: Api<Database>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             // The last record printed per Database: history is bounded and its times are
@@ -110,7 +117,7 @@ impl Report {
     }
 
     /// The closing summary.
-    pub(crate) async fn summary(
+    pub async fn summary(
         &self,
         operator: &Operator,
         server: Option<&ApiServer>,

@@ -6,7 +6,7 @@ use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use kube_reconcile::testing::{ApiServer, Fault, Verb};
+use kube_reconcile_testing::{ApiServer, Fault, Verb};
 use serde_json::json;
 
 use super::{
@@ -55,7 +55,7 @@ struct Progress {
 
 /// Creates the samples, drives the scenario and checks the end state; `Ok(true)` when
 /// every valid sample reached Ready and every edge was walked.
-pub(crate) async fn run(
+pub async fn run(
     options: &Options,
     operator: &Operator,
     dbaas: Option<&RunningDbaas>,
@@ -284,21 +284,22 @@ fn chaos(server: Option<&ApiServer>, dbaas: Option<&RunningDbaas>, report: &Repo
 
 /// A kubeconfig written for the embedded server's HTTP listener; removed with
 /// [`remove`](Self::remove) (the file holds the listener's access token).
-pub(crate) struct Served {
-    _http: kube_reconcile::testing::HttpServer,
+#[derive(Debug)]
+pub struct Served {
+    _http: kube_reconcile_testing::HttpServer,
     path: std::path::PathBuf,
 }
 
 impl Served {
     /// Deletes the kubeconfig.
-    pub(crate) fn remove(self) -> std::io::Result<()> {
+    pub fn remove(self) -> std::io::Result<()> {
         std::fs::remove_file(&self.path)
     }
 }
 
 /// Serves the embedded API server over HTTP for `kubectl`, writes its kubeconfig (0600)
 /// and prints how to use it.
-pub(crate) async fn serve_for_kubectl(
+pub async fn serve_for_kubectl(
     server: &ApiServer,
     namespace: &str,
 ) -> Result<Served, Box<dyn std::error::Error>> {
@@ -318,7 +319,7 @@ pub(crate) async fn serve_for_kubectl(
 }
 
 /// Keeps the embedded server and the operator up for `kubectl` until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(
+pub async fn serve(
     server: &ApiServer,
     operator: &Operator,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -336,7 +337,7 @@ pub(crate) async fn serve(
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one.
-pub(crate) async fn stopped() -> std::io::Result<()> {
+pub async fn stopped() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -10,17 +10,17 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// What to provision: the body of `POST /v1/instances`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct InstanceSpec {
+pub struct InstanceSpec {
     /// A name for people; need not be unique (the idempotency key is what identifies a request).
-    pub(crate) name: String,
+    pub name: String,
     /// `postgres` or `mysql`.
-    pub(crate) engine: String,
+    pub engine: String,
     /// The engine version, such as `16`.
-    pub(crate) version: String,
+    pub version: String,
     /// Storage in GiB, 1 to 16384; it can grow but never shrink.
-    pub(crate) storage_gi: u32,
+    pub storage_gi: u32,
     /// Replicas, 1 to 9.
-    pub(crate) replicas: u32,
+    pub replicas: u32,
 }
 
 /// A change to an instance: the body of `PATCH /v1/instances/{id}`. Absent fields stay.
@@ -29,16 +29,16 @@ pub(crate) struct InstanceSpec {
 pub(crate) struct InstancePatch {
     /// Must equal the instance's engine if present: engines never change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) engine: Option<String>,
+    pub engine: Option<String>,
     /// The new engine version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) version: Option<String>,
+    pub version: Option<String>,
     /// The new storage size in GiB; not smaller than today's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) storage_gi: Option<u32>,
+    pub storage_gi: Option<u32>,
     /// The new replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) replicas: Option<u32>,
+    pub replicas: Option<u32>,
 }
 
 impl From<&InstanceSpec> for InstancePatch {
@@ -56,7 +56,7 @@ impl From<&InstanceSpec> for InstancePatch {
 /// Where an instance is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum InstanceState {
+pub enum InstanceState {
     /// Accepted, being provisioned; no endpoint yet.
     Creating,
     /// A change is being applied; the endpoint keeps serving.
@@ -69,7 +69,7 @@ pub(crate) enum InstanceState {
 
 impl InstanceState {
     /// The state as the API spells it.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Creating => "creating",
             InstanceState::Updating => "updating",
@@ -88,38 +88,38 @@ impl std::fmt::Display for InstanceState {
 /// An instance as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Instance {
+pub struct Instance {
     /// The server-assigned id, such as `db-3f9c0a1b2d4e`.
-    pub(crate) id: String,
+    pub id: String,
     /// The name given at creation.
-    pub(crate) name: String,
+    pub name: String,
     /// The current state.
-    pub(crate) state: InstanceState,
+    pub state: InstanceState,
     /// `host:port` to connect to, once the instance has first become ready.
     #[serde(default)]
-    pub(crate) endpoint: Option<String>,
+    pub endpoint: Option<String>,
     /// The engine.
-    pub(crate) engine: String,
+    pub engine: String,
     /// The engine version.
-    pub(crate) version: String,
+    pub version: String,
     /// Storage in GiB.
-    pub(crate) storage_gi: u32,
+    pub storage_gi: u32,
     /// Replicas.
-    pub(crate) replicas: u32,
+    pub replicas: u32,
     /// When the instance was created, RFC 3339 in UTC.
-    pub(crate) created_at: String,
+    pub created_at: String,
     /// The idempotency key of the request that created it.
-    pub(crate) idempotency_key: String,
+    pub idempotency_key: String,
 }
 
 impl Instance {
     /// Whether the instance serves and no change is in flight.
-    pub(crate) fn is_ready(&self) -> bool {
+    pub fn is_ready(&self) -> bool {
         self.state == InstanceState::Ready
     }
 
     /// The spec this instance now has.
-    pub(crate) fn spec(&self) -> InstanceSpec {
+    pub fn spec(&self) -> InstanceSpec {
         InstanceSpec {
             name: self.name.clone(),
             engine: self.engine.clone(),
@@ -134,17 +134,17 @@ impl Instance {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InstanceList {
     /// The instances, by id.
-    pub(crate) items: Vec<Instance>,
+    pub items: Vec<Instance>,
 }
 
 /// The body of `GET /v1/instances/{id}/health`: 200 when healthy, 503 when not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct InstanceHealth {
+pub struct InstanceHealth {
     /// Whether the instance passed its health check.
-    pub(crate) healthy: bool,
+    pub healthy: bool,
     /// Why it did not, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// The body of every error response.
@@ -152,12 +152,12 @@ pub(crate) struct InstanceHealth {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApiError {
     /// A stable, machine-readable code such as `rate_limited` or `not_found`.
-    pub(crate) code: String,
+    pub code: String,
     /// What went wrong, for people.
-    pub(crate) message: String,
+    pub message: String,
     /// With 429: the same wait as the `Retry-After` header, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) retry_after_seconds: Option<u64>,
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// Percent-encodes `text` for a path segment or query value (everything but RFC 3986 unreserved).

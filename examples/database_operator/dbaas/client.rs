@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
-pub(crate) use self::error::DbaasError;
+pub use self::error::DbaasError;
 use self::reply::{AbortOnDrop, Reply};
 use super::api::{
     IDEMPOTENCY_KEY, Instance, InstanceHealth, InstanceList, InstancePatch, InstanceSpec,
@@ -28,7 +28,7 @@ use super::api::{
 /// so the reconcile middleware knows which failures to back off from, which to wait out
 /// (429 with `Retry-After`) and which not to retry.
 #[derive(Clone, Debug)]
-pub(crate) struct DbaasClient {
+pub struct DbaasClient {
     /// `host:port`.
     authority: String,
     timeout: Duration,
@@ -36,7 +36,7 @@ pub(crate) struct DbaasClient {
 
 /// What [`DbaasClient::delete`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Deletion {
+pub enum Deletion {
     /// The instance is being deleted; ask again later.
     InProgress,
     /// The instance no longer exists.
@@ -49,7 +49,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// [`DbaasError::InvalidUrl`] if `url` is not `http://host[:port][/]`.
-    pub(crate) fn new(url: &str) -> Result<Self, DbaasError> {
+    pub fn new(url: &str) -> Result<Self, DbaasError> {
         let invalid = || DbaasError::InvalidUrl(url.to_owned());
         let uri: Uri = url.parse().map_err(|_| invalid())?;
         let authority = uri.authority().ok_or_else(invalid)?;
@@ -75,7 +75,7 @@ impl DbaasClient {
     ///
     /// 5 seconds.
     #[must_use]
-    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
@@ -90,11 +90,7 @@ impl DbaasClient {
     ///
     /// [`DbaasError::Rejected`] for a spec the service does not offer, or a key whose
     /// instance has been deleted (code `idempotency_key_consumed`); else as on [`DbaasError`].
-    pub(crate) async fn create(
-        &self,
-        key: &str,
-        spec: &InstanceSpec,
-    ) -> Result<Instance, DbaasError> {
+    pub async fn create(&self, key: &str, spec: &InstanceSpec) -> Result<Instance, DbaasError> {
         let body = serde_json::to_vec(spec).expect("an instance spec serializes to JSON");
         let reply = self
             .call(Method::POST, "/v1/instances", Some(key), Some(body))
@@ -107,7 +103,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// As on [`DbaasError`].
-    pub(crate) async fn find_by_key(&self, key: &str) -> Result<Option<Instance>, DbaasError> {
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Instance>, DbaasError> {
         let path = format!("/v1/instances?idempotencyKey={}", percent_encode(key));
         let reply = self.call(Method::GET, &path, None, None).await?;
         let list: InstanceList = decode(&reply.ok()?)?;
@@ -119,7 +115,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// [`DbaasError::NotFound`] if it does not exist; else as on [`DbaasError`].
-    pub(crate) async fn get(&self, id: &str) -> Result<Instance, DbaasError> {
+    pub async fn get(&self, id: &str) -> Result<Instance, DbaasError> {
         let reply = self
             .call(Method::GET, &instance_path(id), None, None)
             .await?;
@@ -133,11 +129,7 @@ impl DbaasClient {
     /// [`DbaasError::Rejected`] for a change the service does not allow (another engine,
     /// less storage); [`DbaasError::Conflict`] while the instance is being deleted;
     /// [`DbaasError::NotFound`]; else as on [`DbaasError`].
-    pub(crate) async fn update(
-        &self,
-        id: &str,
-        spec: &InstanceSpec,
-    ) -> Result<Instance, DbaasError> {
+    pub async fn update(&self, id: &str, spec: &InstanceSpec) -> Result<Instance, DbaasError> {
         let body = serde_json::to_vec(&InstancePatch::from(spec))
             .expect("an instance patch serializes to JSON");
         let reply = self
@@ -151,7 +143,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// As on [`DbaasError`]; never [`DbaasError::NotFound`].
-    pub(crate) async fn delete(&self, id: &str) -> Result<Deletion, DbaasError> {
+    pub async fn delete(&self, id: &str) -> Result<Deletion, DbaasError> {
         let reply = self
             .call(Method::DELETE, &instance_path(id), None, None)
             .await?;
@@ -169,7 +161,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// [`DbaasError::NotFound`]; an outage or other failure as on [`DbaasError`].
-    pub(crate) async fn health(&self, id: &str) -> Result<InstanceHealth, DbaasError> {
+    pub async fn health(&self, id: &str) -> Result<InstanceHealth, DbaasError> {
         let path = format!("{}/health", instance_path(id));
         let reply = self.call(Method::GET, &path, None, None).await?;
         if reply.status == StatusCode::SERVICE_UNAVAILABLE
@@ -185,7 +177,7 @@ impl DbaasClient {
     /// # Errors
     ///
     /// The service could not be reached, or answered something else.
-    pub(crate) async fn service_health(&self) -> Result<bool, DbaasError> {
+    pub async fn service_health(&self) -> Result<bool, DbaasError> {
         let reply = self.call(Method::GET, "/healthz", None, None).await?;
         match reply.status {
             StatusCode::SERVICE_UNAVAILABLE => Ok(false),

@@ -23,7 +23,7 @@ mod api;
 mod client;
 mod server;
 
-pub(crate) use self::{
+pub use self::{
     api::{Instance, InstanceHealth, InstanceSpec, InstanceState},
     client::{DbaasClient, DbaasError, Deletion},
     server::{DbaasFaults, DbaasServer, DbaasServerBuilder, DbaasStats, Endpoint, RunningDbaas},

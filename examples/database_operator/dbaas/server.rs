@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use self::store::{Store, Timing};
-pub(crate) use self::{
+pub use self::{
     faults::DbaasFaults,
     stats::{DbaasStats, Endpoint},
 };
@@ -36,11 +36,11 @@ use super::api::Instance;
 ///
 /// Start one with [`DbaasServer::builder`]; see the [module docs](super) for the API.
 #[derive(Debug)]
-pub(crate) struct DbaasServer;
+pub struct DbaasServer;
 
 impl DbaasServer {
     /// A builder with the defaults listed on [`DbaasServerBuilder`].
-    pub(crate) fn builder() -> DbaasServerBuilder {
+    pub fn builder() -> DbaasServerBuilder {
         DbaasServerBuilder::default()
     }
 }
@@ -52,7 +52,7 @@ impl DbaasServer {
 /// Provisioning 300 ms, updates 200 ms, deletion 150 ms, each plus up to 100 ms of jitter;
 /// 20 requests per second with a burst of 20; seed `0xDBAA5`.
 #[derive(Clone, Debug)]
-pub(crate) struct DbaasServerBuilder {
+pub struct DbaasServerBuilder {
     timing: Timing,
     rate_limit: Quota,
     seed: u64,
@@ -76,35 +76,35 @@ impl Default for DbaasServerBuilder {
 impl DbaasServerBuilder {
     /// How long an instance stays `creating` (before jitter).
     #[must_use]
-    pub(crate) fn provision_delay(mut self, delay: Duration) -> Self {
+    pub fn provision_delay(mut self, delay: Duration) -> Self {
         self.timing.provision = delay;
         self
     }
 
     /// How long an instance stays `updating` after a change (before jitter).
     #[must_use]
-    pub(crate) fn update_delay(mut self, delay: Duration) -> Self {
+    pub fn update_delay(mut self, delay: Duration) -> Self {
         self.timing.update = delay;
         self
     }
 
     /// How long an instance stays `deleting` before it is gone (before jitter).
     #[must_use]
-    pub(crate) fn delete_delay(mut self, delay: Duration) -> Self {
+    pub fn delete_delay(mut self, delay: Duration) -> Self {
         self.timing.delete = delay;
         self
     }
 
     /// Each transition takes up to this much longer, drawn uniformly from the seeded RNG.
     #[must_use]
-    pub(crate) fn jitter(mut self, jitter: Duration) -> Self {
+    pub fn jitter(mut self, jitter: Duration) -> Self {
         self.timing.jitter = jitter;
         self
     }
 
     /// The request budget of the instance API (GCRA); calls over it get 429 with `Retry-After`.
     #[must_use]
-    pub(crate) fn rate_limit(mut self, quota: Quota) -> Self {
+    pub fn rate_limit(mut self, quota: Quota) -> Self {
         self.rate_limit = quota;
         self
     }
@@ -112,7 +112,7 @@ impl DbaasServerBuilder {
     /// The seed of the RNGs behind ids, jitter and the error rate: the same seed and the same
     /// calls give the same answers.
     #[must_use]
-    pub(crate) fn seed(mut self, seed: u64) -> Self {
+    pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
@@ -122,7 +122,7 @@ impl DbaasServerBuilder {
     /// # Errors
     ///
     /// The listener could not be bound.
-    pub(crate) async fn start(self) -> io::Result<RunningDbaas> {
+    pub async fn start(self) -> io::Result<RunningDbaas> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -148,7 +148,7 @@ impl DbaasServerBuilder {
 
 /// A DBaaS serving on 127.0.0.1; stops serving when [shut down](Self::shutdown) or dropped.
 #[derive(Debug)]
-pub(crate) struct RunningDbaas {
+pub struct RunningDbaas {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -157,17 +157,17 @@ pub(crate) struct RunningDbaas {
 
 impl RunningDbaas {
     /// `http://127.0.0.1:<port>`, the base URL for a [`DbaasClient`](super::DbaasClient).
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The address it listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// What it has seen so far.
-    pub(crate) fn stats(&self) -> DbaasStats {
+    pub fn stats(&self) -> DbaasStats {
         let guard = self.shared.lock_settled();
         DbaasStats {
             instances_created: guard.store.created,
@@ -180,7 +180,7 @@ impl RunningDbaas {
     /// When each call to the instance API (every endpoint but the two health checks)
     /// arrived, in order, on the tokio clock, whatever the answer: to check the rate the
     /// service saw over any window, or what reached it during an outage.
-    pub(crate) fn instance_call_times(&self) -> Vec<Instant> {
+    pub fn instance_call_times(&self) -> Vec<Instant> {
         self.shared
             .lock()
             .arrivals
@@ -193,7 +193,7 @@ impl RunningDbaas {
     /// A reader of how many calls the instance API has received so far, callable from
     /// anywhere (a breaker's transition callback, say), to tell which calls arrived in
     /// which period.
-    pub(crate) fn instance_call_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+    pub fn instance_call_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
         let shared = Arc::clone(&self.shared);
         move || {
             shared
@@ -206,17 +206,17 @@ impl RunningDbaas {
     }
 
     /// Its fault switches.
-    pub(crate) fn faults(&self) -> &DbaasFaults {
+    pub fn faults(&self) -> &DbaasFaults {
         &self.shared.faults
     }
 
     /// The instances that exist now, by id.
-    pub(crate) fn instances(&self) -> Vec<Instance> {
+    pub fn instances(&self) -> Vec<Instance> {
         self.shared.lock_settled().store.list()
     }
 
     /// Stops accepting connections, lets requests in flight finish, and waits for them.
-    pub(crate) async fn shutdown(mut self) {
+    pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
         if let Err(err) = (&mut self.accept).await {
             tracing::warn!(error = %err, "dbaas accept loop failed");

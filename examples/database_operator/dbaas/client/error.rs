@@ -15,7 +15,7 @@ use kube_reconcile::{Classify, ErrorClass};
 /// | other 4xx, a request that cannot be built | [`Rejected`](Self::Rejected), [`Request`](Self::Request), [`InvalidUrl`](Self::InvalidUrl) | `Terminal` |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum DbaasError {
+pub enum DbaasError {
     /// The service's rate limit refused the call (429).
     #[error("dbaas rate limit exceeded")]
     Throttled {
@@ -78,7 +78,7 @@ pub(crate) enum DbaasError {
 
 impl DbaasError {
     /// Whether the instance does not exist.
-    pub(crate) fn is_not_found(&self) -> bool {
+    pub fn is_not_found(&self) -> bool {
         matches!(self, DbaasError::NotFound { .. })
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 /// [error rate](Self::error_rate) (500). The health endpoints are never rate limited or
 /// hit by the error rate; [`fail_health`](Self::fail_health) is theirs.
 #[derive(Clone, Debug)]
-pub(crate) struct DbaasFaults {
+pub struct DbaasFaults {
     state: Arc<Mutex<FaultState>>,
 }
 
@@ -47,18 +47,18 @@ impl DbaasFaults {
     /// Every endpoint, `/healthz` included, answers 503 for `duration` from now.
     ///
     /// A later call replaces the window; [`end_outage`](Self::end_outage) ends it early.
-    pub(crate) fn outage(&self, duration: Duration) {
+    pub fn outage(&self, duration: Duration) {
         self.lock().outage_until = Some(Instant::now() + duration);
         tracing::info!(?duration, "dbaas outage begins");
     }
 
     /// Ends an outage now.
-    pub(crate) fn end_outage(&self) {
+    pub fn end_outage(&self) {
         self.lock().outage_until = None;
     }
 
     /// Whether an outage is on now.
-    pub(crate) fn in_outage(&self) -> bool {
+    pub fn in_outage(&self) -> bool {
         self.outage_at(Instant::now())
     }
 
@@ -67,7 +67,7 @@ impl DbaasFaults {
     /// # Panics
     ///
     /// If `rate` is not within `0.0..=1.0`.
-    pub(crate) fn error_rate(&self, rate: f64) {
+    pub fn error_rate(&self, rate: f64) {
         assert!(
             (0.0..=1.0).contains(&rate),
             "an error rate is within 0.0..=1.0, not {rate}"
@@ -81,7 +81,7 @@ impl DbaasFaults {
     /// # Panics
     ///
     /// If `rate` is not within `0.0..=1.0`.
-    pub(crate) fn flaky_health(&self, rate: f64) {
+    pub fn flaky_health(&self, rate: f64) {
         assert!(
             (0.0..=1.0).contains(&rate),
             "a failure rate is within 0.0..=1.0, not {rate}"
@@ -90,7 +90,7 @@ impl DbaasFaults {
     }
 
     /// Delays every answer by `latency` (zero turns it off).
-    pub(crate) fn latency(&self, latency: Duration) {
+    pub fn latency(&self, latency: Duration) {
         self.lock().latency = latency;
     }
 
@@ -99,7 +99,7 @@ impl DbaasFaults {
     /// Checks of an instance that is not ready fail anyway and use none of them, so the
     /// failures land on the checks that matter. Works for instances not yet created; a later
     /// call replaces the count.
-    pub(crate) fn fail_health(&self, name: impl Into<String>, times: u32) {
+    pub fn fail_health(&self, name: impl Into<String>, times: u32) {
         let name = name.into();
         let mut state = self.lock();
         if times == 0 {
@@ -110,7 +110,7 @@ impl DbaasFaults {
     }
 
     /// Turns every switch off.
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         let mut state = self.lock();
         state.outage_until = None;
         state.error_rate = 0.0;

@@ -6,7 +6,7 @@ use hyper::Method;
 
 /// An endpoint of the DBaaS API: a method and a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Endpoint {
+pub enum Endpoint {
     /// `POST /v1/instances`
     Create,
     /// `GET /v1/instances`
@@ -47,7 +47,7 @@ impl Endpoint {
     }
 
     /// Whether this is a health endpoint (exempt from the rate limit and the error rate).
-    pub(crate) fn is_health(self) -> bool {
+    pub fn is_health(self) -> bool {
         matches!(self, Endpoint::InstanceHealth | Endpoint::ServiceHealth)
     }
 }
@@ -69,33 +69,33 @@ impl fmt::Display for Endpoint {
 
 /// A snapshot of what a running DBaaS has seen since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct DbaasStats {
+pub struct DbaasStats {
     /// Calls received per endpoint, whatever the answer.
-    pub(crate) calls: BTreeMap<Endpoint, u64>,
+    pub calls: BTreeMap<Endpoint, u64>,
     /// Calls refused by the rate limit (429).
-    pub(crate) throttled: u64,
+    pub throttled: u64,
     /// Answers with a 5xx status: outages, injected errors and failed instance health checks.
-    pub(crate) server_errors: u64,
+    pub server_errors: u64,
     /// 500s from the error-rate fault.
-    pub(crate) injected_errors: u64,
+    pub injected_errors: u64,
     /// Calls received during an outage (each answered 503).
-    pub(crate) outage_calls: u64,
+    pub outage_calls: u64,
     /// Instances created (idempotent replays do not count).
-    pub(crate) instances_created: u64,
+    pub instances_created: u64,
     /// Instances whose deletion has completed.
-    pub(crate) instances_deleted: u64,
+    pub instances_deleted: u64,
     /// Instances that exist now, in any state, deleting included.
-    pub(crate) live_instances: usize,
+    pub live_instances: usize,
 }
 
 impl DbaasStats {
     /// Calls received by `endpoint`.
-    pub(crate) fn calls_to(&self, endpoint: Endpoint) -> u64 {
+    pub fn calls_to(&self, endpoint: Endpoint) -> u64 {
         self.calls.get(&endpoint).copied().unwrap_or(0)
     }
 
     /// Calls received in all.
-    pub(crate) fn total_calls(&self) -> u64 {
+    pub fn total_calls(&self) -> u64 {
         self.calls.values().sum()
     }
 }

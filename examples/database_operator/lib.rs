@@ -1,0 +1,435 @@
+//! DatabaseOperator: a multi-phase operator for a `Database` custom resource, built on
+//! kube-reconcile, runnable with no cluster at all.
+//!
+//! ```sh
+//! cargo run --example database_operator            # embedded API server, simulated DBaaS
+//! cargo run --example database_operator -- --help  # flags: --chaos, --count, --serve, --cluster, ...
+//! ```
+//!
+//! This library is the operator; `main.rs` only parses the flags and sets up logging.
+//! Its tests and the convergence bench start the operator through [`start_with`].
+//!
+//! Each `Database` goes Pending → Provisioning → Configuring → Deploying → Verifying →
+//! Ready (Verifying → Failed → Provisioning with backoff; Ready → Updating → Verifying on
+//! a spec change). Provisioning creates a credentials Secret (create-only, CSPRNG
+//! password) and an instance at the DBaaS (idempotent, rate limited, behind a circuit
+//! breaker); Configuring a ConfigMap and a Service; Deploying a StatefulSet; Verifying
+//! waits for the replicas and the DBaaS health check. Deleting a `Database` deprovisions
+//! its instance through a finalizer.
+
+#![allow(
+    clippy::missing_errors_doc,
+    clippy::missing_panics_doc,
+    reason = "an example, not a published API: its items are public for its own tests and bench"
+)]
+
+pub mod children;
+pub mod cli;
+pub mod crd;
+pub mod dbaas;
+pub mod operator;
+pub mod report;
+pub mod scenario;
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::PostParams,
+    runtime::wait::{await_condition, conditions},
+};
+use kube_reconcile::{
+    ensure::EnsureConfig,
+    external::Dependency,
+    leader::{LeaderElector, LeaderHandle, LeaseConfig},
+    metrics::Metrics,
+    middleware::{
+        backoff::BackoffConfig,
+        backoff::BackoffHandle,
+        circuit_breaker::{Breaker, BreakerConfig},
+        rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
+    },
+    phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine},
+};
+use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
+
+use self::{
+    cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report,
+};
+
+/// Everything a run needs, wired together.
+pub struct Operator {
+    /// The client the operator uses.
+    pub client: Client,
+    /// The Databases.
+    pub api: Api<Database>,
+    /// The DBaaS breaker, shared by every Database.
+    pub breaker: Breaker,
+    /// The per-object backoff state of the reconciler's retries.
+    pub backoff: BackoffHandle,
+    /// The per-object rate limit of the reconciler.
+    pub rate_limit: RateLimitHandle,
+    /// The phase engine (for the objects it holds paced in memory).
+    pub engine: PhaseEngine<DatabaseMachine, Database>,
+    /// The controller task.
+    pub controller: tokio::task::JoinHandle<()>,
+    /// Tells the controller to stop taking work (graceful shutdown).
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
+    /// (then cuts them), and returns whether they all finished.
+    pub async fn shut_down(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(());
+        let mut controller = self.controller;
+        if tokio::time::timeout(deadline, &mut controller)
+            .await
+            .is_ok()
+        {
+            true
+        } else {
+            controller.abort();
+            false
+        }
+    }
+}
+
+/// What else wraps the operator: leader election and metrics.
+#[derive(Debug, Default)]
+pub struct Wiring {
+    /// Reconcile only while this handle leads.
+    pub leader: Option<LeaderHandle>,
+    /// Record metrics here.
+    pub metrics: Option<Metrics>,
+    /// The DBaaS rate budget, in calls, instead of 40 a second.
+    pub dbaas_budget: Option<Quota>,
+    /// Phase deadlines at least this long. Waits for a turn at the budget never count
+    /// toward them (`Transition::paced`), but outages do: a test whose outages outlast
+    /// the lesson's deadlines raises them here.
+    pub min_deadline: Duration,
+    /// How often a Ready Database is checked for drift, instead of every 5 minutes.
+    pub ready_resync: Option<Duration>,
+}
+
+/// Starts the operator on `client` against the DBaaS at `dbaas_url`.
+pub fn start(
+    client: Client,
+    namespace: &str,
+    dbaas_url: &str,
+    report: &Report,
+) -> Result<Operator, Box<dyn std::error::Error>> {
+    start_with(client, namespace, dbaas_url, report, Wiring::default())
+}
+
+/// [`start`], with leader election and metrics as `wiring` says.
+pub fn start_with(
+    client: Client,
+    namespace: &str,
+    dbaas_url: &str,
+    report: &Report,
+    wiring: Wiring,
+) -> Result<Operator, Box<dyn std::error::Error>> {
+    let dbaas = DbaasClient::new(dbaas_url)?;
+    let breaker = BreakerConfig::default()
+        .min_calls(std::num::NonZeroU32::new(4).expect("non-zero"))
+        .open_duration(Duration::from_secs(2))
+        .build("dbaas")?;
+    report.watch_breaker(&breaker);
+    if let Some(metrics) = &wiring.metrics {
+        metrics.observe_breaker(&breaker);
+    }
+    let dbaas = Dependency::builder(dbaas)
+        .breaker(breaker.clone())
+        .budget(RateBudget::new(
+            "dbaas",
+            wiring.dbaas_budget.unwrap_or(Quota::per_second(
+                std::num::NonZeroU32::new(40).expect("non-zero"),
+            )),
+        ))
+        .health_interval(Duration::from_secs(1))
+        .build();
+    let ctx = Arc::new(operator::Ctx { dbaas });
+    let config = PhaseConfig::default()
+        .finalizer("example.kube-reconcile.dev/deprovision")
+        .controller("database-operator")
+        .children(
+            EnsureConfig::default()
+                .field_manager("database-operator")
+                .part_of("database-operator"),
+        )
+        .retry(
+            BackoffConfig::operator()
+                .base(Duration::from_millis(500))
+                .cap(Duration::from_secs(10)),
+        );
+    let rate_limit = RateLimitLayer::per_object(Quota::per_second(
+        std::num::NonZeroU32::new(20).expect("non-zero"),
+    ));
+    let backoff = BackoffConfig::operator()
+        .base(Duration::from_millis(200))
+        .cap(Duration::from_secs(20))
+        .build()?;
+    let rate_limit_handle = rate_limit.handle();
+    // The recommended stack: timeout, rate limit, backoff, a Deferred condition while
+    // the middleware holds a Database back, and leader election and metrics if asked.
+    let operator = PhaseOperator::builder(
+        DatabaseMachine::new(wiring.min_deadline)?.resync(wiring.ready_resync),
+        client.clone(),
+    )
+    .config(config)
+    .rate_limit(rate_limit)
+    .backoff(backoff)
+    .leader(wiring.leader)
+    .metrics(wiring.metrics, "databases")
+    .build()?;
+    let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
+    let api: Api<Database> = Api::namespaced(client.clone(), namespace);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(
+        operator
+            .shutdown_on(async move {
+                let _ = stopped.await;
+            })
+            .run(api.clone(), ctx),
+    );
+    Ok(Operator {
+        client,
+        api,
+        breaker,
+        backoff: backoff_handle,
+        rate_limit: rate_limit_handle,
+        engine,
+        controller,
+        stop,
+    })
+}
+
+/// Installs the `Database` CRD and waits until it is served.
+pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = Database::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    if crds.get_opt(&name).await?.is_none() {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await??;
+    Ok(())
+}
+
+/// `--metrics-addr` and `--leader-elect`: what wraps the operator, the metrics endpoint
+/// (served while it is kept) and the leader handle (to release the Lease at the end).
+async fn wire(
+    options: &Options,
+    client: &Client,
+    namespace: &str,
+    report: &Report,
+) -> Result<
+    (
+        Wiring,
+        Option<kube_reconcile::metrics::MetricsServer>,
+        Option<LeaderHandle>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let mut wiring = Wiring::default();
+    // --metrics-addr: Prometheus metrics over HTTP for as long as the run lasts.
+    let metrics_endpoint = match options.metrics_addr {
+        Some(addr) => {
+            let metrics = Metrics::new();
+            let mut registry = prometheus_client::registry::Registry::default();
+            metrics.register(&mut registry);
+            let endpoint = kube_reconcile::metrics::serve(addr, Arc::new(registry)).await?;
+            report.say(&format!(
+                "metrics at http://{}/metrics",
+                endpoint.local_addr()
+            ));
+            wiring.metrics = Some(metrics);
+            Some(endpoint)
+        }
+        None => None,
+    };
+    // --leader-elect: reconcile only while holding the Lease; copies of this process
+    // started alongside wait and take over when it stops.
+    let leader = if options.leader_elect {
+        let lease = LeaseConfig::new(namespace.to_owned(), "database-operator");
+        let handle = LeaderElector::new(client.clone(), lease)?.spawn();
+        report.say(&format!(
+            "leader election on Lease {namespace}/database-operator as {}",
+            handle.identity()
+        ));
+        wiring.leader = Some(handle.clone());
+        Some(handle)
+    } else {
+        None
+    };
+    Ok((wiring, metrics_endpoint, leader))
+}
+
+/// `--operator-only`: no script; reconcile what is there until stopped, then hand over
+/// cleanly (no new work, reconciles in flight finish for up to 30 s, the Lease released,
+/// the kubeconfig deleted).
+async fn operate(
+    server: Option<&ApiServer>,
+    operator: Operator,
+    leader: Option<&LeaderHandle>,
+    namespace: &str,
+    report: &Report,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let printer = report.print_transitions(operator.api.clone());
+    let kubeconfig = match server {
+        Some(server) => Some(scenario::serve_for_kubectl(server, namespace).await?),
+        None => None,
+    };
+    report.say(&format!(
+        "operator only: reconciling the Databases in namespace {namespace} (Ctrl-C or SIGTERM stops)"
+    ));
+    scenario::stopped().await?;
+    report.say("stopping: no new work; waiting for the reconciles in flight");
+    let finished = operator.shut_down(Duration::from_secs(30)).await;
+    printer.abort();
+    if let Some(leader) = leader {
+        leader.release().await?;
+    }
+    if let Some(kubeconfig) = kubeconfig {
+        kubeconfig.remove()?;
+    }
+    report.say(if finished {
+        "stopped: every reconcile in flight finished"
+    } else {
+        "stopped: reconciles still running after 30 s were cut"
+    });
+    Ok(())
+}
+
+/// The DBaaS: simulated on 127.0.0.1 unless `--dbaas-url`; with its URL.
+async fn dbaas_for(
+    options: &Options,
+    report: &Report,
+) -> Result<(Option<dbaas::RunningDbaas>, String), Box<dyn std::error::Error>> {
+    let simulated = match &options.dbaas_url {
+        Some(_) => None,
+        None => Some(
+            dbaas::DbaasServer::builder()
+                .provision_delay(Duration::from_millis(400))
+                .rate_limit(Quota::per_second(
+                    std::num::NonZeroU32::new(50).expect("non-zero"),
+                ))
+                .start()
+                .await?,
+        ),
+    };
+    let dbaas_url = options.dbaas_url.clone().unwrap_or_else(|| {
+        simulated
+            .as_ref()
+            .map(dbaas::RunningDbaas::url)
+            .unwrap_or_default()
+    });
+    report.say(&format!(
+        "DBaaS at {dbaas_url}{}",
+        if simulated.is_some() {
+            " (simulated)"
+        } else {
+            ""
+        }
+    ));
+    Ok((simulated, dbaas_url))
+}
+
+/// Runs what the flags ask for: the scripted demo (the default), or the operator alone
+/// with `--operator-only`. `Ok(false)` when not every valid Database reached Ready.
+///
+/// # Errors
+///
+/// When the API server, the DBaaS or the metrics endpoint cannot be reached or started.
+pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
+    let report = Report::new();
+    // The API server: embedded unless --cluster.
+    let server = (!options.cluster).then(ApiServer::new);
+    let client = if let Some(server) = &server {
+        server.client()
+    } else {
+        let client = Client::try_default().await?;
+        report.say(&format!(
+            "using the current kube context (namespace {})",
+            client.default_namespace()
+        ));
+        client
+    };
+    let namespace = options
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    if server.is_some() || options.install_crd {
+        install_crd(&client).await?;
+        report.say("Database CRD installed and established");
+    }
+    let (simulated, dbaas_url) = dbaas_for(&options, &report).await?;
+    // Nothing runs pods on the embedded server: a simulator marks StatefulSets ready.
+    let _simulator = server.as_ref().map(|_| {
+        WorkloadSimulator::new(client.clone())
+            .ready_after(Duration::from_millis(300))
+            .start()
+    });
+    let (wiring, _metrics_endpoint, leader) = wire(&options, &client, &namespace, &report).await?;
+    let operator = start_with(client.clone(), &namespace, &dbaas_url, &report, wiring)?;
+    if options.operator_only {
+        let server = server.as_ref();
+        operate(server, operator, leader.as_ref(), &namespace, &report).await?;
+        return Ok(true);
+    }
+    let printer = report.print_transitions(operator.api.clone());
+
+    let outcome = scenario::run(
+        &options,
+        &operator,
+        simulated.as_ref(),
+        server.as_ref(),
+        &report,
+    )
+    .await;
+    let ok = match outcome {
+        Ok(ok) => ok,
+        Err(error) => {
+            report.say(&format!("scenario failed: {error}"));
+            false
+        }
+    };
+    report
+        .summary(&operator, server.as_ref(), simulated.as_ref())
+        .await;
+    if options.serve
+        && let Some(server) = &server
+    {
+        // The operator keeps running: edit a Database with kubectl and watch it move.
+        scenario::serve(server, &operator).await?;
+    }
+    printer.abort();
+    operator.shut_down(Duration::from_secs(5)).await;
+    if let Some(leader) = &leader {
+        // Hand the Lease over at once instead of letting it expire.
+        leader.release().await?;
+    }
+    println!(
+        "\n{}",
+        if ok {
+            "every valid Database reached Ready"
+        } else {
+            "NOT every valid Database reached Ready"
+        }
+    );
+    Ok(ok)
+}

@@ -1,0 +1,630 @@
+//! The example operator end to end on the embedded API server, with the simulated DBaaS
+//! and the workload simulator: the default run, chaos, restarts, deletion, bad input, and
+//! the manifests kept in step with the Rust types.
+
+use database_operator as example;
+use kube_reconcile_test_support::both_tiers;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{ConfigMap, Secret, Service},
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use kube_reconcile::phase::HasPhaseStatus;
+use kube_reconcile_test_support::{recorder::Recorder, tier::Tier};
+use kube_reconcile_testing::WorkloadSimulator;
+use serde_json::json;
+
+use example::{
+    cli::Options,
+    crd::{Database, DatabaseSpec, Engine},
+    dbaas::{DbaasServer, RunningDbaas},
+    report::Report,
+};
+
+fn options() -> Options {
+    Options {
+        timeout_secs: 60,
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_run_walks_every_edge_and_ends_ready() {
+    assert!(example::run(options()).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_faults_and_dbaas_outages_everything_still_converges() {
+    let chaos = Options {
+        chaos: true,
+        timeout_secs: 90,
+        ..Options::default()
+    };
+    assert!(example::run(chaos).await.unwrap());
+}
+
+/// A server of either tier with the CRD, a simulated DBaaS and the workload simulator.
+struct World {
+    client: Client,
+    namespace: String,
+    dbaas: RunningDbaas,
+    api: Api<Database>,
+    _simulator: kube_reconcile_testing::RunningSimulator,
+}
+
+async fn world(cx: &Tier) -> World {
+    let client = cx.client();
+    cx.install_crd(&Database::crd()).await;
+    let dbaas = DbaasServer::builder()
+        .provision_delay(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let simulator = WorkloadSimulator::new(client.clone())
+        .ready_after(Duration::from_millis(100))
+        .start();
+    World {
+        api: Api::namespaced(client.clone(), cx.namespace()),
+        namespace: cx.namespace().to_owned(),
+        client,
+        dbaas,
+        _simulator: simulator,
+    }
+}
+
+impl World {
+    fn operator(&self) -> example::Operator {
+        example::start(
+            self.client.clone(),
+            &self.namespace,
+            &self.dbaas.url(),
+            &Report::new(),
+        )
+        .unwrap()
+    }
+
+    async fn create(&self, name: &str, version: &str, replicas: i32) {
+        let db = Database::new(
+            name,
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                version: version.to_owned(),
+                replicas,
+                storage: "1Gi".to_owned(),
+                retain_on_delete: false,
+            },
+        );
+        self.api.create(&PostParams::default(), &db).await.unwrap();
+    }
+
+    async fn until(&self, what: &str, done: impl Fn(&[Database]) -> bool) -> Vec<Database> {
+        for _ in 0..600 {
+            let list = self.api.list(&ListParams::default()).await.unwrap().items;
+            if done(&list) {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let list = self.api.list(&ListParams::default()).await.unwrap().items;
+        let phases: Vec<_> = list
+            .iter()
+            .map(|d| (d.name_any(), d.phase().map(str::to_owned)))
+            .collect();
+        panic!("never {what}: {phases:?}");
+    }
+
+    async fn all_ready(&self, n: usize) -> Vec<Database> {
+        self.until("all Ready", |list| {
+            list.len() == n
+                && list.iter().all(|d| {
+                    d.phase() == Some("Ready")
+                        && d.phase_status().and_then(|s| s.observed_generation)
+                            == d.metadata.generation
+                })
+        })
+        .await
+    }
+
+    async fn passwords(&self) -> BTreeMap<String, Vec<u8>> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|s| {
+                let password = s
+                    .data
+                    .unwrap_or_default()
+                    .remove("password")
+                    .map(|b| b.0)
+                    .unwrap_or_default();
+                (s.metadata.name.unwrap_or_default(), password)
+            })
+            .collect()
+    }
+}
+
+both_tiers! {
+    async fn a_crash_mid_flow_and_restarts_keep_passwords_and_make_no_second_instance(cx: Tier) {
+        let world = world(&cx).await;
+        let first = world.operator();
+        for name in ["alpha", "beta", "gamma"] {
+            world.create(name, "16", 1).await;
+        }
+        // Crash while the instances are being provisioned.
+        world
+            .until("provisioning", |list| {
+                list.iter().any(|d| d.phase() == Some("Provisioning"))
+            })
+            .await;
+        first.controller.abort();
+        let second = world.operator();
+        world.all_ready(3).await;
+        second.controller.abort();
+        let passwords = world.passwords().await;
+        assert_eq!(passwords.len(), 3, "{passwords:?}");
+        assert!(passwords.values().all(|p| p.len() == 32));
+
+        // Another restart and a spec change: nothing regenerated, nothing duplicated.
+        let third = world.operator();
+        world
+            .api
+            .patch(
+                "beta",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "replicas": 3 } })),
+            )
+            .await
+            .unwrap();
+        world
+            .until("beta updated", |list| {
+                list.iter().any(|d| {
+                    d.name_any() == "beta"
+                        && d.phase() == Some("Ready")
+                        && d.phase_status().and_then(|s| s.observed_generation) == Some(2)
+                })
+            })
+            .await;
+        third.controller.abort();
+        assert_eq!(world.passwords().await, passwords);
+        let instances = world.dbaas.instances();
+        assert_eq!(instances.len(), 3, "{instances:?}");
+        assert_eq!(world.dbaas.stats().instances_created, 3);
+    }
+}
+
+both_tiers! {
+    async fn deleting_a_database_deprovisions_it_and_removes_every_child(cx: Tier) {
+        let world = world(&cx).await;
+        let operator = world.operator();
+        world.create("orders", "16", 3).await;
+        world.all_ready(1).await;
+        assert_eq!(world.dbaas.instances().len(), 1);
+        let labels = ListParams::default().labels("app.kubernetes.io/instance=orders");
+        let configmaps: Api<ConfigMap> = Api::namespaced(world.client.clone(), &world.namespace);
+        let services: Api<Service> = Api::namespaced(world.client.clone(), &world.namespace);
+        let statefulsets: Api<StatefulSet> = Api::namespaced(world.client.clone(), &world.namespace);
+        let secrets: Api<Secret> = Api::namespaced(world.client.clone(), &world.namespace);
+        let uid = world.api.get("orders").await.unwrap().uid();
+        let owned_by_orders = |owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+            owners.iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true))
+        };
+        for children in [
+            configmaps.list(&labels).await.unwrap().items.iter().map(|o| o.owner_references().to_vec()).collect::<Vec<_>>(),
+            services.list(&labels).await.unwrap().items.iter().map(|o| o.owner_references().to_vec()).collect(),
+            statefulsets.list(&labels).await.unwrap().items.iter().map(|o| o.owner_references().to_vec()).collect(),
+            secrets.list(&labels).await.unwrap().items.iter().map(|o| o.owner_references().to_vec()).collect(),
+        ] {
+            assert_eq!(children.len(), 1);
+            assert!(owned_by_orders(&children[0]), "{children:?}");
+        }
+
+        world
+            .api
+            .delete("orders", &DeleteParams::default())
+            .await
+            .unwrap();
+        world.until("orders gone", <[Database]>::is_empty).await;
+        operator.controller.abort();
+        for _ in 0..100 {
+            if world.dbaas.instances().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            world.dbaas.instances().is_empty(),
+            "{:?}",
+            world.dbaas.instances()
+        );
+        // The children go by garbage collection, which a bare kube-apiserver does not run;
+        // there the controller owner references checked above are what a cluster needs.
+        if cx.collects_garbage() {
+            assert!(configmaps.list(&labels).await.unwrap().items.is_empty());
+            assert!(services.list(&labels).await.unwrap().items.is_empty());
+            assert!(statefulsets.list(&labels).await.unwrap().items.is_empty());
+            assert!(secrets.list(&labels).await.unwrap().items.is_empty());
+        }
+    }
+}
+
+/// The `Stalled` condition of a Database that has one.
+fn stalled_condition(db: &Database) -> kube_reconcile::conditions::Condition {
+    db.phase_status()
+        .and_then(|s| s.conditions.find("Stalled"))
+        .cloned()
+        .expect("a Stalled condition")
+}
+
+both_tiers! {
+    async fn bad_input_gets_a_422_or_invalid_spec_and_a_fix_moves_it_on(cx: Tier) {
+        let world = world(&cx).await;
+        let operator = world.operator();
+        // What the schema can say: the API server refuses it, naming the field.
+        let zero = Database::new(
+            "zero",
+            DatabaseSpec {
+                engine: Engine::Postgres,
+                version: "16".to_owned(),
+                replicas: 0,
+                storage: "1Gi".to_owned(),
+                retain_on_delete: false,
+            },
+        );
+        let Err(kube::Error::Api(status)) = world.api.create(&PostParams::default(), &zero).await
+        else {
+            panic!("replicas 0 must be refused");
+        };
+        assert_eq!(status.code, 422);
+        assert!(
+            status.message.contains("spec.replicas"),
+            "{}",
+            status.message
+        );
+
+        // What it cannot: Failed, reason InvalidSpec, a message saying what to change.
+        world.create("legacy", "9.6", 1).await;
+        let list = world
+            .until("legacy failed", |list| {
+                list.iter().any(|d| d.phase() == Some("Failed"))
+            })
+            .await;
+        let stalled = stalled_condition(&list[0]);
+        assert_eq!(stalled.reason, "InvalidSpec");
+        assert!(
+            stalled.message.contains("spec.version \"9.6\""),
+            "{}",
+            stalled.message
+        );
+        assert!(stalled.message.contains("16"), "{}", stalled.message);
+        assert!(
+            world.dbaas.instances().is_empty(),
+            "nothing provisioned for an invalid spec"
+        );
+
+        world
+            .api
+            .patch(
+                "legacy",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "version": "16" } })),
+            )
+            .await
+            .unwrap();
+        world.all_ready(1).await;
+
+        // A name the children cannot carry (the API server takes it: it is a valid
+        // Database name): Failed with InvalidSpec before any child is written.
+        let long = format!("db-{}", "x".repeat(60));
+        world.create(&long, "16", 1).await;
+        let list = world
+            .until("the long name failed", |list| {
+                list.iter()
+                    .any(|d| d.name_any() == long && d.phase() == Some("Failed"))
+            })
+            .await;
+        let stalled = stalled_condition(list.iter().find(|d| d.name_any() == long).unwrap());
+        assert_eq!(stalled.reason, "InvalidSpec");
+        assert!(stalled.message.contains("at most 52 characters"), "{}", stalled.message);
+        let secrets: Api<Secret> = Api::namespaced(world.client.clone(), &world.namespace);
+        assert!(
+            secrets
+                .get_opt(&format!("{long}-credentials"))
+                .await
+                .unwrap()
+                .is_none(),
+            "no child written for a name the children cannot carry"
+        );
+        assert_eq!(world.dbaas.instances().len(), 1, "only legacy's instance");
+        operator.controller.abort();
+    }
+}
+
+/// The example's binary as a child process: killed when dropped, so a failing test
+/// leaves no process behind.
+struct OperatorProcess(std::process::Child);
+
+impl OperatorProcess {
+    /// `database_operator --cluster --operator-only` on `kubeconfig`, in `namespace`.
+    fn start(kubeconfig: &std::path::Path, namespace: &str, dbaas_url: &str) -> Self {
+        // Integration tests live in target/<profile>/deps; `cargo test` builds the
+        // examples into target/<profile>/examples first.
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap()
+            .join("examples")
+            .join("database_operator");
+        assert!(
+            binary.exists(),
+            "no example binary at {} (`cargo test` builds it; alone: cargo build --all-features --example database_operator)",
+            binary.display()
+        );
+        let child = std::process::Command::new(binary)
+            .args(["--cluster", "--operator-only", "--namespace", namespace])
+            .args(["--dbaas-url", dbaas_url])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        OperatorProcess(child)
+    }
+
+    /// Sends SIGTERM and waits (at most 40 s) for a clean exit.
+    async fn terminate(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        for _ in 0..400 {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert!(status.success(), "the operator exited with {status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the operator did not stop within 40 s of SIGTERM");
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(unix)]
+both_tiers! {
+    async fn the_operator_process_stopped_with_sigterm_mid_convergence_finishes_after_a_restart(
+        cx: Tier
+    ) {
+        let world = world(&cx).await;
+        let dir = std::env::temp_dir().join(format!(
+            "kr-operator-process-{}-{}",
+            std::process::id(),
+            cx.name()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        // The embedded server is served over TLS for the other process; the real one is
+        // reached as it is.
+        let _served = if let Some(server) = cx.embedded_server() {
+            let http = server.serve().await.unwrap();
+            http.write_kubeconfig(&kubeconfig).unwrap();
+            Some(http)
+        } else {
+            let plane = cx.control_plane().unwrap();
+            plane.write_kubeconfig(&kubeconfig).unwrap();
+            None
+        };
+        let names: Vec<String> = (0..6).map(|i| format!("proc-{i}")).collect();
+        for name in &names {
+            world.create(name, "16", 1).await;
+        }
+
+        // Mid-convergence: some Databases have moved, not all are Ready.
+        let first = OperatorProcess::start(&kubeconfig, &world.namespace, &world.dbaas.url());
+        world
+            .until("a Database moved past Provisioning", |list| {
+                list.iter().any(|d| {
+                    matches!(d.phase(), Some("Configuring" | "Deploying" | "Verifying" | "Ready"))
+                })
+            })
+            .await;
+        first.terminate().await;
+        let before = world.passwords().await;
+
+        let second = OperatorProcess::start(&kubeconfig, &world.namespace, &world.dbaas.url());
+        world.all_ready(names.len()).await;
+        second.terminate().await;
+
+        // One instance each, and no password regenerated by the restart.
+        let instances = world.dbaas.instances();
+        assert_eq!(instances.len(), names.len(), "{instances:?}");
+        let after = world.passwords().await;
+        for (secret, password) in &before {
+            assert_eq!(after.get(secret), Some(password), "{secret} changed");
+        }
+        assert_eq!(after.len(), names.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn the_crd_manifest_is_the_generated_one() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/database_operator/manifests/crd.yaml"
+    );
+    let generated = format!(
+        "# Generated from the Rust type by `Database::crd()`; tests/database_operator.rs keeps it in step.\n# Regenerate: KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest\n{}",
+        serde_saphyr::to_string(&Database::crd()).unwrap()
+    );
+    if std::env::var_os("KUBE_RECONCILE_BLESS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{path} differs from Database::crd(); regenerate it with KUBE_RECONCILE_BLESS=1 cargo test --all-features --test database_operator manifest"
+    );
+}
+
+both_tiers! {
+    async fn a_ready_database_costs_no_writes_when_its_children_are_ensured_again(cx: Tier) {
+        let world = world(&cx).await;
+        let operator = world.operator();
+        world.create("orders", "16", 3).await;
+        let list = world.all_ready(1).await;
+        operator.controller.abort();
+        let db = &list[0];
+        let recorder = Recorder::new(&world.client);
+        let ensure = kube_reconcile::ensure::Children::with_config(
+            recorder.client(),
+            db,
+            kube_reconcile::ensure::EnsureConfig::default()
+                .field_manager("database-operator")
+                .part_of("database-operator"),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            use kube_reconcile::ensure::Ensured::Unchanged;
+            assert_eq!(ensure.ensure(db, &example::children::Settings).await.unwrap(), Unchanged);
+            assert_eq!(ensure.ensure(db, &example::children::Endpoint).await.unwrap(), Unchanged);
+            assert_eq!(ensure.ensure(db, &example::children::Pods).await.unwrap(), Unchanged);
+        }
+        assert_eq!(recorder.calls().writes(), 0);
+    }
+}
+
+/// `GET http://addr/metrics`, as text.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_s_metrics_are_served_over_http() {
+    let cx = Tier::embedded("metrics").await;
+    let world = world(&cx).await;
+    let metrics = kube_reconcile::metrics::Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let served = kube_reconcile::metrics::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        std::sync::Arc::new(registry),
+    )
+    .await
+    .unwrap();
+    let wiring = example::Wiring {
+        metrics: Some(metrics),
+        ..example::Wiring::default()
+    };
+    let operator = example::start_with(
+        world.client.clone(),
+        &world.namespace,
+        &world.dbaas.url(),
+        &Report::new(),
+        wiring,
+    )
+    .unwrap();
+    world.create("orders", "16", 1).await;
+    world.all_ready(1).await;
+    let text = scrape(served.local_addr()).await;
+    operator.controller.abort();
+    let ready = series(
+        &text,
+        r#"kube_reconcile_phase_transitions_total{controller="databases",from="Verifying",to="Ready"}"#,
+    );
+    assert_eq!(ready, Some(1.0), "{text}");
+    let successes = series(
+        &text,
+        r#"controller_runtime_reconcile_total{controller="databases",result="requeue_after"}"#,
+    );
+    assert!(successes.is_some_and(|n| n >= 5.0), "{text}");
+    assert_eq!(
+        series(
+            &text,
+            r#"kube_reconcile_breaker_state{dependency="dbaas",state="closed"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work() {
+    use kube_reconcile::leader::{LeaderElector, LeaseConfig};
+    let cx = Tier::embedded("leader").await;
+    let world = world(&cx).await;
+    let lease = |id: &str| {
+        LeaseConfig::new(world.namespace.clone(), "database-operator")
+            .identity(id)
+            .lease_duration(Duration::from_secs(2))
+            .renew_deadline(Duration::from_secs(1))
+            .retry_period(Duration::from_millis(200))
+    };
+    let first = LeaderElector::new(world.client.clone(), lease("first"))
+        .unwrap()
+        .spawn();
+    let second = LeaderElector::new(world.client.clone(), lease("second"))
+        .unwrap()
+        .spawn();
+    let start = |leader: &kube_reconcile::leader::LeaderHandle| {
+        let wiring = example::Wiring {
+            leader: Some(leader.clone()),
+            ..example::Wiring::default()
+        };
+        example::start_with(
+            world.client.clone(),
+            &world.namespace,
+            &world.dbaas.url(),
+            &Report::new(),
+            wiring,
+        )
+        .unwrap()
+    };
+    let (a, b) = (start(&first), start(&second));
+    world.create("alpha", "16", 1).await;
+    world.all_ready(1).await;
+    assert!(first.is_leader() != second.is_leader(), "exactly one leads");
+    let (leader, follower) = if first.is_leader() {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    // The leader stops and hands over; the other one carries on with new work.
+    leader.release().await.unwrap();
+    world.create("beta", "16", 1).await;
+    world.all_ready(2).await;
+    assert!(follower.is_leader());
+    a.controller.abort();
+    b.controller.abort();
+    assert_eq!(world.dbaas.instances().len(), 2);
+}
