@@ -37,9 +37,18 @@ pub struct Options {
     /// The namespace of the Databases (default: the kube context's)
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Use this DBaaS instead of the simulated one
-    #[arg(long, value_name = "URL")]
+    /// Use this DBaaS instead of the simulated one (with --dbaas-token-file)
+    #[arg(long, value_name = "URL", requires = "dbaas_token_file")]
     pub dbaas_url: Option<String>,
+    /// The DBaaS's access token: read from this file with --dbaas-url; with --dbaas-only,
+    /// where to write it (created 0600, deleted on exit; default: a new file in the
+    /// temporary directory)
+    #[arg(long, value_name = "PATH")]
+    pub dbaas_token_file: Option<std::path::PathBuf>,
+    /// Run only the simulated DBaaS on 127.0.0.1, for operators in other processes: print
+    /// its URL, write its token file, serve until Ctrl-C or SIGTERM
+    #[arg(long, conflicts_with_all = ["cluster", "serve", "operator_only", "dbaas_url", "chaos", "leader_elect"])]
+    pub dbaas_only: bool,
     /// Reconcile only while holding the Lease default/database-operator (run several
     /// copies: one leads, the others take over when it stops)
     #[arg(long)]
@@ -152,6 +161,27 @@ mod tests {
             parse(&["--operator-only", "--cluster"])
                 .unwrap()
                 .operator_only
+        );
+        // An external DBaaS needs its token; the standalone one runs alone.
+        assert_eq!(
+            parse(&["--dbaas-url", "http://127.0.0.1:1"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert!(
+            parse(&[
+                "--dbaas-url",
+                "http://127.0.0.1:1",
+                "--dbaas-token-file",
+                "t"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--dbaas-only"]).unwrap().dbaas_only);
+        assert_eq!(
+            parse(&["--dbaas-only", "--cluster"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
         );
     }
 }

@@ -30,6 +30,7 @@ pub mod dbaas;
 pub mod operator;
 pub mod report;
 pub mod scenario;
+pub mod standalone;
 
 use std::{sync::Arc, time::Duration};
 
@@ -121,25 +122,24 @@ pub struct Wiring {
     pub ready_resync: Option<Duration>,
 }
 
-/// Starts the operator on `client` against the DBaaS at `dbaas_url`.
+/// Starts the operator on `client` against the DBaaS `dbaas` talks to.
 pub fn start(
     client: Client,
     namespace: &str,
-    dbaas_url: &str,
+    dbaas: DbaasClient,
     report: &Report,
 ) -> Result<Operator, Box<dyn std::error::Error>> {
-    start_with(client, namespace, dbaas_url, report, Wiring::default())
+    start_with(client, namespace, dbaas, report, Wiring::default())
 }
 
 /// [`start`], with leader election and metrics as `wiring` says.
 pub fn start_with(
     client: Client,
     namespace: &str,
-    dbaas_url: &str,
+    dbaas: DbaasClient,
     report: &Report,
     wiring: Wiring,
 ) -> Result<Operator, Box<dyn std::error::Error>> {
-    let dbaas = DbaasClient::new(dbaas_url)?;
     let breaker = BreakerConfig::default()
         .min_calls(std::num::NonZeroU32::new(4).expect("non-zero"))
         .open_duration(Duration::from_secs(2))
@@ -315,48 +315,19 @@ async fn operate(
     Ok(())
 }
 
-/// The DBaaS: simulated on 127.0.0.1 unless `--dbaas-url`; with its URL.
-async fn dbaas_for(
-    options: &Options,
-    report: &Report,
-) -> Result<(Option<dbaas::RunningDbaas>, String), Box<dyn std::error::Error>> {
-    let simulated = match &options.dbaas_url {
-        Some(_) => None,
-        None => Some(
-            dbaas::DbaasServer::builder()
-                .provision_delay(Duration::from_millis(400))
-                .rate_limit(Quota::per_second(
-                    std::num::NonZeroU32::new(50).expect("non-zero"),
-                ))
-                .start()
-                .await?,
-        ),
-    };
-    let dbaas_url = options.dbaas_url.clone().unwrap_or_else(|| {
-        simulated
-            .as_ref()
-            .map(dbaas::RunningDbaas::url)
-            .unwrap_or_default()
-    });
-    report.say(&format!(
-        "DBaaS at {dbaas_url}{}",
-        if simulated.is_some() {
-            " (simulated)"
-        } else {
-            ""
-        }
-    ));
-    Ok((simulated, dbaas_url))
-}
-
 /// Runs what the flags ask for: the scripted demo (the default), or the operator alone
-/// with `--operator-only`. `Ok(false)` when not every valid Database reached Ready.
+/// with `--operator-only`, or the DBaaS alone with `--dbaas-only`. `Ok(false)` when not
+/// every valid Database reached Ready.
 ///
 /// # Errors
 ///
 /// When the API server, the DBaaS or the metrics endpoint cannot be reached or started.
 pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     let report = Report::new();
+    if options.dbaas_only {
+        standalone::dbaas_only(&options, &report).await?;
+        return Ok(true);
+    }
     // The API server: embedded unless --cluster.
     let server = (!options.cluster).then(ApiServer::new);
     let client = if let Some(server) = &server {
@@ -377,7 +348,7 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         install_crd(&client).await?;
         report.say("Database CRD installed and established");
     }
-    let (simulated, dbaas_url) = dbaas_for(&options, &report).await?;
+    let (simulated, dbaas) = standalone::dbaas_for(&options, &report).await?;
     // Nothing runs pods on the embedded server: a simulator marks StatefulSets ready.
     let _simulator = server.as_ref().map(|_| {
         WorkloadSimulator::new(client.clone())
@@ -385,7 +356,7 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
             .start()
     });
     let (wiring, _metrics_endpoint, leader) = wire(&options, &client, &namespace, &report).await?;
-    let operator = start_with(client.clone(), &namespace, &dbaas_url, &report, wiring)?;
+    let operator = start_with(client.clone(), &namespace, dbaas, &report, wiring)?;
     if options.operator_only {
         let server = server.as_ref();
         operate(server, operator, leader.as_ref(), &namespace, &report).await?;

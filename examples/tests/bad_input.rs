@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 
 use example::{
     crd::Database,
-    dbaas::{DbaasClient, DbaasServer},
+    dbaas::DbaasServer,
     operator::{Ctx, DatabaseMachine, DbPhase},
 };
 
@@ -300,7 +300,7 @@ async fn world() -> World {
         .start()
         .await
         .unwrap();
-    let dbaas_client = DbaasClient::new(&dbaas.url()).unwrap();
+    let dbaas_client = dbaas.client();
     let ctx = Arc::new(example::operator::Ctx {
         dbaas: Dependency::new(dbaas_client),
     });

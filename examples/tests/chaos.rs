@@ -154,7 +154,7 @@ impl World {
         example::start(
             self.client.clone(),
             &self.namespace,
-            &self.dbaas.url(),
+            self.dbaas.client(),
             &Report::new(),
         )
         .unwrap_or_else(|e| panic!("seed {:#x}: the operator did not start: {e}", self.seed))

@@ -2,28 +2,29 @@
 //! and the workload simulator: the default run, chaos, restarts, deletion, bad input, and
 //! the manifests kept in step with the Rust types.
 
+mod world;
+
 use database_operator as example;
 use kube_reconcile_test_support::both_tiers;
+use world::world;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, Secret, Service},
 };
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
+    Api, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::phase::HasPhaseStatus;
 use kube_reconcile_test_support::{recorder::Recorder, tier::Tier};
-use kube_reconcile_testing::WorkloadSimulator;
 use serde_json::json;
 
 use example::{
     cli::Options,
     crd::{Database, DatabaseSpec, Engine},
-    dbaas::{DbaasServer, RunningDbaas},
     report::Report,
 };
 
@@ -47,109 +48,6 @@ async fn with_api_faults_and_dbaas_outages_everything_still_converges() {
         ..Options::default()
     };
     assert!(example::run(chaos).await.unwrap());
-}
-
-/// A server of either tier with the CRD, a simulated DBaaS and the workload simulator.
-struct World {
-    client: Client,
-    namespace: String,
-    dbaas: RunningDbaas,
-    api: Api<Database>,
-    _simulator: kube_reconcile_testing::RunningSimulator,
-}
-
-async fn world(cx: &Tier) -> World {
-    let client = cx.client();
-    cx.install_crd(&Database::crd()).await;
-    let dbaas = DbaasServer::builder()
-        .provision_delay(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    let simulator = WorkloadSimulator::new(client.clone())
-        .ready_after(Duration::from_millis(100))
-        .start();
-    World {
-        api: Api::namespaced(client.clone(), cx.namespace()),
-        namespace: cx.namespace().to_owned(),
-        client,
-        dbaas,
-        _simulator: simulator,
-    }
-}
-
-impl World {
-    fn operator(&self) -> example::Operator {
-        example::start(
-            self.client.clone(),
-            &self.namespace,
-            &self.dbaas.url(),
-            &Report::new(),
-        )
-        .unwrap()
-    }
-
-    async fn create(&self, name: &str, version: &str, replicas: i32) {
-        let db = Database::new(
-            name,
-            DatabaseSpec {
-                engine: Engine::Postgres,
-                version: version.to_owned(),
-                replicas,
-                storage: "1Gi".to_owned(),
-                retain_on_delete: false,
-            },
-        );
-        self.api.create(&PostParams::default(), &db).await.unwrap();
-    }
-
-    async fn until(&self, what: &str, done: impl Fn(&[Database]) -> bool) -> Vec<Database> {
-        for _ in 0..600 {
-            let list = self.api.list(&ListParams::default()).await.unwrap().items;
-            if done(&list) {
-                return list;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let list = self.api.list(&ListParams::default()).await.unwrap().items;
-        let phases: Vec<_> = list
-            .iter()
-            .map(|d| (d.name_any(), d.phase().map(str::to_owned)))
-            .collect();
-        panic!("never {what}: {phases:?}");
-    }
-
-    async fn all_ready(&self, n: usize) -> Vec<Database> {
-        self.until("all Ready", |list| {
-            list.len() == n
-                && list.iter().all(|d| {
-                    d.phase() == Some("Ready")
-                        && d.phase_status().and_then(|s| s.observed_generation)
-                            == d.metadata.generation
-                })
-        })
-        .await
-    }
-
-    async fn passwords(&self) -> BTreeMap<String, Vec<u8>> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        secrets
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|s| {
-                let password = s
-                    .data
-                    .unwrap_or_default()
-                    .remove("password")
-                    .map(|b| b.0)
-                    .unwrap_or_default();
-                (s.metadata.name.unwrap_or_default(), password)
-            })
-            .collect()
-    }
 }
 
 both_tiers! {
@@ -348,121 +246,6 @@ both_tiers! {
     }
 }
 
-/// The example's binary as a child process: killed when dropped, so a failing test
-/// leaves no process behind.
-struct OperatorProcess(std::process::Child);
-
-impl OperatorProcess {
-    /// `database_operator --cluster --operator-only` on `kubeconfig`, in `namespace`.
-    fn start(kubeconfig: &std::path::Path, namespace: &str, dbaas_url: &str) -> Self {
-        // Integration tests live in target/<profile>/deps; `cargo test` builds the
-        // examples into target/<profile>/examples first.
-        let exe = std::env::current_exe().unwrap();
-        let binary = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .unwrap()
-            .join("examples")
-            .join("database_operator");
-        assert!(
-            binary.exists(),
-            "no example binary at {} (`cargo test` builds it; alone: cargo build --all-features --example database_operator)",
-            binary.display()
-        );
-        let child = std::process::Command::new(binary)
-            .args(["--cluster", "--operator-only", "--namespace", namespace])
-            .args(["--dbaas-url", dbaas_url])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        OperatorProcess(child)
-    }
-
-    /// Sends SIGTERM and waits (at most 40 s) for a clean exit.
-    async fn terminate(mut self) {
-        let pid = self.0.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        for _ in 0..400 {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert!(status.success(), "the operator exited with {status}");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the operator did not stop within 40 s of SIGTERM");
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[cfg(unix)]
-both_tiers! {
-    async fn the_operator_process_stopped_with_sigterm_mid_convergence_finishes_after_a_restart(
-        cx: Tier
-    ) {
-        let world = world(&cx).await;
-        let dir = std::env::temp_dir().join(format!(
-            "kr-operator-process-{}-{}",
-            std::process::id(),
-            cx.name()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        // The embedded server is served over TLS for the other process; the real one is
-        // reached as it is.
-        let _served = if let Some(server) = cx.embedded_server() {
-            let http = server.serve().await.unwrap();
-            http.write_kubeconfig(&kubeconfig).unwrap();
-            Some(http)
-        } else {
-            let plane = cx.control_plane().unwrap();
-            plane.write_kubeconfig(&kubeconfig).unwrap();
-            None
-        };
-        let names: Vec<String> = (0..6).map(|i| format!("proc-{i}")).collect();
-        for name in &names {
-            world.create(name, "16", 1).await;
-        }
-
-        // Mid-convergence: some Databases have moved, not all are Ready.
-        let first = OperatorProcess::start(&kubeconfig, &world.namespace, &world.dbaas.url());
-        world
-            .until("a Database moved past Provisioning", |list| {
-                list.iter().any(|d| {
-                    matches!(d.phase(), Some("Configuring" | "Deploying" | "Verifying" | "Ready"))
-                })
-            })
-            .await;
-        first.terminate().await;
-        let before = world.passwords().await;
-
-        let second = OperatorProcess::start(&kubeconfig, &world.namespace, &world.dbaas.url());
-        world.all_ready(names.len()).await;
-        second.terminate().await;
-
-        // One instance each, and no password regenerated by the restart.
-        let instances = world.dbaas.instances();
-        assert_eq!(instances.len(), names.len(), "{instances:?}");
-        let after = world.passwords().await;
-        for (secret, password) in &before {
-            assert_eq!(after.get(secret), Some(password), "{secret} changed");
-        }
-        assert_eq!(after.len(), names.len());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
 #[test]
 fn the_crd_manifest_is_the_generated_one() {
     let path = concat!(
@@ -549,7 +332,7 @@ async fn the_operator_s_metrics_are_served_over_http() {
     let operator = example::start_with(
         world.client.clone(),
         &world.namespace,
-        &world.dbaas.url(),
+        world.dbaas.client(),
         &Report::new(),
         wiring,
     )
@@ -604,7 +387,7 @@ async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work
         example::start_with(
             world.client.clone(),
             &world.namespace,
-            &world.dbaas.url(),
+            world.dbaas.client(),
             &Report::new(),
             wiring,
         )

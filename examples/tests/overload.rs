@@ -353,7 +353,7 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     let operator = example::start_with(
         client.clone(),
         client.default_namespace(),
-        &dbaas.url(),
+        dbaas.client(),
         &Report::new(),
         wiring,
     )

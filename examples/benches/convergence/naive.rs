@@ -79,24 +79,20 @@ pub(crate) struct NaiveOperator {
 }
 
 /// Starts the naive operator for the Databases in `namespace`.
-pub(crate) fn start(
-    client: Client,
-    namespace: &str,
-    dbaas_url: &str,
-) -> Result<NaiveOperator, DbaasError> {
+pub(crate) fn start(client: Client, namespace: &str, dbaas: DbaasClient) -> NaiveOperator {
     let ctx = Arc::new(NaiveCtx {
         client: client.clone(),
-        dbaas: DbaasClient::new(dbaas_url)?,
+        dbaas,
         reconciles: AtomicU64::new(0),
     });
     let api: Api<Database> = Api::namespaced(client, namespace);
     let controller = Controller::new(api, watcher::Config::default())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
-    Ok(NaiveOperator {
+    NaiveOperator {
         ctx,
         controller: tokio::spawn(controller),
-    })
+    }
 }
 
 /// Every error: straight back into the queue.

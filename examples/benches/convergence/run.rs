@@ -28,7 +28,7 @@ use super::{
     example::{
         self,
         crd::{Database, DatabaseSpec, Engine},
-        dbaas::{DbaasServer, RunningDbaas},
+        dbaas::{DbaasClient, DbaasServer, RunningDbaas},
         report::Report,
     },
     measure::{PeakHeap, RequestCounter, Requests, live_heap},
@@ -238,7 +238,7 @@ enum Running {
 }
 
 impl Running {
-    fn start(kind: Operator, client: Client, namespace: &str, dbaas_url: &str) -> Running {
+    fn start(kind: Operator, client: Client, namespace: &str, dbaas: DbaasClient) -> Running {
         match kind {
             Operator::Ours => {
                 let metrics = Metrics::new();
@@ -251,17 +251,14 @@ impl Running {
                     ..example::Wiring::default()
                 };
                 let operator =
-                    example::start_with(client, namespace, dbaas_url, &Report::new(), wiring)
+                    example::start_with(client, namespace, dbaas, &Report::new(), wiring)
                         .unwrap_or_else(|e| panic!("the example operator did not start: {e}"));
                 Running::Ours {
                     operator: Box::new(operator),
                     registry,
                 }
             }
-            Operator::Naive => Running::Naive(
-                naive::start(client, namespace, dbaas_url)
-                    .unwrap_or_else(|e| panic!("the naive operator did not start: {e}")),
-            ),
+            Operator::Naive => Running::Naive(naive::start(client, namespace, dbaas)),
         }
     }
 
@@ -310,12 +307,16 @@ pub(crate) async fn run(
     }
     let counter = RequestCounter::default();
     let client = counter.client(&world.server);
-    let url = world.dbaas.url();
 
     let baseline = live_heap();
     let peak = PeakHeap::start(live_heap);
     let started = Instant::now();
-    let running = Running::start(operator, client.clone(), &world.namespace, &url);
+    let running = Running::start(
+        operator,
+        client.clone(),
+        &world.namespace,
+        world.dbaas.client(),
+    );
     // Ours paces its DBaaS calls at 40 a second, about 5 calls an object: 125 ms each.
     let deadline = started + Duration::from_secs(60) + Duration::from_millis(250 * n as u64);
     let ready_at = world.ready(n, started, deadline).await;
@@ -336,7 +337,17 @@ pub(crate) async fn run(
     // Steady state: a fresh operator reconciles every Database once (its first list),
     // and nothing has changed since they converged.
     let steady = if error_rate == 0.0 && converged.is_some() {
-        Some(steady(&counter, operator, client, &world.namespace, &url, n).await)
+        Some(
+            steady(
+                &counter,
+                operator,
+                client,
+                &world.namespace,
+                &world.dbaas,
+                n,
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -365,11 +376,11 @@ async fn steady(
     kind: Operator,
     client: Client,
     namespace: &str,
-    url: &str,
+    dbaas: &RunningDbaas,
     n: usize,
 ) -> Steady {
     let before = counter.snapshot();
-    let running = Running::start(kind, client, namespace, url);
+    let running = Running::start(kind, client, namespace, dbaas.client());
     let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(20 * n as u64);
     let mut last = before.total();
     let mut quiet = 0;

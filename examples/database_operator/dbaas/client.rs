@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
     Method, Request, StatusCode, Uri,
-    header::{ACCEPT, CONTENT_TYPE, HOST},
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,8 @@ use super::api::{
 pub struct DbaasClient {
     /// `host:port`.
     authority: String,
+    /// `Bearer <token>`, marked sensitive (`Debug` shows `Sensitive`).
+    authorization: HeaderValue,
     timeout: Duration,
 }
 
@@ -44,12 +46,14 @@ pub enum Deletion {
 }
 
 impl DbaasClient {
-    /// A client of the service at `url` (`http://host:port`), with a 5 s timeout per call.
+    /// A client of the service at `url` (`http://host:port`) that presents `token` (what
+    /// the DBaaS printed or wrote to its token file), with a 5 s timeout per call.
     ///
     /// # Errors
     ///
-    /// [`DbaasError::InvalidUrl`] if `url` is not `http://host[:port][/]`.
-    pub fn new(url: &str) -> Result<Self, DbaasError> {
+    /// [`DbaasError::InvalidUrl`] if `url` is not `http://host[:port][/]`;
+    /// [`DbaasError::InvalidToken`] if `token` is empty or not visible ASCII.
+    pub fn new(url: &str, token: &str) -> Result<Self, DbaasError> {
         let invalid = || DbaasError::InvalidUrl(url.to_owned());
         let uri: Uri = url.parse().map_err(|_| invalid())?;
         let authority = uri.authority().ok_or_else(invalid)?;
@@ -65,8 +69,18 @@ impl DbaasClient {
                 authority.host(),
                 authority.port_u16().unwrap_or(80)
             ),
+            authorization: bearer(token).ok_or(DbaasError::InvalidToken)?,
             timeout: Duration::from_secs(5),
         })
+    }
+
+    /// A client of the simulated DBaaS at `addr` (its own token, so never invalid).
+    pub(super) fn local(addr: std::net::SocketAddr, token: &str) -> Self {
+        DbaasClient {
+            authority: addr.to_string(),
+            authorization: bearer(token).unwrap_or_else(|| HeaderValue::from_static("")),
+            timeout: Duration::from_secs(5),
+        }
     }
 
     /// The same client with another bound on each call: connecting, sending and reading the answer.
@@ -221,6 +235,7 @@ impl DbaasClient {
             .method(method)
             .uri(path)
             .header(HOST, &self.authority)
+            .header(AUTHORIZATION, self.authorization.clone())
             .header(ACCEPT, "application/json");
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");
@@ -255,6 +270,16 @@ impl DbaasClient {
             body,
         })
     }
+}
+
+/// `Bearer <token>` as a sensitive header value; `None` for an empty or non-visible-ASCII token.
+fn bearer(token: &str) -> Option<HeaderValue> {
+    let visible = !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic());
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .ok()
+        .filter(|_| visible)?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn instance_path(id: &str) -> String {

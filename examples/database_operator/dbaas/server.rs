@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
+use hyper::{header::HeaderValue, service::service_fn};
 use hyper_util::rt::TokioIo;
 use kube_reconcile::middleware::rate_limit::{Quota, RateLimiter};
 use tokio::{
@@ -30,7 +30,7 @@ pub use self::{
     faults::DbaasFaults,
     stats::{DbaasStats, Endpoint},
 };
-use super::api::Instance;
+use super::{DbaasClient, api::Instance};
 
 /// A simulated DBaaS: provisions database instances asynchronously behind a JSON API.
 ///
@@ -123,9 +123,14 @@ impl DbaasServerBuilder {
     ///
     /// The listener could not be bound.
     pub async fn start(self) -> io::Result<RunningDbaas> {
+        let token = access_token()?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(io::Error::other)?;
+        authorization.set_sensitive(true);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            authorization,
             state: Mutex::new(State {
                 store: Store::new(self.timing, self.seed),
                 stats: DbaasStats::default(),
@@ -139,6 +144,7 @@ impl DbaasServerBuilder {
         tracing::info!(%addr, "dbaas listening");
         Ok(RunningDbaas {
             addr,
+            token: Token(token),
             shared,
             stop,
             accept,
@@ -150,12 +156,24 @@ impl DbaasServerBuilder {
 #[derive(Debug)]
 pub struct RunningDbaas {
     addr: SocketAddr,
+    token: Token,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
 
 impl RunningDbaas {
+    /// The access token every request must present as `Authorization: Bearer <token>`:
+    /// 32 bytes from the operating system's CSPRNG, hex-encoded, new for each server.
+    pub fn token(&self) -> &str {
+        &self.token.0
+    }
+
+    /// A client of this DBaaS, holding its token.
+    pub fn client(&self) -> DbaasClient {
+        DbaasClient::local(self.addr, &self.token.0)
+    }
+
     /// `http://127.0.0.1:<port>`, the base URL for a [`DbaasClient`](super::DbaasClient).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -252,6 +270,8 @@ impl Rejection {
 /// What the connections share.
 #[derive(Debug)]
 struct Shared {
+    /// `Bearer <token>`: every request must carry it (marked sensitive, so `Debug` hides it).
+    authorization: HeaderValue,
     state: Mutex<State>,
     faults: DbaasFaults,
     limiter: RateLimiter,
@@ -317,5 +337,26 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stopped: watch::Recei
     };
     if let Err(err) = served {
         tracing::debug!(error = %err, "dbaas connection ended with an error");
+    }
+}
+
+/// A fresh access token: 32 bytes from the operating system's CSPRNG, as hex.
+fn access_token() -> io::Result<String> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+    Ok(bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect())
+}
+
+/// The server's access token; `Debug` never shows it.
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
     }
 }

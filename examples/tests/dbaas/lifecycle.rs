@@ -9,7 +9,7 @@ use super::{
         DbaasClient, DbaasError, DbaasStats, Deletion, Endpoint, Instance, InstanceSpec,
         InstanceState,
     },
-    eventually, fast, raw, spec, start,
+    eventually, fast, raw, raw_as_is, spec, start,
 };
 
 #[tokio::test]
@@ -46,6 +46,38 @@ async fn the_same_idempotency_key_creates_one_instance() {
     assert_eq!(stats.live_instances, 1);
     assert_eq!(stats.calls_to(Endpoint::Create), 8);
     assert_eq!(server.instances().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_without_the_token_gets_401_and_a_wrong_token_too() {
+    let (server, _client) = start(fast()).await;
+    let get = "GET /healthz HTTP/1.1\r\nhost: dbaas\r\nconnection: close\r\n";
+    let none = raw_as_is(&server, &format!("{get}\r\n")).await;
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    let wrong = raw_as_is(&server, &format!("{get}authorization: Bearer nope\r\n\r\n")).await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert!(
+        raw(&server, &format!("{get}\r\n"))
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // Two servers never share a token; a client of one is refused by the other.
+    let (other, _) = start(fast()).await;
+    assert_ne!(server.token(), other.token());
+    assert_eq!(server.token().len(), 64);
+    let refused = other.client().service_health().await;
+    assert!(
+        refused.is_ok(),
+        "a server's own client is let in: {refused:?}"
+    );
+    let stranger = DbaasClient::new(&other.url(), server.token()).unwrap();
+    let refused = stranger.service_health().await.unwrap_err();
+    assert!(
+        matches!(refused, DbaasError::Rejected { status: 401, .. }),
+        "{refused:?}"
+    );
+    // The client's Debug never shows the token.
+    assert!(!format!("{stranger:?}").contains(server.token()));
 }
 
 #[tokio::test]
@@ -234,15 +266,23 @@ async fn a_spec_the_service_does_not_offer_is_terminal() {
 
 #[test]
 fn a_client_needs_an_http_url() {
-    assert!(DbaasClient::new("http://127.0.0.1:8080").is_ok());
-    assert!(DbaasClient::new("http://localhost/").is_ok());
+    assert!(DbaasClient::new("http://127.0.0.1:8080", "t").is_ok());
+    assert!(DbaasClient::new("http://localhost/", "t").is_ok());
+    for token in ["", "two words", "new\nline"] {
+        let invalid = DbaasClient::new("http://localhost/", token).expect_err(token);
+        assert!(
+            matches!(invalid, DbaasError::InvalidToken),
+            "{token:?}: {invalid:?}"
+        );
+        assert_eq!(invalid.class(), ErrorClass::Terminal);
+    }
     for url in [
         "https://127.0.0.1:8080",
         "127.0.0.1:8080",
         "http://127.0.0.1:8080/v1",
         "not a url",
     ] {
-        let invalid = DbaasClient::new(url).expect_err(url);
+        let invalid = DbaasClient::new(url, "t").expect_err(url);
         assert!(
             matches!(invalid, DbaasError::InvalidUrl(_)),
             "{url}: {invalid:?}"

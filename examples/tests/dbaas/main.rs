@@ -40,7 +40,7 @@ fn fast() -> DbaasServerBuilder {
 
 async fn start(builder: DbaasServerBuilder) -> (RunningDbaas, DbaasClient) {
     let server = builder.start().await.expect("the dbaas starts");
-    let client = DbaasClient::new(&server.url()).expect("the server's url is valid");
+    let client = server.client();
     (server, client)
 }
 
@@ -56,8 +56,19 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     }
 }
 
-/// One raw HTTP/1.1 exchange; returns the whole response as text.
+/// One raw HTTP/1.1 exchange with the server's token; returns the whole response as text.
 async fn raw(server: &RunningDbaas, request: &str) -> String {
+    let (line, rest) = request.split_once("\r\n").expect("a request line");
+    let token = server.token();
+    raw_as_is(
+        server,
+        &format!("{line}\r\nauthorization: Bearer {token}\r\n{rest}"),
+    )
+    .await
+}
+
+/// One raw HTTP/1.1 exchange, sent as it is; returns the whole response as text.
+async fn raw_as_is(server: &RunningDbaas, request: &str) -> String {
     let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = String::new();

@@ -12,7 +12,7 @@ use kube_reconcile::{Classify, ErrorClass};
 /// | 5xx, refused connection, broken exchange, timeout, malformed body | [`Unavailable`](Self::Unavailable), [`Connect`](Self::Connect), [`Http`](Self::Http), [`Timeout`](Self::Timeout), [`Malformed`](Self::Malformed) | `Transient` |
 /// | 404 | [`NotFound`](Self::NotFound) | `Terminal` (the caller decides what a missing instance means) |
 /// | 409 (the instance is being deleted) | [`Conflict`](Self::Conflict) | `Conflict` |
-/// | other 4xx, a request that cannot be built | [`Rejected`](Self::Rejected), [`Request`](Self::Request), [`InvalidUrl`](Self::InvalidUrl) | `Terminal` |
+/// | other 4xx (401: a wrong token), a request that cannot be built | [`Rejected`](Self::Rejected), [`Request`](Self::Request), [`InvalidUrl`](Self::InvalidUrl), [`InvalidToken`](Self::InvalidToken) | `Terminal` |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbaasError {
@@ -74,6 +74,10 @@ pub enum DbaasError {
     /// The base URL is not `http://host:port`.
     #[error("invalid dbaas url {0:?}, expected http://host:port")]
     InvalidUrl(String),
+    /// The access token is empty or has characters a header cannot carry (the token itself
+    /// is never part of the message).
+    #[error("invalid dbaas token: expected the printable token the DBaaS wrote to its token file")]
+    InvalidToken,
 }
 
 impl DbaasError {
@@ -98,7 +102,8 @@ impl Classify for DbaasError {
             DbaasError::NotFound { .. }
             | DbaasError::Rejected { .. }
             | DbaasError::Request(_)
-            | DbaasError::InvalidUrl(_) => ErrorClass::Terminal,
+            | DbaasError::InvalidUrl(_)
+            | DbaasError::InvalidToken => ErrorClass::Terminal,
         }
     }
 

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::{
     Request, Response, StatusCode,
     body::Incoming,
-    header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER},
+    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
@@ -27,6 +27,17 @@ type Reply = Response<Full<Bytes>>;
 
 /// Answers one request and counts it.
 pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
+    if !authorized(shared, &request) {
+        tracing::debug!(
+            path = request.uri().path(),
+            "dbaas request without its token"
+        );
+        return error(&Rejection::new(
+            401,
+            "unauthorized",
+            "send the DBaaS's token as Authorization: Bearer <token>".into(),
+        ));
+    }
     let (endpoint, id) = Endpoint::route(request.method(), request.uri().path());
     let id = id.map(|id| percent_decode(id).unwrap_or_else(|| id.to_owned()));
     {
@@ -206,6 +217,21 @@ async fn body<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Reje
         .to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|err| Rejection::new(400, "bad_request", format!("invalid body: {err}")))
+}
+
+/// Whether the request carries the server's token, compared in time independent of
+/// where the bytes differ.
+fn authorized(shared: &Shared, request: &Request<Incoming>) -> bool {
+    let expected = shared.authorization.as_bytes();
+    request.headers().get(AUTHORIZATION).is_some_and(|given| {
+        let given = given.as_bytes();
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+                == 0
+    })
 }
 
 fn settle<T: Serialize>(result: Result<T, Rejection>, status: StatusCode) -> Reply {

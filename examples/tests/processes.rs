@@ -1,0 +1,258 @@
+//! The example as the processes it runs as in production, on either tier: operator
+//! replicas (`--cluster --operator-only`, with `--leader-elect`) and a standalone DBaaS
+//! (`--dbaas-only`), each a process of its own. Every process a test starts is killed
+//! when the test ends, passing or failing, and its scratch directory removed.
+
+#![cfg(unix)]
+
+mod world;
+
+use std::{
+    collections::BTreeSet,
+    io::BufRead as _,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use database_operator::dbaas::{DbaasClient, DbaasError};
+use kube_reconcile_test_support::{both_tiers, tier::Tier};
+use kube_reconcile_testing::HttpServer;
+use world::world;
+
+/// The example's binary: integration tests live in `target/<profile>/deps`, and `cargo
+/// test` builds the examples into `target/<profile>/examples` first.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join("database_operator");
+    assert!(
+        binary.exists(),
+        "no example binary at {} (`cargo test` builds it; alone: cargo build --example database_operator)",
+        binary.display()
+    );
+    binary
+}
+
+/// A child process of the test: killed when dropped, so a failing test leaves none behind.
+struct Process(Child);
+
+impl Process {
+    fn spawn(command: &mut Command) -> Self {
+        Process(command.env("RUST_LOG", "warn").spawn().unwrap())
+    }
+
+    /// Sends SIGTERM and waits (at most 40 s) for a clean exit.
+    async fn terminate(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        for _ in 0..400 {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert!(status.success(), "the process exited with {status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the process did not stop within 40 s of SIGTERM");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory of the test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str, cx: &Tier) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("kr-{test}-{}-{}", std::process::id(), cx.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A kubeconfig for the tier's server in `dir`: the embedded server is served over TLS for
+/// the other processes (the listener lives as long as the returned value); the real one is
+/// reached as it is.
+async fn kubeconfig(cx: &Tier, dir: &Path) -> (PathBuf, Option<HttpServer>) {
+    let path = dir.join("kubeconfig");
+    if let Some(server) = cx.embedded_server() {
+        let http = server.serve().await.unwrap();
+        http.write_kubeconfig(&path).unwrap();
+        (path, Some(http))
+    } else {
+        cx.control_plane().unwrap().write_kubeconfig(&path).unwrap();
+        (path, None)
+    }
+}
+
+/// `database_operator --cluster --operator-only` in `namespace`, against the DBaaS at
+/// `dbaas_url` whose token is in `token_file`, with `extra` flags.
+fn operator(
+    kubeconfig: &Path,
+    namespace: &str,
+    dbaas_url: &str,
+    token_file: &Path,
+    extra: &[&str],
+) -> Process {
+    Process::spawn(
+        Command::new(binary())
+            .args(["--cluster", "--operator-only", "--namespace", namespace])
+            .args(["--dbaas-url", dbaas_url, "--dbaas-token-file"])
+            .arg(token_file)
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::null()),
+    )
+}
+
+/// `database_operator --dbaas-only`, writing its token to `token_file`, and the URL it
+/// printed.
+async fn standalone_dbaas(token_file: &Path) -> (Process, String) {
+    let mut process = Process::spawn(
+        Command::new(binary())
+            .arg("--dbaas-only")
+            .arg("--dbaas-token-file")
+            .arg(token_file)
+            .stdout(Stdio::piped()),
+    );
+    let stdout = process.0.stdout.take().unwrap();
+    let (found, url) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        // Read to the end, so the process never blocks on a full pipe.
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line
+                .split_whitespace()
+                .find(|word| word.starts_with("http://"))
+                .filter(|_| line.contains("DBaaS at"))
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(url.to_owned());
+            }
+        }
+    });
+    let url = tokio::time::timeout(Duration::from_secs(60), url)
+        .await
+        .expect("the DBaaS printed its URL within 60 s")
+        .expect("the DBaaS printed its URL before exiting");
+    (process, url)
+}
+
+both_tiers! {
+    async fn the_operator_process_stopped_with_sigterm_mid_convergence_finishes_after_a_restart(
+        cx: Tier
+    ) {
+        let world = world(&cx).await;
+        let scratch = Scratch::new("sigterm", &cx);
+        let (kubeconfig, _served) = kubeconfig(&cx, scratch.path()).await;
+        // The test's own DBaaS, its token handed over in a file as a real one's would be.
+        let token_file = scratch.path().join("dbaas.token");
+        std::fs::write(&token_file, world.dbaas.token()).unwrap();
+        let url = world.dbaas.url();
+        let start = || operator(&kubeconfig, &world.namespace, &url, &token_file, &[]);
+        let names: Vec<String> = (0..6).map(|i| format!("proc-{i}")).collect();
+        for name in &names {
+            world.create(name, "16", 1).await;
+        }
+
+        // Mid-convergence: some Databases have moved, not all are Ready.
+        let first = start();
+        world
+            .until("a Database moved past Provisioning", |list| {
+                list.iter().any(|d| {
+                    matches!(d.phase(), Some("Configuring" | "Deploying" | "Verifying" | "Ready"))
+                })
+            })
+            .await;
+        first.terminate().await;
+        let before = world.passwords().await;
+
+        let second = start();
+        world.all_ready(names.len()).await;
+        second.terminate().await;
+
+        // One instance each, and no password regenerated by the restart.
+        let instances = world.dbaas.instances();
+        assert_eq!(instances.len(), names.len(), "{instances:?}");
+        let after = world.passwords().await;
+        for (secret, password) in &before {
+            assert_eq!(after.get(secret), Some(password), "{secret} changed");
+        }
+        assert_eq!(after.len(), names.len());
+    }
+}
+
+both_tiers! {
+    async fn replicas_with_leader_election_share_one_cluster_and_a_standalone_dbaas(cx: Tier) {
+        let world = world(&cx).await;
+        let scratch = Scratch::new("replicas", &cx);
+        let (kubeconfig, _served) = kubeconfig(&cx, scratch.path()).await;
+        let token_file = scratch.path().join("dbaas.token");
+        let (dbaas, url) = standalone_dbaas(&token_file).await;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is the user's alone");
+        let token = std::fs::read_to_string(&token_file).unwrap();
+
+        // Without its token the DBaaS answers nobody.
+        let stranger = DbaasClient::new(&url, "not-the-token").unwrap();
+        let refused = stranger.service_health().await.unwrap_err();
+        assert!(
+            matches!(refused, DbaasError::Rejected { status: 401, .. }),
+            "{refused:?}"
+        );
+
+        let start = || {
+            operator(&kubeconfig, &world.namespace, &url, &token_file, &["--leader-elect"])
+        };
+        let (first, second) = (start(), start());
+        for name in ["r-0", "r-1", "r-2"] {
+            world.create(name, "16", 1).await;
+        }
+        let ready = world.all_ready(3).await;
+
+        // Exactly once across processes: one instance per Database, each at the DBaaS.
+        let dbaas_client = DbaasClient::new(&url, token.trim()).unwrap();
+        let mut ids = BTreeSet::new();
+        for db in &ready {
+            let id = db.status.as_ref().and_then(|s| s.instance_id.clone()).unwrap();
+            dbaas_client.get(&id).await.unwrap();
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), 3);
+
+        // One replica stops (releasing the Lease if it held it): the other one converges
+        // what comes next.
+        first.terminate().await;
+        world.create("r-3", "16", 1).await;
+        world.all_ready(4).await;
+        second.terminate().await;
+
+        dbaas.terminate().await;
+        assert!(!token_file.exists(), "the DBaaS removed its token file on SIGTERM");
+    }
+}
