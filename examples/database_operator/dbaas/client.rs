@@ -119,9 +119,22 @@ impl DbaasClient {
     /// As on [`DbaasError`].
     pub async fn find_by_key(&self, key: &str) -> Result<Option<Instance>, DbaasError> {
         let path = format!("/v1/instances?idempotencyKey={}", percent_encode(key));
-        let reply = self.call(Method::GET, &path, None, None).await?;
+        Ok(self.list_at(&path).await?.into_iter().next())
+    }
+
+    /// Every instance the service holds.
+    ///
+    /// # Errors
+    ///
+    /// As on [`DbaasError`].
+    pub async fn list(&self) -> Result<Vec<Instance>, DbaasError> {
+        self.list_at("/v1/instances").await
+    }
+
+    async fn list_at(&self, path: &str) -> Result<Vec<Instance>, DbaasError> {
+        let reply = self.call(Method::GET, path, None, None).await?;
         let list: InstanceList = decode(&reply.ok()?)?;
-        Ok(list.items.into_iter().next())
+        Ok(list.items)
     }
 
     /// The instance `id`.
