@@ -12,11 +12,10 @@ use super::{
     body::Body,
     defaults, discovery,
     error::ApiError,
-    lifecycle::{DeleteOptions, Deleted},
+    lifecycle::Deleted,
     patch::{self, PatchType},
     request::{Query, Route, Target, Verb, route},
     resources::ResourceType,
-    selectors::{FieldSelector, LabelSelector, Selectors},
     snapshot, ssa,
     strict::{self, FieldValidation},
     table,
@@ -24,54 +23,14 @@ use super::{
     watch::{self, WatchSpec},
 };
 
-/// How the client asked to see objects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
-    Full,
-    Table,
-    Metadata,
-}
+mod params;
+mod replies;
 
-fn shape(headers: &HeaderMap) -> Shape {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let first = accept.split(',').next().unwrap_or_default();
-    if first.contains("as=Table") {
-        Shape::Table
-    } else if first.contains("as=PartialObjectMetadata") {
-        Shape::Metadata
-    } else {
-        Shape::Full
-    }
-}
-
-pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::full(body.to_string()))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-pub(crate) fn error_response(err: &ApiError) -> Response<Body> {
-    let mut resp = json_response(err.code, &err.to_status());
-    if let Some(s) = err.retry_after
-        && let Ok(v) = header::HeaderValue::from_str(&s.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("the body of the request was empty"));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal the request body: {e}")))
-}
+use self::params::{
+    decode_continue, delete_options, encode_continue, exact_version, manager, selectors,
+};
+use self::replies::{Shape, parse_json, shape};
+pub(crate) use self::replies::{error_response, json_response};
 
 impl Inner {
     pub(crate) async fn handle(
@@ -437,42 +396,6 @@ fn replace(
     Ok(json_response(200, &present(rt, &updated)))
 }
 
-fn delete_options(body: &Bytes, dry_run: bool, query: &Query) -> Result<DeleteOptions, ApiError> {
-    let options = if body.is_empty() {
-        json!({})
-    } else {
-        parse_json(body)?
-    };
-    Ok(DeleteOptions::from_body(
-        &options,
-        dry_run,
-        query.get("propagationPolicy"),
-    ))
-}
-
-fn selectors(rt: &ResourceType, query: &Query) -> Result<Selectors, ApiError> {
-    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())?;
-    fields.check_supported(rt)?;
-    Ok(Selectors {
-        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())?,
-        fields,
-    })
-}
-
-/// The field manager of a non-apply write: the query parameter, else the user agent's product.
-fn manager(query: &Query, headers: &HeaderMap) -> String {
-    if let Some(m) = query.get("fieldManager") {
-        return m.to_string();
-    }
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ua| ua.split('/').next())
-        .filter(|s| !s.is_empty())
-        .unwrap_or("unknown")
-        .to_string()
-}
-
 fn success(rt: &ResourceType, obj: &Value) -> Value {
     json!({
         "kind": "Status",
@@ -486,51 +409,4 @@ fn success(rt: &ResourceType, obj: &Value) -> Value {
             "uid": obj["metadata"]["uid"],
         },
     })
-}
-
-/// The version `resourceVersionMatch=Exact` asks for, else `current`. Other matches
-/// (`NotOlderThan`, or none) may be served from the newest state, as the watch cache does.
-fn exact_version(query: &Query, current: u64) -> Result<u64, ApiError> {
-    if query.get("resourceVersionMatch") != Some("Exact") {
-        return Ok(current);
-    }
-    let rv = query.get("resourceVersion").unwrap_or_default();
-    let rv: u64 = rv
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
-    if rv > current {
-        return Err(ApiError::new(
-            504,
-            "Timeout",
-            format!("Too large resource version: {rv}, current: {current}"),
-        ));
-    }
-    Ok(rv)
-}
-
-fn encode_continue(rv: u64, key: &(String, String)) -> String {
-    use base64::Engine as _;
-    let raw = json!({ "rv": rv, "ns": key.0, "name": key.1 }).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
-    use base64::Engine as _;
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v["rv"].as_u64().ok_or_else(bad)?;
-    Ok((
-        rv,
-        (
-            v["ns"].as_str().unwrap_or_default().to_string(),
-            v["name"].as_str().ok_or_else(bad)?.to_string(),
-        ),
-    ))
 }
