@@ -21,6 +21,7 @@ use crate::{
     },
 };
 
+mod budget;
 mod gate;
 mod protocol;
 
@@ -30,4 +31,42 @@ fn nz(n: u32) -> NonZeroU32 {
 
 fn start() -> Timestamp {
     "2026-03-01T12:00:00Z".parse().expect("valid timestamp")
+}
+
+/// A breaker that opens after 3 consecutive failures for exactly 30 s (+ at most 1 ms).
+fn breaker() -> Breaker {
+    BreakerConfig::default()
+        .consecutive_failures(3)
+        .open_duration(Duration::from_secs(30))
+        .open_duration_jitter(0.0)
+        .permitted_probes(nz(1))
+        .spread(Duration::from_millis(1))
+        .seed(7)
+        .build("dbaas")
+        .unwrap()
+}
+
+/// A health check that answers `up` and counts its runs.
+fn switchable(
+    up: &Arc<AtomicBool>,
+    runs: &Arc<AtomicU32>,
+) -> impl Fn() -> std::future::Ready<Health> + Send + Sync + 'static {
+    let (up, runs) = (Arc::clone(up), Arc::clone(runs));
+    move || {
+        runs.fetch_add(1, SeqCst);
+        std::future::ready(if up.load(SeqCst) {
+            Health::Available
+        } else {
+            Health::unavailable("503 from /health")
+        })
+    }
+}
+
+async fn fail(dbaas: &Gate) {
+    let Admission::Ready(pass) = dbaas.admit().await else {
+        panic!("expected the gate to admit")
+    };
+    let _ = pass
+        .call(async { Err::<(), _>(ErrorClass::Transient) })
+        .await;
 }
