@@ -34,7 +34,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod cleanup_and_writes;
 mod deferred;
+mod failures;
 mod flows;
 mod random;
 mod tiers;
