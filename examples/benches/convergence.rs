@@ -108,6 +108,8 @@ fn main() -> ExitCode {
     for &n in &mode.sizes {
         let ours = runtime.block_on(run(n, Operator::Ours, 0.0, 0.0));
         report::progress(&ours);
+        let oracle = runtime.block_on(run(n, Operator::Oracle, 0.0, 0.0));
+        report::progress(&oracle);
         let naive = runtime.block_on(run(n, Operator::Naive, 0.0, 0.0));
         report::progress(&naive);
         let ours_faulted = runtime.block_on(run(n, Operator::Ours, ERROR_RATE, 0.0));
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         });
         results.push(report::Sized {
             ours,
+            oracle,
             naive,
             ours_faulted,
             ours_flaky_health,

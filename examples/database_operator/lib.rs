@@ -32,7 +32,7 @@ pub mod report;
 pub mod scenario;
 pub mod standalone;
 
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
@@ -71,6 +71,8 @@ pub struct Operator {
     pub backoff: BackoffHandle,
     /// The per-object rate limit of the reconciler.
     pub rate_limit: RateLimitHandle,
+    /// The DBaaS budget, shared by every Database.
+    pub dbaas_budget: RateBudget,
     /// The phase engine (for the objects it holds paced in memory).
     pub engine: PhaseEngine<DatabaseMachine, Database>,
     /// The controller task.
@@ -112,8 +114,9 @@ pub struct Wiring {
     pub leader: Option<LeaderHandle>,
     /// Record metrics here.
     pub metrics: Option<Metrics>,
-    /// The DBaaS rate budget, in calls, instead of 40 a second.
-    pub dbaas_budget: Option<Quota>,
+    /// The DBaaS rate budget instead of an adaptive one (which finds the DBaaS's capacity
+    /// from its answers, never above 500 calls a second).
+    pub dbaas_budget: Option<RateBudget>,
     /// Phase deadlines at least this long. Waits for a turn at the budget never count
     /// toward them (`Transition::paced`), but outages do: a test whose outages outlast
     /// the lesson's deadlines raises them here.
@@ -148,14 +151,15 @@ pub fn start_with(
     if let Some(metrics) = &wiring.metrics {
         metrics.observe_breaker(&breaker);
     }
+    let budget = wiring.dbaas_budget.unwrap_or_else(|| {
+        RateBudget::adaptive(
+            "dbaas",
+            Quota::per_second(NonZeroU32::new(500).unwrap_or(NonZeroU32::MAX)),
+        )
+    });
     let dbaas = Dependency::builder(dbaas)
         .breaker(breaker.clone())
-        .budget(RateBudget::new(
-            "dbaas",
-            wiring.dbaas_budget.unwrap_or(Quota::per_second(
-                std::num::NonZeroU32::new(40).expect("non-zero"),
-            )),
-        ))
+        .budget(budget.clone())
         .health_interval(Duration::from_secs(1))
         .build();
     let ctx = Arc::new(operator::Ctx { dbaas });
@@ -208,6 +212,7 @@ pub fn start_with(
         breaker,
         backoff: backoff_handle,
         rate_limit: rate_limit_handle,
+        dbaas_budget: budget,
         engine,
         controller,
         stop,

@@ -181,6 +181,10 @@ impl Report {
             operator.rate_limit.keys_tracked(),
             operator.engine.paced_objects()
         );
+        println!(
+            "DBaaS budget: {:.0} calls a second now",
+            operator.dbaas_budget.rate()
+        );
         if let Some(dbaas) = dbaas {
             println!("\nDBaaS: {}", dbaas.stats());
         }

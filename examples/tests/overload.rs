@@ -40,7 +40,10 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use kube_reconcile::{
-    middleware::{circuit_breaker::State, rate_limit::Quota},
+    middleware::{
+        circuit_breaker::State,
+        rate_limit::{Quota, RateBudget},
+    },
     phase::HasPhaseStatus,
 };
 use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
@@ -342,7 +345,7 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     // for every object to wait its turn.
     let started = Instant::now();
     let wiring = example::Wiring {
-        dbaas_budget: Some(quota),
+        dbaas_budget: Some(RateBudget::new("dbaas", quota)),
         min_deadline: Duration::from_secs(24 * 3600),
         // Ready Databases rest for the length of the run: the drift checks of thousands of
         // finished objects would cost most of the run's API requests and say nothing

@@ -15,6 +15,7 @@ use super::{
 /// Every run at one N.
 pub(crate) struct Sized {
     pub(crate) ours: Outcome,
+    pub(crate) oracle: Outcome,
     pub(crate) naive: Outcome,
     pub(crate) ours_faulted: Outcome,
     pub(crate) ours_flaky_health: Option<Outcome>,
@@ -113,6 +114,7 @@ fn print_sized(sized: &Sized, error_rate: f64) {
         );
     }
     print_costs(ours, naive);
+    print_oracle(ours, &sized.oracle);
     let pct = error_rate * 100.0;
     let faulted = |o: &Outcome, clean: &Outcome| match (o.converged, clean.converged) {
         (Some(t), Some(c)) => format!(
@@ -208,9 +210,74 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
+/// The oracle beside ours: what the adaptive budget costs against a fixed budget set to
+/// the DBaaS's true limit.
+fn print_oracle(ours: &Outcome, oracle: &Outcome) {
+    let at = |o: &Outcome, percent| {
+        o.percentile(percent)
+            .map_or_else(|| "-".to_owned(), |t| format!("{:.2} s", t.as_secs_f64()))
+    };
+    println!(
+        "\n{:<34} {:>16} {:>16} {:>10}",
+        "", "ours (adaptive)", "oracle (fixed)", "ours/oracle"
+    );
+    let ratio = match (ours.converged, oracle.converged) {
+        (Some(a), Some(b)) => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "-".to_owned(),
+    };
+    println!(
+        "{:<34} {:>16} {:>16} {ratio:>10}",
+        "time to Ready (wall)",
+        secs(ours),
+        secs(oracle)
+    );
+    for (what, percent) in [
+        ("  first Ready", 0),
+        ("  half Ready", 50),
+        ("  99% Ready", 99),
+    ] {
+        text_row(what, &at(ours, percent), &at(oracle, percent));
+    }
+    text_row(
+        "DBaaS calls (429s)",
+        &format!("{} ({})", ours.dbaas_calls, ours.dbaas_throttled),
+        &format!("{} ({})", oracle.dbaas_calls, oracle.dbaas_throttled),
+    );
+}
+
+/// The adaptive budget: close to a budget that knew the DBaaS's limit, few 429s.
+/// Returns whether it was met.
+fn adaptive_target(results: &[Sized]) -> bool {
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        if let (Some(a), Some(b)) = (s.ours.converged, s.oracle.converged) {
+            let ratio = a.as_secs_f64() / b.as_secs_f64();
+            let refused = s.ours.dbaas_throttled as f64 / s.ours.dbaas_calls.max(1) as f64;
+            ok &= ratio <= 1.15 && refused <= 0.01;
+            let _ = write!(
+                detail,
+                " N={}: {ratio:.2}x the oracle's time, {:.2}% of DBaaS calls refused;",
+                s.ours.n,
+                refused * 100.0
+            );
+        } else {
+            ok = false;
+            let _ = write!(detail, " N={}: not converged;", s.ours.n);
+        }
+    }
+    println!(
+        "{} adaptive budget within 1.15x the oracle's time, <= 1% of DBaaS calls refused:{detail}",
+        verdict(ok)
+    );
+    ok
+}
+
 fn targets(results: &[Sized], error_rate: f64) -> Verdict {
     let mut v = Verdict::default();
     println!("\n== convergence targets ==");
+
+    v.others_missed |= !adaptive_target(results);
 
     // Zero writes in steady state.
     let mut detail = String::new();

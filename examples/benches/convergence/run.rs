@@ -20,7 +20,10 @@ use kube::{
     api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
-use kube_reconcile::{metrics::Metrics, middleware::rate_limit::Quota};
+use kube_reconcile::{
+    metrics::Metrics,
+    middleware::rate_limit::{Quota, RateBudget},
+};
 use kube_reconcile_testing::{ApiServer, Fault, RunningSimulator, WorkloadSimulator};
 use prometheus_client::{encoding::text::encode, registry::Registry};
 
@@ -38,8 +41,12 @@ use super::{
 /// Which operator runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Operator {
-    /// The example operator: phase engine, `Ensure`, the DBaaS gate and the middleware.
+    /// The example operator: phase engine, `Ensure`, the DBaaS gate and the middleware,
+    /// with its adaptive DBaaS budget (no rate configured).
     Ours,
+    /// The example operator with its DBaaS budget fixed at the DBaaS's true limit: what a
+    /// perfectly informed fixed budget could do.
+    Oracle,
     /// The lesson's "bad" code (see `naive.rs`).
     Naive,
 }
@@ -48,6 +55,7 @@ impl Operator {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Operator::Ours => "kube-reconcile",
+            Operator::Oracle => "oracle",
             Operator::Naive => "naive",
         }
     }
@@ -224,8 +232,8 @@ impl World {
     }
 }
 
-/// The DBaaS's own limit on its instance API, requests per second: well above what the
-/// example's budget for it asks (40/s), so a 429 means a caller ignored its budget.
+/// The DBaaS's own limit on its instance API, requests per second. The example's adaptive
+/// budget has to find it from the DBaaS's answers (its 429s); the oracle is told it.
 const DBAAS_LIMIT: u32 = 200;
 
 /// An operator of either kind, running.
@@ -240,7 +248,7 @@ enum Running {
 impl Running {
     fn start(kind: Operator, client: Client, namespace: &str, dbaas: DbaasClient) -> Running {
         match kind {
-            Operator::Ours => {
+            Operator::Ours | Operator::Oracle => {
                 let metrics = Metrics::new();
                 let mut registry = Registry::default();
                 metrics.register(&mut registry);
@@ -248,6 +256,12 @@ impl Running {
                 // their clock, so even N = 10,000 (21 minutes of budget) fits them.
                 let wiring = example::Wiring {
                     metrics: Some(metrics),
+                    dbaas_budget: (kind == Operator::Oracle).then(|| {
+                        RateBudget::new(
+                            "dbaas",
+                            Quota::per_second(NonZeroU32::new(DBAAS_LIMIT).expect("non-zero")),
+                        )
+                    }),
                     ..example::Wiring::default()
                 };
                 let operator =
@@ -317,7 +331,8 @@ pub(crate) async fn run(
         &world.namespace,
         world.dbaas.client(),
     );
-    // Ours paces its DBaaS calls at 40 a second, about 5 calls an object: 125 ms each.
+    // Generous: four times what a budget of 40 calls a second, about 5 calls an object,
+    // would need.
     let deadline = started + Duration::from_secs(60) + Duration::from_millis(250 * n as u64);
     let ready_at = world.ready(n, started, deadline).await;
     let ready = ready_at.len();

@@ -75,13 +75,18 @@ impl Pass<'_> {
     /// Inside a phase handler or cleanup, a success also tells the engine that the
     /// dependency answered: the engine sets its availability condition to `True`.
     pub(crate) fn record<T, E: Classify>(self, result: &Result<T, E>) {
+        let budget = self.dependency.budget();
         match result {
-            Ok(_) => self.answered(),
+            Ok(_) => {
+                self.answered();
+                budget.inspect(|b| b.answered());
+            }
             Err(e) => {
-                if matches!(
-                    e.class(),
-                    ErrorClass::Transient | ErrorClass::Throttled { .. }
-                ) {
+                let class = e.class();
+                if matches!(class, ErrorClass::Throttled { .. }) {
+                    budget.inspect(|b| b.throttled());
+                }
+                if matches!(class, ErrorClass::Transient | ErrorClass::Throttled { .. }) {
                     self.dependency.invalidate_health();
                 }
             }

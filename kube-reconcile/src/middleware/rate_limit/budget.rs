@@ -5,13 +5,14 @@ use std::{
     future::Future,
     num::NonZeroU32,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use super::{
+    adaptive::Aimd,
     error::{CheckError, RateLimitError, RateLimited},
     gcra::Capacity,
     limiter::RateLimiter,
@@ -55,6 +56,8 @@ struct Inner {
     /// The end of the queue of refused callers: the raw time on the limiter's clock
     /// after the last turn handed out by [`RateBudget::turn`].
     queue_end: AtomicU64,
+    /// The controller of an [adaptive](RateBudget::adaptive) budget.
+    adaptive: Option<Mutex<Aimd>>,
 }
 
 impl RateBudget {
@@ -63,14 +66,90 @@ impl RateBudget {
         Self::from_limiter(name, RateLimiter::new(quota))
     }
 
+    /// A budget called `name` that finds the dependency's capacity from its answers,
+    /// never admitting more than `ceiling`.
+    ///
+    /// It starts at a sixteenth of the ceiling and doubles every half second while every call
+    /// goes through and callers wait for cells; a call the dependency refuses for load
+    /// (an error that classifies as [`Throttled`](crate::ErrorClass::Throttled), such as
+    /// a 429) halves it, and later refusals cut it to 70 % (once a second at most); after
+    /// a cut it climbs back to where it was refused in five seconds and keeps probing
+    /// above. It grows only while callers wait for cells. Budgets in several processes
+    /// that share a dependency settle at about equal shares without talking to each
+    /// other. The burst is the ceiling's, at most 10 calls.
+    ///
+    /// It learns from the calls a [`Dependency`](crate::external::Dependency) makes
+    /// through it; [`rate`](Self::rate) says where it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use kube_reconcile::middleware::rate_limit::{Quota, RateBudget};
+    ///
+    /// // Never more than 500 calls a second; the dependency's answers say how many less.
+    /// let budget = RateBudget::adaptive("dbaas", Quota::per_second(NonZeroU32::new(500).unwrap()));
+    /// assert!(budget.rate() < 500.0);
+    /// ```
+    pub fn adaptive(name: impl Into<Arc<str>>, ceiling: Quota) -> Self {
+        const MOST_BURST: NonZeroU32 = NonZeroU32::new(10).expect("10 is not zero");
+        let ceiling = ceiling.burst(ceiling.max_burst().min(MOST_BURST));
+        let limiter = RateLimiter::new(ceiling);
+        let aimd = Aimd::new(ceiling.rate(), limiter.now());
+        limiter.set_rate(aimd.rate());
+        Self::with(name, limiter, Some(aimd))
+    }
+
     /// A budget called `name` that draws from `limiter` (to choose its clock).
     pub(crate) fn from_limiter(name: impl Into<Arc<str>>, limiter: RateLimiter) -> Self {
+        Self::with(name, limiter, None)
+    }
+
+    fn with(name: impl Into<Arc<str>>, limiter: RateLimiter, adaptive: Option<Aimd>) -> Self {
         RateBudget {
             inner: Arc::new(Inner {
                 name: name.into(),
                 limiter,
                 queue_end: AtomicU64::new(0),
+                adaptive: adaptive.map(Mutex::new),
             }),
+        }
+    }
+
+    /// Calls a second it admits now: the quota's rate, or where an adaptive budget is.
+    pub fn rate(&self) -> f64 {
+        self.inner.limiter.quota().rate()
+    }
+
+    /// Tells an adaptive budget that a call went through (a fixed one ignores it).
+    pub(crate) fn answered(&self) {
+        self.adapt(Aimd::answered);
+    }
+
+    /// Tells an adaptive budget that the dependency refused a call for load.
+    pub(crate) fn throttled(&self) {
+        self.adapt(Aimd::throttled);
+    }
+
+    fn adapt(&self, event: impl FnOnce(&mut Aimd, Nanos) -> f64) {
+        if let Some(aimd) = &self.inner.adaptive {
+            let limiter = &self.inner.limiter;
+            let rate = event(
+                &mut aimd.lock().unwrap_or_else(PoisonError::into_inner),
+                limiter.now(),
+            );
+            limiter.set_rate(rate);
+        }
+    }
+
+    /// Notes a caller that found no cell: an adaptive budget grows only while that
+    /// happens.
+    fn pressed(&self) {
+        if let Some(aimd) = &self.inner.adaptive {
+            let now = self.inner.limiter.now();
+            aimd.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .refused(now);
         }
     }
 
@@ -85,7 +164,7 @@ impl RateBudget {
     ///
     /// [`RateLimited`] with the exact wait if no cell is free; nothing is taken.
     pub fn check(&self) -> Result<(), RateLimited> {
-        self.inner.limiter.check()
+        self.inner.limiter.check().inspect_err(|_| self.pressed())
     }
 
     /// Takes `n` cells at once, or none.
@@ -94,7 +173,10 @@ impl RateBudget {
     ///
     /// As [`RateLimiter::check_n`].
     pub(crate) fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
-        self.inner.limiter.check_n(n)
+        self.inner
+            .limiter
+            .check_n(n)
+            .inspect_err(|_| self.pressed())
     }
 
     /// Runs `call` if the budget has a cell for it.
@@ -134,7 +216,14 @@ impl RateBudget {
         let limiter = &self.inner.limiter;
         let now = limiter.now();
         let earliest = now.saturating_add(wait).as_raw();
-        let cost = limiter.quota().emission_interval().saturating_mul(n.get());
+        let pace = self.inner.adaptive.as_ref().map_or_else(
+            || limiter.quota(),
+            |aimd| {
+                let pace = aimd.lock().unwrap_or_else(PoisonError::into_inner).pace();
+                limiter.quota().at_rate(pace)
+            },
+        );
+        let cost = pace.emission_interval().saturating_mul(n.get());
         let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
         let mut end = self.inner.queue_end.load(Ordering::Acquire);
         loop {
@@ -175,6 +264,7 @@ impl fmt::Debug for RateBudget {
         f.debug_struct("RateBudget")
             .field("name", &self.inner.name)
             .field("quota", &self.inner.limiter.quota())
+            .field("adaptive", &self.inner.adaptive.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,10 @@
 //! [`RateLimiter`]: one GCRA cell behind a clock.
 
-use std::{num::NonZeroU32, time::Duration};
+use std::{
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use super::{
     error::{CheckError, RateLimited},
@@ -35,6 +39,9 @@ use crate::clock::{Clock, Nanos};
 #[derive(Debug)]
 pub struct RateLimiter {
     quota: Quota,
+    /// The emission interval in force, in nanoseconds: the quota's, unless an adaptive
+    /// budget moved it (the burst never changes).
+    interval: AtomicU64,
     clock: Clock,
     cell: Gcra,
 }
@@ -44,6 +51,7 @@ impl RateLimiter {
     pub fn new(quota: Quota) -> Self {
         RateLimiter {
             quota,
+            interval: AtomicU64::new(quota.interval_nanos()),
             clock: Clock::default(),
             cell: Gcra::default(),
         }
@@ -66,7 +74,7 @@ impl RateLimiter {
     /// [`RateLimited`] with the exact wait if no cell is free; nothing is taken.
     pub fn check(&self) -> Result<(), RateLimited> {
         self.cell
-            .reserve(&self.quota, NonZeroU32::MIN, self.clock.now())
+            .reserve(&self.quota(), NonZeroU32::MIN, self.clock.now())
             .map(drop)
             .map_err(RateLimited::new)
     }
@@ -78,21 +86,28 @@ impl RateLimiter {
     /// [`CheckError::InsufficientCapacity`] if `n` exceeds the burst (it never fits),
     /// else [`CheckError::RateLimited`] with the exact wait; nothing is taken.
     pub(crate) fn check_n(&self, n: NonZeroU32) -> Result<(), CheckError> {
-        fits(&self.quota, n)?;
+        fits(&self.quota(), n)?;
         self.cell
-            .reserve(&self.quota, n, self.clock.now())
+            .reserve(&self.quota(), n, self.clock.now())
             .map(drop)
             .map_err(limited)
     }
 
     /// The free capacity now.
     pub fn capacity(&self) -> Capacity {
-        self.cell.capacity(&self.quota, self.clock.now())
+        self.cell.capacity(&self.quota(), self.clock.now())
     }
 
     /// The quota this limiter enforces.
-    pub(crate) const fn quota(&self) -> Quota {
+    pub(crate) fn quota(&self) -> Quota {
         self.quota
+            .with_interval_nanos(self.interval.load(Ordering::Relaxed))
+    }
+
+    /// Moves the rate to `rate` cells a second (an adaptive budget's controller does).
+    pub(super) fn set_rate(&self, rate: f64) {
+        let interval = self.quota.at_rate(rate).interval_nanos();
+        self.interval.store(interval, Ordering::Relaxed);
     }
 
     pub(super) fn now(&self) -> Nanos {
@@ -100,7 +115,7 @@ impl RateLimiter {
     }
 
     pub(super) fn reserve(&self, n: NonZeroU32, now: Nanos) -> Result<Reservation, Duration> {
-        self.cell.reserve(&self.quota, n, now)
+        self.cell.reserve(&self.quota(), n, now)
     }
 
     pub(super) fn rollback(&self, reservation: Reservation) {
@@ -108,7 +123,7 @@ impl RateLimiter {
     }
 
     pub(super) fn wait(&self, n: NonZeroU32) -> Duration {
-        self.cell.wait(&self.quota, n, self.clock.now())
+        self.cell.wait(&self.quota(), n, self.clock.now())
     }
 }
 

@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+mod adaptive;
 mod budget;
 mod builder;
 mod error;

@@ -124,6 +124,39 @@ impl Quota {
         self.interval.saturating_mul(self.burst.get() as u64)
     }
 
+    /// `rate` cells a second (fractions allowed, at least one cell an hour), keeping
+    /// this quota's burst.
+    pub(crate) fn at_rate(self, rate: f64) -> Self {
+        let per_second = rate.clamp(1.0 / 3_600.0, 1e9);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped above: between 1 ns and an hour"
+        )]
+        let interval = (1e9 / per_second).round() as u64;
+        Quota {
+            interval: interval.max(1),
+            burst: self.burst,
+        }
+    }
+
+    pub(crate) const fn with_interval_nanos(self, interval: u64) -> Self {
+        Quota {
+            interval: if interval == 0 { 1 } else { interval },
+            burst: self.burst,
+        }
+    }
+
+    /// Calls a second at this quota's pace.
+    pub(crate) fn rate(&self) -> f64 {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "an interval in nanoseconds; a rate, not an exact count"
+        )]
+        let interval = self.interval as f64;
+        1e9 / interval
+    }
+
     const fn spread(total: u64, rate: NonZeroU32) -> Self {
         let interval = total / rate.get() as u64;
         Quota {

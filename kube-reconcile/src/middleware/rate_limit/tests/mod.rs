@@ -1,6 +1,7 @@
 //! The layer: reserve and commit and shared budgets here; deferrals and configuration in
 //! the submodules.
 
+mod adaptive;
 mod config;
 mod deferral;
 
