@@ -1,10 +1,14 @@
-//! A workload simulator (like kwok): marks `StatefulSets` and Deployments ready after a delay.
+//! A workload simulator (like kwok): marks `StatefulSets` and Deployments ready and runs
+//! Pods, after a delay.
 //!
 //! Neither the embedded server nor a bare kube-apiserver runs Pods, so nothing would ever
-//! report a workload ready. The simulator watches `StatefulSets` and Deployments through any
-//! `kube::Client` and, after a configurable delay, writes the status a healthy controller
-//! manager would: all replicas ready, `observedGeneration` current. Workloads can be held
-//! unready to test what an operator does while it waits.
+//! report a workload ready or a Pod running. The simulator watches `StatefulSets`,
+//! Deployments and Pods through any `kube::Client` and, after a configurable delay, writes
+//! the status a healthy controller manager and kubelet would: all replicas ready and
+//! `observedGeneration` current; a Pod `Running` with its conditions (`PodScheduled`,
+//! `Initialized`, `ContainersReady`, `Ready`), a running status per container, a start
+//! time and a Pod IP. Workloads and Pods can be held unready (a Pod then stays `Pending`)
+//! to test what an operator does while it waits.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -15,7 +19,10 @@ use std::{
 };
 
 use futures_core::Stream;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::Pod,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -34,7 +41,8 @@ struct Shared {
     handled: HashMap<WorkloadKey, (i64, bool)>,
 }
 
-/// Marks `StatefulSets` and Deployments ready after a delay. Stops when dropped.
+/// Marks `StatefulSets` and Deployments ready and runs Pods after a delay. Stops when
+/// dropped.
 ///
 /// # Examples
 ///
@@ -95,20 +103,27 @@ impl WorkloadSimulator {
             "StatefulSet",
         ));
         let deploy = tokio::spawn(run::<Deployment>(
-            self.client,
+            self.client.clone(),
             self.ready_after,
             Arc::clone(&shared),
             "Deployment",
         ));
+        let pods = tokio::spawn(run::<Pod>(
+            self.client,
+            self.ready_after,
+            Arc::clone(&shared),
+            "Pod",
+        ));
         RunningSimulator {
             shared,
-            tasks: vec![sts, deploy],
+            tasks: vec![sts, deploy, pods],
         }
     }
 }
 
 impl RunningSimulator {
-    /// Keeps the workload `namespace/name` (either kind) unready until [`make_ready`](Self::make_ready).
+    /// Keeps the workload or Pod `namespace/name` unready (a Pod `Pending`) until
+    /// [`make_ready`](Self::make_ready).
     pub fn keep_unready(&self, namespace: &str, name: &str) {
         let mut s = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         s.unready.insert((namespace.to_string(), name.to_string()));
@@ -116,7 +131,8 @@ impl RunningSimulator {
             .retain(|(_, ns, n), _| !(ns == namespace && n == name));
     }
 
-    /// Lets a workload held by [`keep_unready`](Self::keep_unready) become ready again.
+    /// Lets a workload or Pod held by [`keep_unready`](Self::keep_unready) become ready
+    /// again, at its next change the simulator's watch sees.
     pub fn make_ready(&self, namespace: &str, name: &str) {
         let mut s = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         s.unready.remove(&(namespace.to_string(), name.to_string()));
@@ -144,6 +160,13 @@ trait Workload:
 {
     fn desired_replicas(&self) -> i32;
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value;
+
+    /// Whether the object already shows the status the simulator would write (a Pod
+    /// found running when the simulator starts is left alone).
+    fn settled(&self, unready: bool) -> bool {
+        let _ = unready;
+        false
+    }
 }
 
 impl Workload for StatefulSet {
@@ -193,6 +216,77 @@ impl Workload for Deployment {
     }
 }
 
+impl Workload for Pod {
+    fn desired_replicas(&self) -> i32 {
+        1
+    }
+
+    fn ready_status(&self, _replicas: i32, ready: i32) -> serde_json::Value {
+        let running = ready > 0;
+        let truth = if running { "True" } else { "False" };
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string();
+        let containers: Vec<serde_json::Value> = self
+            .spec
+            .iter()
+            .flat_map(|spec| &spec.containers)
+            .map(|c| {
+                let state = if running {
+                    json!({ "running": { "startedAt": now } })
+                } else {
+                    json!({ "waiting": { "reason": "ContainerCreating" } })
+                };
+                json!({
+                    "name": c.name,
+                    "image": c.image.clone().unwrap_or_default(),
+                    "imageID": "",
+                    "ready": running,
+                    "started": running,
+                    "restartCount": 0,
+                    "state": state,
+                })
+            })
+            .collect();
+        let condition = |type_: &str, status: &str| json!({ "type": type_, "status": status, "lastTransitionTime": now });
+        let ip = pod_ip(&self.namespace().unwrap_or_default(), &self.name_any());
+        json!({
+            "phase": if running { "Running" } else { "Pending" },
+            "conditions": [
+                condition("PodScheduled", "True"),
+                condition("Initialized", "True"),
+                condition("ContainersReady", truth),
+                condition("Ready", truth),
+            ],
+            "containerStatuses": containers,
+            "hostIP": "10.0.0.1",
+            "podIP": ip,
+            "podIPs": [{ "ip": ip }],
+            "startTime": now,
+        })
+    }
+
+    fn settled(&self, unready: bool) -> bool {
+        let phase = self.status.as_ref().and_then(|s| s.phase.as_deref());
+        phase == Some(if unready { "Pending" } else { "Running" })
+    }
+}
+
+/// A stable address for a Pod in 10.244.0.0/16, from its namespace and name.
+fn pod_ip(namespace: &str, name: &str) -> String {
+    // FNV-1a: stable across runs and processes, unlike the standard library's hasher.
+    let hash = namespace
+        .bytes()
+        .chain([b'/'])
+        .chain(name.bytes())
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    let [_, _, high, low] = hash.to_be_bytes();
+    format!("10.244.{high}.{}", low.max(1))
+}
+
 async fn run<K: Workload>(
     client: Client,
     delay: Duration,
@@ -211,6 +305,9 @@ async fn run<K: Workload>(
             continue;
         };
         let generation = obj.meta().generation.unwrap_or(0);
+        if obj.meta().deletion_timestamp.is_some() {
+            continue;
+        }
         let unready = {
             let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
             let unready = s.unready.contains(&(ns.clone(), name.clone()));
@@ -221,6 +318,9 @@ async fn run<K: Workload>(
             s.handled.insert(key, (generation, unready));
             unready
         };
+        if obj.settled(unready) {
+            continue;
+        }
         let api: Api<K> = Api::namespaced(client.clone(), &ns);
         let replicas = obj.desired_replicas();
         let status = obj.ready_status(replicas, if unready { 0 } else { replicas });

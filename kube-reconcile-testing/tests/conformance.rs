@@ -19,6 +19,8 @@ mod lifecycle;
 mod objects;
 #[path = "conformance/patch.rs"]
 mod patch;
+#[path = "conformance/pods.rs"]
+mod pods;
 #[path = "conformance/queries.rs"]
 mod queries;
 #[path = "conformance/validation.rs"]
