@@ -103,7 +103,10 @@ both_tiers! {
             cms.create(&PostParams::default(), &cm(name)).await.unwrap();
         }
         let wp = WatchParams::default().initial_events().timeout(60);
-        let mut stream = cms.watch(&wp, "0").await.unwrap().boxed();
+        // No resource version: the initial events are a consistent read of the newest
+        // state. ("0", any version, may be served from a watch cache that has not seen
+        // the last create yet, and a real kube-apiserver sometimes does.)
+        let mut stream = cms.watch(&wp, "").await.unwrap().boxed();
         let mut added = Vec::new();
         let bookmark = loop {
             match tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("event in time").expect("open").expect("event") {
