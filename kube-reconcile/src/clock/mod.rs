@@ -224,7 +224,7 @@ impl Clock {
     }
 
     /// The tokio instant that corresponds to `at` (for `sleep_until` and logs).
-    pub fn instant_at(&self, at: Nanos) -> Instant {
+    pub(crate) fn instant_at(&self, at: Nanos) -> Instant {
         let now = self.now();
         let real_now = Instant::now();
         if at >= now {

@@ -60,14 +60,8 @@ impl Conditions {
         is_true(&self.0, type_)
     }
 
-    /// Whether the condition of `type_` is present and `False`.
-    pub fn is_false(&self, type_: &str) -> bool {
-        self.find(type_)
-            .is_some_and(|c| c.status == ConditionStatus::False)
-    }
-
     /// The conditions as a list.
-    pub fn into_vec(self) -> Vec<Condition> {
+    pub(crate) fn into_vec(self) -> Vec<Condition> {
         self.0
     }
 }
@@ -154,7 +148,7 @@ impl JsonSchema for Conditions {
 
 /// Sets `condition` in `list` with `meta.SetStatusCondition` semantics; returns whether
 /// anything changed. See [`Conditions::set`].
-pub fn set(list: &mut Vec<Condition>, mut condition: Condition, now: Timestamp) -> bool {
+pub(crate) fn set(list: &mut Vec<Condition>, mut condition: Condition, now: Timestamp) -> bool {
     let stamp = condition
         .last_transition_time
         .take()
@@ -186,18 +180,18 @@ pub fn set(list: &mut Vec<Condition>, mut condition: Condition, now: Timestamp) 
 }
 
 /// The condition of `type_` in `list`, if present.
-pub fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     list.iter().find(|c| c.type_ == type_)
 }
 
 /// Removes the condition of `type_` from `list`; returns whether it was present.
-pub fn remove(list: &mut Vec<Condition>, type_: &str) -> bool {
+pub(crate) fn remove(list: &mut Vec<Condition>, type_: &str) -> bool {
     let before = list.len();
     list.retain(|c| c.type_ != type_);
     list.len() != before
 }
 
 /// Whether the condition of `type_` in `list` is present and `True`.
-pub fn is_true(list: &[Condition], type_: &str) -> bool {
+pub(crate) fn is_true(list: &[Condition], type_: &str) -> bool {
     find(list, type_).is_some_and(|c| c.status == ConditionStatus::True)
 }

@@ -273,7 +273,7 @@ impl JsonSchema for Condition {
 
 mod list;
 
-pub use self::list::{Conditions, find, is_true, remove, set};
+pub use self::list::Conditions;
 
 #[cfg(test)]
 mod tests;

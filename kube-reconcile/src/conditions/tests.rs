@@ -45,7 +45,6 @@ fn remove_and_is_true_read_by_type() {
     let mut list = Conditions::new();
     list.set(Condition::true_("Ready", "Up", ""), at(1));
     assert!(list.is_true("Ready"));
-    assert!(!list.is_false("Ready"));
     assert!(!list.is_true("Other"));
     assert!(list.remove("Ready"));
     assert!(!list.remove("Ready"));

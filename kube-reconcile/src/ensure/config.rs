@@ -29,7 +29,7 @@ pub(crate) const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
 ///     .field_manager("database-operator")
 ///     .app_name("postgres")
 ///     .part_of("billing");
-/// assert_eq!(config.get_field_manager(), "database-operator");
+/// assert_ne!(config, EnsureConfig::default());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(
@@ -129,7 +129,7 @@ impl EnsureConfig {
     }
 
     /// The field manager.
-    pub fn get_field_manager(&self) -> &str {
+    pub(crate) fn get_field_manager(&self) -> &str {
         &self.field_manager
     }
 

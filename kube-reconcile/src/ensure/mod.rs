@@ -254,7 +254,7 @@ impl Children {
     /// # Errors
     ///
     /// As for [`with_config`](Self::with_config).
-    pub fn new_with<O>(
+    pub(crate) fn new_with<O>(
         client: Client,
         owner: &O,
         dt: &O::DynamicType,

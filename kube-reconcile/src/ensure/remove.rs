@@ -114,28 +114,8 @@ impl Children {
             .await
     }
 
-    /// [`prune`](Self::prune) with another label selector (`app.kubernetes.io/component=cache`,
-    /// or the standard selector narrowed further). Only children that are ours are deleted,
-    /// whatever the selector matches.
-    ///
-    /// # Errors
-    ///
-    /// As for [`prune`](Self::prune).
-    pub async fn prune_matching<K>(
-        &self,
-        selector: &str,
-        keep: &[impl AsRef<str>],
-    ) -> Result<Vec<String>, EnsureError>
-    where
-        K: Resource,
-        K::DynamicType: Default,
-        K::Scope: 'static,
-    {
-        self.prune_with::<K>(&K::DynamicType::default(), selector, keep)
-            .await
-    }
-
-    /// [`prune_matching`](Self::prune_matching) for a kind that needs runtime type information.
+    /// [`prune`](Self::prune) with a selector of the caller's, for a kind that needs runtime
+    /// type information.
     ///
     /// # Errors
     ///

@@ -39,7 +39,7 @@ use super::{health::Health, key::IdempotencyKey};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let dbaas = Dependency::new(Dbaas { up: true });
-/// assert_eq!(dbaas.condition_type(), "DbaasAvailable");
+/// // Its availability condition on each object is `DbaasAvailable`.
 /// let answer = dbaas.call(|c| async move { Ok::<_, ErrorClass>(c.up) }).await;
 /// assert!(answer.unwrap());
 /// # }

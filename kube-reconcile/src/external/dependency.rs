@@ -12,7 +12,7 @@ use crate::wall_clock::WallClock;
 
 #[cfg(test)]
 use super::builder::DependencyBuilder;
-use super::health::{Health, HealthCache};
+use super::health::HealthCache;
 
 /// The condition reason while the dependency is available.
 pub(super) const REASON_AVAILABLE: &str = "Available";
@@ -57,17 +57,6 @@ impl Gate {
     /// The rate budget the gate draws from, if any.
     pub(crate) fn budget(&self) -> Option<&RateBudget> {
         self.inner.budget.as_ref()
-    }
-
-    /// The condition type this dependency reports (`<Name>Available` by default).
-    pub(crate) fn condition_type(&self) -> &str {
-        &self.inner.condition_type
-    }
-
-    /// The last answer of the health check; `None` if there is no health check, it has
-    /// not run yet, or it is running now.
-    pub(crate) fn last_health(&self) -> Option<Health> {
-        self.inner.health.last()
     }
 
     /// Makes the next [`admit`](Gate::admit) run the health check again

@@ -43,14 +43,6 @@ pub enum ExternalError<E> {
 }
 
 impl<E> ExternalError<E> {
-    /// The call's own error, if it was made and failed.
-    pub fn into_call(self) -> Option<E> {
-        match self {
-            ExternalError::Call(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// The unavailability, if the dependency held the call back.
     pub fn unavailable(&self) -> Option<&Unavailable> {
         match self {

@@ -3,13 +3,12 @@
 use std::{fmt, future::Future, sync::Arc};
 
 use crate::{
-    conditions::{Condition, Conditions},
+    conditions::Conditions,
     middleware::{circuit_breaker::Breaker, rate_limit::RateBudget},
 };
 
 use super::{
     builder::DependencyBuilder, client::ExternalDependency, dependency::Gate, error::ExternalError,
-    health::Health,
 };
 
 /// A user's client of an external system, wrapped in everything around its calls: the
@@ -112,18 +111,7 @@ impl<C: ExternalDependency> Dependency<C> {
         self.gate.name()
     }
 
-    /// The condition type this dependency reports (`<Name>Available` by default).
-    pub fn condition_type(&self) -> &str {
-        self.gate.condition_type()
-    }
-
-    /// The condition that says the dependency is available: `<type>=True`, reason
-    /// `Available`.
-    pub fn available_condition(&self) -> Condition {
-        self.gate.available_condition()
-    }
-
-    /// Sets [`available_condition`](Self::available_condition) in `conditions`, stamped
+    /// Sets the dependency's availability condition in `conditions`, stamped
     /// with the dependency's clock (which follows paused tokio time); returns whether
     /// anything changed. For reconcilers outside the phase engine, after a call that
     /// succeeded (the engine does this by itself).
@@ -142,11 +130,6 @@ impl<C: ExternalDependency> Dependency<C> {
     /// The rate budget calls draw from, if any.
     pub fn budget(&self) -> Option<&RateBudget> {
         self.gate.budget()
-    }
-
-    /// The last answer of the health check; `None` before the first or while one runs.
-    pub fn last_health(&self) -> Option<Health> {
-        self.gate.last_health()
     }
 }
 

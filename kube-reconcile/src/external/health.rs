@@ -293,14 +293,6 @@ impl HealthCache {
         Some(observation)
     }
 
-    /// The last answer, without checking.
-    pub(super) fn last(&self) -> Option<Health> {
-        self.last
-            .try_lock()
-            .ok()
-            .and_then(|last| last.observation.as_ref().map(|o| o.health.clone()))
-    }
-
     /// Makes the next caller check again (a call just failed).
     pub(super) fn invalidate(&self) {
         self.stale.store(true, Ordering::Release);

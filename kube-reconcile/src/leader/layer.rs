@@ -110,11 +110,6 @@ pub struct Leader<R> {
 }
 
 impl<R> Leader<R> {
-    /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Unwraps the reconciler.
     pub fn into_inner(self) -> R {
         self.inner

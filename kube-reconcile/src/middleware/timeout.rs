@@ -30,19 +30,9 @@ impl<R> Timeout<R> {
         Timeout { inner, after }
     }
 
-    /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Unwraps the reconciler.
     pub fn into_inner(self) -> R {
         self.inner
-    }
-
-    /// The deadline.
-    pub const fn after(&self) -> Duration {
-        self.after
     }
 }
 

@@ -183,11 +183,6 @@ pub struct DeferralStatus<R> {
 }
 
 impl<R> DeferralStatus<R> {
-    /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Unwraps the reconciler.
     pub fn into_inner(self) -> R {
         self.inner

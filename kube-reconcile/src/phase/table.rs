@@ -71,7 +71,7 @@ impl<P: Phase> Transitions<P> {
     }
 
     /// The phase a new object starts in.
-    pub fn initial(&self) -> P {
+    pub(crate) fn initial(&self) -> P {
         self.initial
     }
 
@@ -106,11 +106,6 @@ impl<P: Phase> Transitions<P> {
             .iter()
             .find(|(p, _)| *p == phase)
             .map(|(_, d)| *d)
-    }
-
-    /// The declared edges, in no particular order.
-    pub fn edges(&self) -> impl Iterator<Item = (P, P)> + '_ {
-        self.edges.iter().copied()
     }
 }
 

@@ -134,7 +134,7 @@ impl<E> Outcome<E> {
     /// # Errors
     ///
     /// The reconciler's error, when it ran and failed.
-    pub fn into_result(self) -> Result<Action, E> {
+    pub(crate) fn into_result(self) -> Result<Action, E> {
         match self {
             Outcome::Done(action) => Ok(action),
             Outcome::Deferred(deferral) => Ok(Action::requeue(deferral.retry_after)),

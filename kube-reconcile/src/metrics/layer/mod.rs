@@ -215,11 +215,6 @@ impl Drop for Active<'_> {
 }
 
 impl<R> Measured<R> {
-    /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Unwraps the reconciler.
     pub fn into_inner(self) -> R {
         self.inner

@@ -126,11 +126,6 @@ impl<R> Backoff<R> {
         Backoff { inner, handle }
     }
 
-    /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// Unwraps the reconciler.
     pub fn into_inner(self) -> R {
         self.inner

@@ -32,7 +32,7 @@ pub(super) enum WindowKind {
 
 impl Window {
     /// The longest count window, in calls.
-    pub const MAX_CALLS: u32 = 1 << 20;
+    pub(crate) const MAX_CALLS: u32 = 1 << 20;
 
     /// The last `calls` counted calls. Needs no clock read and no lock on the hot path.
     pub const fn count(calls: NonZeroU32) -> Self {
@@ -45,7 +45,7 @@ impl Window {
     }
 
     /// The calls of the last `duration`, in `buckets` buckets of `duration / buckets`.
-    pub const fn time_buckets(duration: Duration, buckets: NonZeroU32) -> Self {
+    pub(crate) const fn time_buckets(duration: Duration, buckets: NonZeroU32) -> Self {
         Window(WindowKind::Time { duration, buckets })
     }
 }

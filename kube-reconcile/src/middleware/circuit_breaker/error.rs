@@ -47,11 +47,6 @@ impl<E> BreakerError<E> {
             BreakerError::Open { .. } => None,
         }
     }
-
-    /// Whether the breaker refused the call.
-    pub const fn is_open(&self) -> bool {
-        matches!(self, BreakerError::Open { .. })
-    }
 }
 
 /// An open breaker is the dependency saying "not now": [`ErrorClass::Throttled`] with

@@ -120,7 +120,8 @@ impl<R> CircuitBreaker<R> {
     }
 
     /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
+    #[cfg(test)]
+    pub(crate) const fn get_ref(&self) -> &R {
         &self.inner
     }
 

@@ -14,7 +14,6 @@ use std::{
 use super::{
     adaptive::Aimd,
     error::{CheckError, RateLimitError, RateLimited},
-    gcra::Capacity,
     limiter::RateLimiter,
     quota::Quota,
 };
@@ -241,7 +240,8 @@ impl RateBudget {
     }
 
     /// The free capacity now.
-    pub fn capacity(&self) -> Capacity {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> super::gcra::Capacity {
         self.inner.limiter.capacity()
     }
 

@@ -108,6 +108,7 @@ impl Gcra {
     }
 
     /// The cell's free capacity at `now`.
+    #[cfg(test)]
     pub(super) fn capacity(&self, quota: &Quota, now: Nanos) -> Capacity {
         let tat = self.tat.load(Ordering::Acquire);
         let free =
@@ -117,9 +118,6 @@ impl Gcra {
             .min(quota.max_burst().get());
         Capacity {
             remaining,
-            burst: quota.max_burst(),
-            next_free: self.wait(quota, NonZeroU32::MIN, now),
-            at: now,
             full_in: Duration::from_nanos(tat.saturating_sub(now.as_raw())),
         }
     }
@@ -134,63 +132,23 @@ fn nanos(n: u128) -> Duration {
     Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
-/// A snapshot of a limiter's free capacity.
-///
-/// # Examples
-///
-/// ```
-/// use std::{num::NonZeroU32, time::Duration};
-/// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
-///
-/// let manual = ManualClock::new();
-/// let limiter = RateLimiter::new(Quota::per_second(NonZeroU32::new(2).unwrap()))
-///     .clock(manual.clock());
-/// limiter.check().unwrap();
-/// let capacity = limiter.capacity();
-/// assert_eq!(capacity.remaining(), 1);
-/// assert_eq!(capacity.next_free(), Duration::ZERO);
-/// assert_eq!(capacity.next_free_at(), manual.clock().now());
-/// assert_eq!(capacity.full_in(), Duration::from_millis(500));
-/// ```
+/// A snapshot of a limiter's free capacity, for tests.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capacity {
+pub(crate) struct Capacity {
     remaining: u32,
-    burst: NonZeroU32,
-    next_free: Duration,
-    at: Nanos,
     full_in: Duration,
 }
 
+#[cfg(test)]
 impl Capacity {
     /// Cells that would be admitted right now, back to back.
-    pub const fn remaining(&self) -> u32 {
+    pub(crate) const fn remaining(&self) -> u32 {
         self.remaining
     }
 
-    /// The most cells the limiter ever holds.
-    pub const fn burst(&self) -> NonZeroU32 {
-        self.burst
-    }
-
-    /// How long until one cell is free: zero if one is free now.
-    pub const fn next_free(&self) -> Duration {
-        self.next_free
-    }
-
-    /// The instant one cell is free, on the limiter's clock
-    /// ([`Clock::instant_at`](crate::clock::Clock::instant_at) turns it into a tokio
-    /// instant).
-    pub fn next_free_at(&self) -> Nanos {
-        self.at.saturating_add(self.next_free)
-    }
-
-    /// How long until the limiter is full again: zero if it is full now.
-    pub const fn full_in(&self) -> Duration {
-        self.full_in
-    }
-
     /// Whether nothing has been taken (or everything taken has come back).
-    pub const fn is_full(&self) -> bool {
+    pub(crate) const fn is_full(&self) -> bool {
         self.full_in.is_zero()
     }
 }

@@ -2,12 +2,7 @@
 
 use std::{fmt, sync::Arc};
 
-use kube::Resource;
-
-use super::{
-    gcra::Capacity,
-    layer::{Limit, Shared},
-};
+use super::layer::{Limit, Shared};
 use crate::reconciler::ObjectKey;
 
 /// A view of a [`RateLimitLayer`](super::RateLimitLayer)'s limits, for status, metrics
@@ -25,7 +20,6 @@ use crate::reconciler::ObjectKey;
 /// let layer = RateLimitLayer::global(Quota::per_second(NonZeroU32::new(5).unwrap()));
 /// let handle = layer.handle();
 /// assert_eq!(handle.names().collect::<Vec<_>>(), ["global"]);
-/// assert_eq!(handle.capacity("global").unwrap().remaining(), 5);
 /// assert_eq!(handle.keys_tracked(), 0);
 /// ```
 #[derive(Clone)]
@@ -47,7 +41,8 @@ impl RateLimitHandle {
     ///
     /// `None` for an unknown name and for `"object"`: see
     /// [`object_capacity`](Self::object_capacity).
-    pub fn capacity(&self, name: &str) -> Option<Capacity> {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self, name: &str) -> Option<super::gcra::Capacity> {
         self.shared.limits.iter().find_map(|limit| match limit {
             Limit::Global(n, limiter) if &**n == name => Some(limiter.capacity()),
             Limit::Budget(budget) if budget.name() == name => Some(budget.capacity()),
@@ -56,7 +51,11 @@ impl RateLimitHandle {
     }
 
     /// The free capacity of `obj`'s own limit; `None` without a per-object limit.
-    pub fn object_capacity<K: Resource>(&self, obj: &K) -> Option<Capacity> {
+    #[cfg(test)]
+    pub(crate) fn object_capacity<K: kube::Resource>(
+        &self,
+        obj: &K,
+    ) -> Option<super::gcra::Capacity> {
         self.per_object()
             .map(|limiter| limiter.capacity(&*ObjectKey::lookup(obj)))
     }
@@ -71,11 +70,6 @@ impl RateLimitHandle {
     /// Pruning also happens by itself as new objects arrive; this runs it now.
     pub fn sweep(&self) -> usize {
         self.per_object().map_or(0, super::KeyedLimiter::sweep)
-    }
-
-    /// The weight of each call.
-    pub fn weight(&self) -> std::num::NonZeroU32 {
-        self.shared.weight
     }
 
     fn per_object(&self) -> Option<&super::KeyedLimiter<ObjectKey>> {

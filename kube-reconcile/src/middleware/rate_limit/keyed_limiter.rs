@@ -12,7 +12,7 @@ use dashmap::mapref::one::Ref;
 
 use super::{
     error::CheckError,
-    gcra::{Capacity, Gcra, Reservation},
+    gcra::{Gcra, Reservation},
     limiter::{fits, limited},
     quota::Quota,
 };
@@ -137,7 +137,8 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
     }
 
     /// The free capacity of `key` now (a key not tracked is full).
-    pub fn capacity<Q>(&self, key: &Q) -> Capacity
+    #[cfg(test)]
+    pub(crate) fn capacity<Q>(&self, key: &Q) -> super::gcra::Capacity
     where
         Key: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -156,7 +157,7 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
 
     /// Whether no key is tracked.
     pub fn is_empty(&self) -> bool {
-        self.store.len() == 0
+        self.len() == 0
     }
 
     /// Forgets every key whose limit is full again; returns how many are left.

@@ -40,7 +40,7 @@ use crate::{
 ///     .budget(dbaas.clone())
 ///     .weight(nz(2)) // each reconcile makes two calls to the DBaaS
 ///     .build()?;
-/// assert_eq!(layer.handle().capacity("dbaas").unwrap().remaining(), 20);
+/// assert_eq!(layer.handle().names().collect::<Vec<_>>(), ["object", "dbaas", "global"]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::{
 
 use super::{
     error::{CheckError, RateLimited},
-    gcra::{Capacity, Gcra, Reservation},
+    gcra::{Gcra, Reservation},
     quota::Quota,
 };
 use crate::clock::{Clock, Nanos};
@@ -94,7 +94,8 @@ impl RateLimiter {
     }
 
     /// The free capacity now.
-    pub fn capacity(&self) -> Capacity {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> super::gcra::Capacity {
         self.cell.capacity(&self.quota(), self.clock.now())
     }
 

@@ -68,7 +68,6 @@ pub use self::{
     budget::RateBudget,
     builder::RateLimitBuilder,
     error::{CheckError, RateLimitError, RateLimited},
-    gcra::Capacity,
     handle::RateLimitHandle,
     keyed_limiter::KeyedLimiter,
     layer::RateLimitLayer,
@@ -119,7 +118,8 @@ impl<R> RateLimit<R> {
     }
 
     /// The wrapped reconciler.
-    pub const fn get_ref(&self) -> &R {
+    #[cfg(test)]
+    pub(crate) const fn get_ref(&self) -> &R {
         &self.inner
     }
 

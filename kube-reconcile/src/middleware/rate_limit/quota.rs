@@ -27,8 +27,8 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 ///
 /// let five = NonZeroU32::new(5).unwrap();
 /// let quota = Quota::per_second(five).burst(NonZeroU32::new(20).unwrap());
-/// assert_eq!(quota.emission_interval(), Duration::from_millis(200));
-/// assert_eq!(quota.max_burst().get(), 20);
+/// let every_200ms = Quota::with_period(Duration::from_millis(200)).unwrap();
+/// assert_eq!(quota, every_200ms.burst(NonZeroU32::new(20).unwrap()));
 ///
 /// assert!(Quota::with_period(Duration::ZERO).is_err());
 /// ```
@@ -99,17 +99,17 @@ impl Quota {
     }
 
     /// The time `T` for one cell to come back.
-    pub const fn emission_interval(&self) -> Duration {
+    pub(crate) const fn emission_interval(&self) -> Duration {
         Duration::from_nanos(self.interval)
     }
 
     /// How many cells a full limiter admits back to back.
-    pub const fn max_burst(&self) -> NonZeroU32 {
+    pub(crate) const fn max_burst(&self) -> NonZeroU32 {
         self.burst
     }
 
     /// The time an empty limiter needs to fill up again: `T · burst`.
-    pub const fn refill_time(&self) -> Duration {
+    pub(crate) const fn refill_time(&self) -> Duration {
         Duration::from_nanos(self.window())
     }
 

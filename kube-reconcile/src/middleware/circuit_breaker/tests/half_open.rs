@@ -229,7 +229,7 @@ fn dropped_probe_futures_give_their_slots_back() {
         .call(async { Ok::<_, ErrorClass>(()) })
         .now_or_never()
         .unwrap();
-    assert!(refused.unwrap_err().is_open());
+    assert!(matches!(refused.unwrap_err(), BreakerError::Open { .. }));
     drop(held);
     let ran = breaker
         .call(async { Ok::<_, ErrorClass>(()) })
