@@ -4,12 +4,9 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube_reconcile::{
-    Classify, ConfigError, ErrorClass,
-    ensure::{EnsureError, Readiness},
-    external::{
-        Deletion, Dependency, ExactlyOnce, ExternalDependency, ExternalError, Health,
-        IdempotencyKey,
-    },
+    ConfigError, ErrorClass, HandlerError,
+    ensure::Readiness,
+    external::{Deletion, Dependency, ExactlyOnce, ExternalDependency, Health, IdempotencyKey},
     phase::{Cleanup, PhaseMachine, Step, Transition, Transitions},
 };
 use serde_json::json;
@@ -72,30 +69,6 @@ pub fn transitions(min_deadline: Duration) -> Result<Transitions<DbPhase>, Confi
 pub struct Ctx {
     /// The DBaaS behind its breaker, budget and health checks.
     pub dbaas: Dependency<DbaasClient>,
-}
-
-/// Why a handler failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A child object could not be written or read.
-    #[error("writing a child object failed")]
-    Child(#[from] EnsureError),
-    /// A DBaaS call failed, or the DBaaS cannot be called now.
-    #[error(transparent)]
-    Dbaas(#[from] ExternalError<DbaasError>),
-    /// The system's random source failed.
-    #[error("no randomness for a password")]
-    Random(#[from] getrandom::Error),
-}
-
-impl Classify for Error {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Error::Child(e) => e.class(),
-            Error::Dbaas(e) => e.class(),
-            Error::Random(_) => ErrorClass::Transient,
-        }
-    }
 }
 
 /// The DBaaS client is the dependency itself: no wrapper type.
@@ -173,11 +146,11 @@ impl DatabaseMachine {
     }
 }
 
-type Handled = Result<Transition<DbPhase>, Error>;
+type Handled = Result<Transition<DbPhase>, HandlerError>;
 
 impl PhaseMachine<Database, Ctx> for DatabaseMachine {
     type Phase = DbPhase;
-    type Error = Error;
+    type Error = HandlerError;
 
     fn transitions(&self) -> &Transitions<DbPhase> {
         &self.table
@@ -231,7 +204,7 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
         &self,
         db: &Database,
         step: &Step<'_, DbPhase, Ctx>,
-    ) -> Result<Cleanup, Error> {
+    ) -> Result<Cleanup, HandlerError> {
         if db.spec.retain_on_delete {
             return Ok(Cleanup::done());
         }
@@ -242,15 +215,6 @@ impl PhaseMachine<Database, Ctx> for DatabaseMachine {
             }
         }
         Ok(Cleanup::done())
-    }
-
-    fn error_reason(&self, error: &Error) -> std::borrow::Cow<'static, str> {
-        match error {
-            Error::Child(EnsureError::NotOwned { .. }) => "ChildNotOwned".into(),
-            Error::Child(_) => "KubernetesError".into(),
-            Error::Dbaas(_) => "DbaasError".into(),
-            Error::Random(_) => "NoRandomness".into(),
-        }
     }
 }
 
@@ -265,7 +229,9 @@ fn spec_of(db: &Database) -> InstanceSpec {
 }
 
 async fn provision(db: &Database, step: &Step<'_, DbPhase, Ctx>) -> Handled {
-    step.ensure(db, &Credentials(children::password()?)).await?;
+    let password = children::password()
+        .map_err(|e| HandlerError::other(ErrorClass::Transient, "NoRandomness", e))?;
+    step.ensure(db, &Credentials(password)).await?;
     let instance = step
         .ctx()
         .dbaas

@@ -114,7 +114,7 @@ mod wall_clock;
 #[doc(inline)]
 pub use crate::ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured};
 #[doc(inline)]
-pub use crate::error::{Classify, ConfigError, ErrorClass, Terminal, terminal};
+pub use crate::error::{Classify, ConfigError, ErrorClass, HandlerError, Terminal, terminal};
 #[doc(inline)]
 pub use crate::external::{Dependency, ExactlyOnce, ExternalDependency};
 #[doc(inline)]

@@ -73,6 +73,9 @@ fn describe_owner(owner: Option<&str>) -> String {
 /// | `Conflict` | `Conflict` |
 /// | `Api` | the class of the `kube::Error` |
 /// | `NotOwned`, `MissingField`, `InvalidConfig` | `Terminal` |
+///
+/// Reasons: `ChildNotOwned`, `ChildConflict`, `KubernetesError` (`Api`), `ChildInvalid`
+/// (`MissingField`) and `InvalidConfig`.
 impl Classify for EnsureError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -82,6 +85,16 @@ impl Classify for EnsureError {
             | EnsureError::NotOwned { .. }
             | EnsureError::InvalidConfig { .. } => ErrorClass::Terminal,
         }
+    }
+
+    fn reason(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
+            EnsureError::NotOwned { .. } => "ChildNotOwned",
+            EnsureError::Conflict { .. } => "ChildConflict",
+            EnsureError::Api { .. } => "KubernetesError",
+            EnsureError::MissingField { .. } => "ChildInvalid",
+            EnsureError::InvalidConfig { .. } => "InvalidConfig",
+        })
     }
 }
 

@@ -63,7 +63,9 @@ impl<E> From<KeyError> for ExternalError<E> {
 
 /// A held-back call is [`Throttled`](ErrorClass::Throttled) with the time to wait; a
 /// failed call keeps its own class; a missing UID or a bad prefix is a bug in the caller
-/// ([`Terminal`](ErrorClass::Terminal)).
+/// ([`Terminal`](ErrorClass::Terminal)). The reason of a failed call is the client
+/// error's own; a held-back call's is `DependencyUnavailable`; a missing UID's
+/// `MissingUid`; a bad prefix's `InvalidConfig`.
 impl<E: Classify> Classify for ExternalError<E> {
     fn class(&self) -> ErrorClass {
         match self {
@@ -81,6 +83,15 @@ impl<E: Classify> Classify for ExternalError<E> {
         match self {
             ExternalError::Call(e) => e.is_timeout(),
             _ => false,
+        }
+    }
+
+    fn reason(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ExternalError::Call(e) => e.reason(),
+            ExternalError::Unavailable(_) => "DependencyUnavailable".into(),
+            ExternalError::MissingUid { .. } => "MissingUid".into(),
+            ExternalError::InvalidPrefix { .. } => "InvalidConfig".into(),
         }
     }
 }

@@ -292,11 +292,11 @@ impl<M> Inner<M> {
         let result = match decided {
             Ok(t) => self.apply(here, obj, t, due.map(|(_, due)| due)).await,
             Err(error) if error.class() == ErrorClass::Terminal => {
-                let t = Transition::fail_terminal(self.machine.error_reason(&error), chain(&error));
+                let t = Transition::fail_terminal(error.reason(), chain(&error));
                 self.apply(here, obj, t, None).await
             }
             Err(error) => {
-                let reason = self.machine.error_reason(&error);
+                let reason = error.reason();
                 let message = chain(&error);
                 let mut next = status.clone();
                 next_status::record_error(

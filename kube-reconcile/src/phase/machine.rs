@@ -1,6 +1,6 @@
 //! The trait an operator implements: one handler per phase, and a cleanup.
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{Client, Resource};
@@ -63,12 +63,6 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Cleanup, Self::Error>> + Send {
         let _ = (obj, step);
         async { Ok(Cleanup::done()) }
-    }
-
-    /// The `CamelCase` reason recorded for a handler error. Default: `ReconcileError`.
-    fn error_reason(&self, error: &Self::Error) -> Cow<'static, str> {
-        let _ = error;
-        Cow::Borrowed("ReconcileError")
     }
 }
 

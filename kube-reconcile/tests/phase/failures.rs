@@ -197,7 +197,8 @@ async fn a_terminal_error_stalls_until_the_spec_changes() {
     assert_eq!(phase_of(&obj), Some("Failed"));
     assert_eq!(
         condition(&obj, "Stalled"),
-        Some((ConditionStatus::True, "ReconcileError".into()))
+        Some((ConditionStatus::True, "ScriptedTerminal".into())),
+        "the error's own reason"
     );
     assert_eq!(machine(&obj).retry.unwrap().next_attempt_time, None);
     // Time alone does not help.

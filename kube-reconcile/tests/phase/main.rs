@@ -107,6 +107,14 @@ impl Classify for Scripted {
     fn class(&self) -> ErrorClass {
         self.0
     }
+
+    /// Terminal errors name themselves; the others keep the default reason.
+    fn reason(&self) -> std::borrow::Cow<'static, str> {
+        match self.0 {
+            ErrorClass::Terminal => "ScriptedTerminal".into(),
+            _ => "ReconcileError".into(),
+        }
+    }
 }
 
 #[derive(Default)]

@@ -78,6 +78,7 @@ fn failure_reason(outcome: &Outcome, undeclared: bool) -> Option<&'static str> {
         Outcome::To(i) if P::all()[i % P::all().len()] == P::Failed => Some("Failed"),
         Outcome::Fail => Some("Broke"),
         Outcome::FailTerminal => Some("Invalid"),
+        Outcome::Error(ErrorClass::Terminal) => Some("ScriptedTerminal"),
         Outcome::Error(_) => Some("ReconcileError"),
         _ => None,
     }

@@ -110,4 +110,8 @@ impl Classify for DbaasError {
     fn is_timeout(&self) -> bool {
         matches!(self, DbaasError::Timeout(_))
     }
+
+    fn reason(&self) -> std::borrow::Cow<'static, str> {
+        "DbaasError".into()
+    }
 }
