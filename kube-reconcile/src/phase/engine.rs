@@ -121,11 +121,6 @@ impl<M, K> PhaseEngine<M, K> {
         }
     }
 
-    /// The machine.
-    pub fn machine(&self) -> &M {
-        &self.inner.machine
-    }
-
     /// The finalizer this engine puts on objects.
     pub fn finalizer(&self) -> &str {
         &self.inner.config.finalizer

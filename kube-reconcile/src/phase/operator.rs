@@ -145,7 +145,7 @@ impl<M, K> Operator<M, K> {
         }
     }
 
-    /// The engine (clones share it), for its [`machine`](PhaseEngine::machine) and state.
+    /// The engine (clones share it), for its state.
     pub fn engine(&self) -> &PhaseEngine<M, K> {
         &self.engine
     }

@@ -76,22 +76,22 @@ impl<P: Phase> Transitions<P> {
     }
 
     /// The steady phase: the object is what its spec asks for.
-    pub fn ready(&self) -> P {
+    pub(crate) fn ready(&self) -> P {
         self.ready
     }
 
     /// The phase a ready object moves to when its spec changes, if declared.
-    pub fn updating(&self) -> Option<P> {
+    pub(crate) fn updating(&self) -> Option<P> {
         self.updating
     }
 
     /// The failure phase, reachable from every phase.
-    pub fn failed(&self) -> P {
+    pub(crate) fn failed(&self) -> P {
         self.failed
     }
 
     /// Where the failure phase goes when its retry is due.
-    pub fn retry(&self) -> P {
+    pub(crate) fn retry(&self) -> P {
         self.retry
     }
 
@@ -101,7 +101,7 @@ impl<P: Phase> Transitions<P> {
     }
 
     /// How long an object may stay in `phase` before it fails with `PhaseTimeout`.
-    pub fn deadline(&self, phase: P) -> Option<Duration> {
+    pub(crate) fn deadline(&self, phase: P) -> Option<Duration> {
         self.deadlines
             .iter()
             .find(|(p, _)| *p == phase)

@@ -22,7 +22,7 @@ impl RateLimited {
 /// Why a weighted or keyed check was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CheckError {
+pub(crate) enum CheckError {
     /// No capacity until `retry_after` from now.
     #[error("rate limited, retry after {retry_after:?}")]
     RateLimited {
@@ -49,7 +49,7 @@ pub enum CheckError {
 
 impl CheckError {
     /// How long to wait before the same check can succeed; `None` if it never can.
-    pub const fn retry_after(&self) -> Option<Duration> {
+    pub(crate) const fn retry_after(&self) -> Option<Duration> {
         match self {
             CheckError::RateLimited { retry_after }
             | CheckError::TooManyKeys { retry_after, .. } => Some(*retry_after),

@@ -11,7 +11,7 @@ use std::{
 use dashmap::mapref::one::Ref;
 
 use super::{
-    error::CheckError,
+    error::{CheckError, RateLimited},
     gcra::{Gcra, Reservation},
     limiter::{fits, limited},
     quota::Quota,
@@ -28,7 +28,7 @@ use crate::{
 /// changes no decision. Pruning is amortised over the arrival of new keys (at most once
 /// per refill time, between one second and one minute apart); [`sweep`](Self::sweep)
 /// runs it on demand. At most `max_keys` keys are tracked; a new key beyond that is
-/// refused with [`CheckError::TooManyKeys`] until cells expire.
+/// refused ([`RateLimited`]) until cells expire.
 ///
 /// Checking an existing key does not allocate: look it up by any borrowed form
 /// (`&str` for `String` keys).
@@ -108,23 +108,27 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
     ///
     /// # Errors
     ///
-    /// [`CheckError::RateLimited`] with the exact wait, or [`CheckError::TooManyKeys`]
-    /// for a new key when the limiter is full of live keys; nothing is taken.
-    pub fn check_key<Q>(&self, key: &Q) -> Result<(), CheckError>
+    /// [`RateLimited`] with the exact wait; nothing is taken. A new key finds no room
+    /// while [`max_keys`](Self::max_keys) live keys are tracked: it waits until they
+    /// have all refilled (one refill time).
+    pub fn check_key<Q>(&self, key: &Q) -> Result<(), RateLimited>
     where
         Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<Key>,
     {
+        // One cell always fits a burst, so every refusal has a wait.
         self.check_key_n(key, NonZeroU32::MIN)
+            .map_err(|e| RateLimited::new(e.retry_after().unwrap_or_default()))
     }
 
     /// Takes `n` cells from `key`'s limit at once, or none.
     ///
     /// # Errors
     ///
-    /// As [`check_key`](Self::check_key), plus [`CheckError::InsufficientCapacity`] if
-    /// `n` exceeds the burst.
+    /// [`CheckError::RateLimited`] with the exact wait, [`CheckError::TooManyKeys`] for a
+    /// new key when the limiter is full of live keys, or
+    /// [`CheckError::InsufficientCapacity`] if `n` exceeds the burst.
     pub(crate) fn check_key_n<Q>(&self, key: &Q, n: NonZeroU32) -> Result<(), CheckError>
     where
         Key: Borrow<Q>,

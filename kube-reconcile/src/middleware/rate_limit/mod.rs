@@ -67,7 +67,7 @@ use self::layer::Refusal;
 pub use self::{
     budget::RateBudget,
     builder::RateLimitBuilder,
-    error::{CheckError, RateLimitError, RateLimited},
+    error::{RateLimitError, RateLimited},
     handle::RateLimitHandle,
     keyed_limiter::KeyedLimiter,
     layer::RateLimitLayer,

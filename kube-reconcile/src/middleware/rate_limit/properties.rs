@@ -8,6 +8,7 @@ use std::{
 
 use proptest::prelude::*;
 
+use super::error::CheckError;
 use super::*;
 use crate::clock::ManualClock;
 
@@ -141,12 +142,7 @@ fn keys_are_limited_independently() {
     let limiter = KeyedLimiter::<String>::new(quota(100, 2)).clock(manual.clock());
     assert!(limiter.check_key("a").is_ok());
     assert!(limiter.check_key_n("a", nz(1)).is_ok());
-    assert_eq!(
-        limiter.check_key("a"),
-        Err(CheckError::RateLimited {
-            retry_after: ns(100)
-        })
-    );
+    assert_eq!(limiter.check_key("a"), Err(RateLimited::new(ns(100))));
     assert!(limiter.check_key_n("b", nz(2)).is_ok());
     assert_eq!(limiter.capacity("c").remaining(), 2);
     assert_eq!(
@@ -172,7 +168,7 @@ fn a_full_keyed_limiter_refuses_new_keys_until_tracked_ones_expire() {
     assert!(limiter.check_key(&1).is_ok());
     assert!(limiter.check_key(&2).is_ok());
     let refused = limiter
-        .check_key(&3)
+        .check_key_n(&3, NonZeroU32::MIN)
         .expect_err("two live keys fill the limiter");
     assert_eq!(
         refused,
