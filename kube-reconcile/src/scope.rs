@@ -22,6 +22,9 @@ pub(crate) struct Notes {
     pub(crate) refusal: Option<Unavailable>,
     /// The availability conditions of dependencies that answered a call, one per type.
     pub(crate) available: Vec<Condition>,
+    /// How far along the object of this run is: a dependency's budget gives callers
+    /// further along earlier turns.
+    pub(crate) priority: u32,
 }
 
 impl Notes {
@@ -44,15 +47,25 @@ pub(crate) fn add_missing(conditions: &mut Vec<Condition>, more: Vec<Condition>)
     }
 }
 
-/// Runs `f` in a fresh scope and returns its output with what it noted.
-pub(crate) async fn run<F: Future>(f: F) -> (F::Output, Notes) {
+/// Runs `f` in a fresh scope for an object `priority` along, and returns its output with
+/// what it noted.
+pub(crate) async fn run<F: Future>(priority: u32, f: F) -> (F::Output, Notes) {
+    let notes = Notes {
+        priority,
+        ..Notes::default()
+    };
     SCOPE
-        .scope(RefCell::new(Notes::default()), async move {
+        .scope(RefCell::new(notes), async move {
             let out = f.await;
             let notes = SCOPE.with(RefCell::take);
             (out, notes)
         })
         .await
+}
+
+/// The priority of the run this is called in; 0 outside the engine.
+pub(crate) fn priority() -> u32 {
+    SCOPE.try_with(|notes| notes.borrow().priority).unwrap_or(0)
 }
 
 /// Notes a refusal; the first one of a run is the one that counts.

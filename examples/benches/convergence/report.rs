@@ -5,7 +5,7 @@
     reason = "counts and sizes far below 2^52, printed as ratios"
 )]
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use super::{
     measure::{VERBS, is_write},
@@ -349,13 +349,16 @@ fn targets(results: &[Sized], error_rate: f64) -> Verdict {
         verdict(ok)
     );
 
-    // Faults: at most 2x the fault-free time; a flaky health endpoint: at most 1.3x.
+    v.others_missed |= !in_order(results);
+    v.others_missed |= !requests_per_object(results);
+
+    // Faults: at most 1.3x the fault-free time, for API errors and a flaky health endpoint.
     v.others_missed |= !slowdown(
         results,
         |s| Some(&s.ours_faulted),
-        2.0,
+        1.3,
         &format!(
-            "with {:.0}% API errors, converged within 2x the fault-free time",
+            "with {:.0}% API errors, converged within 1.3x the fault-free time",
             error_rate * 100.0
         ),
     );
@@ -373,6 +376,52 @@ fn targets(results: &[Sized], error_rate: f64) -> Verdict {
         ),
     );
     v
+}
+
+/// Objects finished in order: the first Ready within 3 s, the median at most 0.6x the last.
+fn in_order(results: &[Sized]) -> bool {
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        let o = &s.ours;
+        match (o.percentile(0), o.percentile(50), o.converged) {
+            (Some(first), Some(median), Some(last)) => {
+                let share = median.as_secs_f64() / last.as_secs_f64();
+                ok &= first <= Duration::from_secs(3) && share <= 0.6;
+                let _ = write!(
+                    detail,
+                    " N={}: first {:.2} s, median {share:.2}x the last;",
+                    o.n,
+                    first.as_secs_f64()
+                );
+            }
+            _ => {
+                ok = false;
+                let _ = write!(detail, " N={}: did not converge;", o.n);
+            }
+        }
+    }
+    println!(
+        "{} objects finish in order (first Ready within 3 s, median at most 0.6x the last):{detail}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// At most 22 API requests per converged object.
+fn requests_per_object(results: &[Sized]) -> bool {
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        let per = s.ours.per_object(s.ours.requests.total());
+        ok &= s.ours.converged.is_some() && per <= 22.0;
+        let _ = write!(detail, " N={}: {per:.2};", s.ours.n);
+    }
+    println!(
+        "{} at most 22 API requests per converged object:{detail}",
+        verdict(ok)
+    );
+    ok
 }
 
 /// Prints whether each size's `pick` run converged within `limit` times the clean run;

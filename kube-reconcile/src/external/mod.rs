@@ -132,9 +132,12 @@
 //! check, or the budget's exact wait, with a random spread so objects do not return
 //! together; with a budget, each held-back caller gets a turn in the budget's queue
 //! instead (one emission interval after the caller held back before it), so thousands
-//! of waiting objects come back at the rate the budget can serve. Wall-clock times are computed from the dependency's monotonic clock (which
-//! follows paused tokio time) and a wall-clock anchor taken at build, so a wall-clock
-//! step never moves a deadline and tests are deterministic.
+//! of waiting objects come back at the rate the budget can serve. Inside the phase
+//! engine the queue is ordered by how far along each object is (see
+//! [`RateBudget`](crate::middleware::rate_limit::RateBudget)): objects are finished
+//! before new ones are started. Wall-clock times are computed from the dependency's
+//! monotonic clock (which follows paused tokio time) and a wall-clock anchor taken at
+//! build, so a wall-clock step never moves a deadline and tests are deterministic.
 //!
 //! # Idempotent creates
 //!

@@ -48,7 +48,8 @@ impl<M> Inner<M> {
             entered_at: next_status::entered_at(&status),
             now: at.now,
         };
-        let decided = noted(self.machine.cleanup(obj, &step)).await;
+        // Deleting finishes an object: its calls go before any phase's.
+        let decided = noted(u32::MAX, self.machine.cleanup(obj, &step)).await;
         match decided {
             Ok(Cleanup {
                 kind: CleanupKind::Paced(after),

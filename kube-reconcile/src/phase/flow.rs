@@ -257,7 +257,11 @@ impl<M> Inner<M> {
             entered_at: entered,
             now: at.now,
         };
-        let decided = noted(self.machine.handle(phase, obj, &step)).await;
+        // How far along the object is, for the turns at dependency budgets: the phase's
+        // distance from the initial one, and whether its work in the phase is under way.
+        let priority =
+            table.rank(phase) * 2 + u32::from(next_status::under_way(status, phase.name()));
+        let decided = noted(priority, self.machine.handle(phase, obj, &step)).await;
         let paced_for = match &decided {
             Ok(t) => match t.kind {
                 Kind::Stay { after, paced: true } => Some(after.unwrap_or_default()),

@@ -127,6 +127,19 @@ pub(super) fn standing_of<P: Phase>(table: &Transitions<P>, phase: P) -> Standin
     }
 }
 
+/// Whether the handler of `phase` already ran in it and stayed with a reason of its own
+/// (the `Ready` condition no longer says why the phase was entered): the object's work
+/// in this phase is under way.
+pub(super) fn under_way(status: &PhaseStatus, phase: &str) -> bool {
+    let Some(entry) = status.phase_history.last().filter(|r| r.phase == phase) else {
+        return false;
+    };
+    status
+        .conditions
+        .find(READY)
+        .is_some_and(|c| c.reason != entry.reason)
+}
+
 /// The status after moving from `from` to `to`.
 ///
 /// `observe` says whether this move starts a new pass through the phases (entering the

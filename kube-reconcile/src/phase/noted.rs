@@ -63,15 +63,17 @@ impl Decision for Cleanup {
     }
 }
 
-/// Runs a handler or cleanup in a scope and settles its decision: a failure because a
+/// Runs a handler or cleanup in a scope (`priority`: how far along the object is, for
+/// the turns of dependency budgets) and settles its decision: a failure because a
 /// dependency held a call back is that refusal's decision, not an error; the conditions
 /// of the dependencies it called go along with a decision that does not set them.
 pub(super) async fn noted<D: Decision, E: Classify>(
+    priority: u32,
     run: impl Future<Output = Result<D, E>>,
 ) -> Result<D, E> {
     // Boxed: a handler's future (a whole phase of user code) is often large, and the
     // engine's future is what the controller holds for every reconcile in flight.
-    let (decided, notes) = crate::scope::run(Box::pin(run)).await;
+    let (decided, notes) = crate::scope::run(priority, Box::pin(run)).await;
     let conditions = notes.conditions();
     let decided = match (decided, &notes.refusal) {
         (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {

@@ -54,6 +54,9 @@ pub struct Transitions<P: Phase> {
     failed: P,
     retry: P,
     deadlines: Vec<(P, Duration)>,
+    /// Each phase's distance from the initial one along the declared edges: how far
+    /// along an object in it is.
+    ranks: Vec<(P, u32)>,
 }
 
 impl<P: Phase> Transitions<P> {
@@ -88,6 +91,14 @@ impl<P: Phase> Transitions<P> {
     /// The failure phase, reachable from every phase.
     pub(crate) fn failed(&self) -> P {
         self.failed
+    }
+
+    /// How far along an object in `phase` is: its distance from the initial phase.
+    pub(crate) fn rank(&self, phase: P) -> u32 {
+        self.ranks
+            .iter()
+            .find_map(|&(p, rank)| (p == phase).then_some(rank))
+            .unwrap_or(0)
     }
 
     /// Where the failure phase goes when its retry is due.
@@ -251,6 +262,7 @@ impl<P: Phase> TransitionsBuilder<P> {
                 return Err(TableError::Unreachable(name(phase)));
             }
         }
+        let ranks = ranks(self.initial, failed, &edges);
         Ok(Transitions {
             initial: self.initial,
             edges,
@@ -259,8 +271,26 @@ impl<P: Phase> TransitionsBuilder<P> {
             failed,
             retry,
             deadlines: self.deadlines,
+            ranks,
         })
     }
+}
+
+/// Breadth-first distances from `initial` over `edges`; the failed phase (a resting
+/// point every phase can reach) ranks 0.
+fn ranks<P: Phase>(initial: P, failed: P, edges: &HashSet<(P, P)>) -> Vec<(P, u32)> {
+    let mut ranks = vec![(initial, 0)];
+    let mut i = 0;
+    while i < ranks.len() {
+        let (from, rank) = ranks[i];
+        for &(f, to) in edges {
+            if f == from && to != failed && !ranks.iter().any(|(p, _)| *p == to) {
+                ranks.push((to, rank + 1));
+            }
+        }
+        i += 1;
+    }
+    ranks
 }
 
 /// What is wrong with a transition table.
@@ -341,6 +371,17 @@ mod tests {
         assert!(table.allows(P::C, P::Failed));
         assert!(!table.allows(P::A, P::C));
         assert_eq!(table.to_string().lines().count(), 4);
+    }
+
+    #[test]
+    fn each_phase_ranks_by_its_distance_from_the_initial_one() {
+        // A shortcut A -> C makes C one step away; the failed phase is a resting point.
+        let table = base().edge(P::A, P::C).edge(P::C, P::Failed).build().unwrap();
+        let ranks: Vec<_> = [P::A, P::B, P::C, P::Ready, P::Failed]
+            .into_iter()
+            .map(|p| table.rank(p))
+            .collect();
+        assert_eq!(ranks, [0, 1, 1, 2, 0]);
     }
 
     #[test]

@@ -68,6 +68,37 @@ async fn callers_refused_by_the_budget_come_back_one_turn_apart_and_find_their_c
 }
 
 #[tokio::test(start_paused = true)]
+async fn inside_the_engine_objects_further_along_get_the_earlier_turns() {
+    let budget = RateBudget::new("dbaas", Quota::per_second(nz(5)).burst(nz(1)));
+    let dbaas = Gate::builder("dbaas").budget(budget).seed(5).build();
+    let Admission::Ready(pass) = dbaas.admit().await else {
+        panic!("the one cell")
+    };
+    pass.success();
+    // What a handler run at `priority` is told to wait, as the engine runs it.
+    let held = |priority| {
+        let dbaas = &dbaas;
+        async move {
+            let (admission, _) = crate::scope::run(priority, dbaas.admit()).await;
+            let Admission::Unavailable(limited) = admission else {
+                panic!("spent")
+            };
+            limited.retry_after
+        }
+    };
+    let ms = Duration::from_millis;
+    // Ten objects starting out queue first come, first served.
+    for i in 1..=10 {
+        assert_eq!(held(0).await, ms(200) * i);
+    }
+    // One further along goes ahead of all of them, the next of its kind right after.
+    assert_eq!(held(3).await, ms(200));
+    assert_eq!(held(3).await, ms(400));
+    // And one more starting out waits behind everyone.
+    assert_eq!(held(0).await, ms(200) * 13);
+}
+
+#[tokio::test(start_paused = true)]
 async fn admit_n_takes_a_cell_per_call_or_none() {
     let budget = RateBudget::new("dbaas", Quota::per_second(nz(4)));
     let dbaas = Gate::builder("dbaas").budget(budget.clone()).build();

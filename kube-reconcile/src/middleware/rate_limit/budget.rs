@@ -4,10 +4,7 @@ use std::{
     fmt,
     future::Future,
     num::NonZeroU32,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -26,6 +23,13 @@ use crate::clock::Nanos;
 /// same cells: the reconciles of every object, the other controllers in the process, and
 /// direct calls. A layer that defers because of this budget names it in
 /// [`DeferReason::RateLimited`](crate::DeferReason::RateLimited).
+///
+/// Callers it refuses get turns in a queue, one emission interval apart, so they come
+/// back at the rate it refills. Inside the phase engine the queue is ordered by how far
+/// along each caller's object is (its phase's distance from the initial one, then
+/// whether its work in that phase is under way; cleanups first): work that finishes
+/// objects goes before work that starts new ones. Elsewhere it is first come, first
+/// served.
 ///
 /// # Examples
 ///
@@ -52,9 +56,10 @@ pub struct RateBudget {
 struct Inner {
     name: Arc<str>,
     limiter: RateLimiter,
-    /// The end of the queue of refused callers: the raw time on the limiter's clock
-    /// after the last turn handed out by [`RateBudget::turn`].
-    queue_end: AtomicU64,
+    /// The queue of refused callers, by priority: for each priority that holds turns,
+    /// the raw time on the limiter's clock after the last turn of a caller with that
+    /// priority or a higher one (see [`RateBudget::turn`]).
+    queue: Mutex<Vec<(u32, u64)>>,
     /// The controller of an [adaptive](RateBudget::adaptive) budget.
     adaptive: Option<Mutex<Aimd>>,
 }
@@ -109,7 +114,7 @@ impl RateBudget {
             inner: Arc::new(Inner {
                 name: name.into(),
                 limiter,
-                queue_end: AtomicU64::new(0),
+                queue: Mutex::new(Vec::new()),
                 adaptive: adaptive.map(Mutex::new),
             }),
         }
@@ -211,7 +216,18 @@ impl RateBudget {
     /// arrive at the rate the budget refills. A turn reserves nothing: a caller that
     /// comes back and finds its cell taken (by one that was never refused) is refused
     /// again and takes a new turn at the end of the queue.
+    ///
+    /// The queue is ordered by priority first: inside the phase engine, a caller's
+    /// priority is how far along its object is, so work that finishes objects takes its
+    /// turn before work that starts new ones. A turn handed to a caller of higher
+    /// priority pushes the turns of every lower priority back by its cost (the callers
+    /// holding them find their cells taken and queue again). Outside the engine every
+    /// caller has the same priority, and the queue is first come, first served.
     pub(crate) fn turn(&self, n: NonZeroU32, wait: Duration) -> Duration {
+        self.turn_at(crate::scope::priority(), n, wait)
+    }
+
+    fn turn_at(&self, priority: u32, n: NonZeroU32, wait: Duration) -> Duration {
         let limiter = &self.inner.limiter;
         let now = limiter.now();
         let earliest = now.saturating_add(wait).as_raw();
@@ -224,19 +240,32 @@ impl RateBudget {
         );
         let cost = pace.emission_interval().saturating_mul(n.get());
         let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
-        let mut end = self.inner.queue_end.load(Ordering::Acquire);
-        loop {
-            let turn = end.max(earliest);
-            match self.inner.queue_end.compare_exchange_weak(
-                end,
-                turn.saturating_add(cost),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Nanos::from_raw(turn).saturating_since(now),
-                Err(actual) => end = actual,
+        let mut queue = self
+            .inner
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Turns that ended in the past order nothing any more.
+        queue.retain(|&(_, end)| end > now.as_raw());
+        let ahead = queue
+            .iter()
+            .filter(|&&(p, _)| p >= priority)
+            .map(|&(_, end)| end)
+            .max()
+            .unwrap_or(0);
+        let turn = ahead.max(earliest);
+        let after = turn.saturating_add(cost);
+        for (p, end) in queue.iter_mut() {
+            if *p < priority {
+                *end = (*end).max(turn).saturating_add(cost);
+            } else if *p == priority {
+                *end = after;
             }
         }
+        if !queue.iter().any(|&(p, _)| p == priority) {
+            queue.push((priority, after));
+        }
+        Nanos::from_raw(turn).saturating_since(now)
     }
 
     /// The free capacity now.
@@ -372,6 +401,31 @@ mod tests {
         budget.check().expect("full again");
         let wait = budget.check().expect_err("spent").retry_after;
         assert_eq!(budget.turn(nz(1), wait), wait);
+    }
+
+    #[test]
+    fn callers_further_along_take_their_turns_first() {
+        let manual = ManualClock::new();
+        let budget = RateBudget::from_limiter(
+            "dbaas",
+            RateLimiter::new(Quota::per_second(nz(5))).clock(manual.clock()),
+        );
+        let ms = Duration::from_millis;
+        let wait = ms(200);
+        // Three callers starting objects queue first come, first served.
+        let starting: Vec<_> = (0..3).map(|_| budget.turn_at(0, nz(1), wait)).collect();
+        assert_eq!(starting, [ms(200), ms(400), ms(600)]);
+        // A caller finishing an object goes before all of them, the next one after it,
+        // and the queue of starting callers moves back by their turns.
+        assert_eq!(budget.turn_at(4, nz(1), wait), ms(200));
+        assert_eq!(budget.turn_at(4, nz(1), wait), ms(400));
+        assert_eq!(budget.turn_at(0, nz(1), wait), ms(1_200));
+        // In between: behind the finishing callers, ahead of the starting ones.
+        assert_eq!(budget.turn_at(2, nz(1), wait), ms(600));
+        assert_eq!(budget.turn_at(0, nz(1), wait), ms(1_600));
+        // Once every turn is in the past, the queue is empty again.
+        manual.advance(ms(2_000));
+        assert_eq!(budget.turn_at(0, nz(1), wait), wait);
     }
 
     #[test]
