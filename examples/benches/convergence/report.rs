@@ -384,21 +384,20 @@ fn in_order(results: &[Sized]) -> bool {
     let mut ok = true;
     for s in results {
         let o = &s.ours;
-        match (o.percentile(0), o.percentile(50), o.converged) {
-            (Some(first), Some(median), Some(last)) => {
-                let share = median.as_secs_f64() / last.as_secs_f64();
-                ok &= first <= Duration::from_secs(3) && share <= 0.6;
-                let _ = write!(
-                    detail,
-                    " N={}: first {:.2} s, median {share:.2}x the last;",
-                    o.n,
-                    first.as_secs_f64()
-                );
-            }
-            _ => {
-                ok = false;
-                let _ = write!(detail, " N={}: did not converge;", o.n);
-            }
+        if let (Some(first), Some(median), Some(last)) =
+            (o.percentile(0), o.percentile(50), o.converged)
+        {
+            let share = median.as_secs_f64() / last.as_secs_f64();
+            ok &= first <= Duration::from_secs(3) && share <= 0.6;
+            let _ = write!(
+                detail,
+                " N={}: first {:.2} s, median {share:.2}x the last;",
+                o.n,
+                first.as_secs_f64()
+            );
+        } else {
+            ok = false;
+            let _ = write!(detail, " N={}: did not converge;", o.n);
         }
     }
     println!(
