@@ -180,7 +180,7 @@ pub fn start_with(
         std::num::NonZeroU32::new(20).expect("non-zero"),
     ));
     let backoff = BackoffConfig::operator()
-        .base(Duration::from_millis(200))
+        .base(Duration::from_millis(20))
         .cap(Duration::from_secs(20))
         .build()?;
     let rate_limit_handle = rate_limit.handle();

@@ -362,6 +362,7 @@ impl<M> Inner<M> {
                 // Paced: off the deadline's clock, so the deadline does not cut it short.
                 let deadline = deadline.filter(|_| !paced);
                 let mut next = status.clone();
+                clear_overcome_error(&mut next, table, phase);
                 if t.reason.is_some() {
                     next_status::set_conditions(
                         &mut next,
@@ -379,7 +380,9 @@ impl<M> Inner<M> {
             }
 
             Kind::Done => {
-                self.write_then(api, obj, status, extra, None, Action::await_change())
+                let mut next = status.clone();
+                clear_overcome_error(&mut next, table, phase);
+                self.write_then(api, obj, &next, extra, None, Action::await_change())
                     .await
             }
             Kind::To(to) if to == table.failed() => {
@@ -424,5 +427,17 @@ impl<M> Inner<M> {
                 self.moved(api, obj, &next, extra, note).await
             }
         }
+    }
+}
+
+/// A Ready object whose handler succeeded carries no `lastError`: an error it met while
+/// Ready (a child it could not read) has been overcome.
+fn clear_overcome_error<P: Phase>(
+    status: &mut PhaseStatus,
+    table: &super::Transitions<P>,
+    phase: P,
+) {
+    if phase == table.ready() {
+        status.last_error = None;
     }
 }

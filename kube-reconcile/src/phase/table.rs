@@ -376,7 +376,11 @@ mod tests {
     #[test]
     fn each_phase_ranks_by_its_distance_from_the_initial_one() {
         // A shortcut A -> C makes C one step away; the failed phase is a resting point.
-        let table = base().edge(P::A, P::C).edge(P::C, P::Failed).build().unwrap();
+        let table = base()
+            .edge(P::A, P::C)
+            .edge(P::C, P::Failed)
+            .build()
+            .unwrap();
         let ranks: Vec<_> = [P::A, P::B, P::C, P::Ready, P::Failed]
             .into_iter()
             .map(|p| table.rank(p))

@@ -284,3 +284,28 @@ async fn a_retryable_handler_error_keeps_the_phase_and_is_recorded() {
     env.reconcile("db").await.unwrap_err();
     assert_eq!(env.server().requests().since(&before).writes(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_error_met_while_ready_is_cleared_once_the_handler_succeeds() {
+    let env = env().await;
+    env.create("db", 3, "flaky-ready").await;
+    for _ in 0..6 {
+        let _ = env.reconcile("db").await;
+    }
+    assert_eq!(phase_of(&env.get("db").await), Some("Ready"));
+    let erred = env.reconcile("db").await;
+    assert!(erred.is_err(), "the Ready handler failed once: {erred:?}");
+    let obj = env.get("db").await;
+    assert_eq!(phase_of(&obj), Some("Ready"));
+    assert_eq!(
+        machine(&obj).last_error.map(|e| e.reason),
+        Some("ReconcileError".to_owned())
+    );
+    env.reconcile("db").await.unwrap();
+    let obj = env.get("db").await;
+    assert_eq!(machine(&obj).last_error, None, "overcome, so not shown");
+    // And then nothing more to write.
+    let version = obj.metadata.resource_version.clone();
+    env.reconcile("db").await.unwrap();
+    assert_eq!(env.get("db").await.metadata.resource_version, version);
+}

@@ -191,6 +191,10 @@ impl PhaseMachine<Pipeline, Ctx> for Machine {
             P::Verifying => Transition::to(P::Ready)
                 .because("Verified", "all checks passed")
                 .with_status(json!({ "endpoint": format!("{}.svc:5432", obj.name_any()) })),
+            // A child that cannot be read once while Ready.
+            P::Ready if script == "flaky-ready" && run == 1 => {
+                return Err(Scripted(ErrorClass::Transient));
+            }
             P::Ready | P::Failed => Transition::done(),
         })
     }
