@@ -134,6 +134,8 @@
 //!
 //! [`DynamicObject`]: kube::core::DynamicObject
 
+mod cache;
+pub(crate) use self::{cache::ChildCache, child::MANAGED_BY};
 mod child;
 mod config;
 mod desired;
@@ -195,6 +197,8 @@ pub struct Children {
     client: Client,
     owner: Owner,
     config: EnsureConfig,
+    /// Watch caches of child kinds, when the operator keeps them.
+    cache: Option<cache::ChildCache>,
 }
 
 #[derive(Clone, Debug)]
@@ -295,7 +299,14 @@ impl Children {
                 display,
             },
             config,
+            cache: None,
         })
+    }
+
+    /// Reads children from `cache` (the operator's watch caches) where it can.
+    pub(crate) fn with_cache(mut self, cache: Option<ChildCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The settings in use.

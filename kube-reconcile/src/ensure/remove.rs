@@ -82,11 +82,15 @@ impl Children {
                 .map(str::to_string);
             match location.api.delete(name, &delete_params(uid)).await {
                 Ok(_) => {
+                    self.stale(&location, name);
                     tracing::debug!(kind = %kind, object = %shown, "ensure: deleted");
                     Ok(Step::Done(Ensured::Deleted))
                 }
                 Err(e) if status_code(&e) == Some(404) => Ok(Step::Done(Ensured::Unchanged)),
-                Err(e) if status_code(&e) == Some(409) => Ok(Step::Retry(e)),
+                Err(e) if status_code(&e) == Some(409) => {
+                    self.stale(&location, name);
+                    Ok(Step::Retry(e))
+                }
                 Err(e) => Err(api_error("deleting", &kind, &shown)(e)),
             }
         })

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Children,
+    cache::Cached,
     child::{Location, Target},
     error::EnsureError,
     outcome::Ensured,
@@ -76,17 +77,50 @@ pub(crate) fn to_json(obj: &DynamicObject, kind: &str, shown: &str) -> Result<Va
 }
 
 impl Children {
-    /// Reads the live object as JSON, if it exists.
+    /// Reads the live object as JSON, if it exists: from the watch cache of its kind
+    /// when there is one that has seen our last write to it, else from the server.
     pub(crate) async fn read(
         &self,
         location: &Location,
         name: &str,
     ) -> Result<Option<Value>, EnsureError> {
         let shown = location.display(name);
+        let namespace = location.namespace.as_deref();
+        if let Some(cache) = &self.cache
+            && let Cached::Hit(found) = cache.get(&location.resource, namespace, name)
+        {
+            return found
+                .map(|obj| to_json(&obj, &location.kind, &shown))
+                .transpose();
+        }
         match location.api.get_opt(name).await {
-            Ok(Some(obj)) => to_json(&obj, &location.kind, &shown).map(Some),
-            Ok(None) => Ok(None),
+            Ok(found) => {
+                self.saw(location, name, found.as_ref());
+                found
+                    .map(|obj| to_json(&obj, &location.kind, &shown))
+                    .transpose()
+            }
             Err(e) => Err(api_error("getting", &location.kind, &shown)(e)),
+        }
+    }
+
+    /// Tells the cache what the server answered for this child (`None`: no child).
+    pub(crate) fn saw(&self, location: &Location, name: &str, object: Option<&DynamicObject>) {
+        if let Some(cache) = &self.cache {
+            cache.saw(
+                &location.resource,
+                location.namespace.as_deref(),
+                name,
+                object,
+            );
+        }
+    }
+
+    /// Tells the cache it may be behind for this child: a write conflicted, or a
+    /// delete went through (the object may linger with finalizers).
+    pub(crate) fn stale(&self, location: &Location, name: &str) {
+        if let Some(cache) = &self.cache {
+            cache.stale(&location.resource, location.namespace.as_deref(), name);
         }
     }
 
@@ -160,12 +194,16 @@ impl Children {
             .patch(&t.name, &params, &Patch::Apply(&t.body))
             .await
         {
-            Ok(_) => {
+            Ok(written) => {
+                self.saw(&t.location, &t.name, Some(&written));
                 let outcome = fields.map_or(Ensured::Created, |fields| Ensured::Updated { fields });
                 tracing::debug!(kind = %kind, object = %shown, %outcome, "ensure: applied");
                 Ok(Step::Done(outcome))
             }
-            Err(e) if status_code(&e) == Some(409) => Ok(Step::Retry(e)),
+            Err(e) if status_code(&e) == Some(409) => {
+                self.stale(&t.location, &t.name);
+                Ok(Step::Retry(e))
+            }
             Err(e) => Err(api_error("applying", kind, &shown)(e)),
         }
     }
@@ -241,7 +279,8 @@ impl Children {
             .patch(&t.name, &params, &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => {
+            Ok(written) => {
+                self.saw(&t.location, &t.name, Some(&written));
                 let outcome = Ensured::Updated {
                     fields: diff.fields,
                 };
@@ -249,7 +288,10 @@ impl Children {
                 Ok(Step::Done(outcome))
             }
             // Changed (409) or deleted (404) since we read it: read again.
-            Err(e) if matches!(status_code(&e), Some(409 | 404)) => Ok(Step::Retry(e)),
+            Err(e) if matches!(status_code(&e), Some(409 | 404)) => {
+                self.stale(&t.location, &t.name);
+                Ok(Step::Retry(e))
+            }
             Err(e) => Err(api_error("patching", kind, &shown)(e)),
         }
     }
@@ -314,12 +356,16 @@ impl Children {
             field_manager: Some(self.config.get_field_manager().to_string()),
         };
         match t.location.api.create(&params, &obj).await {
-            Ok(_) => {
+            Ok(written) => {
+                self.saw(&t.location, &t.name, Some(&written));
                 tracing::debug!(kind = %kind, object = %shown, "ensure: created");
                 Ok(Step::Done(Ensured::Created))
             }
             // Created by someone else since we looked: read it and decide again.
-            Err(e) if status_code(&e) == Some(409) => Ok(Step::Retry(e)),
+            Err(e) if status_code(&e) == Some(409) => {
+                self.stale(&t.location, &t.name);
+                Ok(Step::Retry(e))
+            }
             Err(e) => Err(api_error("creating", kind, &shown)(e)),
         }
     }

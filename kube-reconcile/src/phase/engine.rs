@@ -37,6 +37,8 @@ pub(super) struct Inner<M> {
     pub(super) wall: WallClock,
     /// Objects held back by the operator's own pacing, and since when.
     pub(super) pacing: super::pacing::Pacing,
+    /// Watch caches of child kinds, read before the server.
+    pub(super) cache: crate::ensure::ChildCache,
 }
 
 impl<M, K> Clone for PhaseEngine<M, K> {
@@ -115,10 +117,28 @@ impl<M, K> PhaseEngine<M, K> {
                 recorder,
                 wall: WallClock::new(clock, Timestamp::now()),
                 pacing: super::pacing::Pacing::default(),
+                cache: crate::ensure::ChildCache::default(),
                 config,
             }),
             _resource: PhantomData,
         }
+    }
+
+    /// The engine's watch caches of child kinds.
+    pub(super) fn cache(&self) -> &crate::ensure::ChildCache {
+        &self.inner.cache
+    }
+
+    /// The label selector of every child this engine writes (`None` with labels off).
+    pub(super) fn children_selector(&self) -> Option<String> {
+        let children = &self.inner.config.children;
+        children.labels_on().then(|| {
+            format!(
+                "{}={}",
+                crate::ensure::MANAGED_BY,
+                children.get_field_manager()
+            )
+        })
     }
 
     /// The finalizer this engine puts on objects.

@@ -43,6 +43,7 @@ impl<M> Inner<M> {
             ctx,
             client: &self.client,
             children: &self.config.children,
+            cache: &self.cache,
             phase,
             status: &status,
             entered_at: next_status::entered_at(&status),

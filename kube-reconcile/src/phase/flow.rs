@@ -252,16 +252,17 @@ impl<M> Inner<M> {
             ctx,
             client: &self.client,
             children: &self.config.children,
+            cache: &self.cache,
             phase,
             status,
             entered_at: entered,
             now: at.now,
         };
-        // How far along the object is, for the turns at dependency budgets: the phase's
-        // distance from the initial one, and whether its work in the phase is under way.
-        let priority =
-            table.rank(phase) * 2 + u32::from(next_status::under_way(status, phase.name()));
-        let decided = noted(priority, self.machine.handle(phase, obj, &step)).await;
+        let decided = noted(
+            priority(table, status, phase),
+            self.machine.handle(phase, obj, &step),
+        )
+        .await;
         let paced_for = match &decided {
             Ok(t) => match t.kind {
                 Kind::Stay { after, paced: true } => Some(after.unwrap_or_default()),
@@ -283,7 +284,6 @@ impl<M> Inner<M> {
             status: &with_paced,
             ..*here
         };
-        let status = here.status;
         // Leaving the phase ends what there is to track, once that is written.
         let leaves = match &decided {
             Ok(t) => match t.kind {
@@ -299,33 +299,45 @@ impl<M> Inner<M> {
                 let t = Transition::fail_terminal(error.reason(), chain(&error));
                 self.apply(here, obj, t, None).await
             }
-            Err(error) => {
-                let reason = error.reason();
-                let message = chain(&error);
-                let mut next = status.clone();
-                next_status::record_error(
-                    &mut next,
-                    phase.name(),
-                    &Why {
-                        reason: &reason,
-                        message: &message,
-                    },
-                    at.now,
-                );
-                // Best effort: the handler's error is what the caller needs to see.
-                if let Err(write) = self.write::<K, M::Error>(here.api, obj, &next, None).await {
-                    tracing::debug!(object = %obj.name_any(), error = %write, "recording the last error failed");
-                }
-                Err(PhaseError::Handler {
-                    phase: phase.name(),
-                    source: error,
-                })
-            }
+            Err(error) => Err(self.record_failure(here, obj, error).await),
         };
         if leaves && result.is_ok() {
             self.pacing.forget(&key);
         }
         result
+    }
+
+    /// Records a retryable handler error as the object's `lastError` (best effort) and
+    /// returns it for the caller.
+    async fn record_failure<K: Object, Ctx>(
+        &self,
+        here: &Here<'_, M::Phase>,
+        obj: &K,
+        error: M::Error,
+    ) -> PhaseError<M::Error>
+    where
+        M: PhaseMachine<K, Ctx>,
+    {
+        let reason = error.reason();
+        let message = chain(&error);
+        let mut next = here.status.clone();
+        next_status::record_error(
+            &mut next,
+            here.phase.name(),
+            &Why {
+                reason: &reason,
+                message: &message,
+            },
+            here.at.now,
+        );
+        // Best effort: the handler's error is what the caller needs to see.
+        if let Err(write) = self.write::<K, M::Error>(here.api, obj, &next, None).await {
+            tracing::debug!(object = %obj.name_any(), error = %write, "recording the last error failed");
+        }
+        PhaseError::Handler {
+            phase: here.phase.name(),
+            source: error,
+        }
     }
 
     /// Applies a handler's decision.
@@ -440,4 +452,10 @@ fn clear_overcome_error<P: Phase>(
     if phase == table.ready() {
         status.last_error = None;
     }
+}
+
+/// How far along an object in `phase` is, for the turns at dependency budgets: the
+/// phase's distance from the initial one, and whether its work in the phase is under way.
+fn priority<P: Phase>(table: &super::Transitions<P>, status: &PhaseStatus, phase: P) -> u32 {
+    table.rank(phase) * 2 + u32::from(next_status::under_way(status, phase.name()))
 }

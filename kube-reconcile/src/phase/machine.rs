@@ -71,6 +71,7 @@ pub struct Step<'a, P, Ctx> {
     pub(super) ctx: &'a Arc<Ctx>,
     pub(super) client: &'a Client,
     pub(super) children: &'a EnsureConfig,
+    pub(super) cache: &'a crate::ensure::ChildCache,
     pub(super) phase: P,
     pub(super) status: &'a PhaseStatus,
     pub(super) entered_at: Option<Timestamp>,
@@ -126,7 +127,10 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
         &self,
         owner: &K,
     ) -> Result<Children, EnsureError> {
-        Children::with_config(self.client.clone(), owner, self.children.clone())
+        Ok(
+            Children::with_config(self.client.clone(), owner, self.children.clone())?
+                .with_cache(Some(self.cache.clone())),
+        )
     }
 
     /// The phase whose handler runs.

@@ -5,6 +5,7 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use futures_util::StreamExt as _;
 use kube::{
     Api, Client, Resource,
+    core::ApiResource,
     runtime::{Controller, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -50,6 +51,7 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`deferral_status`](OperatorBuilder::deferral_status) | on |
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
 /// | `metrics` (feature `metrics`) | none |
+/// | [`cache`](OperatorBuilder::cache) | none: children are read by GET |
 /// | [`watcher`](Operator::watcher) | `watcher::Config::default()` |
 /// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
 ///
@@ -112,6 +114,8 @@ struct Layers {
     leader: Option<LeaderHandle>,
     #[cfg(feature = "metrics")]
     metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
+    /// Child kinds read from watch caches.
+    caches: Vec<ApiResource>,
 }
 
 /// Builds an [`Operator`]; see its defaults.
@@ -141,6 +145,7 @@ impl<M, K> Operator<M, K> {
                 leader: None,
                 #[cfg(feature = "metrics")]
                 metrics: None,
+                caches: Vec::new(),
             },
         }
     }
@@ -182,7 +187,25 @@ impl<M, K> Operator<M, K> {
         K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
         Ctx: Send + Sync + 'static,
     {
-        let layers = self.layers;
+        let mut layers = self.layers;
+        let caches = std::mem::take(&mut layers.caches);
+        let selector = self.engine.children_selector();
+        if selector.is_none() && !caches.is_empty() {
+            tracing::warn!("children carry no labels: their kinds are not cached");
+        }
+        let watches: Vec<_> = selector
+            .map(|selector| {
+                caches
+                    .iter()
+                    .map(|resource| {
+                        self.engine
+                            .cache()
+                            .watch(self.client.clone(), resource, &selector)
+                            .boxed()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let backoff_handle = layers.backoff.handle();
         let deferrals = layers
             .deferral_status
@@ -202,9 +225,17 @@ impl<M, K> Operator<M, K> {
         if let Some(signal) = self.shutdown {
             controller = controller.graceful_shutdown_on(signal);
         }
-        controller
+        let controller = controller
             .run_reconciler(reconciler, ctx)
-            .for_each(|_| async {})
+            .for_each(|_| async {});
+        // Never done by itself (not even with no kind to cache): the controller decides.
+        let caches = futures_util::stream::select_all(watches)
+            .chain(futures_util::stream::pending())
+            .for_each(|()| async {});
+        async move {
+            // The caches live as long as the controller; they never end by themselves.
+            futures_util::future::select(std::pin::pin!(controller), std::pin::pin!(caches)).await;
+        }
     }
 }
 
@@ -246,6 +277,28 @@ impl<M, K> OperatorBuilder<M, K> {
     /// condition (see [`DeferralStatusLayer`](super::DeferralStatusLayer)).
     pub const fn deferral_status(mut self, on: bool) -> Self {
         self.layers.deferral_status = on;
+        self
+    }
+
+    /// Reads children of kind `C` from a watch cache instead of the API server.
+    ///
+    /// The operator watches, in every namespace, the objects of kind `C` that carry the
+    /// `app.kubernetes.io/managed-by` label of its field manager (every child it writes
+    /// does, unless [labels](crate::ensure::EnsureConfig::labels) are off; then this does
+    /// nothing). [`Step::ensure`](super::Step::ensure) and
+    /// [`Step::readiness`](super::Step::readiness) read such children from the cache,
+    /// never older than this process's own last write to them: after a write the child
+    /// is read from the server until the cache holds the version written (or a newer
+    /// one). Unchanged children then cost no request at all. The operator needs `list`
+    /// and `watch` on `C` in every namespace.
+    pub fn cache<C>(mut self) -> Self
+    where
+        C: Resource<DynamicType = ()>,
+    {
+        let resource = ApiResource::erase::<C>(&());
+        if !self.layers.caches.contains(&resource) {
+            self.layers.caches.push(resource);
+        }
         self
     }
 
@@ -316,6 +369,10 @@ impl fmt::Debug for Layers {
             .field("breaker", &self.breaker)
             .field("deferral_status", &self.deferral_status)
             .field("leader", &self.leader.is_some())
+            .field(
+                "caches",
+                &self.caches.iter().map(|r| &r.kind).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

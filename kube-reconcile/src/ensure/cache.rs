@@ -1,0 +1,336 @@
+//! Cache-first reads of children: watch caches of the child kinds, and read-your-writes.
+//!
+//! A [`ChildCache`] holds one watch cache per registered child kind (a reflector over the
+//! children our field manager labels). `Children` reads a child from it instead of
+//! sending a GET, unless the cache may be older than what this process last did to that
+//! child: after each write it remembers the `resourceVersion` the server answered with,
+//! and until the cache holds that version (or a newer one) the child is read by GET
+//! instead. That is the idea of Kubernetes KEP-5647 (read your own writes from a cache),
+//! kept per child and forgotten as soon as the cache has caught up, so it costs memory
+//! only for writes the cache has not seen yet.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures_util::{Stream, StreamExt, future};
+use kube::{
+    Api, Client,
+    api::DynamicObject,
+    core::{ApiResource, GroupVersionKind},
+    runtime::{
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+
+/// What this process knows a child's next read must see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// A version at least this one (written by us).
+    AtLeast(u64),
+    /// No object (we deleted it).
+    Gone,
+    /// Whatever the server has now (a write conflicted: the cache may be behind).
+    Fresh,
+}
+
+type Key = (GroupVersionKind, Option<String>, String);
+
+/// The watch caches of child kinds, shared by every reconcile of an operator.
+#[derive(Clone, Default)]
+pub(crate) struct ChildCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    kinds: RwLock<Vec<Kind>>,
+    needs: Mutex<HashMap<Key, Need>>,
+}
+
+struct Kind {
+    gvk: GroupVersionKind,
+    store: Store<DynamicObject>,
+    synced: Arc<AtomicBool>,
+}
+
+/// What a cached read found.
+pub(crate) enum Cached {
+    /// The cache answers: the child, or `None` for no such child.
+    Hit(Option<Arc<DynamicObject>>),
+    /// Ask the server: the kind is not cached (yet), or the cache is behind our writes.
+    Miss,
+}
+
+impl ChildCache {
+    /// Starts caching children of `resource` labelled with `selector`, in every
+    /// namespace; the returned stream keeps the cache up to date while it is polled.
+    pub(crate) fn watch(
+        &self,
+        client: Client,
+        resource: &ApiResource,
+        selector: &str,
+    ) -> impl Stream<Item = ()> + Send + 'static {
+        let writer = reflector::store::Writer::new(resource.clone());
+        let synced = Arc::new(AtomicBool::new(false));
+        let mut kinds = self
+            .inner
+            .kinds
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        kinds.push(Kind {
+            gvk: gvk_of(resource),
+            store: writer.as_reader(),
+            synced: synced.clone(),
+        });
+        let api: Api<DynamicObject> = Api::all_with(client, resource);
+        let config = watcher::Config::default().labels(selector);
+        reflector::reflector(writer, watcher::watcher(api, config)).filter_map(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                synced.store(true, Ordering::Release);
+            }
+            future::ready(Some(()))
+        })
+    }
+
+    /// Reads a child from the cache, if the cache can answer for it.
+    pub(crate) fn get(
+        &self,
+        resource: &ApiResource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Cached {
+        let gvk = gvk_of(resource);
+        let kinds = self
+            .inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(kind) = kinds
+            .iter()
+            .find(|k| k.gvk == gvk && k.synced.load(Ordering::Acquire))
+        else {
+            return Cached::Miss;
+        };
+        let mut reference = ObjectRef::new_with(name, resource.clone());
+        if let Some(ns) = namespace {
+            reference = reference.within(ns);
+        }
+        let cached = kind.store.get(&reference);
+        let key = (gvk, namespace.map(str::to_owned), name.to_owned());
+        let mut needs = self
+            .inner
+            .needs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(&need) = needs.get(&key) else {
+            return Cached::Hit(cached);
+        };
+        let caught_up = match (need, &cached) {
+            (Need::AtLeast(written), Some(obj)) => version(obj).is_some_and(|v| v >= written),
+            (Need::Gone, None) => true,
+            _ => false,
+        };
+        if caught_up {
+            needs.remove(&key);
+            Cached::Hit(cached)
+        } else {
+            Cached::Miss
+        }
+    }
+
+    /// Notes what the server answered a write (or a read that had to bypass the cache):
+    /// the child at this version, or no child.
+    pub(crate) fn saw(
+        &self,
+        resource: &ApiResource,
+        namespace: Option<&str>,
+        name: &str,
+        object: Option<&DynamicObject>,
+    ) {
+        let need = match object {
+            None => Need::Gone,
+            Some(obj) => match version(obj) {
+                Some(v) => Need::AtLeast(v),
+                // A version that is not a number cannot be compared: read it from the
+                // server until the cache has seen a change.
+                None => Need::Fresh,
+            },
+        };
+        self.note(resource, namespace, name, need);
+    }
+
+    /// Notes that the cache may be behind for this child (a write conflicted).
+    pub(crate) fn stale(&self, resource: &ApiResource, namespace: Option<&str>, name: &str) {
+        self.note(resource, namespace, name, Need::Fresh);
+    }
+
+    fn note(&self, resource: &ApiResource, namespace: Option<&str>, name: &str, need: Need) {
+        let gvk = gvk_of(resource);
+        let kinds = self
+            .inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !kinds.iter().any(|k| k.gvk == gvk) {
+            return;
+        }
+        let key = (gvk, namespace.map(str::to_owned), name.to_owned());
+        self.inner
+            .needs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, need);
+    }
+
+    /// How many children wait for the cache to catch up with our writes.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.inner
+            .needs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl std::fmt::Debug for ChildCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds = self
+            .inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        f.debug_list()
+            .entries(kinds.iter().map(|k| &k.gvk.kind))
+            .finish()
+    }
+}
+
+fn gvk_of(resource: &ApiResource) -> GroupVersionKind {
+    GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind)
+}
+
+/// The object's `resourceVersion` as a number (etcd's revision), if it is one.
+fn version(obj: &DynamicObject) -> Option<u64> {
+    obj.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    fn config_maps() -> ApiResource {
+        ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
+    }
+
+    fn map(name: &str, version: &str) -> DynamicObject {
+        let mut obj = DynamicObject::new(name, &config_maps()).within("ns");
+        obj.metadata.resource_version = Some(version.to_owned());
+        obj
+    }
+
+    /// A cache of config maps fed by hand, synced.
+    fn cache() -> (ChildCache, Writer<DynamicObject>) {
+        let writer = Writer::new(config_maps());
+        let cache = ChildCache::default();
+        cache.inner.kinds.write().unwrap().push(Kind {
+            gvk: gvk_of(&config_maps()),
+            store: writer.as_reader(),
+            synced: Arc::new(AtomicBool::new(true)),
+        });
+        (cache, writer)
+    }
+
+    /// Where a read goes: `"server"`, or the cache's answer (`"absent"` or the version).
+    fn read(cache: &ChildCache, name: &str) -> String {
+        match cache.get(&config_maps(), Some("ns"), name) {
+            Cached::Hit(Some(obj)) => obj.metadata.resource_version.clone().unwrap_or_default(),
+            Cached::Hit(None) => "absent".to_owned(),
+            Cached::Miss => "server".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_kind_not_cached_is_read_from_the_server() {
+        let cache = ChildCache::default();
+        assert_eq!(read(&cache, "a"), "server");
+        cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
+        assert_eq!(
+            cache.pending(),
+            0,
+            "nothing to remember for a kind not cached"
+        );
+    }
+
+    #[test]
+    fn the_cache_answers_until_we_write_and_again_once_it_has_our_write() {
+        let (cache, mut writer) = cache();
+        writer.apply_watcher_event(&watcher::Event::Apply(map("a", "4")));
+        assert_eq!(read(&cache, "a"), "4");
+        assert_eq!(
+            read(&cache, "b"),
+            "absent",
+            "the cache knows what is not there"
+        );
+
+        // We wrote version 5: the cached 4 is older, so the server is asked.
+        cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
+        assert_eq!(read(&cache, "a"), "server");
+        writer.apply_watcher_event(&watcher::Event::Apply(map("a", "5")));
+        assert_eq!(read(&cache, "a"), "5");
+        assert_eq!(cache.pending(), 0, "forgotten once the cache caught up");
+
+        // A newer version than ours (someone else wrote after us) is fine too.
+        cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "6")));
+        writer.apply_watcher_event(&watcher::Event::Apply(map("a", "9")));
+        assert_eq!(read(&cache, "a"), "9");
+    }
+
+    #[test]
+    fn a_create_the_cache_has_not_seen_is_not_read_as_missing() {
+        let (cache, mut writer) = cache();
+        cache.saw(&config_maps(), Some("ns"), "new", Some(&map("new", "7")));
+        assert_eq!(
+            read(&cache, "new"),
+            "server",
+            "absent from the cache, but we created it"
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(map("new", "7")));
+        assert_eq!(read(&cache, "new"), "7");
+    }
+
+    #[test]
+    fn deletes_and_conflicts_go_to_the_server_until_the_cache_agrees() {
+        let (cache, mut writer) = cache();
+        writer.apply_watcher_event(&watcher::Event::Apply(map("a", "4")));
+        cache.saw(&config_maps(), Some("ns"), "a", None);
+        assert_eq!(
+            read(&cache, "a"),
+            "server",
+            "deleted, and the cache still has it"
+        );
+        writer.apply_watcher_event(&watcher::Event::Delete(map("a", "5")));
+        assert_eq!(read(&cache, "a"), "absent");
+
+        writer.apply_watcher_event(&watcher::Event::Apply(map("b", "8")));
+        cache.stale(&config_maps(), Some("ns"), "b");
+        assert_eq!(read(&cache, "b"), "server", "a conflict: ask the server");
+        cache.saw(&config_maps(), Some("ns"), "b", Some(&map("b", "8")));
+        assert_eq!(read(&cache, "b"), "8");
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_number_is_read_from_the_server() {
+        let (cache, mut writer) = cache();
+        writer.apply_watcher_event(&watcher::Event::Apply(map("a", "x1")));
+        cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "x1")));
+        assert_eq!(read(&cache, "a"), "server");
+    }
+}
