@@ -17,12 +17,13 @@ use std::{
     },
 };
 
-use futures_util::{Stream, StreamExt, future};
+use futures_util::{Stream, StreamExt};
 use kube::{
     Api, Client,
     api::DynamicObject,
     core::{ApiResource, GroupVersionKind},
     runtime::{
+        WatchStreamExt,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -90,11 +91,16 @@ impl ChildCache {
         });
         let api: Api<DynamicObject> = Api::all_with(client, resource);
         let config = watcher::Config::default().labels(selector);
-        reflector::reflector(writer, watcher::watcher(api, config)).filter_map(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                synced.store(true, Ordering::Release);
+        let kind = resource.kind.clone();
+        // Backed off: a watch the server refuses (no RBAC for the kind, say) is retried
+        // slowly, and until the cache is synced every read goes to the server.
+        let events = watcher::watcher(api, config).default_backoff();
+        reflector::reflector(writer, events).map(move |event| match event {
+            Ok(watcher::Event::InitDone) => synced.store(true, Ordering::Release),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%kind, %error, "watching children for the cache failed; reading them from the server");
             }
-            future::ready(Some(()))
         })
     }
 
