@@ -89,9 +89,7 @@ impl Children {
         if let Some(cache) = &self.cache
             && let Cached::Hit(found) = cache.get(&location.resource, namespace, name)
         {
-            return found
-                .map(|obj| to_json(&obj, &location.kind, &shown))
-                .transpose();
+            return Ok(found);
         }
         match location.api.get_opt(name).await {
             Ok(found) => {

@@ -129,14 +129,15 @@ impl<M, K> PhaseEngine<M, K> {
         &self.inner.cache
     }
 
-    /// The label selector of every child this engine writes (`None` with labels off).
-    pub(super) fn children_selector(&self) -> Option<String> {
+    /// The label selector of every child this engine writes, and its field manager
+    /// (`None` with labels off).
+    pub(super) fn children_selector(&self) -> Option<(String, String)> {
         let children = &self.inner.config.children;
+        let manager = children.get_field_manager();
         children.labels_on().then(|| {
-            format!(
-                "{}={}",
-                crate::ensure::MANAGED_BY,
-                children.get_field_manager()
+            (
+                format!("{}={manager}", crate::ensure::MANAGED_BY),
+                manager.to_owned(),
             )
         })
     }

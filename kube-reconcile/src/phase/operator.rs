@@ -194,13 +194,13 @@ impl<M, K> Operator<M, K> {
             tracing::warn!("children carry no labels: their kinds are not cached");
         }
         let watches: Vec<_> = selector
-            .map(|selector| {
+            .map(|(selector, manager)| {
                 caches
                     .iter()
                     .map(|resource| {
                         self.engine
                             .cache()
-                            .watch(self.client.clone(), resource, &selector)
+                            .watch(self.client.clone(), resource, &selector, &manager)
                             .boxed()
                     })
                     .collect()
