@@ -1,0 +1,156 @@
+//! The cache's bookkeeping, fed by hand: what a read answers, and when it asks the server.
+
+use super::*;
+
+fn config_maps() -> ApiResource {
+    ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
+}
+
+fn map(name: &str, version: &str) -> DynamicObject {
+    let mut obj = DynamicObject::new(name, &config_maps()).within("ns");
+    obj.metadata.resource_version = Some(version.to_owned());
+    obj
+}
+
+/// A cache of config maps fed by hand, synced.
+fn cache() -> (ChildCache, Feeder) {
+    let objects = Arc::new(Objects::default());
+    let cache = ChildCache::default();
+    cache.inner.kinds.write().unwrap().push(Kind {
+        gvk: gvk_of(&config_maps()),
+        objects: objects.clone(),
+    });
+    let mut feeder = Feeder {
+        objects,
+        manager: "ours".to_owned(),
+        listing: None,
+    };
+    feeder.on(watcher::Event::Init);
+    feeder.on(watcher::Event::InitDone);
+    (cache, feeder)
+}
+
+/// Where a read goes: `"server"`, or the cache's answer (`"absent"` or the version).
+fn read(cache: &ChildCache, name: &str) -> String {
+    match cache.get(&config_maps(), Some("ns"), name) {
+        Cached::Hit(Some(json)) => json
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        Cached::Hit(None) => "absent".to_owned(),
+        Cached::Miss => "server".to_owned(),
+    }
+}
+
+#[test]
+fn a_kind_not_cached_is_read_from_the_server() {
+    let cache = ChildCache::default();
+    assert_eq!(read(&cache, "a"), "server");
+    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
+    assert_eq!(
+        cache.pending(),
+        0,
+        "nothing to remember for a kind not cached"
+    );
+}
+
+#[test]
+fn the_cache_answers_until_we_write_and_again_once_it_has_our_write() {
+    let (cache, mut feed) = cache();
+    feed.on(watcher::Event::Apply(map("a", "4")));
+    assert_eq!(read(&cache, "a"), "4");
+    assert_eq!(
+        read(&cache, "b"),
+        "absent",
+        "the cache knows what is not there"
+    );
+
+    // We wrote version 5: the cached 4 is older, so the server is asked.
+    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
+    assert_eq!(read(&cache, "a"), "server");
+    feed.on(watcher::Event::Apply(map("a", "5")));
+    assert_eq!(read(&cache, "a"), "5");
+    assert_eq!(cache.pending(), 0, "forgotten once the cache caught up");
+
+    // A newer version than ours (someone else wrote after us) is fine too.
+    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "6")));
+    feed.on(watcher::Event::Apply(map("a", "9")));
+    assert_eq!(read(&cache, "a"), "9");
+}
+
+#[test]
+fn a_create_the_cache_has_not_seen_is_not_read_as_missing() {
+    let (cache, mut feed) = cache();
+    cache.saw(&config_maps(), Some("ns"), "new", Some(&map("new", "7")));
+    assert_eq!(
+        read(&cache, "new"),
+        "server",
+        "absent from the cache, but we created it"
+    );
+    feed.on(watcher::Event::Apply(map("new", "7")));
+    assert_eq!(read(&cache, "new"), "7");
+}
+
+#[test]
+fn deletes_and_conflicts_go_to_the_server_until_the_cache_agrees() {
+    let (cache, mut feed) = cache();
+    feed.on(watcher::Event::Apply(map("a", "4")));
+    cache.saw(&config_maps(), Some("ns"), "a", None);
+    assert_eq!(
+        read(&cache, "a"),
+        "server",
+        "deleted, and the cache still has it"
+    );
+    feed.on(watcher::Event::Delete(map("a", "5")));
+    assert_eq!(read(&cache, "a"), "absent");
+
+    feed.on(watcher::Event::Apply(map("b", "8")));
+    cache.stale(&config_maps(), Some("ns"), "b");
+    assert_eq!(read(&cache, "b"), "server", "a conflict: ask the server");
+    cache.saw(&config_maps(), Some("ns"), "b", Some(&map("b", "8")));
+    assert_eq!(read(&cache, "b"), "8");
+}
+
+#[test]
+fn a_version_that_is_not_a_number_is_read_from_the_server() {
+    let (cache, mut feed) = cache();
+    feed.on(watcher::Event::Apply(map("a", "x1")));
+    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "x1")));
+    assert_eq!(read(&cache, "a"), "server");
+}
+
+#[test]
+fn a_relist_replaces_the_cache_at_its_end_and_only_our_fields_are_kept() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let (cache, mut feed) = cache();
+    feed.on(watcher::Event::Apply(map("gone", "3")));
+    let mut owned = map("kept", "4");
+    owned.metadata.managed_fields = Some(
+        ["ours", "kube-controller-manager"]
+            .map(|m| ManagedFieldsEntry {
+                manager: Some(m.to_owned()),
+                ..ManagedFieldsEntry::default()
+            })
+            .into(),
+    );
+    feed.on(watcher::Event::Init);
+    feed.on(watcher::Event::InitApply(owned));
+    assert_eq!(
+        read(&cache, "gone"),
+        "3",
+        "the old state serves until the list ends"
+    );
+    feed.on(watcher::Event::InitDone);
+    assert_eq!(read(&cache, "gone"), "absent");
+    let Cached::Hit(Some(kept)) = cache.get(&config_maps(), Some("ns"), "kept") else {
+        panic!("kept is cached")
+    };
+    let managers: Vec<_> = kept["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["ours"]);
+}
