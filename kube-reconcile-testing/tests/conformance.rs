@@ -30,11 +30,7 @@ mod watch;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use kube_reconcile_test_support::{
-    tier::Tier,
-    widget::{widget, widgets},
-};
-use serde_json::Value;
+use kube_reconcile_test_support::widget::{widget, widgets};
 
 /// A ConfigMap named `name` with `k: v`.
 fn cm(name: &str) -> ConfigMap {
@@ -59,26 +55,4 @@ fn rv_of(meta: &kube::core::ObjectMeta) -> u64 {
         .expect("resourceVersion")
         .parse()
         .expect("numeric resourceVersion")
-}
-
-/// GET `path` with an `Accept` header; the parsed JSON body and the content type.
-async fn get_json(cx: &Tier, path: &str, accept: &str) -> (u16, String, Value) {
-    let request = http::Request::get(path)
-        .header(http::header::ACCEPT, accept)
-        .body(kube::client::Body::empty())
-        .expect("request");
-    let response = cx.client().send(request).await.expect("send");
-    let code = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (code, content_type, json)
 }

@@ -173,6 +173,33 @@ impl Tier {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// GET `path` with an `Accept` header: the status code, the content type and the
+    /// body as JSON (`Null` when it is not JSON).
+    ///
+    /// # Panics
+    ///
+    /// When the request cannot be sent or its body read.
+    pub async fn get_json(&self, path: &str, accept: &str) -> (u16, String, serde_json::Value) {
+        let request = http::Request::get(path)
+            .header(http::header::ACCEPT, accept)
+            .body(kube::client::Body::empty())
+            .expect("request");
+        let response = self.client.send(request).await.expect("send");
+        let code = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (code, content_type, json)
+    }
+
     /// The embedded server, for counters and faults (`None` on the real tier).
     pub fn embedded_server(&self) -> Option<&ApiServer> {
         self.embedded.as_ref()

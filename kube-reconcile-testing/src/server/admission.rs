@@ -108,7 +108,7 @@ pub(crate) fn admit(
     }
     if rt.built_in {
         if !rt.view {
-            schema::unknown::prune_built_in(&rt.group, &rt.kind, obj);
+            schema::unknown::prune_built_in((&rt.group, &rt.version, &rt.kind), obj);
         }
         defaults::apply(state, rt, obj);
     }

@@ -8,7 +8,7 @@ use super::{
     error::{ApiError, FieldError, FieldErrorKind},
     lifecycle::DeleteOptions,
     meta::{finalizers, meta_str, now_rfc3339, str_at},
-    resources::{PrinterColumn, ResourceType},
+    resources::{CRUD, PrinterColumn, ResourceType, SCALE, ScalePaths},
     store::{ObjKey, State},
 };
 
@@ -194,6 +194,9 @@ pub(crate) fn served_types(crd: &Value) -> Vec<ResourceType> {
                 .collect(),
             built_in: false,
             view: false,
+            verbs: CRUD,
+            subresources: scale_of(v).map(|_| vec![SCALE]).unwrap_or_default(),
+            scale: scale_of(v),
         })
         .collect()
 }
@@ -316,4 +319,15 @@ impl State {
             &super::store::WriteOptions::default(),
         );
     }
+}
+
+/// A version's `subresources.scale`, if declared.
+fn scale_of(version: &Value) -> Option<ScalePaths> {
+    let scale = version.pointer("/subresources/scale")?;
+    let path = |key: &str| scale.get(key).and_then(Value::as_str).map(str::to_string);
+    Some(ScalePaths {
+        spec_replicas: path("specReplicasPath")?,
+        status_replicas: path("statusReplicasPath")?,
+        label_selector: path("labelSelectorPath"),
+    })
 }

@@ -7,8 +7,13 @@ use http::{HeaderMap, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{
-    body::Body, error::ApiError, handler::json_response, openapi, request::Route,
-    resources::ResourceType, store::State,
+    body::Body,
+    error::ApiError,
+    handler::json_response,
+    openapi,
+    request::Route,
+    resources::{GPU, ResourceType},
+    store::State,
 };
 
 /// The Kubernetes version the embedded server reports.
@@ -142,16 +147,32 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
     json!({ "kind": "APIGroup", "name": group, "versions": gvs, "preferredVersion": gvs.first().cloned().unwrap_or(Value::Null) })
 }
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+/// A subresource's name, the group, version and kind it answers with, and its verbs.
+type Listed<'a> = (
+    &'a str,
+    (&'a str, &'a str, &'a str),
+    &'static [&'static str],
+);
+
+/// A resource's subresources as discovery lists them: `status` first, then the rest,
+/// each with the group, version and kind it answers with.
+fn subresources(t: &ResourceType) -> Vec<Listed<'_>> {
+    let own = (t.group.as_str(), t.version.as_str(), t.kind.as_str());
+    let mut out = Vec::new();
+    if t.status_subresource {
+        out.push(("status", own, GPU));
+    }
+    for s in &t.subresources {
+        let gvk = if s.kind.is_empty() {
+            own
+        } else {
+            (s.group, s.version, s.kind)
+        };
+        out.push((s.name, gvk, s.verbs));
+    }
+    out.sort_by_key(|(name, ..)| *name);
+    out
+}
 
 fn resource_entries(t: &ResourceType) -> Vec<Value> {
     let mut out = vec![json!({
@@ -159,12 +180,17 @@ fn resource_entries(t: &ResourceType) -> Vec<Value> {
         "singularName": t.singular,
         "namespaced": t.namespaced,
         "kind": t.kind,
-        "verbs": VERBS,
+        "verbs": t.verbs,
         "shortNames": t.short_names,
         "categories": t.categories,
     })];
-    if t.status_subresource {
-        out.push(json!({ "name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"] }));
+    for (name, (group, version, kind), verbs) in subresources(t) {
+        let mut entry = json!({ "name": format!("{}/{name}", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": kind, "verbs": verbs });
+        if group != t.group || version != t.version {
+            entry["group"] = json!(group);
+            entry["version"] = json!(version);
+        }
+        out.push(entry);
     }
     out
 }
@@ -196,12 +222,17 @@ fn aggregated_response(types: &[&Arc<ResourceType>], core: bool) -> Response<Bod
                             "responseKind": kind,
                             "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
                             "singularResource": t.singular,
-                            "verbs": VERBS,
+                            "verbs": t.verbs,
                             "shortNames": t.short_names,
                             "categories": t.categories,
                         });
-                        if t.status_subresource {
-                            r["subresources"] = json!([{ "subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"] }]);
+                        let subs: Vec<Value> = subresources(t).into_iter().map(|(name, (group, version, kind), verbs)| json!({
+                            "subresource": name,
+                            "responseKind": { "group": group, "version": version, "kind": kind },
+                            "verbs": verbs,
+                        })).collect();
+                        if !subs.is_empty() {
+                            r["subresources"] = json!(subs);
                         }
                         r
                     }).collect::<Vec<_>>(),

@@ -2,6 +2,7 @@
 
 mod admission;
 mod body;
+mod bootstrap;
 mod crd;
 mod defaults;
 mod discovery;
@@ -24,6 +25,7 @@ mod stats;
 mod store;
 mod strict;
 mod table;
+mod tokens;
 mod view;
 mod watch;
 

@@ -48,7 +48,7 @@ pub(crate) fn serve(state: &State, path: &str) -> Result<Response<Body>, ApiErro
     let mut paths = serde_json::Map::new();
     for t in state.types().filter(|t| t.group_version() == *gv) {
         let gvk = json!([{ "group": t.group, "version": t.version, "kind": t.kind }]);
-        let catalog = of_kind(&t.group, &t.kind).filter(|_| t.built_in);
+        let catalog = of_kind(&t.group, &t.version, &t.kind).filter(|_| t.built_in);
         let name = if let Some(c) = catalog {
             c.root.clone()
         } else {

@@ -84,7 +84,8 @@ impl Verb {
             Method::GET | Method::HEAD if item => Verb::Get,
             Method::GET | Method::HEAD if query.flag("watch") => Verb::Watch,
             Method::GET | Method::HEAD => Verb::List,
-            Method::POST if !item => Verb::Create,
+            // POST to a subresource (`token`, `eviction`, `binding`) creates it.
+            Method::POST if !item || target.subresource.is_some() => Verb::Create,
             Method::PUT if item => Verb::Update,
             Method::PATCH if item => Verb::Patch,
             Method::DELETE if item => Verb::Delete,

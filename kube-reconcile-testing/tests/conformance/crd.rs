@@ -11,7 +11,7 @@ use serde_json::json;
 
 use kube_reconcile_test_support::widget::Widget;
 
-use crate::{get_json, status, widget, widgets};
+use crate::{status, widget, widgets};
 
 /// A CRD of our own for this test, with `pattern` and `format` constraints.
 fn gadget_crd(group: &str) -> CustomResourceDefinition {
@@ -109,7 +109,7 @@ both_tiers! {
         ws.create(&PostParams::default(), &widget("w", 7)).await.unwrap();
         let path = format!("/apis/test.kube-reconcile.dev/v1/namespaces/{}/widgets", cx.namespace());
         let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        let (code, content_type, table) = get_json(&cx, &path, accept).await;
+        let (code, content_type, table) = cx.get_json(&path, accept).await;
         assert_eq!(code, 200);
         assert!(content_type.starts_with("application/json"), "{content_type}");
         assert_eq!(table["kind"], "Table");

@@ -10,7 +10,7 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use crate::{cm, get_json, widgets};
+use crate::{cm, widgets};
 
 both_tiers! {
     async fn discovery_finds_built_ins_and_custom_resources_both_ways(cx: Tier) {
@@ -29,7 +29,7 @@ both_tiers! {
             let core = discovery.get("").expect("core group");
             assert!(core.recommended_resources().iter().any(|(r, _)| r.kind == "ConfigMap"));
         }
-        let (code, content_type, list) = get_json(&cx, "/apis", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json").await;
+        let (code, content_type, list) = cx.get_json("/apis", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json").await;
         assert_eq!(code, 200);
         assert!(content_type.contains("as=APIGroupDiscoveryList"), "{content_type}");
         assert_eq!(list["kind"], "APIGroupDiscoveryList");

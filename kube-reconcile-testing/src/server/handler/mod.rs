@@ -15,7 +15,7 @@ use super::{
     lifecycle::Deleted,
     patch::{self, PatchType},
     request::{Query, Route, Target, Verb, route},
-    resources::ResourceType,
+    resources::{GPU, ResourceType},
     snapshot, ssa,
     strict::{self, FieldValidation},
     table,
@@ -25,6 +25,8 @@ use super::{
 
 mod params;
 mod replies;
+mod reviews;
+mod subresources;
 
 use self::params::{
     decode_continue, delete_options, encode_continue, exact_version, manager, selectors,
@@ -112,11 +114,21 @@ impl Inner {
             .faults
             .before(verb, &resource, t.name.as_deref())
             .await?;
-        match t.subresource.as_deref() {
-            None => {}
-            Some("status") if rt.status_subresource && t.name.is_some() => {}
-            Some("finalize") if rt.plural == "namespaces" && t.name.is_some() => {}
+        let allowed = match t.subresource.as_deref() {
+            None => rt.verbs,
+            Some("status") if rt.status_subresource && t.name.is_some() => GPU,
+            Some(sub) if t.name.is_some() => {
+                rt.subresource(sub)
+                    .ok_or_else(|| ApiError::unknown_path(&resource))?
+                    .verbs
+            }
             Some(_) => return Err(ApiError::unknown_path(&resource)),
+        };
+        if !allowed.contains(&verb.as_str()) {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} is not supported on {resource}",
+                verb.as_str()
+            )));
         }
         if rt.namespaced && t.namespace.is_none() && (t.name.is_some() || verb == Verb::Create) {
             return Err(ApiError::unknown_path(&resource));
@@ -129,13 +141,50 @@ impl Inner {
         let dry_run = query.get("dryRun").is_some();
         let opts = super::store::WriteOptions { dry_run };
         let shape = shape(headers);
-        let status_only = t.subresource.is_some();
+        let status_only = t
+            .subresource
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "ephemeralcontainers" | "resize" | "scale"));
         let writer = Writer {
             manager: manager(query, headers),
             subresource: t.subresource.clone().unwrap_or_default(),
             status_only,
             opts: opts.clone(),
         };
+        if rt.plural == "componentstatuses" {
+            return reviews::component_statuses(t.name.as_deref());
+        }
+        if !rt.stored() {
+            let body = parse_json(&body)?;
+            return reviews::answer(&mut self.lock(), &rt, ns, body);
+        }
+        if let Some(sub) = t.subresource.as_deref()
+            && subresources::answered_here(sub)
+        {
+            let patch = (verb == Verb::Patch)
+                .then(|| {
+                    headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(PatchType::from_content_type)
+                })
+                .flatten();
+            let body = if verb.is_write() && !body.is_empty() {
+                Some(parse_json(&body)?)
+            } else {
+                None
+            };
+            let call = subresources::Call {
+                rt: &rt,
+                ns,
+                name,
+                subresource: sub,
+                verb,
+                body,
+                patch,
+            };
+            return subresources::serve(&mut self.lock(), &call, &writer);
+        }
         match verb {
             Verb::Get => {
                 let stored = self.lock().get(&rt, ns, name)?;

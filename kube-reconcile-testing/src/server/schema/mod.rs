@@ -206,6 +206,9 @@ mod tests {
             selectable_fields: vec![],
             built_in: false,
             view: false,
+            verbs: crate::server::resources::CRUD,
+            subresources: vec![],
+            scale: None,
         };
         (rt, schema)
     }

@@ -101,8 +101,8 @@ fn crd_walk(
 
 /// Unknown field paths of a built-in kind's object, in schema (key) order; `None` for a
 /// kind without a schema.
-pub(crate) fn built_in(group: &str, kind: &str, obj: &Value) -> Option<Vec<String>> {
-    let c = of_kind(group, kind)?;
+pub(crate) fn built_in(gvk: (&str, &str, &str), obj: &Value) -> Option<Vec<String>> {
+    let c = of_kind(gvk.0, gvk.1, gvk.2)?;
     let mut found = Vec::new();
     walk(c, c.root_schema(), obj, "", &mut found, true);
     Some(found)
@@ -110,8 +110,8 @@ pub(crate) fn built_in(group: &str, kind: &str, obj: &Value) -> Option<Vec<Strin
 
 /// Drops the fields of a built-in kind's object its Go type does not have, as decoding
 /// into the type does.
-pub(crate) fn prune_built_in(group: &str, kind: &str, obj: &mut Value) {
-    if let Some(c) = of_kind(group, kind) {
+pub(crate) fn prune_built_in(gvk: (&str, &str, &str), obj: &mut Value) {
+    if let Some(c) = of_kind(gvk.0, gvk.1, gvk.2) {
         prune(c, c.root_schema(), obj, true);
     }
 }
@@ -188,7 +188,7 @@ mod tests {
             "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"junk": 1}, "spec": {"containers": [{"name": "c", "bad": 1, "ports": [{"containerPort": 80, "zzz": 2}]}]}}},
             "top": 1,
         });
-        let mut found = built_in("apps", "Deployment", &obj).unwrap();
+        let mut found = built_in(("apps", "v1", "Deployment"), &obj).unwrap();
         found.sort();
         assert_eq!(
             found,
@@ -203,7 +203,7 @@ mod tests {
         );
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "managedFields": [{"fieldsV1": {"f:data": {}}}]}, "data": {"k": "v"}});
         assert_eq!(
-            built_in("", "ConfigMap", &cm).unwrap(),
+            built_in(("", "v1", "ConfigMap"), &cm).unwrap(),
             Vec::<String>::new()
         );
     }

@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{
@@ -59,6 +59,8 @@ pub(crate) struct State {
     /// Watches that start before this version get 410 Expired.
     pub(crate) oldest_rv: u64,
     pub(crate) tx: broadcast::Sender<Arc<Record>>,
+    /// Signs and reviews service-account tokens.
+    pub(crate) tokens: super::tokens::Tokens,
 }
 
 impl State {
@@ -74,25 +76,12 @@ impl State {
             log_capacity: log_capacity.max(1),
             oldest_rv: 0,
             tx,
+            tokens: super::tokens::Tokens::default(),
         };
         for rt in built_ins() {
             state.register(rt);
         }
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let obj = json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": { "name": ns, "labels": { "kubernetes.io/metadata.name": ns } },
-                "spec": { "finalizers": ["kubernetes"] },
-                "status": { "phase": "Active" },
-            });
-            let rt = state
-                .lookup("", "v1", "namespaces")
-                .expect("invariant: namespaces are built in");
-            state
-                .create(&rt, None, obj, &WriteOptions::default())
-                .expect("invariant: built-in namespaces are valid");
-        }
+        super::bootstrap::populate(&mut state);
         state.oldest_rv = state.rv;
         state
     }

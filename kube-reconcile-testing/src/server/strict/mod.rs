@@ -60,7 +60,7 @@ impl FieldValidation {
 /// type's schema for a built-in kind.
 pub(crate) fn unknown_fields(rt: &ResourceType, obj: &Value) -> Vec<String> {
     if rt.built_in {
-        unknown::built_in(&rt.group, &rt.kind, obj).unwrap_or_default()
+        unknown::built_in((&rt.group, &rt.version, &rt.kind), obj).unwrap_or_default()
     } else if let Some(schema) = &rt.schema {
         unknown::custom(schema, obj)
     } else {
