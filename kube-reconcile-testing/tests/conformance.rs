@@ -23,6 +23,8 @@ mod patch;
 mod pods;
 #[path = "conformance/queries.rs"]
 mod queries;
+#[path = "conformance/subresources.rs"]
+mod subresources;
 #[path = "conformance/validation.rs"]
 mod validation;
 #[path = "conformance/watch.rs"]

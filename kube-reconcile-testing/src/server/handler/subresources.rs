@@ -49,7 +49,27 @@ pub(super) fn serve(
         "scale" => scale(state, call, writer),
         "token" => token(state, call),
         "eviction" => evict(state, call),
-        "binding" => bind(state, call.rt, call.ns, call.name, call.body.as_ref()),
+        "binding" => {
+            let named = call
+                .body
+                .as_ref()
+                .and_then(|b| b.pointer("/metadata/name"))
+                .and_then(Value::as_str);
+            if named != Some(call.name) {
+                return Err(ApiError::bad_request(
+                    "name in URL does not match name in Binding object",
+                ));
+            }
+            bind(state, call.rt, call.ns, call.name, call.body.as_ref())
+        }
+        "log" => {
+            let obj = state.get(call.rt, call.ns, call.name)?;
+            if obj.pointer("/spec/nodeName").is_none_or(Value::is_null) {
+                // Nothing ran, so nothing was logged: an empty log, as kube-apiserver says.
+                return Ok(text_response(""));
+            }
+            Err(no_kubelet(call.rt, &obj, call.subresource))
+        }
         _ => {
             let obj = state.get(call.rt, call.ns, call.name)?;
             Err(no_kubelet(call.rt, &obj, call.subresource))
@@ -352,6 +372,14 @@ pub(super) fn bind(
         &super::super::store::WriteOptions::default(),
     )?;
     Ok(json_response(201, &success()))
+}
+
+fn text_response(text: &str) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(Body::full(text.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 fn success() -> Value {
