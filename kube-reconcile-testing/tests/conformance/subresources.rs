@@ -184,7 +184,7 @@ both_tiers! {
         let err = pods.create_subresource::<_, kube::core::Status>("binding", "a", &PostParams::default(), &binding).await.unwrap_err();
         assert_eq!(status(&err).code, 409, "a bound pod is not bound again");
         // An unscheduled pod ran nothing: its log is empty.
-        assert_eq!(pods.logs("b", &Default::default()).await.unwrap(), "");
+        assert_eq!(pods.logs("b", &kube::api::LogParams::default()).await.unwrap(), "");
         pods.evict("b", &EvictParams::default()).await.unwrap();
         assert!(pods.get_opt("b").await.unwrap().is_none(), "an unscheduled pod goes at once");
     }
