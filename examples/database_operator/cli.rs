@@ -47,12 +47,16 @@ pub struct Options {
     pub dbaas_token_file: Option<std::path::PathBuf>,
     /// Run only the simulated DBaaS on 127.0.0.1, for operators in other processes: print
     /// its URL, write its token file, serve until Ctrl-C or SIGTERM
-    #[arg(long, conflicts_with_all = ["cluster", "serve", "operator_only", "dbaas_url", "chaos", "leader_elect"])]
+    #[arg(long, conflicts_with_all = ["cluster", "serve", "operator_only", "dbaas_url", "chaos", "leader_elect", "shard"])]
     pub dbaas_only: bool,
     /// Reconcile only while holding the Lease default/database-operator (run several
     /// copies: one leads, the others take over when it stops)
     #[arg(long)]
     pub leader_elect: bool,
+    /// Share the Databases with the other copies started with --shard: each reconciles
+    /// the ones labelled shard.kube-reconcile.dev/databases=<its identity>
+    #[arg(long, conflicts_with = "leader_elect")]
+    pub shard: bool,
     /// Where to serve Prometheus metrics.
     #[arg(
         long,

@@ -58,6 +58,7 @@ use kube_reconcile::{
         rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
     },
     phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine},
+    shard::{ShardConfig, ShardHandle},
 };
 use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
 
@@ -118,6 +119,8 @@ impl Operator {
 pub struct Wiring {
     /// Reconcile only while this handle leads.
     pub leader: Option<LeaderHandle>,
+    /// Reconcile only the Databases this member of the ring owns.
+    pub shard: Option<ShardHandle>,
     /// Record metrics here.
     pub metrics: Option<Metrics>,
     /// The DBaaS rate budget instead of an adaptive one (which finds the DBaaS's capacity
@@ -205,6 +208,7 @@ pub fn start_with(
     .rate_limit(rate_limit)
     .backoff(backoff)
     .leader(wiring.leader)
+    .shard(wiring.shard)
     .metrics(wiring.metrics, "databases")
     .build()?;
     let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
@@ -246,8 +250,8 @@ pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// `--metrics-addr` and `--leader-elect`: what wraps the operator, the metrics endpoint
-/// (served while it is kept) and the leader handle (to release the Lease at the end).
+/// `--metrics-addr`, `--leader-elect` and `--shard`: what wraps the operator, the metrics
+/// endpoint (served while it is kept) and the Lease holder to release at the end.
 async fn wire(
     options: &Options,
     client: &Client,
@@ -257,7 +261,7 @@ async fn wire(
     (
         Wiring,
         Option<kube_reconcile::metrics::MetricsServer>,
-        Option<LeaderHandle>,
+        Option<Lessee>,
     ),
     Box<dyn std::error::Error>,
 > {
@@ -288,11 +292,37 @@ async fn wire(
             handle.identity()
         ));
         wiring.leader = Some(handle.clone());
-        Some(handle)
+        Some(Lessee::Leader(handle))
+    } else if options.shard {
+        let config =
+            ShardConfig::new(namespace.to_owned(), "databases").objects_namespace(namespace);
+        let shard = ShardHandle::join::<Database>(client.clone(), config).await?;
+        report.say(&format!(
+            "sharding the Databases as {} (kubectl get databases -L shard.kube-reconcile.dev/databases)",
+            shard.identity()
+        ));
+        wiring.shard = Some(shard.clone());
+        Some(Lessee::Shard(shard))
     } else {
         None
     };
     Ok((wiring, metrics_endpoint, leader))
+}
+
+/// What holds a Lease to release when the operator stops.
+enum Lessee {
+    Leader(LeaderHandle),
+    Shard(ShardHandle),
+}
+
+impl Lessee {
+    /// Hands the Lease over at once instead of letting it expire.
+    async fn release(&self) -> Result<(), kube_reconcile::leader::LeaderError> {
+        match self {
+            Lessee::Leader(leader) => leader.release().await,
+            Lessee::Shard(shard) => shard.release().await,
+        }
+    }
 }
 
 /// `--operator-only`: no script; reconcile what is there until stopped, then hand over
@@ -301,7 +331,7 @@ async fn wire(
 async fn operate(
     server: Option<&ApiServer>,
     operator: Operator,
-    leader: Option<&LeaderHandle>,
+    leader: Option<&Lessee>,
     namespace: &str,
     report: &Report,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,5 +1,5 @@
 //! The example as the processes it runs as in production, on either tier: operator
-//! replicas (`--cluster --operator-only`, with `--leader-elect`) and a standalone DBaaS
+//! replicas (`--cluster --operator-only`, with `--leader-elect` or `--shard`) and a standalone DBaaS
 //! (`--dbaas-only`), each a process of its own. Every process a test starts is killed
 //! when the test ends, passing or failing, and its scratch directory removed.
 
@@ -309,5 +309,63 @@ both_tiers! {
 
         dbaas.terminate().await;
         assert!(!token_file.exists(), "the DBaaS removed its token file on SIGTERM");
+    }
+}
+
+/// The shard label the example's replicas write on the Databases.
+const SHARD: &str = "shard.kube-reconcile.dev/databases";
+
+both_tiers! {
+    async fn sharded_replicas_split_the_databases_and_take_over_a_killed_ones(cx: Tier) {
+        let world = world(&cx).await;
+        let scratch = Scratch::new("shards", &cx);
+        let (kubeconfig, _served) = kubeconfig(&cx, scratch.path()).await;
+        let token_file = scratch.path().join("dbaas.token");
+        let (dbaas, dbaas_url) = standalone_dbaas(&token_file).await;
+        let cluster = Cluster { kubeconfig, namespace: world.namespace.clone(), dbaas_url, token_file };
+        let mut replicas: BTreeMap<&str, Process> = ["shard-a", "shard-b", "shard-c"]
+            .into_iter()
+            .map(|host| (host, cluster.operator(host, &["--shard"])))
+            .collect();
+        let n = 30;
+        for i in 0..n {
+            world.create(&format!("s-{i:02}"), "16", 1).await;
+        }
+        let owner = |d: &database_operator::crd::Database| {
+            d.metadata.labels.as_ref().and_then(|l| l.get(SHARD)).cloned().unwrap_or_default()
+        };
+        let shares = |list: &[database_operator::crd::Database]| {
+            let mut shares: BTreeMap<String, usize> = BTreeMap::new();
+            for d in list {
+                let host = owner(d).rsplit_once('-').map(|(host, _)| host.to_owned()).unwrap_or_default();
+                *shares.entry(host).or_default() += 1;
+            }
+            shares
+        };
+        let list = world.all_ready(n).await;
+        let split = shares(&list);
+        eprintln!("{} tier: the Databases by replica: {split:?}", cx.name());
+        assert_eq!(split.keys().map(String::as_str).collect::<Vec<_>>(), ["shard-a", "shard-b", "shard-c"], "{split:?}");
+        assert_eq!(cluster.dbaas().list().await.unwrap().len(), n, "one instance per Database");
+
+        // One replica dies without handing over: the others take its Databases once its
+        // Lease expires (15 s after its last renewal).
+        replicas.remove("shard-b").unwrap().kill();
+        let killed = Instant::now();
+        world.create("s-late", "16", 1).await;
+        world
+            .until("the killed replica's Databases moved", |list| {
+                list.len() == n + 1 && list.iter().all(|d| !owner(d).is_empty() && !owner(d).starts_with("shard-b-"))
+            })
+            .await;
+        eprintln!("{} tier: the Databases moved {:.1?} after shard-b was killed", cx.name(), killed.elapsed());
+        assert!(killed.elapsed() < Duration::from_secs(15 + 5 + 2), "moved after {:?}", killed.elapsed());
+        let list = world.all_ready(n + 1).await;
+        assert_eq!(shares(&list).len(), 2, "{:?}", shares(&list));
+        assert_eq!(cluster.dbaas().list().await.unwrap().len(), n + 1, "still one instance per Database");
+        for (_, replica) in replicas {
+            replica.terminate().await;
+        }
+        dbaas.terminate().await;
     }
 }

@@ -14,6 +14,7 @@
 //! | [`ensure`] | `Ensure`: idempotent child objects (server-side apply, subset patch, create-only, absent, prune). |
 //! | [`conditions`] | Status conditions with `meta.SetStatusCondition` semantics. |
 //! | [`leader`] | Leader election on a Lease, and a layer that reconciles only while leading. |
+//! | [`shard`] | Several replicas share the objects: Lease membership, a consistent-hash ring, owners as labels. |
 //! | [`middleware`] | `Backoff`, `RateLimit`, `CircuitBreaker`, `Timeout` around any reconciler or async call. |
 //! | [`error`] | Error classes (`Transient`, `Throttled`, `Conflict`, `Terminal`) that drive retries. |
 //! | [`metrics`] | Prometheus metrics under controller-runtime's names, plus phases, breakers and deferrals; a `/metrics` endpoint (feature `metrics`). |
@@ -109,6 +110,7 @@ pub mod phase;
 mod reconciler;
 mod rng;
 mod scope;
+pub mod shard;
 mod wall_clock;
 
 #[doc(inline)]

@@ -154,8 +154,10 @@ impl World {
             .unwrap_or_else(|e| panic!("the DBaaS did not start: {e}"));
         World {
             namespace: client.default_namespace().to_owned(),
+            // No Pods: they would add the simulator's load and heap to what is measured.
             _simulator: WorkloadSimulator::new(client.clone())
                 .ready_after(Duration::from_millis(50))
+                .owned_pods(false)
                 .start(),
             client,
             server,

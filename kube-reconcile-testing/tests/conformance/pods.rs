@@ -5,10 +5,13 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet, StatefulSet},
+    core::v1::Pod,
+};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
     runtime::{Controller, controller::Action, watcher},
 };
 use kube_reconcile_test_support::both_tiers;
@@ -66,6 +69,48 @@ fn phase(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.phase.as_deref()
 }
 
+/// A `StatefulSet` or Deployment (`kind`) of `replicas` web Pods.
+fn workload<K: serde::de::DeserializeOwned>(kind: &str, name: &str, replicas: i32) -> K {
+    let mut spec = json!({
+        "replicas": replicas,
+        "selector": { "matchLabels": { "app": name } },
+        "template": {
+            "metadata": { "labels": { "app": name } },
+            "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] },
+        },
+    });
+    if kind == "StatefulSet" {
+        spec["serviceName"] = json!(name);
+    }
+    serde_json::from_value(json!({ "metadata": { "name": name }, "spec": spec }))
+        .expect("a valid workload")
+}
+
+/// The names of the Pods with label `app=<app>`, polled (up to 20 s) until `done` holds.
+async fn pods_of(
+    pods: &Api<Pod>,
+    app: &str,
+    what: &str,
+    done: impl Fn(&[Pod]) -> bool,
+) -> Vec<Pod> {
+    for _ in 0..200 {
+        let found = pods
+            .list(&ListParams::default().labels(&format!("app={app}")))
+            .await
+            .unwrap()
+            .items;
+        let live: Vec<Pod> = found
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if done(&live) {
+            return live;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the Pods of {app} never {what}");
+}
+
 both_tiers! {
     async fn the_simulator_runs_pods_and_a_controller_over_pods_converges(cx: Tier) {
         let pods: Api<Pod> = cx.api();
@@ -110,5 +155,30 @@ both_tiers! {
         .await;
         let held = pods.get("held").await.unwrap();
         assert_eq!(phase(&held), Some("Pending"));
+    }
+
+    async fn workloads_get_their_pods_which_follow_the_replica_count(cx: Tier) {
+        let _simulator = WorkloadSimulator::new(cx.client()).ready_after(Duration::from_millis(100)).start();
+        let pods: Api<Pod> = cx.api();
+        let sets: Api<StatefulSet> = cx.api();
+        sets.create(&PostParams::default(), &workload("StatefulSet", "db", 3)).await.unwrap();
+        let running = pods_of(&pods, "db", "ran", |p| p.len() == 3 && p.iter().all(|p| phase(p) == Some("Running"))).await;
+        let mut names: Vec<String> = running.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        assert_eq!(names, ["db-0", "db-1", "db-2"]);
+        let owner = &running[0].owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("StatefulSet", "db", Some(true)));
+        assert_eq!(running[0].spec.as_ref().and_then(|s| s.subdomain.as_deref()), Some("db"));
+        sets.patch_scale("db", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 1 } }))).await.unwrap();
+        pods_of(&pods, "db", "scaled down to db-0", |p| p.len() == 1 && p[0].name_any() == "db-0").await;
+
+        let deployments: Api<Deployment> = cx.api();
+        deployments.create(&PostParams::default(), &workload("Deployment", "web", 2)).await.unwrap();
+        let running = pods_of(&pods, "web", "ran", |p| p.len() == 2 && p.iter().all(|p| phase(p) == Some("Running"))).await;
+        let sets: Api<ReplicaSet> = cx.api();
+        let set = sets.list(&ListParams::default().labels("app=web")).await.unwrap().items.pop().expect("a ReplicaSet");
+        assert_eq!(set.owner_references()[0].name, "web");
+        assert!(running.iter().all(|p| p.owner_references()[0].uid == set.uid().unwrap()), "the Pods belong to the ReplicaSet");
+        assert!(running.iter().all(|p| p.name_any().starts_with(&format!("{}-", set.name_any()))));
     }
 }

@@ -44,13 +44,13 @@ use crate::clock::Clock;
 /// ```
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
-    pub(super) namespace: Arc<str>,
-    pub(super) name: Arc<str>,
-    pub(super) identity: Arc<str>,
-    pub(super) lease_duration: Duration,
-    pub(super) renew_deadline: Duration,
-    pub(super) retry_period: Duration,
-    pub(super) clock: Clock,
+    pub(crate) namespace: Arc<str>,
+    pub(crate) name: Arc<str>,
+    pub(crate) identity: Arc<str>,
+    pub(crate) lease_duration: Duration,
+    pub(crate) renew_deadline: Duration,
+    pub(crate) retry_period: Duration,
+    pub(crate) clock: Clock,
 }
 
 impl LeaseConfig {

@@ -41,6 +41,16 @@ pub enum LeaderError {
         /// The configured lease duration.
         lease_duration: Duration,
     },
+    /// A name that must be a lowercase DNS label (a shard ring or identity) is not one.
+    #[error("{field} {value:?} {reason}")]
+    InvalidName {
+        /// `ring` or `identity`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A request for the Lease failed.
     #[error("lease request failed")]
     Api(#[source] kube::Error),

@@ -115,7 +115,7 @@ mod elector;
 mod error;
 mod handle;
 mod layer;
-mod record;
+pub(crate) mod record;
 mod requests;
 mod shared;
 

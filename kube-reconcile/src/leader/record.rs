@@ -15,7 +15,7 @@ use crate::clock::Nanos;
 
 /// The holder named in the record; an empty string counts as none (client-go writes
 /// `""` on release).
-pub(super) fn holder(lease: &Lease) -> Option<&str> {
+pub(crate) fn holder(lease: &Lease) -> Option<&str> {
     lease
         .spec
         .as_ref()
@@ -27,7 +27,7 @@ pub(super) fn holder(lease: &Lease) -> Option<&str> {
 ///
 /// Candidates honour the holder's duration rather than their own, so a candidate
 /// configured with a shorter lease cannot take over early (kubernetes#47671).
-pub(super) fn duration(lease: &Lease, fallback: Duration) -> Duration {
+pub(crate) fn duration(lease: &Lease, fallback: Duration) -> Duration {
     lease
         .spec
         .as_ref()
@@ -96,7 +96,7 @@ pub(super) fn clear(lease: &mut Lease) {
 /// Expiry is judged from this moment, never from the record's timestamps, so clock
 /// skew between candidates does not matter (client-go's `observedTime`).
 #[derive(Debug, Default)]
-pub(super) struct Observation {
+pub(crate) struct Observation {
     version: Option<String>,
     at: Nanos,
 }
@@ -107,7 +107,7 @@ impl Observation {
     /// A change is any new `resourceVersion`: a renewal, a takeover, a release, or an
     /// edit by someone else. Counting every write is the cautious choice: it can only
     /// make a candidate wait longer.
-    pub(super) fn see(&mut self, lease: &Lease, now: Nanos) {
+    pub(crate) fn see(&mut self, lease: &Lease, now: Nanos) {
         if self.version.is_none() || self.version != lease.metadata.resource_version {
             self.version.clone_from(&lease.metadata.resource_version);
             self.at = now;
@@ -115,7 +115,7 @@ impl Observation {
     }
 
     /// When the holder's lease runs out by the local clock if nothing changes.
-    pub(super) fn expiry(&self, lease: &Lease, fallback: Duration) -> Nanos {
+    pub(crate) fn expiry(&self, lease: &Lease, fallback: Duration) -> Nanos {
         self.at.saturating_add(duration(lease, fallback))
     }
 }

@@ -20,6 +20,7 @@ use crate::{
         rate_limit::RateLimitLayer,
         timeout::TimeoutLayer,
     },
+    shard::ShardHandle,
 };
 
 type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
@@ -30,7 +31,7 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 ///
 /// ```text
 ///  ┌ Metrics ──────────── (optional) reconcile counts and durations, phases, deferrals
-///  │ ┌ Leader ─────────── (optional) only the Lease holder reconciles
+///  │ ┌ Leader, Shard ──── (optional) only the Lease holder; only this member's objects
 ///  │ │ ┌ DeferralStatus ─ a Deferred condition says why an object waits, until when
 ///  │ │ │ ┌ Backoff ────── per object: exponential, not before the next attempt
 ///  │ │ │ │ ┌ RateLimit ── (optional) per object or global
@@ -50,6 +51,7 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`breaker`](OperatorBuilder::breaker) | none |
 /// | [`deferral_status`](OperatorBuilder::deferral_status) | on |
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
+/// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
 /// | [`cache`](OperatorBuilder::cache) | none: children are read by GET |
 /// | [`watcher`](Operator::watcher) | `watcher::Config::default()` |
@@ -112,6 +114,7 @@ struct Layers {
     breaker: Option<Breaker>,
     deferral_status: bool,
     leader: Option<LeaderHandle>,
+    shard: Option<ShardHandle>,
     #[cfg(feature = "metrics")]
     metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
     /// Child kinds read from watch caches.
@@ -143,6 +146,7 @@ impl<M, K> Operator<M, K> {
                 breaker: None,
                 deferral_status: true,
                 leader: None,
+                shard: None,
                 #[cfg(feature = "metrics")]
                 metrics: None,
                 caches: Vec::new(),
@@ -217,11 +221,16 @@ impl<M, K> Operator<M, K> {
             .with_optional(layers.rate_limit)
             .with(layers.backoff)
             .with_optional(deferrals)
+            .with_optional(layers.shard.as_ref().map(|s| s.layer(self.client.clone())))
             .with_optional(layers.leader.as_ref().map(LeaderHandle::layer));
         #[cfg(feature = "metrics")]
         let reconciler =
             reconciler.with_optional(layers.metrics.map(|(metrics, name)| metrics.layer(name)));
-        let mut controller = Controller::new(api, self.watcher);
+        let objects = match &layers.shard {
+            Some(shard) => shard.watcher_config(self.watcher),
+            None => self.watcher,
+        };
+        let mut controller = Controller::new(api, objects);
         if let Some(signal) = self.shutdown {
             controller = controller.graceful_shutdown_on(signal);
         }
@@ -308,6 +317,15 @@ impl<M, K> OperatorBuilder<M, K> {
         self
     }
 
+    /// Reconcile only the objects `shard` owns (`None`: all of them): the controller
+    /// watches only the objects labelled for this member, and reconciles them only while
+    /// it holds its membership Lease, handing them over when the ring's assigner asks.
+    /// Join the ring with [`ShardHandle::join`] for the operator's kind.
+    pub fn shard(mut self, shard: Option<ShardHandle>) -> Self {
+        self.layers.shard = shard;
+        self
+    }
+
     /// Record metrics under `controller` (`None`: no metrics): reconciles around the
     /// whole stack, and every phase change.
     #[cfg(feature = "metrics")]
@@ -369,6 +387,7 @@ impl fmt::Debug for Layers {
             .field("breaker", &self.breaker)
             .field("deferral_status", &self.deferral_status)
             .field("leader", &self.leader.is_some())
+            .field("shard", &self.shard)
             .field(
                 "caches",
                 &self.caches.iter().map(|r| &r.kind).collect::<Vec<_>>(),

@@ -9,6 +9,13 @@
 //! `Initialized`, `ContainersReady`, `Ready`), a running status per container, a start
 //! time and a Pod IP. Workloads and Pods can be held unready (a Pod then stays `Pending`)
 //! to test what an operator does while it waits.
+//!
+//! Workloads get their Pods, as the controller manager would make them: a `StatefulSet`'s
+//! `name-0` … `name-(n-1)`, a Deployment's `ReplicaSet` and its Pods, created and deleted
+//! as replicas change and replaced when the template changes; the simulator then runs them
+//! like any other Pod. [`WorkloadSimulator::owned_pods`] turns that off.
+
+mod owned;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -60,12 +67,14 @@ struct Shared {
 pub struct WorkloadSimulator {
     client: Client,
     ready_after: Duration,
+    owned_pods: bool,
 }
 
 impl std::fmt::Debug for WorkloadSimulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkloadSimulator")
             .field("ready_after", &self.ready_after)
+            .field("owned_pods", &self.owned_pods)
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +92,20 @@ impl WorkloadSimulator {
         WorkloadSimulator {
             client,
             ready_after: Duration::from_secs(1),
+            owned_pods: true,
         }
+    }
+
+    /// Whether `StatefulSets` and Deployments get Pods (and Deployments `ReplicaSets`).
+    ///
+    /// # Default
+    ///
+    /// `true`. Turn it off where only the workloads' status matters and the Pods would
+    /// be load of their own (a benchmark of an operator that creates thousands).
+    #[must_use]
+    pub fn owned_pods(mut self, owned_pods: bool) -> Self {
+        self.owned_pods = owned_pods;
+        self
     }
 
     /// How long a workload takes to become ready after each spec change.
@@ -101,18 +123,21 @@ impl WorkloadSimulator {
             self.ready_after,
             Arc::clone(&shared),
             "StatefulSet",
+            self.owned_pods,
         ));
         let deploy = tokio::spawn(run::<Deployment>(
             self.client.clone(),
             self.ready_after,
             Arc::clone(&shared),
             "Deployment",
+            self.owned_pods,
         ));
         let pods = tokio::spawn(run::<Pod>(
             self.client,
             self.ready_after,
             Arc::clone(&shared),
             "Pod",
+            false,
         ));
         RunningSimulator {
             shared,
@@ -161,6 +186,11 @@ trait Workload:
     fn desired_replicas(&self) -> i32;
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value;
 
+    /// The workload as the owner of Pods (`None` for a Pod).
+    fn owner(&self) -> Option<owned::Owner> {
+        None
+    }
+
     /// Whether the object already shows the status the simulator would write (a Pod
     /// found running when the simulator starts is left alone).
     fn settled(&self, unready: bool) -> bool {
@@ -169,17 +199,55 @@ trait Workload:
     }
 }
 
+/// A workload's side of owning Pods.
+fn owner_of<K: Resource>(
+    obj: &K,
+    kind: owned::Kind,
+    replicas: i32,
+    template: &impl serde::Serialize,
+    selector: Option<&std::collections::BTreeMap<String, String>>,
+    service_name: Option<&String>,
+) -> owned::Owner {
+    let meta = obj.meta();
+    owned::Owner {
+        kind,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        replicas,
+        template: serde_json::to_value(template).unwrap_or_default(),
+        selector: serde_json::to_value(selector).unwrap_or_default(),
+        service_name: service_name.cloned(),
+        claims: Vec::new(),
+    }
+}
+
 impl Workload for StatefulSet {
     fn desired_replicas(&self) -> i32 {
         self.spec.replicas.unwrap_or(1)
     }
 
-    fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {
-        let revision = format!(
-            "{}-{}",
-            self.name_any(),
-            self.metadata.generation.unwrap_or(1)
+    fn owner(&self) -> Option<owned::Owner> {
+        let mut owner = owner_of(
+            self,
+            owned::Kind::StatefulSet,
+            self.desired_replicas(),
+            &self.spec.template,
+            self.spec.selector.match_labels.as_ref(),
+            self.spec.service_name.as_ref(),
         );
+        owner.claims = self
+            .spec
+            .volume_claim_templates
+            .iter()
+            .flatten()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        Some(owner)
+    }
+
+    fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {
+        let revision = self.owner().map(|o| o.revision()).unwrap_or_default();
         json!({
             "observedGeneration": self.metadata.generation,
             "replicas": replicas,
@@ -197,6 +265,17 @@ impl Workload for StatefulSet {
 impl Workload for Deployment {
     fn desired_replicas(&self) -> i32 {
         self.spec.replicas.unwrap_or(1)
+    }
+
+    fn owner(&self) -> Option<owned::Owner> {
+        Some(owner_of(
+            self,
+            owned::Kind::Deployment,
+            self.desired_replicas(),
+            &self.spec.template,
+            self.spec.selector.match_labels.as_ref(),
+            None,
+        ))
     }
 
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {
@@ -292,6 +371,7 @@ async fn run<K: Workload>(
     delay: Duration,
     shared: Arc<Mutex<Shared>>,
     kind: &'static str,
+    owned_pods: bool,
 ) {
     let api: Api<K> = Api::all(client.clone());
     let mut events = pin!(
@@ -323,21 +403,49 @@ async fn run<K: Workload>(
         }
         let api: Api<K> = Api::namespaced(client.clone(), &ns);
         let replicas = obj.desired_replicas();
-        let status = obj.ready_status(replicas, if unready { 0 } else { replicas });
+        let ready = if unready { 0 } else { replicas };
+        let status = obj.ready_status(replicas, ready);
+        let owner = obj.owner().filter(|_| owned_pods);
+        let client = client.clone();
         tokio::spawn(async move {
+            // A kubelet and a controller manager keep trying: so does the simulator, or
+            // one failed write (an injected fault) would leave the workload unready.
+            let mut wait = Duration::from_millis(50);
+            if let Some(owner) = &owner {
+                for _ in 0..20 {
+                    match owned::sync(&client, owner).await {
+                        Ok(()) => break,
+                        Err(kube::Error::Api(e)) if matches!(e.code, 403 | 404) => return,
+                        // A Pod the server refuses is not retried; the workload still
+                        // becomes ready, as its status is what most tests wait on.
+                        Err(kube::Error::Api(e)) if e.code < 500 && e.code != 429 => {
+                            tracing::warn!(workload = %name, error = %e.message, "the simulator could not create its Pods");
+                            break;
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }
             if !unready {
                 tokio::time::sleep(delay).await;
             }
             let patch = json!({ "status": status });
-            // A kubelet and a controller manager keep trying: so does the simulator, or
-            // one failed write (an injected fault) would leave the workload unready.
-            let mut wait = Duration::from_millis(50);
+            wait = Duration::from_millis(50);
             for _ in 0..20 {
                 match api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
-                    Ok(_) => return,
+                    Ok(_) => {
+                        if let Some(owner) = owner.filter(|o| o.kind == owned::Kind::Deployment) {
+                            let _ =
+                                owned::replica_set_ready(&client, &owner, replicas, ready).await;
+                        }
+                        return;
+                    }
                     Err(kube::Error::Api(e)) if e.code == 404 => return,
                     Err(_) => {
                         tokio::time::sleep(wait).await;
