@@ -297,6 +297,9 @@ async fn wire(
         let config =
             ShardConfig::new(namespace.to_owned(), "databases").objects_namespace(namespace);
         let shard = ShardHandle::join::<Database>(client.clone(), config).await?;
+        if let Some(metrics) = &wiring.metrics {
+            metrics.observe_shard(&shard);
+        }
         report.say(&format!(
             "sharding the Databases as {} (kubectl get databases -L shard.kube-reconcile.dev/databases)",
             shard.identity()

@@ -362,6 +362,97 @@ async fn the_operator_s_metrics_are_served_over_http() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
+    use kube_reconcile::shard::{ShardConfig, ShardHandle};
+    let cx = Tier::embedded("sharded").await;
+    let world = world(&cx).await;
+    let metrics = kube_reconcile::metrics::Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut operators = Vec::new();
+    let mut shards = Vec::new();
+    for member in ["left", "right"] {
+        let config = ShardConfig::new(world.namespace.clone(), "databases")
+            .identity(member)
+            .objects_namespace(world.namespace.clone());
+        let shard = ShardHandle::join::<example::crd::Database>(world.client.clone(), config)
+            .await
+            .unwrap();
+        metrics.observe_shard(&shard);
+        let wiring = example::Wiring {
+            shard: Some(shard.clone()),
+            ..example::Wiring::default()
+        };
+        operators.push(
+            example::start_with(
+                world.client.clone(),
+                &world.namespace,
+                world.dbaas.client(),
+                &Report::new(),
+                wiring,
+            )
+            .unwrap(),
+        );
+        shards.push(shard);
+    }
+    for i in 0..12 {
+        world.create(&format!("sharded-{i}"), "16", 1).await;
+    }
+    let list = world.all_ready(12).await;
+    let label = "shard.kube-reconcile.dev/databases";
+    let mut owned = std::collections::BTreeMap::<String, usize>::new();
+    for db in &list {
+        *owned
+            .entry(
+                db.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(label))
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(
+        owned.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["left", "right"],
+        "{owned:?}"
+    );
+    // Each member's controller holds its own Databases only, and says so.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for shard in &shards {
+        let mine = owned[shard.identity()];
+        assert_eq!(shard.owned(), Some(mine), "{}", shard.identity());
+        let gauge = format!(
+            r#"kube_reconcile_shard_objects{{ring="databases",member="{}"}}"#,
+            shard.identity()
+        );
+        assert_eq!(
+            series(&text, &gauge),
+            Some(f64::from(u32::try_from(mine).unwrap())),
+            "{text}"
+        );
+    }
+    let assigned: f64 = shards
+        .iter()
+        .filter_map(|s| {
+            series(
+                &text,
+                &format!(
+                    r#"kube_reconcile_shard_assignments_total{{ring="databases",member="{}"}}"#,
+                    s.identity()
+                ),
+            )
+        })
+        .sum();
+    assert!(assigned >= 12.0, "{text}");
+    for operator in operators {
+        operator.controller.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work() {
     use kube_reconcile::leader::{LeaderElector, LeaseConfig};
     let cx = Tier::embedded("leader").await;

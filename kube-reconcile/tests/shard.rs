@@ -264,7 +264,10 @@ async fn when_the_assigner_crashes_its_objects_move_after_one_lease_duration_not
     // already knows the crashed member's Lease went unchanged as long.
     settled(&client, &log, &["b", "c"], 240).await;
     let took = crashed.elapsed();
-    assert!(took <= LEASE + Duration::from_secs(5), "moved after {took:?}");
+    assert!(
+        took <= LEASE + Duration::from_secs(5),
+        "moved after {took:?}"
+    );
     assert_eq!(lock(&log).overlaps, Vec::<String>::new());
 }
 

@@ -88,6 +88,12 @@ pub(super) struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ShardLabels {
+    pub(super) ring: Arc<str>,
+    pub(super) member: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BreakerStateLabels {
     pub(super) dependency: Arc<str>,
     pub(super) state: &'static str,
@@ -118,6 +124,9 @@ pub(super) struct Families {
     pub(super) phase_duration: Histograms<PhaseLabels>,
     pub(super) breaker_state: Family<BreakerStateLabels, Gauge>,
     pub(super) breaker_transitions: Family<BreakerMoveLabels, Counter>,
+    pub(super) shard_objects: Family<ShardLabels, Gauge>,
+    pub(super) shard_handovers: Family<ShardLabels, Counter>,
+    pub(super) shard_assignments: Family<ShardLabels, Counter>,
 }
 
 impl Default for Families {
@@ -138,6 +147,9 @@ impl Default for Families {
             phase_duration: Family::new_with_constructor(phase_histogram),
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
+            shard_objects: Family::default(),
+            shard_handovers: Family::default(),
+            shard_assignments: Family::default(),
         }
     }
 }
@@ -224,6 +236,21 @@ impl Families {
             "kube_reconcile_breaker_transitions",
             "Circuit breaker state changes per dependency",
             self.breaker_transitions.clone(),
+        );
+        registry.register(
+            "kube_reconcile_shard_objects",
+            "Objects a shard member's controller holds, per ring and member",
+            self.shard_objects.clone(),
+        );
+        registry.register(
+            "kube_reconcile_shard_handovers",
+            "Objects a shard member handed over to another after a drain request",
+            self.shard_handovers.clone(),
+        );
+        registry.register(
+            "kube_reconcile_shard_assignments",
+            "Objects this process, as the ring's assigner, labelled with an owner",
+            self.shard_assignments.clone(),
         );
     }
 }

@@ -37,6 +37,9 @@
 //! | `kube_reconcile_phase_duration_seconds` | histogram | `controller`, `phase` | Time an object spent in `phase`, observed when it leaves it (whole seconds, from `status.phaseHistory`). |
 //! | `kube_reconcile_breaker_state` | gauge | `dependency`, `state` | 1 for the breaker's state, 0 for the others (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`). |
 //! | `kube_reconcile_breaker_transitions_total` | counter | `dependency`, `from`, `to` | Breaker state changes. |
+//! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds ([`Metrics::observe_shard`]). |
+//! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
+//! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
 //!
 //! Breakers move lazily: an open circuit whose open duration has passed reads `open`
 //! until the next call half-opens it. A [`MetricsOnly`](crate::middleware::circuit_breaker::State::MetricsOnly)
@@ -83,7 +86,11 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::{middleware::circuit_breaker::Breaker, phase::PhaseChange};
+use crate::{
+    middleware::circuit_breaker::Breaker,
+    phase::PhaseChange,
+    shard::{ShardEvent, ShardHandle},
+};
 
 mod families;
 mod layer;
@@ -94,7 +101,7 @@ pub use self::{
     serve::{MetricsServer, serve},
 };
 
-use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels};
+use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels, ShardLabels};
 
 /// Every metric this crate exports, shared by all clones.
 ///
@@ -156,6 +163,37 @@ impl Metrics {
         });
         self.families
             .set_breaker_state(&dependency, breaker.state());
+    }
+
+    /// Exports `shard`'s counts under its ring and member: the objects its controller
+    /// holds (when it runs through [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard)),
+    /// the objects it handed over, and the objects this process assigned as the ring's
+    /// assigner. Call it once per member.
+    pub fn observe_shard(&self, shard: &ShardHandle) {
+        let families = Arc::clone(&self.families);
+        let ring: Arc<str> = shard.ring().into();
+        let member: Arc<str> = shard.identity().into();
+        let labels = ShardLabels { ring, member };
+        if let Some(owned) = shard.owned() {
+            families
+                .shard_objects
+                .get_or_create(&labels)
+                .set(i64::try_from(owned).unwrap_or(i64::MAX));
+        }
+        shard.observe(move |_, event| match event {
+            ShardEvent::Owned(n) => {
+                families
+                    .shard_objects
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            ShardEvent::HandedOver => {
+                families.shard_handovers.get_or_create(&labels).inc();
+            }
+            ShardEvent::Assigned => {
+                families.shard_assignments.get_or_create(&labels).inc();
+            }
+        });
     }
 
     /// A callback for [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition)

@@ -231,6 +231,11 @@ impl<M, K> Operator<M, K> {
             None => self.watcher,
         };
         let mut controller = Controller::new(api, objects);
+        if let Some(shard) = &layers.shard {
+            // The controller's cache holds the member's objects: counted for `owned`.
+            let store = controller.store();
+            shard.count_with(move || store.len());
+        }
         if let Some(signal) = self.shutdown {
             controller = controller.graceful_shutdown_on(signal);
         }

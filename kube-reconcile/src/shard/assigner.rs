@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::Ordering},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 /// The metadata of an object of the ring's kind: all the assigner keeps of it.
 type Meta = PartialObjectMeta<DynamicObject>;
 
-use super::{ShardConfig, handle::Shared, ring::Ring};
+use super::{
+    ShardConfig,
+    handle::{ShardEvent, Shared},
+    ring::Ring,
+};
 use crate::leader::record::{self, Observation};
 
 /// What the assigner does to one object.
@@ -124,15 +128,26 @@ pub(super) async fn run(client: Client, shared: Arc<Shared>, resource: ApiResour
     let assign = async {
         loop {
             shared.assigner.leading().await;
-            tracing::info!(ring = config.ring(), "assigning objects to the ring's members");
+            tracing::info!(
+                ring = config.ring(),
+                "assigning objects to the ring's members"
+            );
             let _ = leases.wait_until_ready().await;
             assign_while_leading(&client, &shared, &resource, &leases, &members).await;
             tracing::info!(ring = config.ring(), "no longer assigning objects");
         }
     };
+    // The member's own count, also between its reconciles (after a hand-over, a delete).
+    let recount = async {
+        loop {
+            tokio::time::sleep(config.lease.retry_period / 4).await;
+            shared.recount();
+        }
+    };
     tokio::select! {
         () = leases_watch => {}
         () = assign => {}
+        () = recount => {}
     }
 }
 
@@ -181,9 +196,9 @@ async fn assign_while_leading(
                         if !shared.assigner.is_leader() {
                             return;
                         }
-                        apply(&api, &object, &step, config).await;
-                        if matches!(step, Move::Assign(_)) {
-                            shared.assigned.fetch_add(1, Ordering::Relaxed);
+                        let written = apply(&api, &object, &step, config).await;
+                        if written && matches!(step, Move::Assign(_)) {
+                            shared.record(ShardEvent::Assigned);
                         }
                     }
                 })
@@ -233,7 +248,7 @@ fn round(
 }
 
 /// Writes one move, conditional on the version the assigner saw.
-async fn apply(api: &Api<DynamicObject>, object: &Meta, step: &Move, config: &ShardConfig) {
+async fn apply(api: &Api<DynamicObject>, object: &Meta, step: &Move, config: &ShardConfig) -> bool {
     let (shard, drain) = (config.shard_label(), config.drain_label());
     let labels: Value = match step {
         Move::Assign(owner) => json!({ shard: owner, drain: null }),
@@ -252,11 +267,15 @@ async fn apply(api: &Api<DynamicObject>, object: &Meta, step: &Move, config: &Sh
         )
         .await
     {
-        Ok(_) => tracing::debug!(object = name, ?step, "shard label written"),
+        Ok(_) => {
+            tracing::debug!(object = name, ?step, "shard label written");
+            true
+        }
         // Changed or gone since the assigner saw it: the next pass sees the new version.
-        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {}
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => false,
         Err(error) => {
             tracing::warn!(object = name, ?step, %error, "writing the shard label failed");
+            false
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::{
     fmt,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -26,6 +26,59 @@ pub(crate) struct Shared {
     pub(crate) assigned: AtomicU64,
     /// Objects this member handed over after a drain request.
     pub(crate) handed_over: AtomicU64,
+    /// Objects in this member's watch, when its controller's cache is known
+    /// (`usize::MAX`: not known).
+    pub(crate) owned: AtomicUsize,
+    /// Called on every change of the counts (metrics).
+    observers: Mutex<Vec<Observer>>,
+    /// How many objects the member's controller holds, when known.
+    size: OnceLock<Box<dyn Fn() -> usize + Send + Sync>>,
+}
+
+/// A change to what a member owns or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShardEvent {
+    /// The member's watch holds this many objects.
+    Owned(usize),
+    /// The member handed an object over.
+    HandedOver,
+    /// The assigner (this process) labelled an object with its owner.
+    Assigned,
+}
+
+type Observer = Box<dyn Fn(&ShardConfig, ShardEvent) + Send + Sync>;
+
+impl Shared {
+    /// Refreshes the count of objects the member's controller holds, if known.
+    pub(crate) fn recount(&self) {
+        if let Some(size) = self.size.get() {
+            self.record(ShardEvent::Owned(size()));
+        }
+    }
+
+    /// Counts `event` and tells the observers.
+    pub(crate) fn record(&self, event: ShardEvent) {
+        match event {
+            ShardEvent::Owned(n) => {
+                if self.owned.swap(n, Ordering::Relaxed) == n {
+                    return;
+                }
+            }
+            ShardEvent::HandedOver => {
+                self.handed_over.fetch_add(1, Ordering::Relaxed);
+            }
+            ShardEvent::Assigned => {
+                self.assigned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let observers = self
+            .observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for observe in observers.iter() {
+            observe(&self.config, event);
+        }
+    }
 }
 
 /// The member's tasks (its Lease, the ring's election, the assigner), stopped when the
@@ -97,6 +150,9 @@ impl ShardHandle {
             assigner: assigner.handle(),
             assigned: AtomicU64::new(0),
             handed_over: AtomicU64::new(0),
+            owned: AtomicUsize::new(usize::MAX),
+            observers: Mutex::default(),
+            size: OnceLock::new(),
         });
         let electors = [tokio::spawn(member.run()), tokio::spawn(assigner.run())];
         let assigner = tokio::spawn(assigner::run(client, Arc::clone(&shared), resource));
@@ -104,6 +160,11 @@ impl ShardHandle {
             shared,
             tasks: Arc::new(Tasks { assigner, electors }),
         })
+    }
+
+    /// The ring's name.
+    pub fn ring(&self) -> &str {
+        self.shared.config.ring()
     }
 
     /// This member's identity: the value of the shard label on the objects it owns.
@@ -159,6 +220,31 @@ impl ShardHandle {
     /// Objects this member handed over to another after a drain request.
     pub fn handed_over(&self) -> u64 {
         self.shared.handed_over.load(Ordering::Relaxed)
+    }
+
+    /// How many objects this member's controller holds, when it runs through
+    /// [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard) (`None` for a
+    /// controller wired by hand).
+    pub fn owned(&self) -> Option<usize> {
+        Some(self.shared.owned.load(Ordering::Relaxed)).filter(|n| *n != usize::MAX)
+    }
+
+    /// Counts the member's objects with `size` (the length of its controller's cache),
+    /// refreshed at every reconcile; the first call wins.
+    pub(crate) fn count_with(&self, size: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.shared.size.set(Box::new(size));
+    }
+
+    /// Calls `observe` on every change of the counts, after the change.
+    pub(crate) fn observe(
+        &self,
+        observe: impl Fn(&ShardConfig, ShardEvent) + Send + Sync + 'static,
+    ) {
+        self.shared
+            .observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(observe));
     }
 
     /// Leaves the ring: stops assigning, stops admitting reconciles, waits for those in

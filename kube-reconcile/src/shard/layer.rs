@@ -1,6 +1,6 @@
 //! [`ShardLayer`]: reconcile only this member's objects, hand them over when asked.
 
-use std::{fmt, sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use kube::{
     Api, Client, Resource,
@@ -10,7 +10,7 @@ use kube::{
 use serde_json::json;
 use tower_layer::Layer;
 
-use super::handle::Shared;
+use super::handle::{ShardEvent, Shared};
 use crate::{
     leader::{Leader, LeaderLayer},
     reconciler::{Outcome, Reconciler},
@@ -155,7 +155,7 @@ impl<R> HandOver<R> {
             .await
         {
             Ok(_) => {
-                self.shared.handed_over.fetch_add(1, Ordering::Relaxed);
+                self.shared.record(ShardEvent::HandedOver);
                 tracing::debug!(object = name, "handed over to the ring");
                 Action::await_change()
             }
@@ -183,6 +183,7 @@ where
     }
 
     async fn call(&self, obj: Arc<K>, ctx: Arc<Ctx>) -> Outcome<Self::Error> {
+        self.shared.recount();
         let config = &self.shared.config;
         let labels = obj.meta().labels.as_ref();
         let owner = labels.and_then(|l| l.get(&config.shard_label()));

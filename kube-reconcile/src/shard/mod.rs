@@ -67,6 +67,8 @@ mod handle;
 mod layer;
 mod ring;
 
+pub(crate) use self::handle::ShardEvent;
+
 #[doc(inline)]
 pub use self::{
     config::ShardConfig,
