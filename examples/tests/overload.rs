@@ -334,8 +334,10 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
         .start()
         .await
         .expect("the DBaaS starts");
+    // No Pods: a thousand StatefulSets' Pods would be load of the simulator's own.
     let _simulator = WorkloadSimulator::new(client.clone())
         .ready_after(Duration::from_millis(100))
+        .owned_pods(false)
         .start();
     let api: Api<Database> = Api::default_namespaced(client.clone());
     create(&api, n).await;

@@ -101,7 +101,7 @@ async fn wait_for(ws: &Api<Widget>, name: &str, phase: &str, generation: i64) {
 both_tiers! {
     async fn a_controller_with_middleware_drives_widgets_to_ready(cx: Tier) {
         let ws = widgets(&cx).await;
-        let _simulator = WorkloadSimulator::new(cx.client()).ready_after(Duration::from_millis(300)).start();
+        let _simulator = WorkloadSimulator::new(cx.client()).ready_after(Duration::from_millis(300)).namespace(cx.namespace()).start();
         let reconciler = reconcile
             .with(TimeoutLayer::new(Duration::from_secs(10)))
             .with(BackoffConfig::operator().build().unwrap());

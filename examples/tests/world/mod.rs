@@ -39,6 +39,7 @@ pub(crate) async fn world(cx: &Tier) -> World {
         .unwrap();
     let simulator = WorkloadSimulator::new(client.clone())
         .ready_after(Duration::from_millis(100))
+        .namespace(cx.namespace())
         .start();
     World {
         api: Api::namespaced(client.clone(), cx.namespace()),

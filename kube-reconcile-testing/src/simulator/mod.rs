@@ -66,15 +66,22 @@ struct Shared {
 /// ```
 pub struct WorkloadSimulator {
     client: Client,
+    settings: Settings,
+}
+
+/// How the simulator behaves; shared by its watch loops.
+#[derive(Clone, Debug)]
+struct Settings {
     ready_after: Duration,
     owned_pods: bool,
+    /// Watch only this namespace (`None`: every namespace).
+    namespace: Option<String>,
 }
 
 impl std::fmt::Debug for WorkloadSimulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkloadSimulator")
-            .field("ready_after", &self.ready_after)
-            .field("owned_pods", &self.owned_pods)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -91,8 +98,11 @@ impl WorkloadSimulator {
     pub fn new(client: Client) -> Self {
         WorkloadSimulator {
             client,
-            ready_after: Duration::from_secs(1),
-            owned_pods: true,
+            settings: Settings {
+                ready_after: Duration::from_secs(1),
+                owned_pods: true,
+                namespace: None,
+            },
         }
     }
 
@@ -104,14 +114,26 @@ impl WorkloadSimulator {
     /// be load of their own (a benchmark of an operator that creates thousands).
     #[must_use]
     pub fn owned_pods(mut self, owned_pods: bool) -> Self {
-        self.owned_pods = owned_pods;
+        self.settings.owned_pods = owned_pods;
+        self
+    }
+
+    /// Simulates only the workloads and Pods in `namespace`, so tests that share a
+    /// cluster (the real tier's control plane) do not run each other's Pods.
+    ///
+    /// # Default
+    ///
+    /// Every namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.settings.namespace = Some(namespace.into());
         self
     }
 
     /// How long a workload takes to become ready after each spec change.
     #[must_use]
     pub fn ready_after(mut self, delay: Duration) -> Self {
-        self.ready_after = delay;
+        self.settings.ready_after = delay;
         self
     }
 
@@ -120,24 +142,24 @@ impl WorkloadSimulator {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sts = tokio::spawn(run::<StatefulSet>(
             self.client.clone(),
-            self.ready_after,
+            self.settings.clone(),
             Arc::clone(&shared),
             "StatefulSet",
-            self.owned_pods,
         ));
         let deploy = tokio::spawn(run::<Deployment>(
             self.client.clone(),
-            self.ready_after,
+            self.settings.clone(),
             Arc::clone(&shared),
             "Deployment",
-            self.owned_pods,
         ));
         let pods = tokio::spawn(run::<Pod>(
             self.client,
-            self.ready_after,
+            Settings {
+                owned_pods: false,
+                ..self.settings
+            },
             Arc::clone(&shared),
             "Pod",
-            false,
         ));
         RunningSimulator {
             shared,
@@ -368,12 +390,19 @@ fn pod_ip(namespace: &str, name: &str) -> String {
 
 async fn run<K: Workload>(
     client: Client,
-    delay: Duration,
+    settings: Settings,
     shared: Arc<Mutex<Shared>>,
     kind: &'static str,
-    owned_pods: bool,
 ) {
-    let api: Api<K> = Api::all(client.clone());
+    let Settings {
+        ready_after: delay,
+        owned_pods,
+        namespace,
+    } = settings;
+    let api: Api<K> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let mut events = pin!(
         watcher(api, watcher::Config::default())
             .default_backoff()

@@ -55,6 +55,21 @@ impl Owner {
         )
     }
 
+    /// The workload's `matchLabels` as a label selector: only what it selects is listed,
+    /// so a cluster of many workloads stays cheap.
+    fn label_selector(&self) -> String {
+        self.selector
+            .as_object()
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    }
+
     fn reference(&self) -> Value {
         let kind = match self.kind {
             Kind::StatefulSet => "StatefulSet",
@@ -175,7 +190,8 @@ pub(super) async fn sync(client: &Client, owner: &Owner) -> Result<(), kube::Err
             .flatten()
             .any(|r| r.uid == uid)
     };
-    for existing in pods.list(&ListParams::default()).await?.items {
+    let selected = ListParams::default().labels(&owner.label_selector());
+    for existing in pods.list(&selected).await?.items {
         let Some(name) = existing.metadata.name.clone() else {
             continue;
         };
@@ -257,7 +273,8 @@ async fn replica_set(
             &Patch::Apply(&body),
         )
         .await?;
-    for old in sets.list(&ListParams::default()).await?.items {
+    let selected = ListParams::default().labels(&owner.label_selector());
+    for old in sets.list(&selected).await?.items {
         let theirs = old
             .metadata
             .owner_references

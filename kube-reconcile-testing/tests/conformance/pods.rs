@@ -116,6 +116,7 @@ both_tiers! {
         let pods: Api<Pod> = cx.api();
         let simulator = WorkloadSimulator::new(cx.client())
             .ready_after(Duration::from_millis(200))
+            .namespace(cx.namespace())
             .start();
         simulator.keep_unready(cx.namespace(), "held");
         tokio::spawn(
@@ -158,7 +159,7 @@ both_tiers! {
     }
 
     async fn workloads_get_their_pods_which_follow_the_replica_count(cx: Tier) {
-        let _simulator = WorkloadSimulator::new(cx.client()).ready_after(Duration::from_millis(100)).start();
+        let _simulator = WorkloadSimulator::new(cx.client()).ready_after(Duration::from_millis(100)).namespace(cx.namespace()).start();
         let pods: Api<Pod> = cx.api();
         let sets: Api<StatefulSet> = cx.api();
         sets.create(&PostParams::default(), &workload("StatefulSet", "db", 3)).await.unwrap();
