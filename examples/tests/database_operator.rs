@@ -293,6 +293,17 @@ both_tiers! {
     }
 }
 
+/// Metrics registered in a registry of their own.
+fn metrics() -> (
+    kube_reconcile::metrics::Metrics,
+    prometheus_client::registry::Registry,
+) {
+    let metrics = kube_reconcile::metrics::Metrics::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    (metrics, registry)
+}
+
 /// `GET http://addr/metrics`, as text.
 async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,9 +327,7 @@ fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
 async fn the_operator_s_metrics_are_served_over_http() {
     let cx = Tier::embedded("metrics").await;
     let world = world(&cx).await;
-    let metrics = kube_reconcile::metrics::Metrics::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    metrics.register(&mut registry);
+    let (metrics, registry) = metrics();
     let served = kube_reconcile::metrics::serve(
         "127.0.0.1:0".parse().unwrap(),
         std::sync::Arc::new(registry),
@@ -366,9 +375,7 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
     use kube_reconcile::shard::{ShardConfig, ShardHandle};
     let cx = Tier::embedded("sharded").await;
     let world = world(&cx).await;
-    let metrics = kube_reconcile::metrics::Metrics::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    metrics.register(&mut registry);
+    let (metrics, registry) = metrics();
     let mut operators = Vec::new();
     let mut shards = Vec::new();
     for member in ["left", "right"] {

@@ -316,7 +316,7 @@ both_tiers! {
 const SHARD: &str = "shard.kube-reconcile.dev/databases";
 
 both_tiers! {
-    async fn sharded_replicas_split_the_databases_and_take_over_a_killed_ones(cx: Tier) {
+    async fn sharded_replicas_split_the_databases_take_over_a_killed_ones_and_share_with_a_new_one(cx: Tier) {
         let world = world(&cx).await;
         let scratch = Scratch::new("shards", &cx);
         let (kubeconfig, _served) = kubeconfig(&cx, scratch.path()).await;
@@ -363,6 +363,18 @@ both_tiers! {
         let list = world.all_ready(n + 1).await;
         assert_eq!(shares(&list).len(), 2, "{:?}", shares(&list));
         assert_eq!(cluster.dbaas().list().await.unwrap().len(), n + 1, "still one instance per Database");
+
+        // A replica added later gets its share, handed over by the others.
+        replicas.insert("shard-d", cluster.operator("shard-d", &["--shard"]));
+        let list = world
+            .until("the new replica owns some Databases", |list| {
+                list.iter().any(|d| owner(d).starts_with("shard-d-"))
+                    && list.iter().all(|d| !owner(d).is_empty())
+            })
+            .await;
+        eprintln!("{} tier: after shard-d joined: {:?}", cx.name(), shares(&list));
+        world.all_ready(n + 1).await;
+        assert_eq!(cluster.dbaas().list().await.unwrap().len(), n + 1, "no instance created twice by a hand-over");
         for (_, replica) in replicas {
             replica.terminate().await;
         }

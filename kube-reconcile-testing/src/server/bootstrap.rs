@@ -103,19 +103,7 @@ fn rbac() -> Vec<(&'static str, &'static str, Value)> {
     ));
     for (role, verbs) in [
         ("admin", json!(["*"])),
-        (
-            "edit",
-            json!([
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch"
-            ]),
-        ),
+        ("edit", json!(super::resources::CRUD)),
         ("view", json!(["get", "list", "watch"])),
     ] {
         out.push((

@@ -23,6 +23,7 @@ type Meta = PartialObjectMeta<DynamicObject>;
 use super::{
     ShardConfig,
     handle::{ShardEvent, Shared},
+    labels::relabel,
     ring::Ring,
 };
 use crate::leader::record::{self, Observation};
@@ -185,21 +186,13 @@ async fn assign_while_leading(
             }
             let moves = round(&objects.state(), &live, &ring, config);
             stream::iter(moves)
-                .for_each_concurrent(16, |(object, step)| {
-                    let api = match object.metadata.namespace.as_deref() {
-                        Some(ns) => {
-                            Api::<DynamicObject>::namespaced_with(client.clone(), ns, resource)
-                        }
-                        None => Api::<DynamicObject>::all_with(client.clone(), resource),
-                    };
-                    async move {
-                        if !shared.assigner.is_leader() {
-                            return;
-                        }
-                        let written = apply(&api, &object, &step, config).await;
-                        if written && matches!(step, Move::Assign(_)) {
-                            shared.record(ShardEvent::Assigned);
-                        }
+                .for_each_concurrent(16, |(object, step)| async move {
+                    if !shared.assigner.is_leader() {
+                        return;
+                    }
+                    let written = apply(client, resource, &object, &step, config).await;
+                    if written && matches!(step, Move::Assign(_)) {
+                        shared.record(ShardEvent::Assigned);
                     }
                 })
                 .await;
@@ -247,27 +240,23 @@ fn round(
     out
 }
 
-/// Writes one move, conditional on the version the assigner saw.
-async fn apply(api: &Api<DynamicObject>, object: &Meta, step: &Move, config: &ShardConfig) -> bool {
+/// Writes one move, conditional on the version the assigner saw; whether it was written.
+async fn apply(
+    client: &Client,
+    resource: &ApiResource,
+    object: &Meta,
+    step: &Move,
+    config: &ShardConfig,
+) -> bool {
     let (shard, drain) = (config.shard_label(), config.drain_label());
     let labels: Value = match step {
         Move::Assign(owner) => json!({ shard: owner, drain: null }),
         Move::Drain => json!({ drain: "true" }),
         Move::Keep => json!({ drain: null }),
     };
-    let patch = json!({
-        "metadata": { "resourceVersion": object.metadata.resource_version, "labels": labels },
-    });
     let name = object.metadata.name.as_deref().unwrap_or_default();
-    match api
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {
+    match relabel(client, resource, &object.metadata, labels).await {
+        Ok(()) => {
             tracing::debug!(object = name, ?step, "shard label written");
             true
         }

@@ -2,15 +2,14 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use kube::{
-    Api, Client, Resource,
-    core::{ApiResource, DynamicObject},
-    runtime::controller::Action,
-};
+use kube::{Client, Resource, core::ApiResource, runtime::controller::Action};
 use serde_json::json;
 use tower_layer::Layer;
 
-use super::handle::{ShardEvent, Shared};
+use super::{
+    handle::{ShardEvent, Shared},
+    labels::relabel,
+};
 use crate::{
     leader::{Leader, LeaderLayer},
     reconciler::{Outcome, Reconciler},
@@ -135,26 +134,10 @@ impl<R> HandOver<R> {
         let config = &self.shared.config;
         let meta = obj.meta();
         let resource = ApiResource::erase::<K>(&K::DynamicType::default());
-        let api: Api<DynamicObject> = match meta.namespace.as_deref() {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            None => Api::all_with(self.client.clone(), &resource),
-        };
-        let patch = json!({
-            "metadata": {
-                "resourceVersion": meta.resource_version,
-                "labels": { config.shard_label(): null, config.drain_label(): null },
-            },
-        });
+        let labels = json!({ config.shard_label(): null, config.drain_label(): null });
         let name = meta.name.as_deref().unwrap_or_default();
-        match api
-            .patch(
-                name,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {
+        match relabel(&self.client, &resource, meta, labels).await {
+            Ok(()) => {
                 self.shared.record(ShardEvent::HandedOver);
                 tracing::debug!(object = name, "handed over to the ring");
                 Action::await_change()

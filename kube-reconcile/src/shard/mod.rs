@@ -64,6 +64,7 @@
 mod assigner;
 mod config;
 mod handle;
+mod labels;
 mod layer;
 mod ring;
 
