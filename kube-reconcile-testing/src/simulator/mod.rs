@@ -222,50 +222,45 @@ trait Workload:
 }
 
 /// A workload's side of owning Pods.
-fn owner_of<K: Resource>(
-    obj: &K,
-    kind: owned::Kind,
-    replicas: i32,
-    template: &impl serde::Serialize,
-    selector: Option<&std::collections::BTreeMap<String, String>>,
-    service_name: Option<&String>,
-) -> owned::Owner {
+/// A workload's side of owning Pods, read from its JSON: whether `spec` is optional
+/// depends on the k8s-openapi version the crate is built with.
+fn owner_of<K: Resource + serde::Serialize>(obj: &K, kind: owned::Kind) -> owned::Owner {
+    let json = serde_json::to_value(obj).unwrap_or_default();
+    let at = |path: &str| json.pointer(path).cloned().unwrap_or_default();
     let meta = obj.meta();
     owned::Owner {
         kind,
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
-        replicas,
-        template: serde_json::to_value(template).unwrap_or_default(),
-        selector: serde_json::to_value(selector).unwrap_or_default(),
-        service_name: service_name.cloned(),
-        claims: Vec::new(),
+        replicas: replicas_of(&json),
+        template: at("/spec/template"),
+        selector: at("/spec/selector/matchLabels"),
+        service_name: at("/spec/serviceName").as_str().map(str::to_owned),
+        claims: at("/spec/volumeClaimTemplates")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/metadata/name")?.as_str().map(str::to_owned))
+            .collect(),
     }
+}
+
+/// `spec.replicas` of a workload's JSON (1 when unset, as the API server defaults it).
+fn replicas_of(json: &serde_json::Value) -> i32 {
+    json.pointer("/spec/replicas")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(1)
 }
 
 impl Workload for StatefulSet {
     fn desired_replicas(&self) -> i32 {
-        self.spec.replicas.unwrap_or(1)
+        replicas_of(&serde_json::to_value(self).unwrap_or_default())
     }
 
     fn owner(&self) -> Option<owned::Owner> {
-        let mut owner = owner_of(
-            self,
-            owned::Kind::StatefulSet,
-            self.desired_replicas(),
-            &self.spec.template,
-            self.spec.selector.match_labels.as_ref(),
-            self.spec.service_name.as_ref(),
-        );
-        owner.claims = self
-            .spec
-            .volume_claim_templates
-            .iter()
-            .flatten()
-            .filter_map(|c| c.metadata.name.clone())
-            .collect();
-        Some(owner)
+        Some(owner_of(self, owned::Kind::StatefulSet))
     }
 
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {
@@ -286,18 +281,11 @@ impl Workload for StatefulSet {
 
 impl Workload for Deployment {
     fn desired_replicas(&self) -> i32 {
-        self.spec.replicas.unwrap_or(1)
+        replicas_of(&serde_json::to_value(self).unwrap_or_default())
     }
 
     fn owner(&self) -> Option<owned::Owner> {
-        Some(owner_of(
-            self,
-            owned::Kind::Deployment,
-            self.desired_replicas(),
-            &self.spec.template,
-            self.spec.selector.match_labels.as_ref(),
-            None,
-        ))
+        Some(owner_of(self, owned::Kind::Deployment))
     }
 
     fn ready_status(&self, replicas: i32, ready: i32) -> serde_json::Value {

@@ -281,7 +281,12 @@ async fn replica_set(
             .iter()
             .flatten()
             .any(|r| r.uid == owner.uid);
-        if theirs && old.metadata.name.as_deref() != Some(revision) && old.spec.replicas != Some(0)
+        if theirs
+            && old.metadata.name.as_deref() != Some(revision)
+            && serde_json::to_value(&old)
+                .ok()
+                .and_then(|v| v.pointer("/spec/replicas")?.as_i64())
+                != Some(0)
         {
             let name = old.metadata.name.clone().unwrap_or_default();
             let zero = json!({ "spec": { "replicas": 0 } });

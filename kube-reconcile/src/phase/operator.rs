@@ -246,7 +246,11 @@ impl<M, K> Operator<M, K> {
         let caches = futures_util::stream::select_all(watches)
             .chain(futures_util::stream::pending())
             .for_each(|()| async {});
+        // The shard's tasks stop with its last handle: this one lives as long as the
+        // controller, so an operator given the only handle keeps its membership.
+        let shard = layers.shard.take();
         async move {
+            let _member = shard;
             // The caches live as long as the controller; they never end by themselves.
             futures_util::future::select(std::pin::pin!(controller), std::pin::pin!(caches)).await;
         }
@@ -325,7 +329,9 @@ impl<M, K> OperatorBuilder<M, K> {
     /// Reconcile only the objects `shard` owns (`None`: all of them): the controller
     /// watches only the objects labelled for this member, and reconciles them only while
     /// it holds its membership Lease, handing them over when the ring's assigner asks.
-    /// Join the ring with [`ShardHandle::join`] for the operator's kind.
+    /// Join the ring with [`ShardHandle::join`] for the operator's kind. The running
+    /// operator keeps the handle alive; keep a clone to [release](ShardHandle::release)
+    /// the membership on shutdown.
     pub fn shard(mut self, shard: Option<ShardHandle>) -> Self {
         self.layers.shard = shard;
         self

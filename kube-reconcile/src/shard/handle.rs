@@ -236,6 +236,7 @@ impl ShardHandle {
     }
 
     /// Calls `observe` on every change of the counts, after the change.
+    #[cfg(feature = "metrics")]
     pub(crate) fn observe(
         &self,
         observe: impl Fn(&ShardConfig, ShardEvent) + Send + Sync + 'static,

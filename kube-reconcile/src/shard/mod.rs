@@ -60,6 +60,10 @@
 //!   `get`, `update` and `list`/`watch` on Leases in the ring's namespace.
 //! - An object is unowned for a moment while it moves: events in that window are seen by
 //!   the new owner when it lists it.
+//! - Deleting a live member's Lease makes its objects move at once, up to one retry
+//!   period before the member notices and stops (as deleting a leader's Lease does).
+//! - The child caches of [`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache)
+//!   are not sharded: each member caches every child the operator manages.
 
 mod assigner;
 mod config;
@@ -68,6 +72,7 @@ mod labels;
 mod layer;
 mod ring;
 
+#[cfg(feature = "metrics")]
 pub(crate) use self::handle::ShardEvent;
 
 #[doc(inline)]
