@@ -57,6 +57,9 @@ pub struct Options {
     /// the ones labelled shard.kube-reconcile.dev/databases=<its identity>
     #[arg(long, conflicts_with = "leader_elect")]
     pub shard: bool,
+    /// Reconcile at most this many Databases at once
+    #[arg(long, value_name = "N", default_value = "16")]
+    pub max_concurrent_reconciles: Option<std::num::NonZeroU16>,
     /// Where to serve Prometheus metrics.
     #[arg(
         long,
@@ -129,6 +132,12 @@ mod tests {
         assert_eq!(o.count, 3);
         assert_eq!(o.timeout_secs, 60);
         assert_eq!(o.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            o.max_concurrent_reconciles.map(std::num::NonZeroU16::get),
+            Some(16)
+        );
+        let zero = parse(&["--max-concurrent-reconciles", "0"]).unwrap_err();
+        assert_eq!(zero.kind(), ErrorKind::ValueValidation);
         assert_eq!(
             parse(&["--help"]).unwrap_err().kind(),
             ErrorKind::DisplayHelp

@@ -132,6 +132,8 @@ pub struct Wiring {
     pub min_deadline: Duration,
     /// How often a Ready Database is checked for drift, instead of every 5 minutes.
     pub ready_resync: Option<Duration>,
+    /// Reconcile at most this many Databases at once (`None`: no bound).
+    pub concurrency: Option<std::num::NonZeroU16>,
 }
 
 /// Starts the operator on `client` against the DBaaS `dbaas` talks to.
@@ -210,6 +212,7 @@ pub fn start_with(
     .leader(wiring.leader)
     .shard(wiring.shard)
     .metrics(wiring.metrics, "databases")
+    .concurrency(wiring.concurrency)
     .build()?;
     let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
@@ -265,7 +268,10 @@ async fn wire(
     ),
     Box<dyn std::error::Error>,
 > {
-    let mut wiring = Wiring::default();
+    let mut wiring = Wiring {
+        concurrency: options.max_concurrent_reconciles,
+        ..Wiring::default()
+    };
     // --metrics-addr: Prometheus metrics over HTTP for as long as the run lasts.
     let metrics_endpoint = match options.metrics_addr {
         Some(addr) => {

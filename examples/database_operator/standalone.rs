@@ -47,7 +47,12 @@ pub async fn dbaas_for(
                 token_file.display()
             )
         })?;
-        let client = DbaasClient::new(url, token.trim())?;
+        // Named by host, so a DBaaS shared by several replicas can tell them apart.
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+        let client = DbaasClient::new(url, token.trim())?.agent(&format!(
+            "database-operator/{} ({host})",
+            env!("CARGO_PKG_VERSION")
+        ));
         report.say(&format!("DBaaS at {url}"));
         return Ok((None, client));
     }

@@ -6,7 +6,7 @@ mod world;
 
 use database_operator as example;
 use kube_reconcile_test_support::both_tiers;
-use world::world;
+use world::{scrape, series, world};
 
 use std::time::Duration;
 
@@ -304,25 +304,6 @@ fn metrics() -> (
     (metrics, registry)
 }
 
-/// `GET http://addr/metrics`, as text.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The value of the series `name{labels}` in a scrape.
-fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_s_metrics_are_served_over_http() {
     let cx = Tier::embedded("metrics").await;
@@ -375,10 +356,12 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
     use kube_reconcile::shard::{ShardConfig, ShardHandle};
     let cx = Tier::embedded("sharded").await;
     let world = world(&cx).await;
-    let (metrics, registry) = metrics();
     let mut operators = Vec::new();
     let mut shards = Vec::new();
+    let mut registries = Vec::new();
     for member in ["left", "right"] {
+        // A registry per member, as each replica process would have.
+        let (metrics, registry) = metrics();
         let config = ShardConfig::new(world.namespace.clone(), "databases")
             .identity(member)
             .objects_namespace(world.namespace.clone());
@@ -388,6 +371,7 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
         metrics.observe_shard(&shard);
         let wiring = example::Wiring {
             shard: Some(shard.clone()),
+            metrics: Some(metrics),
             ..example::Wiring::default()
         };
         operators.push(
@@ -401,11 +385,14 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
             .unwrap(),
         );
         shards.push(shard);
+        registries.push(registry);
     }
     for i in 0..12 {
         world.create(&format!("sharded-{i}"), "16", 1).await;
     }
-    let list = world.all_ready(12).await;
+    world.all_ready(12).await;
+    // (Databases assigned before both members joined move once; their children follow.)
+    let list = world.children_follow_their_databases().await;
     let label = "shard.kube-reconcile.dev/databases";
     let mut owned = std::collections::BTreeMap::<String, usize>::new();
     for db in &list {
@@ -425,25 +412,33 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
         ["left", "right"],
         "{owned:?}"
     );
-    // Each member's controller holds its own Databases only, and says so.
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    for shard in &shards {
-        let mine = owned[shard.identity()];
-        assert_eq!(shard.owned(), Some(mine), "{}", shard.identity());
-        let gauge = format!(
-            r#"kube_reconcile_shard_objects{{ring="databases",member="{}"}}"#,
-            shard.identity()
-        );
+    // Every child carries its owner's shard label, so each member's caches hold its own
+    // Databases and children only, and say so (within moments of the last write).
+    let caches = world.shard_caches(&list).await;
+    for (shard, registry) in shards.iter().zip(&registries) {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text.clear();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            if caches.check(&text, shard.identity()).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        caches.check(&text, shard.identity()).unwrap();
         assert_eq!(
-            series(&text, &gauge),
-            Some(f64::from(u32::try_from(mine).unwrap())),
-            "{text}"
+            shard.owned(),
+            Some(owned[shard.identity()]),
+            "{}",
+            shard.identity()
         );
     }
     let assigned: f64 = shards
         .iter()
-        .filter_map(|s| {
+        .zip(&registries)
+        .filter_map(|(s, registry)| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
             series(
                 &text,
                 &format!(
@@ -453,7 +448,7 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
             )
         })
         .sum();
-    assert!(assigned >= 12.0, "{text}");
+    assert!(assigned >= 12.0, "{assigned}");
     for operator in operators {
         operator.controller.abort();
     }

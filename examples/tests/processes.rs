@@ -5,187 +5,21 @@
 
 #![cfg(unix)]
 
+mod cluster;
 mod world;
 
 use std::{
     collections::BTreeMap,
-    io::BufRead as _,
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use cluster::{Cluster, Owners, Process, Scratch, kubeconfig, standalone_dbaas};
 use database_operator::dbaas::{DbaasClient, DbaasError};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kube_reconcile_test_support::{both_tiers, tier::Tier};
-use kube_reconcile_testing::HttpServer;
-use world::world;
-
-/// The example's binary: integration tests live in `target/<profile>/deps`, and `cargo
-/// test` builds the examples into `target/<profile>/examples` first.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join("database_operator");
-    assert!(
-        binary.exists(),
-        "no example binary at {} (`cargo test` builds it; alone: cargo build --example database_operator)",
-        binary.display()
-    );
-    binary
-}
-
-/// A child process of the test: killed when dropped, so a failing test leaves none behind.
-struct Process(Child);
-
-impl Process {
-    fn spawn(command: &mut Command) -> Self {
-        Process(command.env("RUST_LOG", "warn").spawn().unwrap())
-    }
-
-    /// SIGKILL: the process gets no chance to hand anything over.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-
-    /// Sends SIGTERM and waits (at most 40 s) for a clean exit.
-    async fn terminate(mut self) {
-        let pid = self.0.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        for _ in 0..400 {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert!(status.success(), "the process exited with {status}");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the process did not stop within 40 s of SIGTERM");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A directory of the test's own, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str, cx: &Tier) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("kr-{test}-{}-{}", std::process::id(), cx.name()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A kubeconfig for the tier's server in `dir`: the embedded server is served over TLS for
-/// the other processes (the listener lives as long as the returned value); the real one is
-/// reached as it is.
-async fn kubeconfig(cx: &Tier, dir: &Path) -> (PathBuf, Option<HttpServer>) {
-    let path = dir.join("kubeconfig");
-    if let Some(server) = cx.embedded_server() {
-        let http = server.serve().await.unwrap();
-        http.write_kubeconfig(&path).unwrap();
-        (path, Some(http))
-    } else {
-        cx.control_plane().unwrap().write_kubeconfig(&path).unwrap();
-        (path, None)
-    }
-}
-
-/// Where the operator processes find the API server and the DBaaS.
-struct Cluster {
-    kubeconfig: PathBuf,
-    namespace: String,
-    dbaas_url: String,
-    token_file: PathBuf,
-}
-
-impl Cluster {
-    /// `database_operator --cluster --operator-only` with `extra` flags, as host `host`
-    /// (which names its leader-election identity).
-    fn operator(&self, host: &str, extra: &[&str]) -> Process {
-        Process::spawn(
-            Command::new(binary())
-                .args([
-                    "--cluster",
-                    "--operator-only",
-                    "--namespace",
-                    &self.namespace,
-                ])
-                .args(["--dbaas-url", &self.dbaas_url, "--dbaas-token-file"])
-                .arg(&self.token_file)
-                .args(extra)
-                .env("KUBECONFIG", &self.kubeconfig)
-                .env("HOSTNAME", host)
-                .stdout(Stdio::null()),
-        )
-    }
-
-    /// A client of the standalone DBaaS, with its token.
-    fn dbaas(&self) -> DbaasClient {
-        let token = std::fs::read_to_string(&self.token_file).unwrap();
-        DbaasClient::new(&self.dbaas_url, token.trim()).unwrap()
-    }
-}
-
-/// `database_operator --dbaas-only`, writing its token to `token_file`, and the URL it
-/// printed.
-async fn standalone_dbaas(token_file: &Path) -> (Process, String) {
-    let mut process = Process::spawn(
-        Command::new(binary())
-            .arg("--dbaas-only")
-            .arg("--dbaas-token-file")
-            .arg(token_file)
-            .stdout(Stdio::piped()),
-    );
-    let stdout = process.0.stdout.take().unwrap();
-    let (found, url) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut found = Some(found);
-        // Read to the end, so the process never blocks on a full pipe.
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line
-                .split_whitespace()
-                .find(|word| word.starts_with("http://"))
-                .filter(|_| line.contains("DBaaS at"))
-                && let Some(found) = found.take()
-            {
-                let _ = found.send(url.to_owned());
-            }
-        }
-    });
-    let url = tokio::time::timeout(Duration::from_secs(60), url)
-        .await
-        .expect("the DBaaS printed its URL within 60 s")
-        .expect("the DBaaS printed its URL before exiting");
-    (process, url)
-}
+use kube_reconcile_test_support::both_tiers;
+use world::{SHARD, world};
 
 both_tiers! {
     async fn the_operator_process_stopped_with_sigterm_mid_convergence_finishes_after_a_restart(
@@ -312,9 +146,6 @@ both_tiers! {
     }
 }
 
-/// The shard label the example's replicas write on the Databases.
-const SHARD: &str = "shard.kube-reconcile.dev/databases";
-
 both_tiers! {
     async fn sharded_replicas_split_the_databases_take_over_a_killed_ones_and_share_with_a_new_one(cx: Tier) {
         let world = world(&cx).await;
@@ -323,6 +154,7 @@ both_tiers! {
         let token_file = scratch.path().join("dbaas.token");
         let (dbaas, dbaas_url) = standalone_dbaas(&token_file).await;
         let cluster = Cluster { kubeconfig, namespace: world.namespace.clone(), dbaas_url, token_file };
+        let owners = Owners::watch(&world);
         let mut replicas: BTreeMap<&str, Process> = ["shard-a", "shard-b", "shard-c"]
             .into_iter()
             .map(|host| (host, cluster.operator(host, &["--shard"])))
@@ -375,6 +207,9 @@ both_tiers! {
         eprintln!("{} tier: after shard-d joined: {:?}", cx.name(), shares(&list));
         world.all_ready(n + 1).await;
         assert_eq!(cluster.dbaas().list().await.unwrap().len(), n + 1, "no instance created twice by a hand-over");
+        owners.never_handled_twice(&cluster.dbaas()).await;
+        // The children of every moved Database moved with it.
+        world.children_follow_their_databases().await;
         for (_, replica) in replicas {
             replica.terminate().await;
         }

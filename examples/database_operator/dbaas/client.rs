@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
     Method, Request, StatusCode, Uri,
-    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue},
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT},
 };
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -21,6 +21,9 @@ use super::api::{
     IDEMPOTENCY_KEY, Instance, InstanceHealth, InstanceList, InstancePatch, InstanceSpec,
     percent_encode,
 };
+
+/// The `User-Agent` a client sends unless told otherwise.
+const AGENT: &str = concat!("database-operator/", env!("CARGO_PKG_VERSION"));
 
 /// A client of the DBaaS API: one HTTP/1.1 connection per call, each call bounded by a timeout.
 ///
@@ -34,6 +37,8 @@ pub struct DbaasClient {
     /// `Bearer <token>`, marked sensitive (`Debug` shows `Sensitive`).
     authorization: HeaderValue,
     timeout: Duration,
+    /// The `User-Agent` sent, which names this client to the service.
+    agent: HeaderValue,
 }
 
 /// What [`DbaasClient::delete`] found.
@@ -71,6 +76,7 @@ impl DbaasClient {
             ),
             authorization: bearer(token).ok_or(DbaasError::InvalidToken)?,
             timeout: Duration::from_secs(5),
+            agent: HeaderValue::from_static(AGENT),
         })
     }
 
@@ -80,6 +86,7 @@ impl DbaasClient {
             authority: addr.to_string(),
             authorization: bearer(token).unwrap_or_else(|| HeaderValue::from_static("")),
             timeout: Duration::from_secs(5),
+            agent: HeaderValue::from_static(AGENT),
         }
     }
 
@@ -92,6 +99,35 @@ impl DbaasClient {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The same client, naming itself `agent` in its `User-Agent` header (a replica's
+    /// name, say, so the service can tell replicas apart); a value that is not visible
+    /// ASCII keeps the default.
+    ///
+    /// # Default
+    ///
+    /// `database-operator/<version>`.
+    #[must_use]
+    pub fn agent(mut self, agent: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(agent) {
+            self.agent = value;
+        }
+        self
+    }
+
+    /// Which clients (by `User-Agent`) handled each instance, by instance name: one entry
+    /// per run of successful calls by the same client, in order. An audit endpoint of the
+    /// simulated DBaaS.
+    ///
+    /// # Errors
+    ///
+    /// As on [`DbaasError`].
+    pub async fn callers(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, DbaasError> {
+        let reply = self.call(Method::GET, "/v1/callers", None, None).await?;
+        decode(&reply.ok()?)
     }
 
     /// Creates an instance, or returns the one `key` already created.
@@ -249,7 +285,8 @@ impl DbaasClient {
             .uri(path)
             .header(HOST, &self.authority)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, self.agent.clone());
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");
         }

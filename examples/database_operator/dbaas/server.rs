@@ -8,6 +8,7 @@ mod stats;
 mod store;
 
 use std::{
+    collections::BTreeMap,
     io,
     net::SocketAddr,
     num::NonZeroU32,
@@ -135,6 +136,7 @@ impl DbaasServerBuilder {
                 store: Store::new(self.timing, self.seed),
                 stats: DbaasStats::default(),
                 arrivals: Vec::new(),
+                callers: BTreeMap::new(),
             }),
             faults: DbaasFaults::new(self.seed.rotate_left(32)),
             limiter: RateLimiter::new(self.rate_limit),
@@ -284,6 +286,20 @@ struct State {
     stats: DbaasStats,
     /// Every call received, in order, with when it arrived.
     arrivals: Vec<(Instant, Endpoint)>,
+    /// Per instance name, the clients (their `User-Agent`) whose calls on it succeeded,
+    /// one entry per run of calls by the same client: `[a, b]` means a's calls all came
+    /// before b's.
+    callers: BTreeMap<String, Vec<String>>,
+}
+
+impl State {
+    /// Notes that `caller` handled the instance `name`.
+    fn handled(&mut self, name: &str, caller: &str) {
+        let runs = self.callers.entry(name.to_owned()).or_default();
+        if runs.last().map(String::as_str) != Some(caller) {
+            runs.push(caller.to_owned());
+        }
+    }
 }
 
 impl Shared {

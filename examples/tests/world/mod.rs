@@ -30,6 +30,12 @@ pub(crate) struct World {
 }
 
 pub(crate) async fn world(cx: &Tier) -> World {
+    world_with(cx, true).await
+}
+
+/// [`world`], with the workload simulator giving StatefulSets their Pods or not (a test of
+/// thousands of Databases leaves them out, so its server serves the operators).
+pub(crate) async fn world_with(cx: &Tier, pods: bool) -> World {
     let client = cx.client();
     cx.install_crd(&Database::crd()).await;
     let dbaas = DbaasServer::builder()
@@ -40,6 +46,7 @@ pub(crate) async fn world(cx: &Tier) -> World {
     let simulator = WorkloadSimulator::new(client.clone())
         .ready_after(Duration::from_millis(100))
         .namespace(cx.namespace())
+        .owned_pods(pods)
         .start();
     World {
         api: Api::namespaced(client.clone(), cx.namespace()),
@@ -107,6 +114,36 @@ impl World {
         .await
     }
 
+    /// Every child of kind `C` the operator manages: the Database it belongs to
+    /// (`app.kubernetes.io/instance`) and the shard label it carries, if any.
+    pub(crate) async fn all_children<C>(&self) -> Vec<(String, Option<String>)>
+    where
+        C: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<C> = Api::namespaced(self.client.clone(), &self.namespace);
+        let managed =
+            ListParams::default().labels("app.kubernetes.io/managed-by=database-operator");
+        api.list(&managed)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|child| {
+                let labels = child.labels();
+                (
+                    labels
+                        .get("app.kubernetes.io/instance")
+                        .cloned()
+                        .unwrap_or_default(),
+                    labels.get("shard.kube-reconcile.dev/databases").cloned(),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) async fn passwords(&self) -> BTreeMap<String, Vec<u8>> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         secrets
@@ -126,4 +163,138 @@ impl World {
             })
             .collect()
     }
+}
+
+/// What each member of the ring `databases` should cache: its Databases, and the children
+/// labelled for it.
+pub(crate) struct ShardCaches {
+    databases: BTreeMap<String, f64>,
+    children: BTreeMap<(String, &'static str), f64>,
+}
+
+/// The child kinds the example caches.
+const CACHED: [&str; 4] = ["ConfigMap", "Secret", "Service", "StatefulSet"];
+
+impl World {
+    /// Who owns what in `list` (the Databases, all labelled), after checking that every
+    /// child carries its Database's shard label.
+    pub(crate) async fn shard_caches(&self, list: &[Database]) -> ShardCaches {
+        let (caches, strays) = self.children_by_shard(list).await;
+        assert!(
+            strays.is_empty(),
+            "children not labelled like their Database: {strays:?}"
+        );
+        caches
+    }
+
+    /// Waits until every child the operator ensures when Ready carries its Database's
+    /// shard label (the children of a Database that moved follow it in its new owner's
+    /// next pass), and returns the Databases then.
+    pub(crate) async fn children_follow_their_databases(&self) -> Vec<Database> {
+        for _ in 0..300 {
+            let list = self.api.list(&ListParams::default()).await.unwrap().items;
+            if self.children_by_shard(&list).await.1.is_empty() {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let list = self.api.list(&ListParams::default()).await.unwrap().items;
+        let strays = self.children_by_shard(&list).await.1;
+        panic!("children not labelled like their Database after 30 s: {strays:?}");
+    }
+
+    /// What each member should cache, and the children whose shard label is not their
+    /// Database's.
+    async fn children_by_shard(&self, list: &[Database]) -> (ShardCaches, Vec<String>) {
+        let mut databases = BTreeMap::new();
+        let mut owner_of = BTreeMap::new();
+        for db in list {
+            let member = db.labels().get(SHARD).cloned().unwrap_or_default();
+            *databases.entry(member.clone()).or_default() += 1.0;
+            owner_of.insert(db.name_any(), member);
+        }
+        let mut children = BTreeMap::new();
+        let mut strays = Vec::new();
+        let kinds = [
+            self.all_children::<k8s_openapi::api::core::v1::ConfigMap>()
+                .await,
+            self.all_children::<Secret>().await,
+            self.all_children::<k8s_openapi::api::core::v1::Service>()
+                .await,
+            self.all_children::<k8s_openapi::api::apps::v1::StatefulSet>()
+                .await,
+        ];
+        for (kind, labelled) in CACHED.into_iter().zip(kinds) {
+            for (instance, member) in labelled {
+                // The credentials Secret is written once, in Provisioning: a Database that
+                // moves later leaves it labelled for its first owner (see the shard
+                // module's caveats); every other child is ensured again when Ready.
+                let follows = kind != "Secret";
+                if follows && member.as_ref() != owner_of.get(&instance) {
+                    strays.push(format!("{kind} of {instance}: {member:?}"));
+                }
+                *children
+                    .entry((member.unwrap_or_default(), kind))
+                    .or_default() += 1.0;
+            }
+        }
+        (
+            ShardCaches {
+                databases,
+                children,
+            },
+            strays,
+        )
+    }
+}
+
+impl ShardCaches {
+    /// Checks that a scrape of `member`'s metrics shows its caches holding its share
+    /// exactly; else says what differs.
+    pub(crate) fn check(&self, scrape: &str, member: &str) -> Result<(), String> {
+        let databases =
+            format!(r#"kube_reconcile_shard_objects{{ring="databases",member="{member}"}}"#);
+        let mut expected = vec![(databases, self.databases.get(member).copied())];
+        for kind in CACHED {
+            let children = format!(
+                r#"kube_reconcile_cached_children{{controller="databases",kind="{kind}"}}"#
+            );
+            expected.push((
+                children,
+                self.children.get(&(member.to_owned(), kind)).copied(),
+            ));
+        }
+        for (name, want) in expected {
+            if want.is_none() {
+                return Err(format!("{member} owns nothing for {name}"));
+            }
+            let got = series(scrape, &name);
+            if got != want {
+                return Err(format!("{member}: {name} is {got:?}, not {want:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shard label the example's replicas write on the Databases (and their children).
+pub(crate) const SHARD: &str = "shard.kube-reconcile.dev/databases";
+
+/// `GET http://addr/metrics`, as text.
+pub(crate) async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the series `name{labels}` in a scrape.
+pub(crate) fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
 }

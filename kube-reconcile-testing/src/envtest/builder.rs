@@ -154,7 +154,7 @@ impl ControlPlaneBuilder {
                 "--service-account-signing-key-file={}",
                 files.service_account_key.display()
             ),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--service-cluster-ip-range=10.0.0.0/16".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
             "--endpoint-reconciler-type=none".into(),

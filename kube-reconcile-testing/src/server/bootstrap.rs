@@ -47,7 +47,7 @@ fn objects() -> Vec<(&'static str, &'static str, Value)> {
         "servicecidrs",
         json!({
             "metadata": { "name": "kubernetes" },
-            "spec": { "cidrs": ["10.0.0.0/24"] },
+            "spec": { "cidrs": ["10.0.0.0/16"] },
             "status": { "conditions": [{
                 "type": "Ready",
                 "status": "True",

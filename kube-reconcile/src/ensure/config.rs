@@ -45,6 +45,9 @@ pub struct EnsureConfig {
     part_of: Option<String>,
     force: bool,
     adopt: bool,
+    /// A label of the owner that children carry too (set by a sharded operator: the
+    /// shard label, so each replica's child caches hold only its own children).
+    owner_label: Option<String>,
 }
 
 impl Default for EnsureConfig {
@@ -58,6 +61,7 @@ impl Default for EnsureConfig {
             part_of: None,
             force: true,
             adopt: false,
+            owner_label: None,
         }
     }
 }
@@ -159,6 +163,16 @@ impl EnsureConfig {
 
     pub(crate) const fn adopt_on(&self) -> bool {
         self.adopt
+    }
+
+    /// Children also carry the owner's label `key` (with the owner's value).
+    pub(crate) fn owner_label(mut self, key: impl Into<String>) -> Self {
+        self.owner_label = Some(key.into());
+        self
+    }
+
+    pub(crate) fn owner_label_key(&self) -> Option<&str> {
+        self.owner_label.as_deref()
     }
 
     /// Checks the settings that end up in requests.

@@ -208,6 +208,8 @@ struct Owner {
     namespace: Option<String>,
     /// `Kind/name`.
     display: String,
+    /// The owner's label children carry too ([`EnsureConfig::owner_label`]), if it has it.
+    label: Option<(String, String)>,
 }
 
 impl fmt::Debug for Children {
@@ -283,6 +285,10 @@ impl Children {
                 field: "metadata.uid",
             }
         })?;
+        let label = config.owner_label_key().and_then(|key| {
+            let value = meta.labels.as_ref()?.get(key)?;
+            Some((key.to_owned(), value.clone()))
+        });
         let reference = OwnerReference {
             api_version: O::api_version(dt).to_string(),
             kind,
@@ -297,6 +303,7 @@ impl Children {
                 reference,
                 namespace: meta.namespace.clone().filter(|ns| !ns.is_empty()),
                 display,
+                label,
             },
             config,
             cache: None,
@@ -342,6 +349,9 @@ impl Children {
         labels.insert(child::NAME.to_string(), app);
         if let Some(part_of) = self.config.part_of_value() {
             labels.insert(child::PART_OF.to_string(), part_of.to_string());
+        }
+        if let Some((key, value)) = &self.owner.label {
+            labels.insert(key.clone(), value.clone());
         }
         labels
     }

@@ -267,6 +267,19 @@ impl Children {
         {
             meta.insert("resourceVersion".into(), rv);
         }
+        self.merge_patch(t, &patch, diff.fields, "patching").await
+    }
+
+    /// Sends `patch`, a JSON merge patch that carries the `resourceVersion` read, as our
+    /// field manager: the child is then `Updated { fields }`; after a conflict (409) or a
+    /// delete (404) since the read, it is read again.
+    async fn merge_patch(
+        &self,
+        t: &Target,
+        patch: &Value,
+        fields: Vec<String>,
+        action: &'static str,
+    ) -> Result<Step<Ensured>, EnsureError> {
         let params = PatchParams {
             field_manager: Some(self.config.get_field_manager().to_string()),
             ..PatchParams::default()
@@ -274,23 +287,20 @@ impl Children {
         match t
             .location
             .api
-            .patch(&t.name, &params, &Patch::Merge(&patch))
+            .patch(&t.name, &params, &Patch::Merge(patch))
             .await
         {
             Ok(written) => {
                 self.saw(&t.location, &t.name, Some(&written));
-                let outcome = Ensured::Updated {
-                    fields: diff.fields,
-                };
-                tracing::debug!(kind = %kind, object = %shown, %outcome, "ensure: patched");
+                let outcome = Ensured::Updated { fields };
+                tracing::debug!(kind = %t.location.kind, object = %t.display(), %outcome, action, "ensure: written");
                 Ok(Step::Done(outcome))
             }
-            // Changed (409) or deleted (404) since we read it: read again.
             Err(e) if matches!(status_code(&e), Some(409 | 404)) => {
                 self.stale(&t.location, &t.name);
                 Ok(Step::Retry(e))
             }
-            Err(e) => Err(api_error("patching", kind, &shown)(e)),
+            Err(e) => Err(api_error(action, &t.location.kind, &t.display())(e)),
         }
     }
 
@@ -336,12 +346,41 @@ impl Children {
             match self.read(&target.location, &target.name).await? {
                 Some(live) => {
                     self.check_owner(&live, &target.location.kind, &shown, true)?;
-                    Ok(Step::Done(Ensured::Unchanged))
+                    self.follow_owner_label(&target, &live).await
                 }
                 None => self.create(&target).await,
             }
         })
         .await
+    }
+
+    /// A create-only child is never updated, except for the owner's label it carries
+    /// ([`EnsureConfig::owner_label`](super::EnsureConfig)): when the owner moved to
+    /// another shard, the child follows it (one merge patch of that label), so the new
+    /// owner's child cache holds it.
+    async fn follow_owner_label(
+        &self,
+        t: &Target,
+        live: &Value,
+    ) -> Result<Step<Ensured>, EnsureError> {
+        let Some((key, value)) = &self.owner.label else {
+            return Ok(Step::Done(Ensured::Unchanged));
+        };
+        let current = live
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(key.as_str()))
+            .and_then(Value::as_str);
+        if current == Some(value.as_str()) || !self.config.labels_on() {
+            return Ok(Step::Done(Ensured::Unchanged));
+        }
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": live.pointer("/metadata/resourceVersion"),
+                "labels": { key.as_str(): value },
+            },
+        });
+        let fields = vec![format!("metadata.labels[{key:?}]")];
+        self.merge_patch(t, &patch, fields, "labelling").await
     }
 
     async fn create(&self, t: &Target) -> Result<Step<Ensured>, EnsureError> {

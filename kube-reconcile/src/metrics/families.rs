@@ -94,6 +94,12 @@ pub(super) struct ShardLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CacheLabels {
+    pub(super) controller: Arc<str>,
+    pub(super) kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BreakerStateLabels {
     pub(super) dependency: Arc<str>,
     pub(super) state: &'static str,
@@ -127,6 +133,7 @@ pub(super) struct Families {
     pub(super) shard_objects: Family<ShardLabels, Gauge>,
     pub(super) shard_handovers: Family<ShardLabels, Counter>,
     pub(super) shard_assignments: Family<ShardLabels, Counter>,
+    pub(super) cached_children: Family<CacheLabels, Gauge>,
 }
 
 impl Default for Families {
@@ -150,6 +157,7 @@ impl Default for Families {
             shard_objects: Family::default(),
             shard_handovers: Family::default(),
             shard_assignments: Family::default(),
+            cached_children: Family::default(),
         }
     }
 }
@@ -251,6 +259,11 @@ impl Families {
             "kube_reconcile_shard_assignments",
             "Objects this process, as the ring's assigner, labelled with an owner",
             self.shard_assignments.clone(),
+        );
+        registry.register(
+            "kube_reconcile_cached_children",
+            "Children an operator's watch cache holds, per controller and kind",
+            self.cached_children.clone(),
         );
     }
 }

@@ -40,6 +40,7 @@
 //! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds ([`Metrics::observe_shard`]). |
 //! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
 //! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
+//! | `kube_reconcile_cached_children` | gauge | `controller`, `kind` | Children the operator's watch caches hold ([`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache) with [`metrics`](crate::phase::OperatorBuilder::metrics)); a sharded operator's hold only its own shard's. |
 //!
 //! Breakers move lazily: an open circuit whose open duration has passed reads `open`
 //! until the next call half-opens it. A [`MetricsOnly`](crate::middleware::circuit_breaker::State::MetricsOnly)
@@ -194,6 +195,26 @@ impl Metrics {
                 families.shard_assignments.get_or_create(&labels).inc();
             }
         });
+    }
+
+    /// Sets the cached-children gauges of `controller` from `(kind, held)` counts.
+    pub(crate) fn cache_observer(
+        &self,
+        controller: Arc<str>,
+    ) -> impl Fn(Vec<(String, usize)>) + Send + Sync + 'static {
+        let families = Arc::clone(&self.families);
+        move |sizes| {
+            for (kind, held) in sizes {
+                let labels = families::CacheLabels {
+                    controller: Arc::clone(&controller),
+                    kind,
+                };
+                families
+                    .cached_children
+                    .get_or_create(&labels)
+                    .set(i64::try_from(held).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// A callback for [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition)

@@ -54,6 +54,7 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
 /// | [`cache`](OperatorBuilder::cache) | none: children are read by GET |
+/// | [`concurrency`](OperatorBuilder::concurrency) | no bound (kube-runtime's default) |
 /// | [`watcher`](Operator::watcher) | `watcher::Config::default()` |
 /// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
 ///
@@ -119,6 +120,8 @@ struct Layers {
     metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
     /// Child kinds read from watch caches.
     caches: Vec<ApiResource>,
+    /// Reconciles at once (`None`: no bound, kube-runtime's default).
+    concurrency: Option<std::num::NonZeroU16>,
 }
 
 /// Builds an [`Operator`]; see its defaults.
@@ -150,6 +153,7 @@ impl<M, K> Operator<M, K> {
                 #[cfg(feature = "metrics")]
                 metrics: None,
                 caches: Vec::new(),
+                concurrency: None,
             },
         }
     }
@@ -197,6 +201,13 @@ impl<M, K> Operator<M, K> {
         if selector.is_none() && !caches.is_empty() {
             tracing::warn!("children carry no labels: their kinds are not cached");
         }
+        let selector = match (&layers.shard, selector) {
+            (Some(shard), Some((selector, manager))) => {
+                self.engine.cache().partial();
+                Some((format!("{selector},{}", shard.label_selector()), manager))
+            }
+            (_, selector) => selector,
+        };
         let watches: Vec<_> = selector
             .map(|(selector, manager)| {
                 caches
@@ -210,6 +221,16 @@ impl<M, K> Operator<M, K> {
                     .collect()
             })
             .unwrap_or_default();
+        // The cache sizes, exported after every change when there are metrics.
+        #[cfg(feature = "metrics")]
+        let report: Option<Box<dyn Fn() + Send>> =
+            layers.metrics.as_ref().map(|(metrics, name)| {
+                let observe = metrics.cache_observer(Arc::clone(name));
+                let cache = self.engine.cache().clone();
+                Box::new(move || observe(cache.sizes())) as Box<dyn Fn() + Send>
+            });
+        #[cfg(not(feature = "metrics"))]
+        let report: Option<Box<dyn Fn() + Send>> = None;
         let backoff_handle = layers.backoff.handle();
         let deferrals = layers
             .deferral_status
@@ -231,6 +252,10 @@ impl<M, K> Operator<M, K> {
             None => self.watcher,
         };
         let mut controller = Controller::new(api, objects);
+        if let Some(n) = layers.concurrency {
+            controller = controller
+                .with_config(kube::runtime::controller::Config::default().concurrency(n.get()));
+        }
         if let Some(shard) = &layers.shard {
             // The controller's cache holds the member's objects: counted for `owned`.
             let store = controller.store();
@@ -245,7 +270,12 @@ impl<M, K> Operator<M, K> {
         // Never done by itself (not even with no kind to cache): the controller decides.
         let caches = futures_util::stream::select_all(watches)
             .chain(futures_util::stream::pending())
-            .for_each(|()| async {});
+            .for_each(move |()| {
+                if let Some(report) = &report {
+                    report();
+                }
+                std::future::ready(())
+            });
         // The shard's tasks stop with its last handle: this one lives as long as the
         // controller, so an operator given the only handle keeps its membership.
         let shard = layers.shard.take();
@@ -309,6 +339,11 @@ impl<M, K> OperatorBuilder<M, K> {
     /// is read from the server until the cache holds the version written (or a newer
     /// one). Unchanged children then cost no request at all. The operator needs `list`
     /// and `watch` on `C` in every namespace.
+    ///
+    /// A [sharded](Self::shard) operator's children carry their owner's shard label,
+    /// and the cache holds only this member's; a child it lacks is read from the
+    /// server. With [metrics](Self::metrics), `kube_reconcile_cached_children` counts
+    /// what the caches hold.
     pub fn cache<C>(mut self) -> Self
     where
         C: Resource<DynamicType = ()>,
@@ -317,6 +352,16 @@ impl<M, K> OperatorBuilder<M, K> {
         if !self.layers.caches.contains(&resource) {
             self.layers.caches.push(resource);
         }
+        self
+    }
+
+    /// At most `n` reconciles at once (`None`: no bound; kube-runtime's
+    /// `controller::Config::concurrency`). Objects held back by the middleware return at
+    /// once and hold no slot, so the bound limits real work: how hard this replica
+    /// presses the API server and its dependencies when many objects need work at once
+    /// (a start, a hand-over).
+    pub const fn concurrency(mut self, n: Option<std::num::NonZeroU16>) -> Self {
+        self.layers.concurrency = n;
         self
     }
 
@@ -356,8 +401,11 @@ impl<M, K> OperatorBuilder<M, K> {
     ///
     /// A [`ConfigError`](crate::ConfigError) naming the bad setting of the [`config`](Self::config).
     pub fn build(self) -> Result<Operator<M, K>, crate::ConfigError> {
-        #[allow(unused_mut, reason = "only metrics adds an observer")]
         let mut config = self.config;
+        if let Some(shard) = &self.layers.shard {
+            // Children carry their owner's shard label: each member caches its own.
+            config.children = config.children.owner_label(shard.label_key());
+        }
         #[cfg(feature = "metrics")]
         if let Some((metrics, name)) = &self.layers.metrics {
             config = config.on_transition(metrics.phase_observer(Arc::clone(name)));

@@ -17,7 +17,7 @@ use crate::{
 /// # Default
 ///
 /// The timings of [`LeaseConfig`] (15 s lease, 10 s renew deadline, 2 s retry period),
-/// its unique identity, 256 virtual nodes per member, objects in every namespace,
+/// its unique identity, 1,024 virtual nodes per member, objects in every namespace,
 /// [`Clock::tokio`].
 ///
 /// # Examples
@@ -44,7 +44,7 @@ impl ShardConfig {
         let identity = label_safe(&lease.identity);
         ShardConfig {
             lease: lease.identity(identity),
-            virtual_nodes: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
+            virtual_nodes: NonZeroU32::new(1024).unwrap_or(NonZeroU32::MIN),
             objects_namespace: None,
         }
     }

@@ -177,6 +177,11 @@ impl ShardHandle {
         format!("{}={}", self.shared.config.shard_label(), self.identity())
     }
 
+    /// The label naming an object's owner: `shard.kube-reconcile.dev/<ring>`.
+    pub(crate) fn label_key(&self) -> String {
+        self.shared.config.shard_label()
+    }
+
     /// `config` restricted to the objects this member owns (its label selector added to
     /// any the config has), for the controller's watch.
     pub fn watcher_config(&self, config: watcher::Config) -> watcher::Config {

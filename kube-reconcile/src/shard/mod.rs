@@ -62,8 +62,15 @@
 //!   the new owner when it lists it.
 //! - Deleting a live member's Lease makes its objects move at once, up to one retry
 //!   period before the member notices and stops (as deleting a leader's Lease does).
-//! - The child caches of [`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache)
-//!   are not sharded: each member caches every child the operator manages.
+//! - With [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard), children
+//!   carry their owner's shard label too, and the child caches of
+//!   [`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache) watch only this
+//!   member's: each replica caches its own shard. A child the cache lacks is read from
+//!   the server (it may be one whose owner just moved here), and the new owner relabels
+//!   it when it ensures it (one write per child, create-only children included). A child
+//!   that is ensured only in an early phase (a generated password written once) keeps the
+//!   label of the member that wrote it when its owner moves later, and stays in that
+//!   member's cache until the owner is deleted.
 
 mod assigner;
 mod config;

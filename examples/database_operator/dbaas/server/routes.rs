@@ -7,7 +7,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::{
     Request, Response, StatusCode,
     body::Incoming,
-    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER},
+    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
@@ -50,7 +50,13 @@ pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply
         tokio::time::sleep(latency).await;
     }
     let method = request.method().clone();
-    let reply = answer(shared, endpoint, id.as_deref(), request).await;
+    let caller = request
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|agent| agent.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let reply = answer(shared, endpoint, id.as_deref(), request, &caller).await;
     let status = reply.status();
     if status.is_server_error() {
         shared.lock().stats.server_errors += 1;
@@ -64,6 +70,7 @@ async fn answer(
     endpoint: Endpoint,
     id: Option<&str>,
     request: Request<Incoming>,
+    caller: &str,
 ) -> Reply {
     let now = Instant::now();
     if shared.faults.outage_at(now) {
@@ -99,30 +106,47 @@ async fn answer(
         (Endpoint::ServiceHealth, _) => {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
-        (Endpoint::Create, _) => create(shared, request, now).await,
+        (Endpoint::Create, _) => create(shared, request, now, caller).await,
         (Endpoint::List, _) => list(shared, request.uri().query()),
-        (Endpoint::Get, Some(id)) => settle(shared.lock_settled().store.get(id), StatusCode::OK),
+        (Endpoint::Callers, _) => json(StatusCode::OK, &shared.lock().callers),
+        (Endpoint::Get, Some(id)) => {
+            let mut state = shared.lock_settled();
+            let found = state.store.get(id);
+            if let Ok(instance) = &found {
+                state.handled(&instance.name, caller);
+            }
+            settle(found, StatusCode::OK)
+        }
         (Endpoint::Update, Some(id)) => match body::<InstancePatch>(request).await {
-            Ok(patch) => match shared.lock_settled().store.update(id, patch, now) {
-                Ok((instance, true)) => json(StatusCode::ACCEPTED, &instance),
-                Ok((instance, false)) => json(StatusCode::OK, &instance),
-                Err(rejection) => error(&rejection),
-            },
+            Ok(patch) => {
+                let mut state = shared.lock_settled();
+                let updated = state.store.update(id, patch, now);
+                if let Ok((instance, _)) = &updated {
+                    state.handled(&instance.name, caller);
+                }
+                match updated {
+                    Ok((instance, true)) => json(StatusCode::ACCEPTED, &instance),
+                    Ok((instance, false)) => json(StatusCode::OK, &instance),
+                    Err(rejection) => error(&rejection),
+                }
+            }
             Err(rejection) => error(&rejection),
         },
         (Endpoint::Delete, Some(id)) => {
-            let deleting = shared.lock_settled().store.delete(id, now);
+            let mut state = shared.lock_settled();
+            let deleting = state.store.delete(id, now);
             if let Ok(instance) = &deleting {
                 tracing::info!(id = %instance.id, name = %instance.name, "dbaas deleting instance");
+                state.handled(&instance.name, caller);
             }
             settle(deleting, StatusCode::ACCEPTED)
         }
-        (Endpoint::InstanceHealth, Some(id)) => health(shared, id),
+        (Endpoint::InstanceHealth, Some(id)) => health(shared, id, caller),
         _ => error(&Rejection::new(404, "not_found", "no such endpoint".into())),
     }
 }
 
-async fn create(shared: &Shared, request: Request<Incoming>, now: Instant) -> Reply {
+async fn create(shared: &Shared, request: Request<Incoming>, now: Instant, caller: &str) -> Reply {
     let key = match request
         .headers()
         .get(IDEMPOTENCY_KEY)
@@ -144,7 +168,14 @@ async fn create(shared: &Shared, request: Request<Incoming>, now: Instant) -> Re
         Ok(spec) => spec,
         Err(rejection) => return error(&rejection),
     };
-    let created = shared.lock_settled().store.create(&key, spec, now);
+    let created = {
+        let mut state = shared.lock_settled();
+        let created = state.store.create(&key, spec, now);
+        if let Ok((instance, _)) = &created {
+            state.handled(&instance.name, caller);
+        }
+        created
+    };
     match created {
         Ok((instance, true)) => {
             tracing::info!(id = %instance.id, name = %instance.name, key, "dbaas creating instance");
@@ -178,10 +209,16 @@ fn list(shared: &Shared, query: Option<&str>) -> Reply {
     json(StatusCode::OK, &InstanceList { items })
 }
 
-fn health(shared: &Shared, id: &str) -> Reply {
-    let instance = match shared.lock_settled().store.get(id) {
-        Ok(instance) => instance,
-        Err(rejection) => return error(&rejection),
+fn health(shared: &Shared, id: &str, caller: &str) -> Reply {
+    let instance = {
+        let mut state = shared.lock_settled();
+        match state.store.get(id) {
+            Ok(instance) => {
+                state.handled(&instance.name, caller);
+                instance
+            }
+            Err(rejection) => return error(&rejection),
+        }
     };
     let reason = match instance.state {
         InstanceState::Ready if shared.faults.take_health_failure(&instance.name) => {

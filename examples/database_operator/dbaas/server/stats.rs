@@ -21,6 +21,9 @@ pub enum Endpoint {
     InstanceHealth,
     /// `GET /healthz`
     ServiceHealth,
+    /// `GET /v1/callers`: which clients handled each instance, in order (an audit
+    /// endpoint of the simulator, for tests of several operator replicas).
+    Callers,
     /// Anything else (answered 404 or 405).
     Other,
 }
@@ -31,6 +34,7 @@ impl Endpoint {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let endpoint = match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => Endpoint::ServiceHealth,
+            (&Method::GET, ["v1", "callers"]) => Endpoint::Callers,
             (&Method::POST, ["v1", "instances"]) => Endpoint::Create,
             (&Method::GET, ["v1", "instances"]) => Endpoint::List,
             (&Method::GET, ["v1", "instances", _]) => Endpoint::Get,
@@ -46,9 +50,13 @@ impl Endpoint {
         (endpoint, id)
     }
 
-    /// Whether this is a health endpoint (exempt from the rate limit and the error rate).
+    /// Whether this is a health check or the audit (exempt from the rate limit and the
+    /// error rate, not counted as instance calls).
     pub fn is_health(self) -> bool {
-        matches!(self, Endpoint::InstanceHealth | Endpoint::ServiceHealth)
+        matches!(
+            self,
+            Endpoint::InstanceHealth | Endpoint::ServiceHealth | Endpoint::Callers
+        )
     }
 }
 
@@ -62,6 +70,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Delete => "DELETE /v1/instances/{id}",
             Endpoint::InstanceHealth => "GET /v1/instances/{id}/health",
             Endpoint::ServiceHealth => "GET /healthz",
+            Endpoint::Callers => "GET /v1/callers",
             Endpoint::Other => "other",
         })
     }

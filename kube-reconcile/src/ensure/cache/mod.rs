@@ -57,6 +57,8 @@ pub(crate) struct ChildCache {
 struct Inner {
     kinds: RwLock<Vec<Kind>>,
     needs: Mutex<HashMap<Key, Need>>,
+    /// The caches hold a part of our children (a shard's): a child they lack may exist.
+    partial: AtomicBool,
 }
 
 struct Kind {
@@ -201,6 +203,32 @@ impl ChildCache {
             })
     }
 
+    /// Marks the caches as holding only some of our children (a shard's), so a child
+    /// missing from them is read from the server.
+    pub(crate) fn partial(&self) {
+        self.inner.partial.store(true, Ordering::Relaxed);
+    }
+
+    /// How many children the caches hold, by kind.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn sizes(&self) -> Vec<(String, usize)> {
+        self.inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|k| {
+                let held = k
+                    .objects
+                    .map
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len();
+                (k.gvk.kind.clone(), held)
+            })
+            .collect()
+    }
+
     /// Reads a child from the cache, if the cache can answer for it.
     pub(crate) fn get(
         &self,
@@ -245,6 +273,9 @@ impl ChildCache {
                 return Cached::Miss;
             }
             needs.remove(&key);
+        } else if cached.is_none() && self.inner.partial.load(Ordering::Relaxed) {
+            // Another shard's child, say, whose owner just moved to us: ask the server.
+            return Cached::Miss;
         }
         match cached {
             None => Cached::Hit(None),
