@@ -245,8 +245,11 @@ impl<M, K> Operator<M, K> {
             .with_optional(layers.shard.as_ref().map(|s| s.layer(self.client.clone())))
             .with_optional(layers.leader.as_ref().map(LeaderHandle::layer));
         #[cfg(feature = "metrics")]
-        let reconciler =
-            reconciler.with_optional(layers.metrics.map(|(metrics, name)| metrics.layer(name)));
+        let reconciler = reconciler.with_optional(layers.metrics.map(|(metrics, name)| {
+            // 0: unbounded, as kube-runtime counts it.
+            let bound = layers.concurrency.map_or(0, std::num::NonZeroU16::get);
+            metrics.layer(name).max_concurrent_reconciles(bound)
+        }));
         let objects = match &layers.shard {
             Some(shard) => shard.watcher_config(self.watcher),
             None => self.watcher,
