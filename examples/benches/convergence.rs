@@ -3,6 +3,10 @@
 //! code (`convergence/naive.rs`), in the same run, on the same server, DBaaS and workload
 //! simulator.
 //!
+//! Drawn per N into `target/convergence/convergence-n<N>.svg` (or the directory in
+//! `KUBE_RECONCILE_BENCH_PLOTS`): Databases Ready over time, and the DBaaS's calls and
+//! 429s a second, for ours, the oracle and the naive operator.
+//!
 //! Printed for both, per N: wall time, API requests per converged object by verb, writes
 //! per steady-state reconcile, DBaaS calls, heap. Then the targets, PASS or FAIL:
 //!
@@ -32,6 +36,8 @@ use database_operator as example;
 mod measure;
 #[path = "convergence/naive.rs"]
 mod naive;
+#[path = "convergence/plot.rs"]
+mod plot;
 #[path = "convergence/report.rs"]
 mod report;
 #[path = "convergence/run.rs"]
@@ -134,6 +140,13 @@ fn main() -> ExitCode {
         });
     }
     let verdict = report::print(&results, ERROR_RATE);
+    let charts = plot::directory();
+    for sized in &results {
+        match plot::draw(sized, &charts) {
+            Ok(path) => println!("chart: {}", path.display()),
+            Err(e) => println!("chart for N = {}: not drawn: {e}", sized.ours.n),
+        }
+    }
     if verdict.writes_missed || (mode.strict && verdict.others_missed) {
         ExitCode::FAILURE
     } else {

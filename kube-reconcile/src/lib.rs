@@ -123,6 +123,5 @@ pub use crate::external::{Dependency, ExactlyOnce, ExternalDependency};
 pub use crate::leader::{LeaderElector, LeaseConfig};
 #[doc(inline)]
 pub use crate::reconciler::{
-    ControllerExt, DeferReason, Deferral, Either, ObjectKey, Outcome, ReconcileFuture, Reconciler,
-    ReconcilerExt, controller_fns, default_error_action,
+    ControllerExt, DeferReason, Deferral, Either, ObjectKey, Outcome, Reconciler, ReconcilerExt,
 };

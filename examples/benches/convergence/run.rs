@@ -36,6 +36,7 @@ use super::{
     },
     measure::{PeakHeap, RequestCounter, Requests, live_heap},
     naive,
+    plot::DbaasSample,
 };
 
 /// Which operator runs.
@@ -80,6 +81,8 @@ pub(crate) struct Outcome {
     pub(crate) ready_at: Vec<Duration>,
     /// The operator's API requests until then.
     pub(crate) requests: Requests,
+    /// The DBaaS's call and 429 counters every 250 ms until then (for the chart).
+    pub(crate) dbaas_over_time: Vec<DbaasSample>,
     /// Calls the DBaaS received until then, and how many it refused with 429.
     pub(crate) dbaas_calls: u64,
     pub(crate) dbaas_throttled: u64,
@@ -162,6 +165,24 @@ impl World {
             client,
             server,
             dbaas,
+        }
+    }
+
+    /// Records the DBaaS's counters every 250 ms, from `started`, forever.
+    async fn sample_dbaas(&self, started: Instant, samples: &std::sync::Mutex<Vec<DbaasSample>>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let stats = self.dbaas.stats();
+            let sample = DbaasSample {
+                at: started.elapsed(),
+                calls: stats.total_calls(),
+                throttled: stats.throttled,
+            };
+            samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(sample);
         }
     }
 
@@ -336,7 +357,20 @@ pub(crate) async fn run(
     // Generous: four times what a budget of 40 calls a second, about 5 calls an object,
     // would need.
     let deadline = started + Duration::from_secs(60) + Duration::from_millis(250 * n as u64);
-    let ready_at = world.ready(n, started, deadline).await;
+    let samples = std::sync::Mutex::new(Vec::new());
+    let ready_at = tokio::select! {
+        ready_at = world.ready(n, started, deadline) => ready_at,
+        () = world.sample_dbaas(started, &samples) => unreachable!("sampling never ends"),
+    };
+    let mut dbaas_over_time = samples
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let last = world.dbaas.stats();
+    dbaas_over_time.push(DbaasSample {
+        at: started.elapsed(),
+        calls: last.total_calls(),
+        throttled: last.throttled,
+    });
     let ready = ready_at.len();
     let converged = (ready == n).then(|| started.elapsed());
     let requests = counter.snapshot();
@@ -377,6 +411,7 @@ pub(crate) async fn run(
         ready,
         ready_at,
         requests,
+        dbaas_over_time,
         dbaas_calls: dbaas.total_calls(),
         dbaas_throttled: dbaas.throttled,
         faults_fired,

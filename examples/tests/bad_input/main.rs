@@ -68,7 +68,7 @@ async fn world() -> World {
         .unwrap();
     let dbaas_client = dbaas.client();
     let ctx = Arc::new(example::operator::Ctx {
-        dbaas: Dependency::new(dbaas_client),
+        dbaas: Dependency::builder(dbaas_client).build(),
     });
     let engine = PhaseEngine::with_config(
         DatabaseMachine::new(Duration::ZERO).unwrap(),

@@ -168,7 +168,7 @@ fn memory(report: &mut Report) {
         .idle_ttl(Duration::from_secs(60))
         .max_keys(std::num::NonZeroUsize::new(200_000).expect("not zero"))
         .clock(time.clock());
-    let handle = BackoffHandle::<ObjectKey>::new(config).expect("a valid config");
+    let handle = BackoffLayer::new(config).expect("a valid config").handle();
     let keys: Vec<ObjectKey> = (0..MEMORY_KEYS)
         .map(|i| ObjectKey::of(&object(i)))
         .collect();

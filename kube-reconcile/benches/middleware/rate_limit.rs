@@ -279,12 +279,9 @@ fn layer(c: &mut Criterion, report: &mut Report) {
         .collect();
     let keys: Vec<ObjectKey> = objects.iter().map(|o| ObjectKey::of(&**o)).collect();
     let ctx = Arc::new(());
-    let layer = RateLimitLayer::builder()
-        .per_object(ours_quota())
-        .global(ours_quota())
-        .build()
-        .expect("valid layer");
-    let ours = reconcile.with(layer);
+    let ours = reconcile
+        .with(RateLimitLayer::per_object(ours_quota()))
+        .with(RateLimitLayer::global(ours_quota()));
     let per_object = governor::RateLimiter::keyed(governor_quota());
     let global = governor::RateLimiter::direct(governor_quota());
     let by_hand = |i: usize| {

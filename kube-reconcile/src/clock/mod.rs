@@ -44,6 +44,7 @@ use tokio::{
 ///
 /// Eight bytes, so middleware can keep it in an atomic and per-key state stays small.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[doc(hidden)]
 pub struct Nanos(u64);
 
 impl Nanos {
@@ -216,6 +217,7 @@ impl Clock {
 
     /// The current time on this clock.
     #[inline]
+    #[doc(hidden)]
     pub fn now(&self) -> Nanos {
         match &self.source {
             Source::Tokio(tokio) => Nanos(tokio.now()),

@@ -71,7 +71,7 @@ impl ConditionStatus {
     }
 
     /// Reads a stored status; anything but `"True"` and `"False"` is `Unknown`.
-    pub fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "True" => ConditionStatus::True,
             "False" => ConditionStatus::False,
@@ -205,7 +205,7 @@ impl Condition {
 
     /// This condition observed at `generation`.
     #[must_use]
-    pub fn observed_generation(mut self, generation: Option<i64>) -> Self {
+    pub(crate) fn observed_generation(mut self, generation: Option<i64>) -> Self {
         self.observed_generation = generation;
         self
     }

@@ -13,7 +13,7 @@ pub(crate) const DEFAULT_FIELD_MANAGER: &str = "kube-reconcile";
 /// |---|---|
 /// | [`field_manager`](Self::field_manager) | `kube-reconcile` (also the `app.kubernetes.io/managed-by` label) |
 /// | [`owner_reference`](Self::owner_reference) | on: a controller owner reference to the owner |
-/// | [`block_owner_deletion`](Self::block_owner_deletion) | on, as controller-runtime sets it |
+/// | `blockOwnerDeletion` (fixed) | on, as controller-runtime sets it |
 /// | [`labels`](Self::labels) | on: `app.kubernetes.io/managed-by`, `/instance`, `/name` (and `/part-of` if set) |
 /// | [`app_name`](Self::app_name) | the owner's kind in lowercase (`database`) |
 /// | [`part_of`](Self::part_of) | none |
@@ -81,15 +81,6 @@ impl EnsureConfig {
     #[must_use]
     pub const fn owner_reference(mut self, on: bool) -> Self {
         self.owner_reference = on;
-        self
-    }
-
-    /// Whether the owner reference sets `blockOwnerDeletion` (foreground deletion of the
-    /// owner waits for the child). On a cluster that enforces owner-reference permissions
-    /// this needs `update` on the owner's `finalizers` subresource.
-    #[must_use]
-    pub const fn block_owner_deletion(mut self, on: bool) -> Self {
-        self.block_owner_deletion = on;
         self
     }
 

@@ -316,20 +316,6 @@ impl Children {
         self
     }
 
-    /// The settings in use.
-    pub fn config(&self) -> &EnsureConfig {
-        &self.config
-    }
-
-    /// The controller owner reference children get (when owner references are on).
-    pub fn owner_reference(&self) -> OwnerReference {
-        let mut reference = self.owner.reference.clone();
-        if self.config.block_owner_deletion_on() {
-            reference.block_owner_deletion = Some(true);
-        }
-        reference
-    }
-
     /// The standard labels children get (when labels are on); labels the desired object
     /// sets itself take precedence.
     pub fn standard_labels(&self) -> BTreeMap<String, String> {

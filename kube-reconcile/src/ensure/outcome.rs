@@ -22,11 +22,6 @@ pub enum Ensured {
 }
 
 impl Ensured {
-    /// Whether the call wrote to the API server (or found a deletion under way).
-    pub fn is_changed(&self) -> bool {
-        !matches!(self, Ensured::Unchanged)
-    }
-
     /// The fields that differed, for [`Updated`](Ensured::Updated); empty otherwise.
     pub fn fields(&self) -> &[String] {
         match self {

@@ -38,11 +38,6 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// Whether a retry of the same input can succeed (everything but [`Terminal`](ErrorClass::Terminal)).
-    pub const fn is_retryable(self) -> bool {
-        !matches!(self, ErrorClass::Terminal)
-    }
-
     /// The wait the other side asked for, if any.
     pub const fn retry_after(self) -> Option<Duration> {
         match self {
@@ -199,19 +194,7 @@ impl Classify for kube::Error {
 
 /// Classifies an HTTP status code from the Kubernetes API (or any HTTP API that uses the
 /// same conventions), with the `Retry-After` the response carried.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use kube_reconcile::{ErrorClass, error::classify_status};
-///
-/// let retry_after = Some(Duration::from_secs(2));
-/// assert_eq!(classify_status(429, retry_after), ErrorClass::Throttled { retry_after });
-/// assert_eq!(classify_status(422, None), ErrorClass::Terminal);
-/// assert_eq!(classify_status(500, None), ErrorClass::Transient);
-/// ```
-pub fn classify_status(code: u16, retry_after: Option<Duration>) -> ErrorClass {
+pub(crate) fn classify_status(code: u16, retry_after: Option<Duration>) -> ErrorClass {
     match code {
         409 => ErrorClass::Conflict,
         429 | 503 | 504 => ErrorClass::Throttled { retry_after },

@@ -38,7 +38,7 @@ use super::{health::Health, key::IdempotencyKey};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let dbaas = Dependency::new(Dbaas { up: true });
+/// let dbaas = Dependency::builder(Dbaas { up: true }).build();
 /// // Its availability condition on each object is `DbaasAvailable`.
 /// let answer = dbaas.call(|c| async move { Ok::<_, ErrorClass>(c.up) }).await;
 /// assert!(answer.unwrap());

@@ -29,7 +29,7 @@ use super::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use kube_reconcile::{ErrorClass, external::{Dependency, ExternalDependency, ExternalError, Health}};
+/// use kube_reconcile::{ErrorClass, external::{Dependency, ExternalDependency, ExternalError, Health, UnavailableReason}};
 ///
 /// struct Dbaas;
 /// impl ExternalDependency for Dbaas {
@@ -40,10 +40,10 @@ use super::{
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let dbaas = Dependency::new(Dbaas);
+/// let dbaas = Dependency::builder(Dbaas).build();
 /// let held = dbaas.call(|_| async { Ok::<_, ErrorClass>(()) }).await.unwrap_err();
 /// let ExternalError::Unavailable(unavailable) = held else { unreachable!() };
-/// assert_eq!(unavailable.reason.as_str(), "ExternalSystemUnavailable");
+/// assert_eq!(unavailable.reason, UnavailableReason::ExternalSystemUnavailable);
 /// assert!(unavailable.retry_after >= Duration::from_secs(10)); // the health interval, + spread
 /// # }
 /// ```
@@ -63,7 +63,8 @@ impl<C> Clone for Dependency<C> {
 
 impl<C: ExternalDependency> Dependency<C> {
     /// The handle with the default settings (see [`DependencyBuilder`]).
-    pub fn new(client: C) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(client: C) -> Self {
         Self::builder(client).build()
     }
 

@@ -21,22 +21,6 @@ pub(super) const MAX_PREFIX_LEN: usize = 63 - 1 - 36;
 /// ending with a letter or digit, at most 26 characters) the key is a valid DNS label
 /// (RFC 1123, at most 63 characters), which most external systems accept as a name, a
 /// tag value or an idempotency token.
-///
-/// # Examples
-///
-/// ```
-/// use k8s_openapi::api::core::v1::ConfigMap;
-/// use kube_reconcile::external::IdempotencyKey;
-///
-/// let mut cm = ConfigMap::default();
-/// cm.metadata.uid = Some("6f1c0b9e-2a43-4f55-9d0e-7c1f2b3a4d5e".into());
-/// let key = IdempotencyKey::for_object("db", &cm).unwrap();
-/// assert_eq!(key.as_str(), "db-6f1c0b9e-2a43-4f55-9d0e-7c1f2b3a4d5e");
-/// assert_eq!(key.prefix(), "db");
-///
-/// // An object that was never stored has no UID, hence no key.
-/// assert!(IdempotencyKey::for_object("db", &ConfigMap::default()).is_none());
-/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdempotencyKey {
     key: Arc<str>,
@@ -47,7 +31,8 @@ impl IdempotencyKey {
     /// The key of `obj`'s external resource called `prefix`; `None` for a prefix that
     /// is not a short DNS label or an object without `metadata.uid` (never stored by an
     /// API server). [`Dependency::key`](super::Dependency::key) says which.
-    pub fn for_object<K: Resource>(prefix: &str, obj: &K) -> Option<Self> {
+    #[cfg(test)]
+    pub(crate) fn for_object<K: Resource>(prefix: &str, obj: &K) -> Option<Self> {
         Self::derive(prefix, obj).ok()
     }
 
@@ -73,12 +58,14 @@ impl IdempotencyKey {
     }
 
     /// The prefix it was derived with (which external resource of the object it names).
-    pub fn prefix(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn prefix(&self) -> &str {
         &self.key[..self.prefix_len]
     }
 
     /// The object UID it was derived from.
-    pub fn uid(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn uid(&self) -> &str {
         &self.key[self.prefix_len + 1..]
     }
 }

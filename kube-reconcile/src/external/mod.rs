@@ -31,6 +31,7 @@
 //! use kube_reconcile::ErrorClass;
 //! use kube_reconcile::external::{
 //!     Dependency, ExactlyOnce, ExternalDependency, ExternalError, Health, IdempotencyKey,
+//!     Provisioned,
 //! };
 //!
 //! /// The user's DBaaS client: instances named by key, sizes in GiB.
@@ -81,8 +82,8 @@
 //! // Up again, after the health interval: created once, found the next time.
 //! dbaas.client().up.store(true, Ordering::SeqCst);
 //! tokio::time::advance(Duration::from_secs(10)).await;
-//! assert!(dbaas.ensure(&db, &10).await.unwrap().is_created());
-//! assert!(!dbaas.ensure(&db, &10).await.unwrap().is_created());
+//! assert!(matches!(dbaas.ensure(&db, &10).await.unwrap(), Provisioned::Created(_)));
+//! assert!(matches!(dbaas.ensure(&db, &10).await.unwrap(), Provisioned::Found(_)));
 //! assert_eq!(dbaas.client().instances.lock().unwrap().len(), 1);
 //! # }
 //! ```

@@ -26,7 +26,8 @@ impl<R> Provisioned<R> {
     }
 
     /// Whether this call created it.
-    pub const fn is_created(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) const fn is_created(&self) -> bool {
         matches!(self, Provisioned::Created(_))
     }
 }
@@ -42,9 +43,4 @@ pub enum Deletion<R> {
     Requested(R),
 }
 
-impl<R> Deletion<R> {
-    /// Whether the resource is known to be gone.
-    pub const fn is_gone(&self) -> bool {
-        matches!(self, Deletion::Gone)
-    }
-}
+impl<R> Deletion<R> {}

@@ -23,7 +23,7 @@ pub enum UnavailableReason {
 impl UnavailableReason {
     /// The reason as a condition stores it: `"ExternalSystemUnavailable"`, `"CircuitOpen"`
     /// or `"RateLimited"`.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             UnavailableReason::ExternalSystemUnavailable => "ExternalSystemUnavailable",
             UnavailableReason::CircuitOpen => "CircuitOpen",

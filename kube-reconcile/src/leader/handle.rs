@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use tokio::sync::{oneshot, watch};
 
-use super::{LeaderError, LeaderLayer, shared::Shared};
+use super::{LeaderError, layer::LeaderLayer, shared::Shared};
 
 /// The election as this candidate last saw it.
 ///
@@ -102,7 +102,7 @@ impl LeaderHandle {
         &self.shared.config.name
     }
 
-    /// Reconciles admitted by a [`LeaderLayer`] of this election and still running.
+    /// Reconciles admitted by a [layer](Self::layer) of this election and still running.
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
     }
@@ -116,7 +116,7 @@ impl LeaderHandle {
     /// takes over at once.
     ///
     /// In order: stop admitting reconciles and cancel admitted ones (see
-    /// [`LeaderLayer`]); wait up to the renew deadline for them to finish; clear
+    /// [layer](Self::layer)); wait up to the renew deadline for them to finish; clear
     /// `spec.holderIdentity` with an optimistic update (a Lease someone else took in
     /// the meantime is left alone). Returns once the elector task has ended; when no
     /// elector runs (never started, or already released) it returns `Ok(())` at once.

@@ -99,7 +99,7 @@
 //!
 //! # Guarantees and caveats
 //!
-//! See [`Leader`]: reconciles admitted under a term are cut off when it ends, by the
+//! See [`LeaderHandle::layer`]: reconciles admitted under a term are cut off when it ends, by the
 //! reconcile's own timer, a margin of `lease_duration - renew_deadline` before anyone
 //! else can take over. There is no fencing, so a process paused past its lease can
 //! still act when it resumes.
@@ -119,11 +119,8 @@ pub(crate) mod record;
 mod requests;
 mod shared;
 
+pub(crate) use self::layer::{Leader, LeaderLayer};
 #[doc(inline)]
 pub use self::{
-    config::LeaseConfig,
-    elector::LeaderElector,
-    error::LeaderError,
-    handle::{LeaderHandle, Leadership},
-    layer::{Leader, LeaderLayer},
+    config::LeaseConfig, elector::LeaderElector, error::LeaderError, handle::LeaderHandle,
 };

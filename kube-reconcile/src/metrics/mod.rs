@@ -4,7 +4,7 @@
 //! One [`Metrics`] holds every family; [`register`](Metrics::register) it in a
 //! `prometheus_client` [`Registry`], then plug it in where the events happen:
 //!
-//! - [`Metrics::layer`][]: a [`MetricsLayer`], outermost around the reconciler;
+//! - [`Metrics::layer`][]: a metrics layer, outermost around the reconciler;
 //! - [`Metrics::observe_breaker`][]: once per circuit breaker;
 //! - [`Metrics::phase_observer`][]: into
 //!   [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition);
@@ -22,7 +22,7 @@
 //! | `controller_runtime_terminal_reconcile_errors_total` | counter | `controller` | Failed reconciles whose error is [`Terminal`](crate::ErrorClass::Terminal). |
 //! | `controller_runtime_reconcile_time_seconds` | histogram | `controller` | Duration of each finished reconcile (deferred ones included, at about 0 s). |
 //! | `controller_runtime_active_workers` | gauge | `controller` | Reconciles running now. |
-//! | `controller_runtime_max_concurrent_reconciles` | gauge | `controller` | The controller's concurrency, when given to [`MetricsLayer::max_concurrent_reconciles`]. |
+//! | `controller_runtime_max_concurrent_reconciles` | gauge | `controller` | The controller's concurrency, when given to [`OperatorBuilder::concurrency`](crate::phase::OperatorBuilder::concurrency). |
 //!
 //! Ours:
 //!
@@ -97,10 +97,8 @@ mod families;
 mod layer;
 mod serve;
 
-pub use self::{
-    layer::{Measured, MetricsLayer},
-    serve::{MetricsServer, serve},
-};
+pub(crate) use self::layer::MetricsLayer;
+pub use self::serve::{MetricsServer, serve};
 
 use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels, ShardLabels};
 

@@ -5,7 +5,7 @@
 //! which is [`Transient`](crate::ErrorClass::Transient) for backoff and a failed, slow
 //! call for a circuit breaker.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use kube::runtime::controller::Action;
 use tower_layer::Layer;
@@ -19,6 +19,7 @@ use crate::{
 ///
 /// Build it with [`TimeoutLayer`] or [`Timeout::new`].
 #[derive(Clone, Debug)]
+#[doc(hidden)]
 pub struct Timeout<R> {
     inner: R,
     after: Duration,
@@ -26,13 +27,8 @@ pub struct Timeout<R> {
 
 impl<R> Timeout<R> {
     /// Wraps `inner` so that each call fails with [`TimeoutError::Elapsed`] after `after`.
-    pub const fn new(inner: R, after: Duration) -> Self {
+    pub(crate) const fn new(inner: R, after: Duration) -> Self {
         Timeout { inner, after }
-    }
-
-    /// Unwraps the reconciler.
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 }
 
@@ -41,21 +37,21 @@ impl<R> Timeout<R> {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::{sync::Arc, time::Duration};
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use kube::runtime::controller::Action;
+/// use kube_reconcile::{ErrorClass, Outcome, Reconciler, ReconcilerExt};
 /// use kube_reconcile::middleware::timeout::{TimeoutError, TimeoutLayer};
 ///
+/// async fn slow(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok(Action::await_change())
+/// }
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let deadline = TimeoutLayer::new(Duration::from_secs(1));
-/// let slow = deadline
-///     .call(async {
-///         tokio::time::sleep(Duration::from_secs(5)).await;
-///         Ok::<_, std::io::Error>(())
-///     })
-///     .await;
-/// assert!(matches!(slow, Err(TimeoutError::Elapsed { .. })));
-/// let fast = deadline.call(async { Ok::<_, std::io::Error>(7) }).await;
-/// assert_eq!(fast.unwrap(), 7);
+/// let reconciler = slow.with(TimeoutLayer::new(Duration::from_secs(1)));
+/// let outcome = reconciler.call(Arc::new(ConfigMap::default()), Arc::new(())).await;
+/// assert!(matches!(outcome, Outcome::Failed(TimeoutError::Elapsed { .. })));
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -67,22 +63,6 @@ impl TimeoutLayer {
     /// A layer with a deadline of `after` per call.
     pub const fn new(after: Duration) -> Self {
         TimeoutLayer { after }
-    }
-
-    /// Runs `fut`, a fallible call, with this deadline.
-    ///
-    /// # Errors
-    ///
-    /// [`TimeoutError::Elapsed`] if the deadline passed first (the call is dropped), or
-    /// [`TimeoutError::Reconcile`] with the call's own error.
-    pub async fn call<T, E, F>(&self, fut: F) -> Result<T, TimeoutError<E>>
-    where
-        F: Future<Output = Result<T, E>>,
-    {
-        match tokio::time::timeout(self.after, fut).await {
-            Ok(result) => result.map_err(TimeoutError::Reconcile),
-            Err(_) => Err(TimeoutError::Elapsed { after: self.after }),
-        }
     }
 }
 

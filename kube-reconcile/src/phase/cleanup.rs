@@ -25,8 +25,7 @@ use crate::{conditions::Condition, external::Unavailable};
 ///
 /// let not_yet = Cleanup::wait(Duration::from_secs(5))
 ///     .because("DeprovisionPending", "the DBaaS is still deleting instance inst-7");
-/// assert!(!not_yet.is_done());
-/// assert!(Cleanup::done().is_done());
+/// assert_ne!(not_yet, Cleanup::done());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
@@ -93,10 +92,5 @@ impl Cleanup {
     pub fn with_condition(mut self, condition: Condition) -> Self {
         self.conditions.push(condition);
         self
-    }
-
-    /// Whether the cleanup is done.
-    pub const fn is_done(&self) -> bool {
-        matches!(self.kind, CleanupKind::Done)
     }
 }

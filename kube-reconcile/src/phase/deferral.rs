@@ -11,7 +11,7 @@ use crate::{
     conditions::Condition, error::ErrorClass, reconciler::DeferReason, wall_clock::ceil_second,
 };
 
-/// The condition type the [`DeferralStatus`](super::DeferralStatus) layer writes.
+/// The condition type the [`DeferralStatusLayer`](super::DeferralStatusLayer) layer writes.
 pub const DEFERRED: &str = "Deferred";
 
 /// Between the cause and the time in every message, so the time can be read back.

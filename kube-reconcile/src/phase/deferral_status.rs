@@ -25,8 +25,7 @@ use crate::{
     wall_clock::WallClock,
 };
 
-/// Shows in each object's status why the middleware holds it back, and until when; see
-/// [`DeferralStatus`].
+/// Shows in each object's status why the middleware holds it back, and until when.
 ///
 /// Put it outside [`Backoff`](crate::middleware::backoff::Backoff) (the outermost layer
 /// that writes), and give it the backoff's handle so failures show their next attempt.

@@ -143,11 +143,6 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
         self.status
     }
 
-    /// When the object entered this phase, if recorded.
-    pub fn entered_at(&self) -> Option<Timestamp> {
-        self.entered_at
-    }
-
     /// The engine's wall-clock time for this step.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -158,11 +153,6 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
         self.entered_at
             .and_then(|at| Duration::try_from(self.now.duration_since(at)).ok())
             .unwrap_or_default()
-    }
-
-    /// How many times the object failed since it was last ready.
-    pub fn retries(&self) -> u32 {
-        self.status.retry.as_ref().map_or(0, |r| r.attempts)
     }
 }
 

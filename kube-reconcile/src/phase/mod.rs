@@ -219,7 +219,7 @@ pub use self::cleanup::Cleanup;
 pub use self::config::PhaseConfig;
 pub(crate) use self::config::PhaseConfigError;
 pub use self::deferral::DEFERRED;
-pub use self::deferral_status::{DeferralStatus, DeferralStatusLayer};
+pub use self::deferral_status::DeferralStatusLayer;
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;
 pub use self::machine::{PhaseMachine, Step};

@@ -49,13 +49,11 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`backoff`](OperatorBuilder::backoff) | [`BackoffLayer::operator`] (1 s doubling to 300 s, full jitter) |
 /// | [`rate_limit`](OperatorBuilder::rate_limit) | none |
 /// | [`breaker`](OperatorBuilder::breaker) | none |
-/// | [`deferral_status`](OperatorBuilder::deferral_status) | on |
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
 /// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
 /// | [`cache`](OperatorBuilder::cache) | none: children are read by GET |
 /// | [`concurrency`](OperatorBuilder::concurrency) | no bound (kube-runtime's default) |
-/// | [`watcher`](Operator::watcher) | `watcher::Config::default()` |
 /// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
 ///
 /// # Examples
@@ -166,13 +164,6 @@ impl<M, K> Operator<M, K> {
     /// The per-object backoff state: attempts and next attempt of each object.
     pub fn backoff(&self) -> BackoffHandle {
         self.layers.backoff.handle()
-    }
-
-    /// How the controller watches the objects (a label selector, say).
-    #[must_use]
-    pub fn watcher(mut self, config: watcher::Config) -> Self {
-        self.watcher = config;
-        self
     }
 
     /// Stops taking new work once `signal` completes and lets the reconciles in flight
@@ -321,13 +312,6 @@ impl<M, K> OperatorBuilder<M, K> {
     /// objects wait without running their handler.
     pub fn breaker(mut self, breaker: Breaker) -> Self {
         self.layers.breaker = Some(breaker);
-        self
-    }
-
-    /// Whether an object held back by the middleware shows why in a `Deferred`
-    /// condition (see [`DeferralStatusLayer`](super::DeferralStatusLayer)).
-    pub const fn deferral_status(mut self, on: bool) -> Self {
-        self.layers.deferral_status = on;
         self
     }
 

@@ -102,7 +102,7 @@ where
 impl<K, Ctx, R: Reconciler<K, Ctx>> ReconcilerExt<K, Ctx> for R {}
 
 /// The boxed future [`controller_fns`] hands to `Controller::run`.
-pub type ReconcileFuture<E> = Pin<Box<dyn Future<Output = Result<Action, E>> + Send>>;
+pub(crate) type ReconcileFuture<E> = Pin<Box<dyn Future<Output = Result<Action, E>> + Send>>;
 
 /// Turns a reconciler into the `reconcile` and `error_policy` arguments of
 /// [`Controller::run`](kube::runtime::Controller::run).
@@ -110,30 +110,11 @@ pub type ReconcileFuture<E> = Pin<Box<dyn Future<Output = Result<Action, E>> + S
 /// Deferrals become `Ok(Action::requeue(wait))`; errors go to the controller's stream
 /// unchanged, and `error_policy` asks the reconciler ([`Reconciler::error_action`]) what
 /// to do, so per-object backoff needs no glue.
-///
-/// # Examples
-///
-/// ```no_run
-/// # use std::{sync::Arc, time::Duration};
-/// # use futures::StreamExt;
-/// # use k8s_openapi::api::core::v1::ConfigMap;
-/// # use kube::{Api, Client, runtime::{Controller, controller::Action, watcher}};
-/// use kube_reconcile::{ReconcilerExt, controller_fns, middleware::backoff::BackoffLayer};
-/// # struct Ctx;
-/// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<Ctx>) -> Result<Action, kube::Error> { Ok(Action::await_change()) }
-/// # async fn run(client: Client) {
-/// let (reconcile, error_policy) = controller_fns(reconcile.with(BackoffLayer::operator()));
-/// Controller::new(Api::<ConfigMap>::all(client), watcher::Config::default())
-///     .run(reconcile, error_policy, Arc::new(Ctx))
-///     .for_each(|_| async {})
-///     .await;
-/// # }
-/// ```
 #[allow(
     clippy::type_complexity,
     reason = "the two closure types Controller::run takes; impl Trait cannot be aliased"
 )]
-pub fn controller_fns<K, Ctx, R>(
+pub(crate) fn controller_fns<K, Ctx, R>(
     reconciler: R,
 ) -> (
     impl FnMut(Arc<K>, Arc<Ctx>) -> ReconcileFuture<R::Error> + Send + 'static,
@@ -162,7 +143,7 @@ where
     K::DynamicType: Eq + Hash + Clone + fmt::Debug + Unpin,
 {
     /// Like [`Controller::run`](kube::runtime::Controller::run), with `reconcile` and
-    /// `error_policy` taken from `reconciler` (see [`controller_fns`]).
+    /// `error_policy` taken from `reconciler`.
     ///
     /// A scheduled object that left the controller's cache before its turn (deleted
     /// meanwhile) is no reconcile and no error: kube-runtime's

@@ -18,7 +18,7 @@ mod compose;
 mod object_key;
 
 pub use self::{
-    compose::{ControllerExt, Either, ReconcileFuture, ReconcilerExt, controller_fns},
+    compose::{ControllerExt, Either, ReconcilerExt},
     object_key::ObjectKey,
 };
 
@@ -45,7 +45,7 @@ pub use self::{
 /// Middleware ([`Backoff`](crate::middleware::backoff::Backoff),
 /// [`RateLimit`](crate::middleware::rate_limit::RateLimit), ...) implement it too, so a
 /// wrapped reconciler is still a reconciler. Hand it to a controller with
-/// [`ControllerExt::run_reconciler`] or [`controller_fns`].
+/// [`ControllerExt::run_reconciler`].
 pub trait Reconciler<K, Ctx>: Send + Sync {
     /// The error a failed step returns; classified by the middleware.
     type Error: Classify + Send + 'static;
@@ -76,8 +76,9 @@ pub trait Reconciler<K, Ctx>: Send + Sync {
     /// The action for the controller's `error_policy` after this step failed with `error`.
     ///
     /// Called synchronously right after a failed [`call`](Reconciler::call) for the same
-    /// object. The default depends only on the class of the error (see
-    /// [`default_error_action`]); [`Backoff`](crate::middleware::backoff::Backoff)
+    /// object. The default depends only on the class of the error (requeue in 5 s; 1 s
+    /// on a conflict; the server's `Retry-After` when throttled; wait for a change when
+    /// terminal); [`Backoff`](crate::middleware::backoff::Backoff)
     /// answers with the object's own exponential delay.
     fn error_action(&self, obj: &K, error: &Self::Error) -> Action {
         let _ = obj;
@@ -89,7 +90,7 @@ pub trait Reconciler<K, Ctx>: Send + Sync {
 ///
 /// `Transient` → requeue in 5 s; `Throttled` → the server's `retry_after`, else 5 s;
 /// `Conflict` → requeue in 1 s; `Terminal` → wait for a change to the object.
-pub fn default_error_action(class: ErrorClass) -> Action {
+pub(crate) fn default_error_action(class: ErrorClass) -> Action {
     match class {
         ErrorClass::Conflict => Action::requeue(Duration::from_secs(1)),
         ErrorClass::Throttled {
@@ -143,12 +144,13 @@ impl<E> Outcome<E> {
     }
 
     /// Whether the reconcile ran and failed.
-    pub const fn is_failed(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) const fn is_failed(&self) -> bool {
         matches!(self, Outcome::Failed(_))
     }
 
     /// Maps the error of a failed outcome.
-    pub fn map_err<F, O: FnOnce(E) -> F>(self, op: O) -> Outcome<F> {
+    pub(crate) fn map_err<F, O: FnOnce(E) -> F>(self, op: O) -> Outcome<F> {
         match self {
             Outcome::Done(action) => Outcome::Done(action),
             Outcome::Deferred(deferral) => Outcome::Deferred(deferral),

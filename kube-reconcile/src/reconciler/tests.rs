@@ -1,3 +1,4 @@
+use super::compose::controller_fns;
 use super::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;

@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client, Resource, api::PostParams, core::ApiResource, runtime::watcher};
 use tokio::task::JoinHandle;
 
-use super::{ShardConfig, ShardLayer, assigner};
+use super::{ShardConfig, assigner, layer::ShardLayer};
 use crate::leader::{LeaderElector, LeaderError, LeaderHandle};
 
 /// State shared by a member's handle, its layers and its assigner.

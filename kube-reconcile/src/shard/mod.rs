@@ -7,7 +7,7 @@
 //! every object to a live member on a consistent-hash ring and writes the choice on the
 //! object as the label `shard.kube-reconcile.dev/<ring>=<member>`; each replica's
 //! controller watches only the objects labelled for it ([`ShardHandle::watcher_config`])
-//! and reconciles them through [`ShardLayer`]. `kubectl get <kind> -L
+//! and reconciles them through [`ShardHandle::layer`]. `kubectl get <kind> -L
 //! shard.kube-reconcile.dev/<ring>` shows who owns what. The design follows
 //! timebertt/kubernetes-controller-sharding, with the assigner inside the replicas.
 //!
@@ -21,7 +21,7 @@
 //! - **A member leaves.** [`ShardHandle::release`] waits for its reconciles in flight and
 //!   clears its Lease; the assigner moves its objects at once.
 //! - **A member dies or is cut off.** Its reconciles stop at its renew deadline (the
-//!   [`Leader`](crate::leader::Leader) guarantees); the assigner moves its objects once
+//!   [leader layer](crate::leader::LeaderHandle::layer) guarantees); the assigner moves its objects once
 //!   its Lease went unchanged for the lease duration, by the assigner's clock.
 //! - **The assigner dies.** Another member takes the ring's Lease and carries on from
 //!   the labels; nothing is held in memory that the labels do not say.
@@ -83,8 +83,4 @@ mod ring;
 pub(crate) use self::handle::ShardEvent;
 
 #[doc(inline)]
-pub use self::{
-    config::ShardConfig,
-    handle::ShardHandle,
-    layer::{ShardLayer, Sharded},
-};
+pub use self::{config::ShardConfig, handle::ShardHandle};

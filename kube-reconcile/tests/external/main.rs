@@ -324,7 +324,7 @@ async fn a_crash_before_or_after_a_create_never_leaves_two_instances_or_none() {
     let ar = ApiResource::erase::<Database>(&());
     let dynamic: Api<DynamicObject> = Api::namespaced_with(server.client(), "default", &ar);
     let fake = FakeDbaas::default();
-    let dbaas = Dependency::new(fake.clone());
+    let dbaas = Dependency::builder(fake.clone()).build();
 
     for kind in ["typed", "dynamic"] {
         for point in CrashPoint::ALL {
@@ -380,7 +380,7 @@ async fn external_deletes_count_gone_as_done() {
     let server = ApiServer::new();
     let api = install(&server).await;
     let fake = FakeDbaas::default();
-    let instances = Dependency::new(fake.clone());
+    let instances = Dependency::builder(fake.clone()).build();
     let db = create(&api, "orders").await;
 
     assert_eq!(

@@ -56,12 +56,6 @@ impl MetricsLayer {
         self.max_concurrent = Some(concurrency);
         self
     }
-
-    /// The clock reconcile durations are measured on.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
 }
 
 impl<R> Layer<R> for MetricsLayer {
@@ -214,17 +208,7 @@ impl Drop for Active<'_> {
     }
 }
 
-impl<R> Measured<R> {
-    /// Unwraps the reconciler.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
-    /// The controller name the metrics are labelled with.
-    pub fn controller(&self) -> &str {
-        &self.shared.controller
-    }
-}
+impl<R> Measured<R> {}
 
 impl<R: fmt::Debug> fmt::Debug for Measured<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

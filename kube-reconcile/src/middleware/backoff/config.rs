@@ -27,7 +27,7 @@ use super::{
 /// | [`factor`](BackoffConfig::factor) | 2.0 |
 /// | [`jitter`](BackoffConfig::jitter) | [`Jitter::Full`] |
 /// | [`seed`](BackoffConfig::seed) | none (seeded from the OS) |
-/// | [`conflict_delay`](BackoffConfig::conflict_delay) | the base delay |
+/// | delay after a conflict (fixed) | the base delay |
 /// | [`idle_ttl`](BackoffConfig::idle_ttl) | twice the cap |
 /// | [`max_keys`](BackoffConfig::max_keys) | 100 000 |
 /// | [`clock`](BackoffConfig::clock) | [`Clock::tokio`], taken when the layer is built |
@@ -129,8 +129,9 @@ impl BackoffConfig {
 
     /// Sets the quick requeue after a [`Conflict`](crate::ErrorClass::Conflict), which
     /// does not raise the exponent. At most the cap.
+    #[cfg(test)]
     #[must_use]
-    pub const fn conflict_delay(mut self, delay: Duration) -> Self {
+    pub(crate) const fn conflict_delay(mut self, delay: Duration) -> Self {
         self.conflict_delay = Some(delay);
         self
     }
@@ -168,15 +169,6 @@ impl BackoffConfig {
     /// A [`ConfigError`](crate::ConfigError) naming the first bad value.
     pub fn build(self) -> Result<BackoffLayer, crate::ConfigError> {
         BackoffLayer::new(self)
-    }
-
-    /// Checks every value.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`](crate::ConfigError) naming the first bad value.
-    pub fn validate(&self) -> Result<(), crate::ConfigError> {
-        Ok(self.check()?)
     }
 
     pub(crate) fn check(&self) -> Result<(), BackoffConfigError> {

@@ -38,7 +38,7 @@ pub(crate) enum BackoffConfigError {
     ZeroIdleTtl,
 }
 
-/// The error of [`BackoffHandle::call`](super::BackoffHandle::call).
+/// The error of a backed-off call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackoffError<E> {

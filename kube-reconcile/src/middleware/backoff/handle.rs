@@ -1,12 +1,19 @@
 //! [`BackoffHandle`]: per-key backoff state, shared by a layer's clones, usable around any call.
 
-use std::{borrow::Borrow, fmt, future::Future, hash::Hash, sync::Arc, time::Duration};
+#[cfg(test)]
+use std::future::Future;
+
+#[cfg(test)]
+use super::error::BackoffError;
+#[cfg(test)]
+use crate::error::Classify;
+use std::{borrow::Borrow, fmt, hash::Hash, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
 use crate::{
     clock::{Clock, Nanos},
-    error::{Classify, ErrorClass},
+    error::ErrorClass,
     keyed::KeyedStore,
     reconciler::{DeferReason, Deferral, ObjectKey},
     rng::Rng,
@@ -14,7 +21,6 @@ use crate::{
 
 use super::{
     config::{BackoffConfig, Resolved},
-    error::BackoffError,
     state::{Entry, Policy},
 };
 
@@ -24,12 +30,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Per-key backoff state: the gate, the failure count and the next due time of each key.
 ///
 /// Every clone shares the same state. A [`BackoffLayer`](super::BackoffLayer) hands one
-/// out ([`handle`](super::BackoffLayer::handle)) to inspect the objects it tracks; build
-/// one directly ([`new`](BackoffHandle::new)) to back off any async call per key, such as
-/// requests to an external API.
+/// out ([`handle`](super::BackoffLayer::handle)) to inspect the objects it tracks.
 ///
-/// Keys are forgotten on success, on a terminal error, by [`forget`](BackoffHandle::forget),
-/// and once idle for the configured TTL after their next attempt was due, so the map
+/// Keys are forgotten on success, on a terminal error, and once idle for the configured TTL after their next attempt was due, so the map
 /// never grows without bound.
 ///
 /// # Examples
@@ -207,7 +210,8 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// assert!(matches!(held, Err(BackoffError::BackingOff { .. })));
     /// # Ok(()) }
     /// ```
-    pub async fn call<Q, T, E, F>(&self, key: &Q, fut: F) -> Result<T, BackoffError<E>>
+    #[cfg(test)]
+    pub(crate) async fn call<Q, T, E, F>(&self, key: &Q, fut: F) -> Result<T, BackoffError<E>>
     where
         Key: Borrow<Q>,
         Q: ?Sized + Hash + Eq + ToOwned + fmt::Debug,
@@ -259,7 +263,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     }
 
     /// Stops tracking `key`; returns whether it was tracked.
-    pub fn forget<Q>(&self, key: &Q) -> bool
+    pub(crate) fn forget<Q>(&self, key: &Q) -> bool
     where
         Key: Borrow<Q>,
         Q: ?Sized + Hash + Eq,
@@ -288,7 +292,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     }
 
     /// The clock this state reads.
-    pub fn clock(&self) -> &Clock {
+    pub(crate) fn clock(&self) -> &Clock {
         &self.shared.clock
     }
 }

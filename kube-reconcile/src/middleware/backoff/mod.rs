@@ -28,8 +28,7 @@
 //! allocates nothing. State is forgotten on success and on terminal errors, and swept once idle
 //! for the configured TTL after its next attempt was due, so objects deleted while failing
 //! do not linger. [`BackoffHandle`] shows each object's
-//! [`attempts`](BackoffHandle::attempts) and [`next_attempt`](BackoffHandle::next_attempt),
-//! and backs off any other async call per key.
+//! [`next_attempt`](BackoffHandle::next_attempt).
 //!
 //! # Examples
 //!
@@ -115,6 +114,7 @@ pub use self::state::Jitter;
 /// - When [`max_keys`](BackoffConfig::max_keys) objects are tracked, failures of further
 ///   objects are not tracked and requeue by [`default_error_action`].
 #[derive(Clone, Debug)]
+#[doc(hidden)]
 pub struct Backoff<R> {
     inner: R,
     handle: BackoffHandle,
@@ -122,17 +122,13 @@ pub struct Backoff<R> {
 
 impl<R> Backoff<R> {
     /// Wraps `inner`, keeping per-object state in `handle` (shared with its clones).
-    pub const fn new(inner: R, handle: BackoffHandle) -> Self {
+    pub(crate) const fn new(inner: R, handle: BackoffHandle) -> Self {
         Backoff { inner, handle }
     }
 
-    /// Unwraps the reconciler.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
     /// The per-object state.
-    pub const fn handle(&self) -> &BackoffHandle {
+    #[cfg(test)]
+    pub(crate) const fn handle(&self) -> &BackoffHandle {
         &self.handle
     }
 }

@@ -22,14 +22,14 @@ use super::{
 ///
 /// Clones share one state. Hand the same breaker to several
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer)s and to plain API clients
-/// ([`call`](Breaker::call), [`try_acquire`](Breaker::try_acquire)) so they all see
+/// ([`call`](Breaker::call)) so they all see
 /// one circuit.
 ///
 /// # Guarantees
 ///
 /// - **Closed**: admitting and recording a call is a few atomic operations: no lock, no
-///   allocation, and no clock read unless slow calls are tracked or the window is by
-///   time. Trips on the failure rate or slow-call rate once `min_calls` are in the
+///   allocation, and no clock read unless the window is by
+///   time. Trips on the failure rate once `min_calls` are in the
 ///   window, or on a run of consecutive failures.
 /// - **Open**: calls are refused with [`Rejected::retry_after`] = time left + a random
 ///   share of the spread. The first call after the open duration half-opens the circuit
@@ -37,10 +37,10 @@ use super::{
 /// - **Half-open**: at most `permitted_probes` calls run at once; the slots are reserved
 ///   under a lock, so no two threads can take the last one. A probe that fails reopens
 ///   the circuit for longer; enough successful probes close it with a fresh window.
-///   If every slot stays taken for `probe_timeout` (hung calls), the circuit reopens
+///   If every slot stays taken for 60 s (hung calls), the circuit reopens
 ///   rather than staying half-open forever.
-/// - **Cancel-safe**: a [`Permit`] dropped without an outcome records nothing and
-///   gives its probe slot back; a result that arrives after the breaker changed state
+/// - **Cancel-safe**: a call dropped before its outcome records nothing and gives its
+///   probe slot back; a result that arrives after the breaker changed state
 ///   (an old call finishing after an opening or a reset) is ignored.
 /// - Terminal and Conflict errors (not-found and validation are Terminal) are never counted.
 ///
@@ -107,6 +107,7 @@ impl Breaker {
         clippy::inline_always,
         reason = "measured: returning the permit through memory costs ~18 ns of a ~10 ns call"
     )]
+    #[doc(hidden)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, Rejected> {
         let shared = &*self.shared;
         let word = shared.word();
@@ -209,14 +210,16 @@ impl Breaker {
     }
 
     /// Admits every call and records nothing, until [`reset`](Breaker::reset).
-    pub fn disable(&self) {
+    #[cfg(test)]
+    pub(crate) fn disable(&self) {
         self.shared.set_manual(DISABLED);
     }
 
     /// Admits every call while still recording outcomes and reporting the circuit's
     /// transitions, to try a configuration out before enforcing it. Starts with a fresh,
     /// closed circuit; [`reset`](Breaker::reset) enforces again.
-    pub fn metrics_only(&self) {
+    #[cfg(test)]
+    pub(crate) fn metrics_only(&self) {
         self.shared.set_manual(METRICS + CLOSED);
     }
 

@@ -80,16 +80,14 @@ pub(super) const fn class_bit(class: ErrorClass) -> u8 {
 /// | [`window`](Self::window) | last 50 calls | a resync of a few dozen objects is judged as one |
 /// | [`min_calls`](Self::min_calls) | 20 | Hystrix; resilience4j's and Polly's 100 is never reached by a small operator |
 /// | [`consecutive_failures`](Self::consecutive_failures) | 10 | catches a dead dependency when traffic is too thin for `min_calls` |
-/// | [`slow_call_duration`](Self::slow_call_duration) | off | the closed path then reads no clock |
-/// | [`slow_call_rate_threshold`](Self::slow_call_rate_threshold) | 0.8 | only when slow calls are tracked |
 /// | [`open_duration`](Self::open_duration) | 30 s | |
-/// | [`open_duration_growth`](Self::open_duration_growth) | ×2 per reopening | a long outage is probed less and less often |
-/// | [`max_open_duration`](Self::max_open_duration) | 5 min | the longest a recovered dependency waits to be noticed |
+/// | open duration growth (fixed) | ×2 per reopening | a long outage is probed less and less often |
+/// | longest open duration (fixed) | 5 min | the longest a recovered dependency waits to be noticed |
 /// | [`open_duration_jitter`](Self::open_duration_jitter) | 0.1 | each open period is up to 10% shorter, at random |
 /// | [`permitted_probes`](Self::permitted_probes) | 3 | one flaky probe does not decide alone |
-/// | [`probes_to_close`](Self::probes_to_close) | as many as `permitted_probes` | |
-/// | [`probe_timeout`](Self::probe_timeout) | 60 s | a hung probe cannot pin the circuit half-open |
-/// | [`exclude`](Self::exclude) | Terminal and Conflict (always) | not-found, validation and conflicts say nothing about the dependency's health |
+/// | successful probes to close (fixed) | as many as `permitted_probes` | |
+/// | probe timeout (fixed) | 60 s | a hung probe cannot pin the circuit half-open |
+/// | classes never counted (fixed) | Terminal and Conflict | not-found, validation and conflicts say nothing about the dependency's health |
 /// | [`spread`](Self::spread) | 5 s | refused reconciles come back spread over 5 s, not all at once |
 /// | [`seed`](Self::seed) | from the OS | |
 /// | [`clock`](Self::clock) | [`Clock::tokio`], taken at `build` | |
@@ -194,16 +192,18 @@ impl BreakerConfig {
     /// trips when the share of slow calls reaches the
     /// [`slow_call_rate_threshold`](Self::slow_call_rate_threshold). A timeout
     /// ([`Classify::is_timeout`](crate::Classify::is_timeout)) is always slow.
+    #[cfg(test)]
     #[must_use]
-    pub const fn slow_call_duration(mut self, duration: Duration) -> Self {
+    pub(crate) const fn slow_call_duration(mut self, duration: Duration) -> Self {
         self.slow_call_duration = Some(duration);
         self
     }
 
     /// The share of slow calls that trips the breaker, in `(0, 1]`; used only with
     /// [`slow_call_duration`](Self::slow_call_duration).
+    #[cfg(test)]
     #[must_use]
-    pub const fn slow_call_rate_threshold(mut self, threshold: f64) -> Self {
+    pub(crate) const fn slow_call_rate_threshold(mut self, threshold: f64) -> Self {
         self.slow_call_rate_threshold = threshold;
         self
     }
@@ -217,16 +217,18 @@ impl BreakerConfig {
 
     /// Each reopening without a close in between multiplies the open duration by
     /// `factor` (finite, at least 1; 1 keeps it constant).
+    #[cfg(test)]
     #[must_use]
-    pub const fn open_duration_growth(mut self, factor: f64) -> Self {
+    pub(crate) const fn open_duration_growth(mut self, factor: f64) -> Self {
         self.open_duration_growth = factor;
         self
     }
 
     /// The longest open duration, jitter and growth included (a server's `Retry-After`
     /// can still ask for longer).
+    #[cfg(test)]
     #[must_use]
-    pub const fn max_open_duration(mut self, max: Duration) -> Self {
+    pub(crate) const fn max_open_duration(mut self, max: Duration) -> Self {
         self.max_open_duration = max;
         self
     }
@@ -247,8 +249,9 @@ impl BreakerConfig {
 
     /// How many probes must succeed to close the circuit (any failed probe reopens it).
     /// May exceed [`permitted_probes`](Self::permitted_probes): probes then run in turns.
+    #[cfg(test)]
     #[must_use]
-    pub const fn probes_to_close(mut self, probes: NonZeroU32) -> Self {
+    pub(crate) const fn probes_to_close(mut self, probes: NonZeroU32) -> Self {
         self.probes_to_close = Some(probes);
         self
     }
@@ -257,8 +260,9 @@ impl BreakerConfig {
     /// probes are presumed hung (or their permits leaked): the circuit reopens and their
     /// late outcomes are ignored. Keep it above the longest call, or put a
     /// [`Timeout`](crate::middleware::timeout::Timeout) inside the breaker.
+    #[cfg(test)]
     #[must_use]
-    pub const fn probe_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) const fn probe_timeout(mut self, timeout: Duration) -> Self {
         self.probe_timeout = timeout;
         self
     }
@@ -266,8 +270,9 @@ impl BreakerConfig {
     /// Does not count errors of `class` (its `retry_after`, if any, is ignored here).
     /// [`Terminal`](ErrorClass::Terminal) and [`Conflict`](ErrorClass::Conflict) errors
     /// are never counted.
+    #[cfg(test)]
     #[must_use]
-    pub const fn exclude(mut self, class: ErrorClass) -> Self {
+    pub(crate) const fn exclude(mut self, class: ErrorClass) -> Self {
         self.excluded |= class_bit(class);
         self
     }

@@ -8,8 +8,7 @@ use super::state::State;
 
 /// The breaker refused a call: it is open, forced open, or its half-open probes are all taken.
 ///
-/// Returned by [`Breaker::try_acquire`](super::Breaker::try_acquire). Nothing was
-/// reserved and nothing is recorded; try again after `retry_after`.
+/// Nothing was reserved and nothing is recorded; try again after `retry_after`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("circuit breaker refused the call; retry after {retry_after:?}")]
 #[non_exhaustive]

@@ -47,7 +47,7 @@
 //! let reconciler = provision.with(CircuitBreakerLayer::from_breaker(dbaas.clone()));
 //! let (obj, ctx) = (Arc::new(ConfigMap::default()), Arc::new(()));
 //! for _ in 0..3 {
-//!     assert!(reconciler.call(obj.clone(), ctx.clone()).await.is_failed());
+//!     assert!(matches!(reconciler.call(obj.clone(), ctx.clone()).await, Outcome::Failed(_)));
 //! }
 //! assert_eq!(dbaas.state(), State::Open);
 //!
@@ -108,6 +108,7 @@ pub use self::{
 /// Cancel-safe: if the reconcile future is dropped at its `.await`, nothing is recorded
 /// and a half-open probe slot is released.
 #[derive(Clone, Debug)]
+#[doc(hidden)]
 pub struct CircuitBreaker<R> {
     inner: R,
     breaker: Breaker,
@@ -115,7 +116,7 @@ pub struct CircuitBreaker<R> {
 
 impl<R> CircuitBreaker<R> {
     /// Wraps `inner` behind `breaker`.
-    pub const fn new(inner: R, breaker: Breaker) -> Self {
+    pub(crate) const fn new(inner: R, breaker: Breaker) -> Self {
         CircuitBreaker { inner, breaker }
     }
 
@@ -123,11 +124,6 @@ impl<R> CircuitBreaker<R> {
     #[cfg(test)]
     pub(crate) const fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    /// Unwraps the reconciler.
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     /// The shared breaker, for introspection and manual control.

@@ -28,6 +28,7 @@ use super::shared::{Admit, Shared, Verdict};
 /// assert_eq!(breaker.snapshot().failures, 1);
 /// ```
 #[must_use = "record the outcome of the call; dropping the permit cancels it"]
+#[doc(hidden)]
 pub struct Permit<'a> {
     shared: &'a Shared,
     word: u64,
@@ -80,7 +81,7 @@ impl<'a> Permit<'a> {
     }
 
     /// Whether this call is a half-open probe, whose outcome decides whether the circuit closes.
-    pub fn is_probe(&self) -> bool {
+    pub(crate) fn is_probe(&self) -> bool {
         self.kind == Admit::Probe
     }
 
@@ -99,8 +100,8 @@ impl<'a> Permit<'a> {
 
     /// The call failed with an error of `class`.
     ///
-    /// Excluded classes ([`Terminal`](ErrorClass::Terminal), [`Conflict`](ErrorClass::Conflict)
-    /// and any set with [`BreakerConfig::exclude`](super::BreakerConfig::exclude)) are not
+    /// Excluded classes ([`Terminal`](ErrorClass::Terminal) and
+    /// [`Conflict`](ErrorClass::Conflict)) are not
     /// counted: the permit is released as if cancelled. A
     /// [`Throttled`](ErrorClass::Throttled) error's `retry_after` is honoured when the
     /// circuit opens.
@@ -118,7 +119,7 @@ impl<'a> Permit<'a> {
     }
 
     /// Gives the permit back without an outcome (the same as dropping it).
-    pub fn cancel(self) {
+    pub(crate) fn cancel(self) {
         drop(self);
     }
 

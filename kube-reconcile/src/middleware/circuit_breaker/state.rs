@@ -8,7 +8,7 @@ use crate::clock::Nanos;
 ///
 /// `Closed`, `Open` and `HalfOpen` are the automatic circuit; the other three are set
 /// by hand ([`force_open`](super::Breaker::force_open),
-/// [`disable`](super::Breaker::disable), [`metrics_only`](super::Breaker::metrics_only))
+/// `disable`, `metrics_only`)
 /// and left with [`reset`](super::Breaker::reset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -30,7 +30,7 @@ pub enum State {
 
 impl State {
     /// The lowercase name used in logs (`"closed"`, `"half_open"`, ...).
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             State::Closed => "closed",
             State::Open => "open",
@@ -82,8 +82,8 @@ pub enum TransitionReason {
         /// Successful probes in this half-open period.
         count: u32,
     },
-    /// [`force_open`](super::Breaker::force_open), [`disable`](super::Breaker::disable),
-    /// [`metrics_only`](super::Breaker::metrics_only) or [`reset`](super::Breaker::reset).
+    /// `force_open`, `disable`,
+    /// `metrics_only` or `reset`.
     Manual,
 }
 

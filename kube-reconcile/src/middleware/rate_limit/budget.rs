@@ -158,7 +158,8 @@ impl RateBudget {
     }
 
     /// The dependency's name, as deferrals report it.
-    pub fn name(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
 

@@ -50,6 +50,7 @@ use crate::{
 /// manual.advance(std::time::Duration::from_secs(60));
 /// assert_eq!(limiter.sweep(), 0);
 /// ```
+#[doc(hidden)]
 pub struct KeyedLimiter<Key> {
     quota: Quota,
     clock: Clock,

@@ -9,7 +9,6 @@
 //! |---|---|
 //! | [`Quota`] | the rate: one cell per emission interval, at most `burst` at once |
 //! | [`RateLimiter`] | one stream of calls, lock-free (one atomic) |
-//! | [`KeyedLimiter`] | each key separately, in a bounded map that prunes itself |
 //! | [`RateBudget`] | a named dependency, shared by layers and API clients alike |
 //! | [`RateLimitLayer`] | reconciles: `"object"`, `"global"` and budgets, combined |
 //!
@@ -106,6 +105,7 @@ use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 /// the global limit come back spread over at most the jitter cap and may be deferred
 /// again; size the global quota for the steady state, or make it a budget.
 #[derive(Clone, Debug)]
+#[doc(hidden)]
 pub struct RateLimit<R> {
     inner: R,
     layer: RateLimitLayer,
@@ -113,7 +113,7 @@ pub struct RateLimit<R> {
 
 impl<R> RateLimit<R> {
     /// Wraps `inner` in the limits of `layer` (shared with its other reconcilers).
-    pub const fn new(inner: R, layer: RateLimitLayer) -> Self {
+    pub(crate) const fn new(inner: R, layer: RateLimitLayer) -> Self {
         RateLimit { inner, layer }
     }
 
@@ -121,16 +121,6 @@ impl<R> RateLimit<R> {
     #[cfg(test)]
     pub(crate) const fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    /// Unwraps the reconciler.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
-    /// A handle to inspect the limits.
-    pub fn handle(&self) -> RateLimitHandle {
-        self.layer.handle()
     }
 
     fn defer<K: Resource>(&self, obj: &K, refusal: Refusal) -> Deferral {

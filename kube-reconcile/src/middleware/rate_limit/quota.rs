@@ -68,7 +68,8 @@ impl Quota {
     }
 
     /// `rate` cells per hour; the burst is `rate`.
-    pub const fn per_hour(rate: NonZeroU32) -> Self {
+    #[cfg(test)]
+    pub(crate) const fn per_hour(rate: NonZeroU32) -> Self {
         Self::spread(3600 * NANOS_PER_SECOND, rate)
     }
 
