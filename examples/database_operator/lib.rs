@@ -159,9 +159,6 @@ pub fn start_with(
         .open_duration(Duration::from_secs(2))
         .build("dbaas")?;
     report.watch_breaker(&breaker);
-    if let Some(metrics) = &wiring.metrics {
-        metrics.observe_breaker(&breaker);
-    }
     let budget = wiring.dbaas_budget.unwrap_or_else(|| {
         RateBudget::adaptive(
             "dbaas",
@@ -173,6 +170,10 @@ pub fn start_with(
         .budget(budget.clone())
         .health_interval(Duration::from_secs(1))
         .build();
+    if let Some(metrics) = &wiring.metrics {
+        // The breaker's state and the adaptive budget's rate.
+        metrics.observe_dependency(&dbaas);
+    }
     let ctx = Arc::new(operator::Ctx { dbaas });
     let config = PhaseConfig::default()
         .finalizer("example.kube-reconcile.dev/deprovision")
@@ -253,21 +254,15 @@ pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// `--metrics-addr`, `--leader-elect` and `--shard`: what wraps the operator, the metrics
-/// endpoint (served while it is kept) and the Lease holder to release at the end.
+/// `--metrics-addr`, `--leader-elect` and `--shard`: what wraps the operator, and the
+/// metrics endpoint (served while it is kept). The operator releases its Leases itself
+/// when it stops.
 async fn wire(
     options: &Options,
     client: &Client,
     namespace: &str,
     report: &Report,
-) -> Result<
-    (
-        Wiring,
-        Option<kube_reconcile::metrics::MetricsServer>,
-        Option<Lessee>,
-    ),
-    Box<dyn std::error::Error>,
-> {
+) -> Result<(Wiring, Option<kube_reconcile::metrics::MetricsServer>), Box<dyn std::error::Error>> {
     let mut wiring = Wiring {
         concurrency: options.max_concurrent_reconciles,
         ..Wiring::default()
@@ -290,48 +285,25 @@ async fn wire(
     };
     // --leader-elect: reconcile only while holding the Lease; copies of this process
     // started alongside wait and take over when it stops.
-    let leader = if options.leader_elect {
+    if options.leader_elect {
         let lease = LeaseConfig::new(namespace.to_owned(), "database-operator");
         let handle = LeaderElector::new(client.clone(), lease)?.spawn();
         report.say(&format!(
             "leader election on Lease {namespace}/database-operator as {}",
             handle.identity()
         ));
-        wiring.leader = Some(handle.clone());
-        Some(Lessee::Leader(handle))
+        wiring.leader = Some(handle);
     } else if options.shard {
         let config =
             ShardConfig::new(namespace.to_owned(), "databases").objects_namespace(namespace);
         let shard = ShardHandle::join::<Database>(client.clone(), config).await?;
-        if let Some(metrics) = &wiring.metrics {
-            metrics.observe_shard(&shard);
-        }
         report.say(&format!(
             "sharding the Databases as {} (kubectl get databases -L shard.kube-reconcile.dev/databases)",
             shard.identity()
         ));
-        wiring.shard = Some(shard.clone());
-        Some(Lessee::Shard(shard))
-    } else {
-        None
-    };
-    Ok((wiring, metrics_endpoint, leader))
-}
-
-/// What holds a Lease to release when the operator stops.
-enum Lessee {
-    Leader(LeaderHandle),
-    Shard(ShardHandle),
-}
-
-impl Lessee {
-    /// Hands the Lease over at once instead of letting it expire.
-    async fn release(&self) -> Result<(), kube_reconcile::leader::LeaderError> {
-        match self {
-            Lessee::Leader(leader) => leader.release().await,
-            Lessee::Shard(shard) => shard.release().await,
-        }
+        wiring.shard = Some(shard);
     }
+    Ok((wiring, metrics_endpoint))
 }
 
 /// `--operator-only`: no script; reconcile what is there until stopped, then hand over
@@ -340,7 +312,6 @@ impl Lessee {
 async fn operate(
     server: Option<&ApiServer>,
     operator: Operator,
-    leader: Option<&Lessee>,
     namespace: &str,
     report: &Report,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -356,9 +327,6 @@ async fn operate(
     report.say("stopping: no new work; waiting for the reconciles in flight");
     let finished = operator.shut_down(Duration::from_secs(30)).await;
     printer.abort();
-    if let Some(leader) = leader {
-        leader.release().await?;
-    }
     if let Some(kubeconfig) = kubeconfig {
         kubeconfig.remove()?;
     }
@@ -410,11 +378,11 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
             .ready_after(Duration::from_millis(300))
             .start()
     });
-    let (wiring, _metrics_endpoint, leader) = wire(&options, &client, &namespace, &report).await?;
+    let (wiring, _metrics_endpoint) = wire(&options, &client, &namespace, &report).await?;
     let operator = start_with(client.clone(), &namespace, dbaas, &report, wiring)?;
     if options.operator_only {
         let server = server.as_ref();
-        operate(server, operator, leader.as_ref(), &namespace, &report).await?;
+        operate(server, operator, &namespace, &report).await?;
         return Ok(true);
     }
     let printer = report.print_transitions(operator.api.clone());
@@ -444,11 +412,8 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         scenario::serve(server, &operator).await?;
     }
     printer.abort();
+    // Stops gracefully and hands the Lease over at once instead of letting it expire.
     operator.shut_down(Duration::from_secs(5)).await;
-    if let Some(leader) = &leader {
-        // Hand the Lease over at once instead of letting it expire.
-        leader.release().await?;
-    }
     println!(
         "\n{}",
         if ok {

@@ -368,7 +368,6 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
         let shard = ShardHandle::join::<example::crd::Database>(world.client.clone(), config)
             .await
             .unwrap();
-        metrics.observe_shard(&shard);
         let wiring = example::Wiring {
             shard: Some(shard.clone()),
             metrics: Some(metrics),

@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use kube::{ResourceExt as _, api::ListParams};
 use kube_reconcile::middleware::rate_limit::Quota;
 use kube_reconcile_test_support::{both_tiers, tier::Tier};
-use world::{SHARD, scrape, world_with};
+use world::{SHARD, scrape, series, world_with};
 
 /// Databases in the test: 3,000 on the embedded server. On the real tier 600, because a
 /// kube-apiserver and etcd on a 2-core machine serving three operators take over a core
@@ -75,16 +75,48 @@ both_tiers! {
         let bound = Duration::from_secs(60) + Duration::from_millis(150 * u64::try_from(n).unwrap());
         // (Counted from the test's watch: listing thousands of Databases every few seconds
         // would load the server more than the operators do.)
+        // Meanwhile, while most Databases still need the DBaaS, each replica's adaptive
+        // budget (what it estimates its share of the DBaaS's 200 calls a second to be).
+        let mut rates: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         loop {
             let ready = owners.ready();
             if ready == n {
                 break;
+            }
+            if ready < n * 4 / 5 && started.elapsed() > Duration::from_secs(10) {
+                for (host, _, metrics) in &replicas {
+                    let text = scrape(*metrics).await;
+                    if let Some(rate) = series(&text, "kube_reconcile_budget_rate{budget=\"dbaas\"}") {
+                        rates.entry(host).or_default().push(rate);
+                    }
+                }
             }
             assert!(started.elapsed() < bound, "{ready} of {n} Ready after {:.0?}", started.elapsed());
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let list = world.api.list(&ListParams::default()).await.unwrap().items;
         eprintln!("{} tier: {n} Databases Ready in {:.1?}", cx.name(), started.elapsed());
+        // Every replica exports its budget's rate; how evenly they share the DBaaS is
+        // printed (a measurement, not a target of this test).
+        let means: Vec<f64> = replicas
+            .iter()
+            .map(|(host, _, _)| {
+                let seen = rates.get(host).map(Vec::as_slice).unwrap_or_default();
+                assert!(!seen.is_empty(), "{host} exported no kube_reconcile_budget_rate");
+                seen.iter().sum::<f64>() / f64::from(u32::try_from(seen.len()).unwrap())
+            })
+            .collect();
+        let sum: f64 = means.iter().sum();
+        let jain = sum * sum / (f64::from(u32::try_from(means.len()).unwrap()) * means.iter().map(|m| m * m).sum::<f64>());
+        let stats = dbaas.stats();
+        eprintln!(
+            "{} tier: DBaaS budget per replica while converging (mean of {} scrapes): {:?} calls/s; sum {sum:.0} of the DBaaS's 200; Jain's fairness index {jain:.3}; DBaaS calls {} ({} refused with 429)",
+            cx.name(),
+            rates.values().map(Vec::len).min().unwrap_or_default(),
+            means.iter().map(|m| m.round()).collect::<Vec<_>>(),
+            stats.total_calls(),
+            stats.throttled,
+        );
 
         // Each replica owns a third, ±15 %.
         let mut shares: BTreeMap<String, usize> = BTreeMap::new();

@@ -40,6 +40,7 @@
 //! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds ([`Metrics::observe_shard`]). |
 //! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
 //! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
+//! | `kube_reconcile_budget_rate` | gauge | `budget` | Calls a second a dependency's budget admits now, read at each scrape ([`Metrics::observe_dependency`]): an adaptive budget's estimate of the dependency's capacity. |
 //! | `kube_reconcile_cached_children` | gauge | `controller`, `kind` | Children the operator's watch caches hold ([`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache) with [`metrics`](crate::phase::OperatorBuilder::metrics)); a sharded operator's hold only its own shard's. |
 //!
 //! Breakers move lazily: an open circuit whose open duration has passed reads `open`
@@ -88,11 +89,13 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 use crate::{
+    external::{Dependency, ExternalDependency},
     middleware::circuit_breaker::Breaker,
     phase::PhaseChange,
     shard::{ShardEvent, ShardHandle},
 };
 
+mod budgets;
 mod families;
 mod layer;
 mod serve;
@@ -109,6 +112,7 @@ use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels, 
 #[derive(Clone, Default)]
 pub struct Metrics {
     families: Arc<Families>,
+    budgets: Arc<budgets::Budgets>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +134,9 @@ impl Metrics {
     /// To prefix the names, pass `registry.sub_registry_with_prefix("myapp")`.
     pub fn register(&self, registry: &mut Registry) {
         self.families.register(registry);
+        registry.register_collector(Box::new(budgets::BudgetCollector(Arc::clone(
+            &self.budgets,
+        ))));
     }
 
     /// A layer that records controller-runtime's reconcile metrics under
@@ -164,10 +171,22 @@ impl Metrics {
             .set_breaker_state(&dependency, breaker.state());
     }
 
+    /// Exports what `dependency` holds: its breaker's state and transitions (as
+    /// [`observe_breaker`](Self::observe_breaker)) and, when it has a budget, the budget's
+    /// rate now (`kube_reconcile_budget_rate{budget}`: an adaptive budget's estimate of the
+    /// dependency's capacity, read at each scrape). Call it once per dependency.
+    pub fn observe_dependency<C: ExternalDependency>(&self, dependency: &Dependency<C>) {
+        self.observe_breaker(dependency.breaker());
+        if let Some(budget) = dependency.budget() {
+            self.budgets.observe(budget);
+        }
+    }
+
     /// Exports `shard`'s counts under its ring and member: the objects its controller
     /// holds (when it runs through [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard)),
     /// the objects it handed over, and the objects this process assigned as the ring's
-    /// assigner. Call it once per member.
+    /// assigner. Call it once per member; [`OperatorBuilder::metrics`](crate::phase::OperatorBuilder::metrics)
+    /// calls it for the operator's shard.
     pub fn observe_shard(&self, shard: &ShardHandle) {
         let families = Arc::clone(&self.families);
         let ring: Arc<str> = shard.ring().into();

@@ -167,7 +167,10 @@ impl<M, K> Operator<M, K> {
     }
 
     /// Stops taking new work once `signal` completes and lets the reconciles in flight
-    /// finish (kube-runtime's graceful shutdown); then [`run`](Self::run) returns.
+    /// finish (kube-runtime's graceful shutdown), then releases the
+    /// [leader](OperatorBuilder::leader) and [shard](OperatorBuilder::shard) Leases so
+    /// another replica takes over at once instead of after the lease duration; then
+    /// [`run`](Self::run) returns.
     #[must_use]
     pub fn shutdown_on(mut self, signal: impl Future<Output = ()> + Send + Sync + 'static) -> Self {
         self.shutdown = Some(Box::pin(signal));
@@ -255,9 +258,13 @@ impl<M, K> Operator<M, K> {
             let store = controller.store();
             shard.count_with(move || store.len());
         }
+        // Stopped on a signal, the operator hands its Leases over at once, as
+        // controller-runtime's `LeaderElectionReleaseOnCancel` does.
+        let hand_over = self.shutdown.is_some();
         if let Some(signal) = self.shutdown {
             controller = controller.graceful_shutdown_on(signal);
         }
+        let leader = layers.leader.clone();
         let controller = controller
             .run_reconciler(reconciler, ctx)
             .for_each(|_| async {});
@@ -274,9 +281,21 @@ impl<M, K> Operator<M, K> {
         // controller, so an operator given the only handle keeps its membership.
         let shard = layers.shard.take();
         async move {
-            let _member = shard;
             // The caches live as long as the controller; they never end by themselves.
             futures_util::future::select(std::pin::pin!(controller), std::pin::pin!(caches)).await;
+            if hand_over {
+                if let Some(leader) = leader
+                    && let Err(error) = leader.release().await
+                {
+                    tracing::warn!(%error, "the leader Lease was not released; it expires");
+                }
+                if let Some(shard) = &shard
+                    && let Err(error) = shard.release().await
+                {
+                    tracing::warn!(%error, "the shard membership was not released; it expires");
+                }
+            }
+            drop(shard);
         }
     }
 }
@@ -370,7 +389,8 @@ impl<M, K> OperatorBuilder<M, K> {
     }
 
     /// Record metrics under `controller` (`None`: no metrics): reconciles around the
-    /// whole stack, and every phase change.
+    /// whole stack, every phase change, the watch caches' sizes, and with a
+    /// [`shard`](Self::shard) the member's counts ([`Metrics::observe_shard`](crate::metrics::Metrics::observe_shard)).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(
@@ -396,6 +416,9 @@ impl<M, K> OperatorBuilder<M, K> {
         #[cfg(feature = "metrics")]
         if let Some((metrics, name)) = &self.layers.metrics {
             config = config.on_transition(metrics.phase_observer(Arc::clone(name)));
+            if let Some(shard) = &self.layers.shard {
+                metrics.observe_shard(shard);
+            }
         }
         let engine = PhaseEngine::with_config(self.machine, self.client.clone(), config)?;
         Ok(Operator {

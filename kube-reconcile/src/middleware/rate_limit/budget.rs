@@ -158,7 +158,6 @@ impl RateBudget {
     }
 
     /// The dependency's name, as deferrals report it.
-    #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }

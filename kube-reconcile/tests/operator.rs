@@ -1,16 +1,18 @@
-//! Children read from the operator's watch caches, on both tiers: an unchanged child
-//! costs no request at all, and a child is never read from a cache older than the
-//! operator's own last write to it.
+//! The recipe (`phase::Operator`) on both tiers: children read from the operator's watch
+//! caches (an unchanged child costs no request at all, and a child is never read from a
+//! cache older than the operator's own last write to it), and a graceful shutdown that
+//! hands the leader Lease over at once.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, CustomResource, CustomResourceExt, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::{
-    HandlerError,
+    HandlerError, LeaderElector, LeaseConfig,
     ensure::Ensure,
     phase::{
         HasPhaseStatus, Operator, PhaseConfig, PhaseMachine, PhaseStatus, Step, Transition,
@@ -177,5 +179,45 @@ both_tiers! {
             .get(Verb::Patch, "configmaps");
         assert_eq!(writes, 2, "one apply per label: {}", recorder.calls());
         controller.abort();
+    }
+}
+
+both_tiers! {
+    async fn a_gracefully_stopped_operator_hands_its_lease_over_at_once(cx: Tier) {
+        cx.install_crd(&Shelf::crd()).await;
+        let lease = LeaseConfig::new(cx.namespace(), "shelves").identity("replica-a");
+        let leader = LeaderElector::new(cx.client(), lease).unwrap().spawn();
+        tokio::time::timeout(Duration::from_secs(10), leader.leading())
+            .await
+            .expect("the only candidate leads");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let operator = Operator::builder(shelves(), cx.client())
+            .config(PhaseConfig::default().finalizer("test.kube-reconcile.dev/owner"))
+            .leader(Some(leader.clone()))
+            .build()
+            .unwrap()
+            .shutdown_on(async move {
+                let _ = stopped.await;
+            });
+        let api: Api<Shelf> = cx.api();
+        let run = tokio::spawn(operator.run(api.clone(), Arc::new(())));
+        api.create(
+            &PostParams::default(),
+            &Shelf::new("s1", ShelfSpec { label: "one".into() }),
+        )
+        .await
+        .unwrap();
+        until_labelled(&cx.api(), "one").await;
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), run)
+            .await
+            .expect("run returns once the reconciles in flight finished")
+            .unwrap();
+        // Released, not left to expire: no holder, and this replica no longer leads.
+        let held = cx.api::<Lease>().get("shelves").await.unwrap();
+        let holder = held.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+        assert_eq!(holder, "", "the Lease is free for the next replica");
+        assert!(!leader.is_leader());
     }
 }
