@@ -15,7 +15,9 @@
 //! - time to converge growing no worse than linearly with N;
 //! - at a 10% injected API error rate, converging within 2x the fault-free time;
 //! - with the DBaaS's health endpoint failing 10% of its checks (the service itself
-//!   fine), converging within 1.3x the healthy time.
+//!   fine), converging within 1.3x the healthy time;
+//! - three adaptive budgets that share nothing but one DBaaS (as three replicas' would)
+//!   settle on fair shares of it: Jain's index of their answered calls at least 0.9.
 //!
 //! ```sh
 //! cargo bench --bench convergence                          # N = 100 and 1,000
@@ -32,6 +34,8 @@
 
 use database_operator as example;
 
+#[path = "convergence/fairness.rs"]
+mod fairness;
 #[path = "convergence/measure.rs"]
 mod measure;
 #[path = "convergence/naive.rs"]
@@ -139,7 +143,32 @@ fn main() -> ExitCode {
             naive_faulted,
         });
     }
-    let verdict = report::print(&results, ERROR_RATE);
+    let mut verdict = report::print(&results, ERROR_RATE);
+    let shared = runtime.block_on(fairness::run());
+    let answered: Vec<f64> = shared
+        .answered
+        .iter()
+        .map(|&n| f64::from(u32::try_from(n).unwrap_or(u32::MAX)))
+        .collect();
+    let jain = fairness::Fairness::jain(&answered);
+    println!(
+        "\n== fairness: three adaptive budgets, one DBaaS limited to 100 calls/s, 16 callers each ==\n\
+         budget rates after the warm-up (calls/s): {:.1?}; sum {:.1}\n\
+         calls answered per replica: {:?}\n\
+         DBaaS calls {} ({} refused with 429, {:.1} %)",
+        shared.rates,
+        shared.rates.iter().sum::<f64>(),
+        shared.answered,
+        shared.calls,
+        shared.throttled,
+        shared.throttled_percent(),
+    );
+    let fair = jain >= 0.9;
+    verdict.others_missed |= !fair;
+    println!(
+        "{} budgets in separate replicas share one dependency fairly (Jain's index of their answered calls >= 0.9): {jain:.3}",
+        if fair { "PASS" } else { "FAIL" }
+    );
     let charts = plot::directory();
     for sized in &results {
         match plot::draw(sized, &charts) {

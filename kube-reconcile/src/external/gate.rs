@@ -72,10 +72,24 @@ impl Pass<'_> {
     /// ([`Transient`](ErrorClass::Transient), [`Throttled`](ErrorClass::Throttled)) also
     /// makes the next admission run the health check again.
     ///
+    /// With a budget, a [`Throttled`](ErrorClass::Throttled) answer is the budget's to act
+    /// on (it slows down) and no breaker sample: a busy dependency is not a broken one,
+    /// and a breaker opened by a burst of 429s would starve this process for the whole
+    /// open duration while other processes sharing the dependency take its share.
+    ///
     /// Inside a phase handler or cleanup, a success also tells the engine that the
     /// dependency answered: the engine sets its availability condition to `True`.
     pub(crate) fn record<T, E: Classify>(self, result: &Result<T, E>) {
         let budget = self.dependency.budget();
+        if let Err(e) = result
+            && matches!(e.class(), ErrorClass::Throttled { .. })
+            && let Some(budget) = budget
+        {
+            budget.throttled();
+            self.dependency.invalidate_health();
+            self.permit.cancel();
+            return;
+        }
         match result {
             Ok(_) => {
                 self.answered();

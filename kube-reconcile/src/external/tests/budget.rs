@@ -207,3 +207,45 @@ async fn an_unhealthy_dependency_spends_no_budget_and_records_nothing_on_the_bre
     assert!(budget.capacity().is_full());
     assert_eq!(dbaas.breaker().snapshot().calls, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_a_budget_429s_slow_the_budget_and_never_open_the_breaker() {
+    let throttled = || Err::<(), _>(ErrorClass::Throttled { retry_after: None });
+    // A breaker that opens after 3 consecutive failures; 20 answers of 429 in a row.
+    let budget = RateBudget::adaptive("dbaas", Quota::per_second(nz(1000)));
+    let before = budget.rate();
+    let dbaas = Gate::builder("dbaas")
+        .budget(budget.clone())
+        .breaker(breaker())
+        .build();
+    for _ in 0..20 {
+        match dbaas.admit().await {
+            Admission::Ready(pass) => pass.record(&throttled()),
+            Admission::Unavailable(held) => {
+                assert_eq!(held.reason, UnavailableReason::RateLimited, "{held:?}");
+                tokio::time::sleep(held.retry_after).await;
+            }
+        }
+    }
+    assert_eq!(dbaas.breaker().state(), State::Closed);
+    assert_eq!(
+        dbaas.breaker().snapshot().calls,
+        0,
+        "no 429 is a breaker sample"
+    );
+    assert!(
+        budget.rate() < before,
+        "the budget slowed down: {} of {before}",
+        budget.rate()
+    );
+
+    // Without a budget, nothing else hears them: the breaker counts them.
+    let alone = Gate::builder("dbaas").breaker(breaker()).build();
+    for _ in 0..3 {
+        let Admission::Ready(pass) = alone.admit().await else {
+            panic!("closed")
+        };
+        pass.record(&throttled());
+    }
+    assert_eq!(alone.breaker().state(), State::Open);
+}
