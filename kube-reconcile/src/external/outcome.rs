@@ -42,5 +42,3 @@ pub enum Deletion<R> {
     /// [`Gone`](Deletion::Gone).
     Requested(R),
 }
-
-impl<R> Deletion<R> {}

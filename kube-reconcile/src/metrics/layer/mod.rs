@@ -29,14 +29,13 @@ use crate::{
 ///
 /// - no `controller_runtime_max_concurrent_reconciles` series (see
 ///   [`max_concurrent_reconciles`](MetricsLayer::max_concurrent_reconciles))
-/// - tokio's clock
+/// - durations on the tokio clock
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct MetricsLayer {
     metrics: Metrics,
     controller: Arc<str>,
     max_concurrent: Option<u16>,
-    clock: Option<Clock>,
 }
 
 impl MetricsLayer {
@@ -45,7 +44,6 @@ impl MetricsLayer {
             metrics,
             controller,
             max_concurrent: None,
-            clock: None,
         }
     }
 
@@ -94,7 +92,7 @@ impl<R> Layer<R> for MetricsLayer {
                 families: Arc::clone(families),
                 controller: Arc::clone(&self.controller),
                 series,
-                clock: self.clock.clone().unwrap_or_else(Clock::tokio),
+                clock: Clock::tokio(),
             }),
         }
     }
@@ -207,8 +205,6 @@ impl Drop for Active<'_> {
         self.0.dec();
     }
 }
-
-impl<R> Measured<R> {}
 
 impl<R: fmt::Debug> fmt::Debug for Measured<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
