@@ -81,15 +81,6 @@ impl Pass<'_> {
     /// dependency answered: the engine sets its availability condition to `True`.
     pub(crate) fn record<T, E: Classify>(self, result: &Result<T, E>) {
         let budget = self.dependency.budget();
-        if let Err(e) = result
-            && matches!(e.class(), ErrorClass::Throttled { .. })
-            && let Some(budget) = budget
-        {
-            budget.throttled();
-            self.dependency.invalidate_health();
-            self.permit.cancel();
-            return;
-        }
         match result {
             Ok(_) => {
                 self.answered();
@@ -97,11 +88,13 @@ impl Pass<'_> {
             }
             Err(e) => {
                 let class = e.class();
-                if matches!(class, ErrorClass::Throttled { .. }) {
-                    budget.inspect(|b| b.throttled());
-                }
                 if matches!(class, ErrorClass::Transient | ErrorClass::Throttled { .. }) {
                     self.dependency.invalidate_health();
+                }
+                if let (ErrorClass::Throttled { .. }, Some(budget)) = (class, budget) {
+                    budget.throttled();
+                    self.permit.cancel();
+                    return;
                 }
             }
         }
