@@ -294,8 +294,8 @@ async fn wire(
         ));
         wiring.leader = Some(handle);
     } else if options.shard {
-        let config =
-            ShardConfig::new(namespace.to_owned(), "databases").objects_namespace(namespace);
+        let lease = LeaseConfig::new(namespace.to_owned(), "databases");
+        let config = ShardConfig::new(lease).objects_namespace(namespace);
         let shard = ShardHandle::join::<Database>(client.clone(), config).await?;
         report.say(&format!(
             "sharding the Databases as {} (kubectl get databases -L shard.kube-reconcile.dev/databases)",

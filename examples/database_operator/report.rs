@@ -177,8 +177,8 @@ impl Report {
         }
         println!(
             "\nPer-object state: {} Database(s) backing off, {} with a rate limit in use, {} with time paced for the DBaaS budget in memory",
-            operator.backoff.len(),
-            operator.rate_limit.keys_tracked(),
+            operator.backoff.sweep(),
+            operator.rate_limit.sweep(),
             operator.engine.paced_objects()
         );
         println!(

@@ -353,7 +353,10 @@ async fn the_operator_s_metrics_are_served_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
-    use kube_reconcile::shard::{ShardConfig, ShardHandle};
+    use kube_reconcile::{
+        leader::LeaseConfig,
+        shard::{ShardConfig, ShardHandle},
+    };
     let cx = Tier::embedded("sharded").await;
     let world = world(&cx).await;
     let mut operators = Vec::new();
@@ -362,9 +365,8 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
     for member in ["left", "right"] {
         // A registry per member, as each replica process would have.
         let (metrics, registry) = metrics();
-        let config = ShardConfig::new(world.namespace.clone(), "databases")
-            .identity(member)
-            .objects_namespace(world.namespace.clone());
+        let lease = LeaseConfig::new(world.namespace.clone(), "databases").identity(member);
+        let config = ShardConfig::new(lease).objects_namespace(world.namespace.clone());
         let shard = ShardHandle::join::<example::crd::Database>(world.client.clone(), config)
             .await
             .unwrap();

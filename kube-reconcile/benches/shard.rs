@@ -26,6 +26,7 @@ use kube::{
 };
 use kube_reconcile::{
     ControllerExt, ReconcilerExt,
+    leader::LeaseConfig,
     shard::{ShardConfig, ShardHandle},
 };
 use kube_reconcile_testing::ApiServer;
@@ -130,9 +131,9 @@ async fn run_with(n: usize, members: usize, objects_first: bool) -> (Run, isize)
     let client = server.client();
     let mut shards = Vec::new();
     for i in 0..members {
-        let config = ShardConfig::new("default", "bench")
-            .identity(format!("replica-{i}"))
-            .objects_namespace("default");
+        let config =
+            ShardConfig::new(LeaseConfig::new("default", "bench").identity(format!("replica-{i}")))
+                .objects_namespace("default");
         let shard = ShardHandle::join::<ConfigMap>(client.clone(), config)
             .await
             .expect("joins");

@@ -221,8 +221,6 @@ pub(crate) async fn check_cleaned_up(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(operator.backoff.len(), 0, "seed {seed:#x}");
-    assert_eq!(operator.rate_limit.keys_tracked(), 0, "seed {seed:#x}");
     // - the phase engine: no object held paced (deletion forgets it).
     assert_eq!(operator.engine.paced_objects(), 0, "seed {seed:#x}");
 }

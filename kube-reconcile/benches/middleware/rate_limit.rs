@@ -125,7 +125,10 @@ fn runtime(builder: &mut tokio::runtime::Builder) -> tokio::runtime::Runtime {
 fn keyed(c: &mut Criterion, report: &mut Report) {
     let keys = uids(HOT_KEYS);
     let ours = KeyedLimiter::<String>::new(ours_quota());
-    let ours_manual = KeyedLimiter::<String>::new(ours_quota()).clock(ManualClock::new().clock());
+    let ours_manual = {
+        let _manual = ManualClock::new().enter();
+        KeyedLimiter::<String>::new(ours_quota())
+    };
     let governor = governor::RateLimiter::keyed(governor_quota());
     let governor_std = governor::RateLimiter::dashmap_with_clock(governor_quota(), MonotonicClock);
     let governor_fake =
@@ -201,7 +204,10 @@ fn keyed(c: &mut Criterion, report: &mut Report) {
 
 fn direct(c: &mut Criterion, report: &mut Report) {
     let ours = RateLimiter::new(ours_quota());
-    let ours_manual = RateLimiter::new(ours_quota()).clock(ManualClock::new().clock());
+    let ours_manual = {
+        let _manual = ManualClock::new().enter();
+        RateLimiter::new(ours_quota())
+    };
     let governor = governor::RateLimiter::direct(governor_quota());
     let governor_std = governor::RateLimiter::direct_with_clock(governor_quota(), MonotonicClock);
     let governor_fake =
@@ -344,9 +350,10 @@ fn memory(report: &mut Report) {
 
     let manual = ManualClock::new();
     let before = live_bytes();
-    let ours =
+    let ours = {
+        let _manual = manual.enter();
         KeyedLimiter::<String>::new(Quota::per_second(NonZeroU32::new(10).expect("not zero")))
-            .clock(manual.clock());
+    };
     for key in &keys {
         ours.check_key(key.as_str()).expect("room for every key");
     }

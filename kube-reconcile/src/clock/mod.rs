@@ -1,9 +1,11 @@
-//! One injectable clock for every timing decision in the crate.
+//! One clock for every timing decision in the crate.
 //!
-//! All middleware reads time through [`Clock`]. The default clock is tokio's
-//! ([`tokio::time::Instant`]), so it follows `tokio::time::pause()` and
-//! `tokio::time::advance()` in tests. A [`ManualClock`] moves only when told to,
-//! which suits property tests that run without a runtime.
+//! Every layer, budget, breaker, lease and phase deadline reads tokio's time
+//! ([`tokio::time::Instant`]), so a test that pauses it (`#[tokio::test(start_paused =
+//! true)]`) and calls `tokio::time::advance()` drives them all, with no setting to pass.
+//! Where tokio's time cannot be paused (a test against a real API server), a
+//! [`ManualClock`], [entered](ManualClock::enter) while the layers are built, moves only
+//! when told to.
 //!
 //! # How the tokio clock is read
 //!
@@ -27,6 +29,7 @@
 //! runtimes.
 
 use std::{
+    cell::RefCell,
     fmt,
     sync::{
         Arc, OnceLock,
@@ -84,7 +87,7 @@ pub(crate) fn duration_to_nanos(d: Duration) -> u64 {
 ///
 /// # Default
 ///
-/// [`Clock::tokio`].
+/// The clock [entered](ManualClock::enter) on this thread, else [`Clock::tokio`].
 ///
 /// # Examples
 ///
@@ -99,6 +102,7 @@ pub(crate) fn duration_to_nanos(d: Duration) -> u64 {
 /// assert_eq!(clock.now().saturating_since(start), Duration::from_secs(3));
 /// ```
 #[derive(Clone)]
+#[doc(hidden)]
 pub struct Clock {
     source: Source,
 }
@@ -240,9 +244,18 @@ impl Clock {
 }
 
 impl Default for Clock {
+    /// The clock [entered](ManualClock::enter) on this thread, else [`Clock::tokio`].
     fn default() -> Self {
-        Clock::tokio()
+        ENTERED
+            .with(|entered| entered.borrow().clone())
+            .unwrap_or_else(Clock::tokio)
     }
+}
+
+thread_local! {
+    /// The clock that layers and configs made on this thread read, while a
+    /// [`ManualClock::enter`] guard lives.
+    static ENTERED: RefCell<Option<Clock>> = const { RefCell::new(None) };
 }
 
 impl fmt::Debug for Clock {
@@ -254,10 +267,49 @@ impl fmt::Debug for Clock {
     }
 }
 
-/// A clock that moves only when [`advance`](ManualClock::advance) is called.
+/// A clock that moves only when [`advance`](ManualClock::advance) is called: for tests
+/// that cannot pause tokio's time, such as tests against a real API server (paused time
+/// would fire the HTTP client's timeouts at once).
+///
+/// Every layer, budget, breaker and config built on this thread while the guard of
+/// [`enter`](Self::enter) lives reads this clock instead of tokio's; what was built
+/// before or elsewhere keeps tokio's. Wall-clock times in conditions and messages are
+/// the wall time when a layer was built plus the time this clock has advanced since.
+///
+/// # Examples
+///
+/// ```
+/// use std::{num::NonZeroU32, time::Duration};
+/// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
+///
+/// let time = ManualClock::new();
+/// let limiter = {
+///     let _entered = time.enter();
+///     RateLimiter::new(Quota::per_minute(NonZeroU32::new(1).unwrap()))
+/// };
+/// assert!(limiter.check().is_ok());
+/// assert!(limiter.check().is_err(), "one a minute");
+/// time.advance(Duration::from_secs(60));
+/// assert!(limiter.check().is_ok(), "the manual minute passed");
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {
     now: Arc<AtomicU64>,
+}
+
+/// While it lives, what is built on this thread reads a [`ManualClock`]; see
+/// [`ManualClock::enter`].
+#[derive(Debug)]
+#[must_use = "the manual clock is entered only while the guard lives"]
+pub struct EnteredClock {
+    previous: Option<Clock>,
+}
+
+impl Drop for EnteredClock {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        ENTERED.with(|entered| *entered.borrow_mut() = previous);
+    }
 }
 
 impl ManualClock {
@@ -266,7 +318,16 @@ impl ManualClock {
         Self::default()
     }
 
+    /// Makes this the clock of everything built on this thread until the guard drops
+    /// (the clock entered before comes back then).
+    pub fn enter(&self) -> EnteredClock {
+        let clock = self.clock();
+        let previous = ENTERED.with(|entered| entered.borrow_mut().replace(clock));
+        EnteredClock { previous }
+    }
+
     /// A [`Clock`] that reads this manual clock.
+    #[doc(hidden)]
     pub fn clock(&self) -> Clock {
         Clock {
             source: Source::Manual(Arc::clone(&self.now)),

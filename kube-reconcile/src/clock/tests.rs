@@ -155,3 +155,42 @@ fn nanos_arithmetic_saturates() {
         Nanos::from_raw(u64::MAX)
     );
 }
+
+#[test]
+fn an_entered_manual_clock_is_the_default_until_its_guard_drops() {
+    let outer = ManualClock::new();
+    let inner = ManualClock::new();
+    outer.advance(Duration::from_secs(5));
+    let outer_guard = outer.enter();
+    {
+        let _inner_guard = inner.enter();
+        assert_eq!(Clock::default().now(), Nanos::ZERO, "the inner clock");
+    }
+    assert_eq!(
+        Clock::default().now(),
+        Nanos::from_raw(5_000_000_000),
+        "the outer clock is back once the inner guard drops"
+    );
+    let built = Clock::default();
+    drop(outer_guard);
+    outer.advance(Duration::from_secs(1));
+    assert_eq!(
+        built.now(),
+        Nanos::from_raw(6_000_000_000),
+        "a clock taken while entered keeps reading the manual clock"
+    );
+    assert!(
+        matches!(Clock::default().source, Source::Tokio(_)),
+        "tokio's again after the last guard"
+    );
+}
+
+#[test]
+fn an_entered_clock_stays_on_its_thread() {
+    let manual = ManualClock::new();
+    let _entered = manual.enter();
+    let elsewhere = std::thread::spawn(|| matches!(Clock::default().source, Source::Tokio(_)))
+        .join()
+        .expect("the thread ends");
+    assert!(elsewhere, "another thread builds on tokio's clock");
+}

@@ -33,7 +33,8 @@ pub struct Conditions(Vec<Condition>);
 
 impl Conditions {
     /// No conditions.
-    pub const fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) const fn new() -> Self {
         Conditions(Vec::new())
     }
 

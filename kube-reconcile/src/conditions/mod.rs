@@ -30,14 +30,14 @@
 //! let t1: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
 //! let mut conditions = Conditions::default();
 //!
-//! assert!(conditions.set(Condition::false_("Ready", "Provisioning", "creating the instance"), t0));
+//! assert!(conditions.set(Condition::new("Ready", false, "Provisioning", "creating the instance"), t0));
 //! // Same status, new reason: updated, but the transition time stays.
-//! assert!(conditions.set(Condition::false_("Ready", "Configuring", "writing the config"), t1));
+//! assert!(conditions.set(Condition::new("Ready", false, "Configuring", "writing the config"), t1));
 //! assert_eq!(conditions.find("Ready").unwrap().last_transition_time.as_ref().unwrap().0, t0);
 //! // Setting the very same condition again changes nothing.
-//! assert!(!conditions.set(Condition::false_("Ready", "Configuring", "writing the config"), t1));
+//! assert!(!conditions.set(Condition::new("Ready", false, "Configuring", "writing the config"), t1));
 //! // A status change moves the transition time.
-//! assert!(conditions.set(Condition::true_("Ready", "Available", "serving"), t1));
+//! assert!(conditions.set(Condition::new("Ready", true, "Available", "serving"), t1));
 //! assert!(conditions.is_true("Ready"));
 //! assert_eq!(conditions.find("Ready").unwrap().last_transition_time.as_ref().unwrap().0, t1);
 //! ```
@@ -177,7 +177,7 @@ impl Condition {
     }
 
     /// A condition that holds.
-    pub fn true_(
+    pub(crate) fn true_(
         type_: impl Into<String>,
         reason: impl Into<String>,
         message: impl Into<String>,
@@ -186,21 +186,12 @@ impl Condition {
     }
 
     /// A condition that does not hold.
-    pub fn false_(
+    pub(crate) fn false_(
         type_: impl Into<String>,
         reason: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
         Condition::new(type_, ConditionStatus::False, reason, message)
-    }
-
-    /// A condition whose state is unknown.
-    pub fn unknown(
-        type_: impl Into<String>,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Condition::new(type_, ConditionStatus::Unknown, reason, message)
     }
 
     /// This condition observed at `generation`.

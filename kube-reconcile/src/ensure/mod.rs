@@ -35,7 +35,7 @@
 //! use std::collections::BTreeMap;
 //! use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 //! use kube::{Api, api::{ObjectMeta, PostParams}};
-//! use kube_reconcile::ensure::{Children, Ensured};
+//! use kube_reconcile::ensure::{Children, EnsureConfig, Ensured};
 //! # use kube_reconcile_testing::ApiServer;
 //! # let server = ApiServer::new();
 //! # let client = server.client();
@@ -47,7 +47,7 @@
 //!         ..Default::default()
 //!     })
 //!     .await?;
-//! let ensure = Children::new(client, &owner)?;
+//! let ensure = Children::with_config(client, &owner, EnsureConfig::default())?;
 //!
 //! let settings = |level: &str| ConfigMap {
 //!     metadata: ObjectMeta { name: Some("prod-settings".into()), ..Default::default() },
@@ -224,24 +224,13 @@ impl fmt::Debug for Children {
 }
 
 impl Children {
-    /// Manages children of `owner` with the default [`EnsureConfig`].
+    /// Manages children of `owner` with `config` (`EnsureConfig::default()` for the
+    /// defaults).
     ///
     /// # Errors
     ///
     /// [`EnsureError::MissingField`] when the owner has no `metadata.name` or
-    /// `metadata.uid` (an object read from the API server has both).
-    pub fn new<O>(client: Client, owner: &O) -> Result<Self, EnsureError>
-    where
-        O: Resource<DynamicType = ()>,
-    {
-        Self::new_with(client, owner, &(), EnsureConfig::default())
-    }
-
-    /// Manages children of `owner` with `config`.
-    ///
-    /// # Errors
-    ///
-    /// [`EnsureError::MissingField`] as for [`new`](Self::new);
+    /// `metadata.uid` (an object read from the API server has both);
     /// [`EnsureError::InvalidConfig`] when a setting cannot be sent (see [`EnsureConfig`]).
     pub fn with_config<O>(
         client: Client,

@@ -39,7 +39,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// The wait the other side asked for, if any.
-    pub const fn retry_after(self) -> Option<Duration> {
+    pub(crate) const fn retry_after(self) -> Option<Duration> {
         match self {
             ErrorClass::Throttled { retry_after } => retry_after,
             _ => None,

@@ -33,8 +33,6 @@ use super::{
 /// | [`success_threshold`](Self::success_threshold) | 1 | successful checks in a row before an unavailable dependency counts as available again |
 /// | [`condition_type`](Self::condition_type) | `<Name>Available` | `dbaas` → `DbaasAvailable`, `billing-api` → `BillingApiAvailable` |
 /// | [`spread`](Self::spread) | 5 s | without a budget, callers held back by the health check come back spread over this much (with one, every held-back caller gets a turn at the budget instead) |
-/// | [`clock`](Self::clock) | [`Clock::tokio`] | read at [`build`](Self::build) |
-/// | [`start_time`](Self::start_time) | `Timestamp::now()` | the wall-clock time at build |
 #[must_use = "call build() to get the dependency"]
 pub struct DependencyBuilder<C> {
     client: C,
@@ -48,7 +46,6 @@ pub struct DependencyBuilder<C> {
     condition_type: Option<String>,
     spread: Duration,
     seed: Option<u64>,
-    clock: Option<Clock>,
     start_time: Option<Timestamp>,
 }
 
@@ -66,7 +63,6 @@ impl<C> DependencyBuilder<C> {
             condition_type: None,
             spread: Duration::from_secs(5),
             seed: None,
-            clock: None,
             start_time: None,
         }
     }
@@ -142,20 +138,16 @@ impl<C> DependencyBuilder<C> {
     }
 
     /// Seeds the spread's randomness, for reproducible tests.
-    pub const fn seed(mut self, seed: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) const fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
-        self
-    }
-
-    /// The clock for health answers and next-attempt times.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
         self
     }
 
     /// The wall-clock time at [`build`](Self::build); later wall-clock times are this
     /// plus the time elapsed on the clock.
-    pub const fn start_time(mut self, start: Timestamp) -> Self {
+    #[cfg(test)]
+    pub(crate) const fn start_time(mut self, start: Timestamp) -> Self {
         self.start_time = Some(start);
         self
     }
@@ -169,8 +161,10 @@ impl<C> DependencyBuilder<C> {
             .breaker
             .unwrap_or_else(|| Breaker::new(Arc::clone(&self.name)));
         breaker.mark_gated();
-        let clock = self.clock.unwrap_or_default();
-        let wall = WallClock::new(clock, self.start_time.unwrap_or_else(Timestamp::now));
+        let wall = WallClock::new(
+            Clock::default(),
+            self.start_time.unwrap_or_else(Timestamp::now),
+        );
         let gate = Gate {
             inner: Arc::new(Inner {
                 name: self.name,
@@ -220,7 +214,6 @@ impl<C: ExternalDependency> DependencyBuilder<C> {
             condition_type: self.condition_type,
             spread: self.spread,
             seed: self.seed,
-            clock: self.clock,
             start_time: self.start_time,
         }
         .health(move || {

@@ -30,7 +30,7 @@ use crate::{
 /// use std::time::Duration;
 /// use kube_reconcile::{ErrorClass, external::Health};
 ///
-/// assert!(Health::from(Ok::<(), ErrorClass>(())).is_available());
+/// assert!(matches!(Health::from(Ok::<(), ErrorClass>(())), Health::Available));
 /// let down = Health::unavailable("maintenance window").retry_after(Duration::from_secs(600));
 /// assert_eq!(down.message(), Some("maintenance window"));
 /// assert_eq!(
@@ -74,7 +74,7 @@ impl Health {
     }
 
     /// Whether the dependency is available.
-    pub const fn is_available(&self) -> bool {
+    pub(crate) const fn is_available(&self) -> bool {
         matches!(self, Health::Available)
     }
 

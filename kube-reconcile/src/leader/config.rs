@@ -25,23 +25,25 @@ use crate::clock::Clock;
 ///
 /// `lease_duration` 15 s, `renew_deadline` 10 s, `retry_period` 2 s (client-go's and
 /// controller-runtime's defaults); identity `$HOSTNAME-<16 random hex digits>` (or
-/// `kube-reconcile-<...>` without `HOSTNAME`), unique per process; [`Clock::tokio`].
+/// `kube-reconcile-<...>` without `HOSTNAME`), unique per process.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use kube_reconcile::leader::{LeaderError, LeaseConfig};
+/// use kube_reconcile::leader::LeaseConfig;
 ///
 /// let config = LeaseConfig::new("operators", "database-operator")
 ///     .identity("db-operator-7f9c-x2")
 ///     .lease_duration(Duration::from_secs(30))
 ///     .renew_deadline(Duration::from_secs(20));
-/// assert!(config.validate().is_ok());
-///
-/// let bad = config.renew_deadline(Duration::from_secs(30));
-/// assert!(matches!(bad.validate(), Err(LeaderError::RenewDeadlineNotBelowLeaseDuration { .. })));
+/// # let _ = config;
 /// ```
+///
+/// [`LeaderElector::new`](super::LeaderElector::new) checks the values: the renew
+/// deadline below the lease duration, the retry period below the renew deadline and
+/// not zero, a non-empty identity; it refuses others with a [`LeaderError`](super::LeaderError)
+/// naming the setting.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
     pub(crate) namespace: Arc<str>,
@@ -63,7 +65,7 @@ impl LeaseConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
-            clock: Clock::tokio(),
+            clock: Clock::default(),
         }
     }
 
@@ -101,7 +103,7 @@ impl LeaseConfig {
 
     /// The clock every timing decision reads (tests pass a paused tokio clock).
     #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -117,7 +119,7 @@ impl LeaseConfig {
     /// [`LeaderError::RenewDeadlineNotBelowLeaseDuration`] unless
     /// `renew_deadline < lease_duration`; [`LeaderError::LeaseDurationTooLong`] past
     /// `i32::MAX` seconds.
-    pub fn validate(&self) -> Result<(), LeaderError> {
+    pub(crate) fn validate(&self) -> Result<(), LeaderError> {
         for (field, value) in [
             ("namespace", &self.namespace),
             ("name", &self.name),
@@ -160,7 +162,8 @@ impl LeaseConfig {
     }
 }
 
-/// `$HOSTNAME-<16 hex digits>`: unique per process even when pods reuse names.
+/// `$HOSTNAME-<16 hex digits>`: unique per process even when pods reuse names, and a
+/// lowercase DNS label, so it can also name a shard (a label value).
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -168,7 +171,32 @@ fn default_identity() -> String {
         .unwrap_or_else(|| "kube-reconcile".to_owned());
     let mut id = host;
     let _ = write!(id, "-{:016x}", fastrand::u64(..));
-    id
+    label_safe(&id)
+}
+
+/// An identity `<host>-<random>` made a lowercase DNS label: lowercased,
+/// other characters replaced by `-`, the host part shortened so the random part stays.
+fn label_safe(identity: &str) -> String {
+    let mapped: String = identity
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let (host, random) = mapped.rsplit_once('-').unwrap_or(("", &mapped));
+    let room = 63usize.saturating_sub(random.len() + 1);
+    let host: String = host.chars().take(room).collect();
+    let host = host.trim_matches('-');
+    if host.is_empty() {
+        random.to_owned()
+    } else {
+        format!("{host}-{random}")
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl LeaderElector {
     ///
     /// # Errors
     ///
-    /// Whatever [`LeaseConfig::validate`] refuses.
+    /// A [`LeaderError`] naming the setting when the timings do not nest or the identity is empty.
     pub fn new(client: Client, config: LeaseConfig) -> Result<Self, LeaderError> {
         config.validate()?;
         let api = Api::namespaced(client, &config.namespace);

@@ -58,11 +58,6 @@ impl LeaderHandle {
         state.leading && now < state.valid_until
     }
 
-    /// The election as last seen.
-    pub fn leadership(&self) -> Leadership {
-        self.shared.changes.borrow().clone()
-    }
-
     /// A channel that sees every change of leadership or of the observed holder.
     ///
     /// # Examples
@@ -93,18 +88,13 @@ impl LeaderHandle {
     }
 
     /// The Lease's namespace.
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.shared.config.namespace
     }
 
     /// The Lease's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.shared.config.name
-    }
-
-    /// Reconciles admitted by a [layer](Self::layer) of this election and still running.
-    pub fn in_flight(&self) -> usize {
-        self.shared.in_flight()
     }
 
     /// A reconciler layer that runs reconciles only while this candidate leads.

@@ -38,7 +38,7 @@
 //! let released = tokio::time::Instant::now();
 //! b.leading().await;
 //! assert!(released.elapsed() <= Duration::from_millis(2400));
-//! assert_eq!(b.leadership().holder(), Some(b.identity()));
+//! assert_eq!(b.subscribe().borrow().holder(), Some(b.identity()));
 //! # Ok(()) }
 //! ```
 //!

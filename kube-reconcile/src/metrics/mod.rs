@@ -37,7 +37,7 @@
 //! | `kube_reconcile_phase_duration_seconds` | histogram | `controller`, `phase` | Time an object spent in `phase`, observed when it leaves it (whole seconds, from `status.phaseHistory`). |
 //! | `kube_reconcile_breaker_state` | gauge | `dependency`, `state` | 1 for the breaker's state, 0 for the others (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`). |
 //! | `kube_reconcile_breaker_transitions_total` | counter | `dependency`, `from`, `to` | Breaker state changes. |
-//! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds ([`Metrics::observe_shard`]). |
+//! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds (exported by [`OperatorBuilder::metrics`](crate::phase::OperatorBuilder::metrics) with a shard). |
 //! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
 //! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
 //! | `kube_reconcile_budget_rate` | gauge | `budget` | Calls a second a dependency's budget admits now, read at each scrape ([`Metrics::observe_dependency`]): an adaptive budget's estimate of the dependency's capacity. |
@@ -187,7 +187,7 @@ impl Metrics {
     /// the objects it handed over, and the objects this process assigned as the ring's
     /// assigner. Call it once per member; [`OperatorBuilder::metrics`](crate::phase::OperatorBuilder::metrics)
     /// calls it for the operator's shard.
-    pub fn observe_shard(&self, shard: &ShardHandle) {
+    pub(crate) fn observe_shard(&self, shard: &ShardHandle) {
         let families = Arc::clone(&self.families);
         let ring: Arc<str> = shard.ring().into();
         let member: Arc<str> = shard.identity().into();

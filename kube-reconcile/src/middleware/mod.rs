@@ -9,8 +9,8 @@
 //!   behind an `Arc`. Each decision is made when the reconcile is called, not in a
 //!   readiness poll.
 //! - **Cancel-safe.** A dropped future releases what it reserved and records nothing.
-//! - **One clock.** Time comes from an injectable [`Clock`](crate::clock::Clock) that
-//!   follows `tokio::time::pause()`.
+//! - **One clock.** Time is tokio's, so `tokio::time::pause()` drives every layer (or a
+//!   [`ManualClock`](crate::clock::ManualClock) entered while the layers are built).
 //! - **Observable.** Each layer hands out a handle to inspect its state.
 //!
 //! Recommended order, outside in:

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use crate::{conditions::Condition, external::Unavailable};
+use crate::conditions::Condition;
 
 /// What [`PhaseMachine::cleanup`](super::PhaseMachine::cleanup) decided.
 ///
@@ -15,7 +15,7 @@ use crate::{conditions::Condition, external::Unavailable};
 /// Waiting is not failing: no `CleanupFailed` event, no `lastError`, no backoff, no
 /// breaker sample. A cleanup that fails because an external dependency held a call
 /// back (its budget, an outage, an open circuit) is turned into the matching decision
-/// by the engine ([`held`](Self::held)); only a real error is a failure.
+/// by the engine; only a real error is a failure.
 ///
 /// # Examples
 ///
@@ -68,13 +68,6 @@ impl Cleanup {
     /// after `after`, writing nothing.
     pub const fn paced(after: Duration) -> Self {
         Cleanup::of(CleanupKind::Paced(after))
-    }
-
-    /// What a call held back by an external dependency means for a cleanup: its rate
-    /// budget is [`paced`](Self::paced); an outage or an open circuit
-    /// [`wait`](Self::wait)s with the dependency's condition and the reason in `Ready`.
-    pub fn held(unavailable: &Unavailable) -> Self {
-        <Self as super::noted::Decision>::held(unavailable)
     }
 
     /// A `CamelCase` reason and a message for the `Ready` condition while waiting.

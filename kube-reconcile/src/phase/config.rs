@@ -3,7 +3,7 @@
 use std::{num::NonZeroUsize, sync::Arc};
 
 use super::change::{Observers, PhaseChange};
-use crate::{clock::Clock, ensure::EnsureConfig, middleware::backoff::BackoffConfig};
+use crate::{ensure::EnsureConfig, middleware::backoff::BackoffConfig};
 
 /// Settings of a [`PhaseEngine`](super::PhaseEngine).
 ///
@@ -26,7 +26,6 @@ pub struct PhaseConfig {
     pub(super) history: NonZeroUsize,
     pub(super) retry: BackoffConfig,
     pub(super) events: bool,
-    pub(super) clock: Option<Clock>,
     pub(super) observers: Observers,
     pub(super) children: EnsureConfig,
 }
@@ -39,7 +38,6 @@ impl Default for PhaseConfig {
             history: NonZeroUsize::new(10).expect("10 is not zero"),
             retry: BackoffConfig::operator(),
             events: true,
-            clock: None,
             observers: Observers::default(),
             children: EnsureConfig::default(),
         }
@@ -75,12 +73,6 @@ impl PhaseConfig {
     /// Whether to publish a Kubernetes Event per transition.
     pub const fn events(mut self, publish: bool) -> Self {
         self.events = publish;
-        self
-    }
-
-    /// The clock deadlines and retries read.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
         self
     }
 

@@ -78,7 +78,7 @@ impl DeferralStatusLayer {
                 client,
                 backoff: None,
                 min_wait: Duration::from_secs(1),
-                wall: WallClock::new(Clock::tokio(), Timestamp::now()),
+                wall: WallClock::new(Clock::default(), Timestamp::now()),
             },
         }
     }
@@ -111,17 +111,6 @@ impl DeferralStatusLayer {
     #[must_use]
     pub fn min_wait(self, min_wait: Duration) -> Self {
         self.update(|s| s.min_wait = min_wait)
-    }
-
-    /// The clock that decides "now" (set it like the other layers' when they use a
-    /// manual one).
-    ///
-    /// # Default
-    ///
-    /// The backoff's clock if one is given, else [`Clock::tokio`].
-    #[must_use]
-    pub fn clock(self, clock: Clock) -> Self {
-        self.update(|s| s.wall = WallClock::new(clock, Timestamp::now()))
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 
 use super::{HasPhaseStatus, PhaseConfig, PhaseError, PhaseMachine};
 use crate::{
-    clock::Clock, error::Classify as _, middleware::backoff::RetrySchedule, reconciler::Reconciler,
+    error::Classify as _, middleware::backoff::RetrySchedule, reconciler::Reconciler,
     wall_clock::WallClock,
 };
 
@@ -72,11 +72,6 @@ pub(super) fn later(at: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl<M, K> PhaseEngine<M, K> {
-    /// An engine for `machine` with the default [`PhaseConfig`].
-    pub fn new(machine: M, client: Client) -> Self {
-        Self::build(machine, client, PhaseConfig::default())
-    }
-
     /// An engine for `machine` with `config`.
     ///
     /// # Errors
@@ -92,7 +87,7 @@ impl<M, K> PhaseEngine<M, K> {
     }
 
     fn build(machine: M, client: Client, config: PhaseConfig) -> Self {
-        let clock = config.clock.clone().unwrap_or_else(Clock::tokio);
+        let clock = crate::clock::Clock::default();
         let schedule = match config.retry.clone().schedule() {
             Ok(schedule) => schedule,
             // Only reachable through `new`, whose default schedule is valid.

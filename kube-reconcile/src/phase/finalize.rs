@@ -45,7 +45,6 @@ impl<M> Inner<M> {
             children: &self.config.children,
             cache: &self.cache,
             phase,
-            status: &status,
             entered_at: next_status::entered_at(&status),
             now: at.now,
         };

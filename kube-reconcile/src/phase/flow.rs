@@ -254,7 +254,6 @@ impl<M> Inner<M> {
             children: &self.config.children,
             cache: &self.cache,
             phase,
-            status,
             entered_at: entered,
             now: at.now,
         };

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Client, Resource};
 
-use super::{Cleanup, Phase, PhaseStatus, Transition, Transitions};
+use super::{Cleanup, Phase, Transition, Transitions};
 use crate::{
     ensure::{Children, Ensure, EnsureConfig, EnsureError, Ensured, Readiness},
     error::Classify,
@@ -33,8 +33,9 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     /// A handler that fails because an
     /// [`Dependency`](crate::external::Dependency) held a call back
     /// (`?` on its error) needs no handling of its own: the engine turns the refusal into
-    /// [`Transition::held`] (own pacing off the deadline's clock, or a stay with the
-    /// dependency's condition), and sets the availability condition of each dependency
+    /// the right transition ([`Transition::paced`] for the operator's own pacing, off the
+    /// deadline's clock; a stay with the dependency's condition for an outage or an open
+    /// circuit), and sets the availability condition of each dependency
     /// that answered a call. Calls made from a task the handler spawns are not seen.
     ///
     /// The failed phase has no handler of its own: the engine retries it. `phase` is
@@ -53,7 +54,8 @@ pub trait PhaseMachine<K, Ctx>: Send + Sync + 'static {
     /// It can wait ([`Cleanup::wait`], [`Cleanup::paced`]) without failing. A call an
     /// [`Dependency`](crate::external::Dependency) held back needs no
     /// handling: return its error (`?`) and the engine waits for the dependency's turn
-    /// ([`Cleanup::held`]), with no `CleanupFailed` event and no backoff.
+    /// ([`Cleanup::paced`], or [`Cleanup::wait`] with the dependency's condition), with
+    /// no `CleanupFailed` event and no backoff.
     ///
     /// The default is done at once.
     fn cleanup(
@@ -73,7 +75,6 @@ pub struct Step<'a, P, Ctx> {
     pub(super) children: &'a EnsureConfig,
     pub(super) cache: &'a crate::ensure::ChildCache,
     pub(super) phase: P,
-    pub(super) status: &'a PhaseStatus,
     pub(super) entered_at: Option<Timestamp>,
     pub(super) now: Timestamp,
 }
@@ -131,21 +132,6 @@ impl<P: Phase, Ctx> Step<'_, P, Ctx> {
             Children::with_config(self.client.clone(), owner, self.children.clone())?
                 .with_cache(Some(self.cache.clone())),
         )
-    }
-
-    /// The phase whose handler runs.
-    pub fn phase(&self) -> P {
-        self.phase
-    }
-
-    /// The engine's status of the object as read.
-    pub fn status(&self) -> &PhaseStatus {
-        self.status
-    }
-
-    /// The engine's wall-clock time for this step.
-    pub fn now(&self) -> Timestamp {
-        self.now
     }
 
     /// How long the object has been in this phase (zero if unknown).

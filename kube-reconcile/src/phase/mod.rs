@@ -100,7 +100,7 @@
 //! use kube::{Api, CustomResource, CustomResourceExt, api::PostParams};
 //! use kube_reconcile::Reconciler;
 //! use kube_reconcile::phase::{
-//!     HasPhaseStatus, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition, Transitions,
+//!     HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition, Transitions,
 //! };
 //! use kube_reconcile_testing::ApiServer;
 //! use schemars::JsonSchema;
@@ -170,7 +170,7 @@
 //! let caches: Api<Cache> = Api::default_namespaced(client.clone());
 //! caches.create(&PostParams::default(), &Cache::new("hot", CacheSpec { size_mb: 64 })).await?;
 //!
-//! let engine = PhaseEngine::new(CacheMachine { table }, client);
+//! let engine = PhaseEngine::with_config(CacheMachine { table }, client, PhaseConfig::default())?;
 //! for _ in 0..3 {
 //!     engine.reconcile(Arc::new(caches.get("hot").await?), Arc::new(())).await?;
 //! }

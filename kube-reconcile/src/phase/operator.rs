@@ -390,7 +390,7 @@ impl<M, K> OperatorBuilder<M, K> {
 
     /// Record metrics under `controller` (`None`: no metrics): reconciles around the
     /// whole stack, every phase change, the watch caches' sizes, and with a
-    /// [`shard`](Self::shard) the member's counts ([`Metrics::observe_shard`](crate::metrics::Metrics::observe_shard)).
+    /// [`shard`](Self::shard) the member's counts (`kube_reconcile_shard_*`).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(

@@ -4,7 +4,7 @@ use std::{borrow::Cow, time::Duration};
 
 use serde::Serialize;
 
-use crate::{conditions::Condition, external::Unavailable};
+use crate::conditions::Condition;
 
 /// What a phase handler decided: stay, move on, fail or rest.
 ///
@@ -146,16 +146,6 @@ impl<P: Copy> Transition<P> {
             Err(e) => self.status_error = Some(e.to_string()),
         }
         self
-    }
-
-    /// What a call held back by an external dependency means for the object: the
-    /// operator's own pacing (its rate budget) is [`paced`](Self::paced), an outage or
-    /// an open circuit stays with the dependency's condition and the reason in `Ready`.
-    ///
-    /// The engine does this by itself when a handler fails because a dependency held
-    /// a call back; a handler that looks at the refusal itself can use it too.
-    pub fn held(unavailable: &Unavailable) -> Self {
-        <Self as super::noted::Decision>::held(unavailable)
     }
 
     /// Also sets `condition` (with `meta.SetStatusCondition` semantics) in the same write,

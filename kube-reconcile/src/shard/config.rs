@@ -1,11 +1,8 @@
-//! [`ShardConfig`]: the ring, this member, the Lease timings.
+//! [`ShardConfig`]: the ring and this member (a [`LeaseConfig`]), and how objects spread.
 
-use std::{num::NonZeroU32, time::Duration};
+use std::num::NonZeroU32;
 
-use crate::{
-    clock::Clock,
-    leader::{LeaderError, LeaseConfig},
-};
+use crate::leader::{LeaderError, LeaseConfig};
 
 /// Which ring of replicas to join, as whom, with which Lease timings.
 ///
@@ -16,20 +13,26 @@ use crate::{
 ///
 /// # Default
 ///
-/// The timings of [`LeaseConfig`] (15 s lease, 10 s renew deadline, 2 s retry period),
-/// its unique identity, 1,024 virtual nodes per member, objects in every namespace,
-/// [`Clock::tokio`].
+/// 1,024 virtual nodes per member, objects in every namespace; the identity and timings
+/// are the [`LeaseConfig`]'s.
 ///
 /// # Examples
 ///
 /// ```
-/// use kube_reconcile::{leader::LeaderError, shard::ShardConfig};
+/// use std::time::Duration;
+/// use kube_reconcile::{leader::LeaseConfig, shard::ShardConfig};
 ///
-/// let config = ShardConfig::new("operators", "databases").identity("replica-0-7f9c");
-/// assert!(config.validate().is_ok());
-/// let bad = ShardConfig::new("operators", "Databases");
-/// assert!(matches!(bad.validate(), Err(LeaderError::InvalidName { field: "ring", .. })));
+/// let lease = LeaseConfig::new("operators", "databases")
+///     .identity("replica-0-7f9c")
+///     .lease_duration(Duration::from_secs(30))
+///     .renew_deadline(Duration::from_secs(20));
+/// let config = ShardConfig::new(lease).objects_namespace("shop");
+/// # let _ = config;
 /// ```
+///
+/// [`ShardHandle::join`](super::ShardHandle::join) refuses a ring or identity that
+/// cannot be a label value (`Databases`, `pod.7`) with
+/// [`LeaderError::InvalidName`](crate::leader::LeaderError::InvalidName), before any request.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
     pub(super) lease: LeaseConfig,
@@ -38,53 +41,16 @@ pub struct ShardConfig {
 }
 
 impl ShardConfig {
-    /// Joins the ring `ring`, whose Leases live in `namespace`.
-    pub fn new(namespace: impl Into<String>, ring: impl Into<String>) -> Self {
-        let lease = LeaseConfig::new(namespace, ring);
-        let identity = label_safe(&lease.identity);
+    /// Joins the ring named by `lease`: its name is the ring's, its namespace holds the
+    /// ring's Leases, its identity is this member's (the value of the shard label on
+    /// the objects it owns, so a lowercase DNS label, as the default identity is) and
+    /// its timings are every member's.
+    pub fn new(lease: LeaseConfig) -> Self {
         ShardConfig {
-            lease: lease.identity(identity),
+            lease,
             virtual_nodes: NonZeroU32::new(1024).unwrap_or(NonZeroU32::MIN),
             objects_namespace: None,
         }
-    }
-
-    /// This member's identity: the value of the shard label on the objects it owns.
-    ///
-    /// Unique per process, as for [`LeaseConfig::identity`]; a lowercase DNS label.
-    #[must_use]
-    pub fn identity(mut self, identity: impl Into<String>) -> Self {
-        self.lease = self.lease.identity(identity);
-        self
-    }
-
-    /// How long the others wait after a member's Lease last changed before taking its
-    /// objects.
-    #[must_use]
-    pub fn lease_duration(mut self, d: Duration) -> Self {
-        self.lease = self.lease.lease_duration(d);
-        self
-    }
-
-    /// How long a member keeps reconciling without renewing its Lease.
-    #[must_use]
-    pub fn renew_deadline(mut self, d: Duration) -> Self {
-        self.lease = self.lease.renew_deadline(d);
-        self
-    }
-
-    /// How often members renew and the assigner looks at the ring.
-    #[must_use]
-    pub fn retry_period(mut self, d: Duration) -> Self {
-        self.lease = self.lease.retry_period(d);
-        self
-    }
-
-    /// The clock every timing decision reads.
-    #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.lease = self.lease.clock(clock);
-        self
     }
 
     /// Shard only the objects in `namespace` (the namespace the controller watches),
@@ -109,7 +75,7 @@ impl ShardConfig {
     /// [`LeaderError::InvalidName`] when the ring or the identity is not a lowercase
     /// DNS label (they name Leases and label keys and values); whatever
     /// [`LeaseConfig::validate`] refuses.
-    pub fn validate(&self) -> Result<(), LeaderError> {
+    pub(crate) fn validate(&self) -> Result<(), LeaderError> {
         self.lease.validate()?;
         dns_label("ring", self.ring())?;
         dns_label("identity", self.identity_str())?;
@@ -155,31 +121,6 @@ impl ShardConfig {
     /// The election of the member that assigns objects.
     pub(super) fn assigner_lease(&self) -> LeaseConfig {
         self.lease.clone()
-    }
-}
-
-/// The default identity (`$HOSTNAME-<random>`) made a lowercase DNS label: lowercased,
-/// other characters replaced by `-`, the host part shortened so the random part stays.
-fn label_safe(identity: &str) -> String {
-    let mapped: String = identity
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let (host, random) = mapped.rsplit_once('-').unwrap_or(("", &mapped));
-    let room = 63usize.saturating_sub(random.len() + 1);
-    let host: String = host.chars().take(room).collect();
-    let host = host.trim_matches('-');
-    if host.is_empty() {
-        random.to_owned()
-    } else {
-        format!("{host}-{random}")
     }
 }
 

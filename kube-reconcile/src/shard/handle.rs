@@ -127,7 +127,8 @@ impl ShardHandle {
     ///
     /// # Errors
     ///
-    /// What [`ShardConfig::validate`] refuses; [`LeaderError::Api`] when the
+    /// [`LeaderError::InvalidName`] for a ring or identity that cannot be a label
+    /// value, another [`LeaderError`] for timings that do not nest; [`LeaderError::Api`] when the
     /// membership Lease can neither be read nor created.
     ///
     /// # Panics
@@ -163,7 +164,7 @@ impl ShardHandle {
     }
 
     /// The ring's name.
-    pub fn ring(&self) -> &str {
+    pub(crate) fn ring(&self) -> &str {
         self.shared.config.ring()
     }
 
@@ -210,16 +211,6 @@ impl ShardHandle {
     /// Waits until this member holds its Lease.
     pub async fn joined(&self) {
         self.shared.member.leading().await;
-    }
-
-    /// Whether this process is the ring's assigner now.
-    pub fn is_assigner(&self) -> bool {
-        self.shared.assigner.is_leader()
-    }
-
-    /// Objects this process labelled with an owner while it was the assigner.
-    pub fn assigned(&self) -> u64 {
-        self.shared.assigned.load(Ordering::Relaxed)
     }
 
     /// Objects this member handed over to another after a drain request.

@@ -34,12 +34,12 @@
 //! # use k8s_openapi::api::core::v1::ConfigMap;
 //! # use kube::{Api, Client, runtime::{Controller, controller::Action, watcher}};
 //! # use kube_reconcile::{ControllerExt, ReconcilerExt};
-//! use kube_reconcile::shard::{ShardConfig, ShardHandle};
+//! use kube_reconcile::{leader::LeaseConfig, shard::{ShardConfig, ShardHandle}};
 //! # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, kube::Error> { Ok(Action::await_change()) }
 //! # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let shard = ShardHandle::join::<ConfigMap>(
 //!     client.clone(),
-//!     ShardConfig::new("operators", "configmaps").identity(std::env::var("POD_NAME")?),
+//!     ShardConfig::new(LeaseConfig::new("operators", "configmaps").identity(std::env::var("POD_NAME")?)),
 //! )
 //! .await?;
 //! Controller::new(Api::<ConfigMap>::all(client.clone()), shard.watcher_config(watcher::Config::default()))

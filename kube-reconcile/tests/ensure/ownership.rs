@@ -92,7 +92,7 @@ both_tiers! {
     }
 }
 
-/// No tier: `Children::new` refuses the owner before any request is made.
+/// No tier: `Children::with_config` refuses the owner before any request is made.
 #[test]
 fn an_owner_without_a_uid_is_a_typed_error() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -107,11 +107,12 @@ fn an_owner_without_a_uid_is_a_typed_error() {
                 colour: "red".into(),
             },
         );
-        let err = Children::new(client.clone(), &owner).unwrap_err();
+        let err =
+            Children::with_config(client.clone(), &owner, EnsureConfig::default()).unwrap_err();
         assert_eq!(err.to_string(), "owner Widget/unsaved has no metadata.uid");
         assert_eq!(err.class(), ErrorClass::Terminal);
         owner.metadata.name = None;
-        let err = Children::new(client, &owner).unwrap_err();
+        let err = Children::with_config(client, &owner, EnsureConfig::default()).unwrap_err();
         assert!(matches!(
             err,
             EnsureError::MissingField {

@@ -173,7 +173,7 @@ both_tiers! {
     async fn a_create_that_races_another_replica_keeps_the_winners_password(cx: Tier) {
         let env = Env::new(cx).await;
         let winner = password_secret("pw");
-        let other_replica = Children::new(env.cx.client(), &env.owner).unwrap();
+        let other_replica = Children::with_config(env.cx.client(), &env.owner, EnsureConfig::default()).unwrap();
         let first = winner.clone();
         env.recorder.before(Verb::Create, "secrets", 1, move || {
             let (other_replica, first) = (other_replica.clone(), first.clone());

@@ -102,10 +102,6 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     outcome
 }
 
-fn start() -> Timestamp {
-    "2026-03-01T12:00:00Z".parse().unwrap()
-}
-
 async fn install(server: &ApiServer) -> Api<Database> {
     let crds: Api<CustomResourceDefinition> = Api::all(server.client());
     crds.create(&PostParams::default(), &Database::crd())
@@ -162,9 +158,9 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     let dbaas = Dependency::builder(fake.clone())
         .health_interval(Duration::from_secs(10))
         .spread(Duration::from_secs(1))
-        .seed(1)
-        .start_time(start())
         .build();
+    // Wall-clock times are those at build plus the paused time elapsed since.
+    let start = Timestamp::now();
     let ctx = Arc::new(Ctx {
         client: server.client(),
         dbaas,
@@ -179,11 +175,16 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     .await;
     let down = condition(&db).unwrap();
     assert_eq!(down.status, ConditionStatus::False);
+    let since = down.last_transition().unwrap();
+    assert!(
+        since >= start - Duration::from_secs(1) && since <= Timestamp::now(),
+        "{since}"
+    );
+    let text = format!("{since:.0}");
     assert_eq!(
         down.message,
-        "dbaas is unavailable since 2026-03-01T12:00:00Z: GET /health answered 503"
+        format!("dbaas is unavailable since {text}: GET /health answered 503")
     );
-    assert_eq!(down.last_transition(), Some(start()));
     assert_eq!(fake.calls(), 0);
     assert!(db.status.unwrap().instance_id.is_none());
 
@@ -214,9 +215,9 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     );
     let transition = up.last_transition().unwrap();
     assert!(
-        transition >= start() + Duration::from_secs(10)
-            && transition <= start() + Duration::from_secs(12),
-        "{transition}"
+        transition >= since + Duration::from_secs(10)
+            && transition <= since + Duration::from_secs(13),
+        "{transition} against {since}"
     );
     let instances = fake.instances();
     assert_eq!(instances.len(), 1);
@@ -248,13 +249,13 @@ async fn the_breaker_opens_after_failures_and_the_controller_probes_at_the_half_
         .open_duration_jitter(0.0)
         .permitted_probes(std::num::NonZeroU32::new(1).unwrap())
         .spread(Duration::from_secs(1))
-        .seed(2)
         .build("dbaas")
         .unwrap();
+    let before = Timestamp::now();
     let dbaas = Dependency::builder(fake.clone())
         .breaker(breaker.clone())
-        .start_time(start())
         .build();
+    let after = Timestamp::now();
     let ctx = Arc::new(Ctx {
         client: server.client(),
         dbaas,
@@ -272,18 +273,18 @@ async fn the_breaker_opens_after_failures_and_the_controller_probes_at_the_half_
     assert_eq!(fake.calls(), 3);
     let opened_after = breaker.snapshot().remaining_open.unwrap();
     let open_message = condition(&db).unwrap().message;
-    let half_open_at = start() + (t0.elapsed() + opened_after);
-    let expected = format!(
-        "circuit breaker for dbaas is open; next attempt at {:.0}",
-        half_open_at
-            .round(
-                k8s_openapi::jiff::TimestampRound::new()
-                    .smallest(k8s_openapi::jiff::Unit::Second)
-                    .mode(k8s_openapi::jiff::RoundMode::Ceil)
-            )
-            .unwrap()
+    // The wall-clock anchor is taken at build: the half-open time lies between the
+    // two readings around it plus the paused time elapsed, rounded up to a second.
+    let at: Timestamp = open_message
+        .strip_prefix("circuit breaker for dbaas is open; next attempt at ")
+        .unwrap_or_else(|| panic!("{open_message}"))
+        .parse()
+        .unwrap();
+    let elapsed = t0.elapsed() + opened_after;
+    assert!(
+        at >= before + elapsed && at <= after + elapsed + Duration::from_secs(1),
+        "{open_message}"
     );
-    assert_eq!(open_message, expected);
 
     // While open, nothing is called, even though the DBaaS is back.
     fake.set_failing(false);

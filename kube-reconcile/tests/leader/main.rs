@@ -105,7 +105,7 @@ async fn a_lone_candidate_takes_a_missing_lease_at_once_and_keeps_renewing_it() 
     a.leading().await;
     assert!(started.elapsed() < Duration::from_millis(10));
     assert!(a.is_leader());
-    assert_eq!(a.leadership().term(), 1);
+    assert_eq!(a.subscribe().borrow().term(), 1);
     let first = lease(&client).await;
     assert_eq!(holder(&first), Some("a"));
     assert_eq!(transitions(&first), Some(0));
@@ -134,7 +134,7 @@ async fn a_second_candidate_waits_while_the_leader_renews() {
     assert!(a.is_leader());
     assert!(!b.is_leader());
     assert!(!b_changes.borrow_and_update().is_leader());
-    assert_eq!(b.leadership().holder(), Some("a"));
+    assert_eq!(b.subscribe().borrow().holder(), Some("a"));
     assert_eq!(holder(&lease(&client).await), Some("a"));
 }
 
@@ -224,7 +224,7 @@ async fn a_leader_whose_renewals_fail_steps_down_by_the_renew_deadline() {
     let healed = Instant::now();
     a.leading().await;
     assert!(healed.elapsed() <= POLL);
-    assert_eq!(a.leadership().term(), 2);
+    assert_eq!(a.subscribe().borrow().term(), 2);
 }
 
 async fn slow(_: Arc<ConfigMap>, ctx: Arc<Duration>) -> Result<Action, ErrorClass> {
@@ -248,7 +248,7 @@ async fn a_reconcile_in_flight_is_cut_off_when_the_term_ends() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(a.in_flight(), 1);
+    assert!(!call.is_finished(), "the slow reconcile still runs");
 
     server
         .faults()
@@ -266,7 +266,6 @@ async fn a_reconcile_in_flight_is_cut_off_when_the_term_ends() {
         }
     );
     assert_eq!(deferral.retry_after, RETRY);
-    assert_eq!(a.in_flight(), 0);
 }
 
 #[tokio::test(start_paused = true)]

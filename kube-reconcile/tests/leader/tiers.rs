@@ -38,7 +38,7 @@ both_tiers! {
         let b = fast(&cx, "b").spawn();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(a.is_leader() && !b.is_leader(), "b waits while a renews");
-        assert_eq!(b.leadership().holder(), Some("a"));
+        assert_eq!(b.subscribe().borrow().holder(), Some("a"));
 
         a_task.abort();
         let _ = a_task.await;

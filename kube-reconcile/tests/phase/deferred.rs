@@ -53,9 +53,9 @@ both_tiers! {
         // (Its wall-clock anchor is taken now; real time passing later does not move it.)
         let start = k8s_openapi::jiff::Timestamp::now();
         let manual = ManualClock::new();
+        let entered = manual.enter();
         let limit = RateLimitLayer::builder()
             .per_object(Quota::with_period(Duration::from_secs(30)).unwrap())
-            .clock(manual.clock())
             .jitter(Duration::ZERO)
             .build()
             .unwrap();
@@ -63,7 +63,8 @@ both_tiers! {
             .engine
             .clone()
             .with(limit)
-            .with(DeferralStatusLayer::new(env.client()).clock(manual.clock()));
+            .with(DeferralStatusLayer::new(env.client()));
+        drop(entered);
 
         // The first pass runs (Provisioning → Configuring); the second is held back.
         let first = stack.call(Arc::new(env.get("db").await), env.ctx.clone()).await;

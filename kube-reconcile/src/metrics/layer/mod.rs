@@ -92,7 +92,7 @@ impl<R> Layer<R> for MetricsLayer {
                 families: Arc::clone(families),
                 controller: Arc::clone(&self.controller),
                 series,
-                clock: Clock::tokio(),
+                clock: Clock::default(),
             }),
         }
     }

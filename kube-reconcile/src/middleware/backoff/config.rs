@@ -12,7 +12,7 @@ use super::{
 
 /// The per-object backoff schedule: `delay = min(cap, jitter(base · factor^failures))`.
 ///
-/// Build a layer with [`build`](BackoffConfig::build) (or [`BackoffLayer::new`]), or a
+/// Build a layer with [`build`](BackoffConfig::build), or a
 /// standalone [`BackoffHandle`](super::BackoffHandle) for any async call. Values are
 /// checked there: a bad one is a [`ConfigError`](crate::ConfigError), never clamped.
 ///
@@ -26,11 +26,9 @@ use super::{
 /// | [`cap`](BackoffConfig::cap) | 300 s |
 /// | [`factor`](BackoffConfig::factor) | 2.0 |
 /// | [`jitter`](BackoffConfig::jitter) | [`Jitter::Full`] |
-/// | [`seed`](BackoffConfig::seed) | none (seeded from the OS) |
 /// | delay after a conflict (fixed) | the base delay |
 /// | [`idle_ttl`](BackoffConfig::idle_ttl) | twice the cap |
 /// | [`max_keys`](BackoffConfig::max_keys) | 100 000 |
-/// | [`clock`](BackoffConfig::clock) | [`Clock::tokio`], taken when the layer is built |
 ///
 /// # Examples
 ///
@@ -42,7 +40,7 @@ use super::{
 ///     .cap(Duration::from_secs(60))
 ///     .jitter(Jitter::Equal)
 ///     .build()?;
-/// assert!(layer.handle().is_empty());
+/// assert_eq!(layer.handle().sweep(), 0, "no object tracked yet");
 ///
 /// let bad = BackoffConfig::default().base(Duration::from_secs(600)).build();
 /// assert_eq!(bad.unwrap_err().to_string(), "backoff base delay 600s is longer than the cap 300s");
@@ -121,8 +119,9 @@ impl BackoffConfig {
     }
 
     /// Seeds the jitter, so the same failures give the same delays (for tests and replays).
+    #[cfg(test)]
     #[must_use]
-    pub const fn seed(mut self, seed: u64) -> Self {
+    pub(crate) const fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
@@ -156,8 +155,9 @@ impl BackoffConfig {
     }
 
     /// Sets the clock the layer reads (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    #[cfg(test)]
     #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
         self
     }
@@ -219,7 +219,7 @@ impl BackoffConfig {
             },
             seed: self.seed,
             max_keys: self.max_keys,
-            clock: self.clock.unwrap_or_else(Clock::tokio),
+            clock: self.clock.unwrap_or_default(),
         }
     }
 

@@ -43,8 +43,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// use kube_reconcile::middleware::backoff::{BackoffConfig, BackoffHandle};
 ///
 /// let time = ManualClock::new();
-/// let backoff: BackoffHandle<String> =
-///     BackoffHandle::new(BackoffConfig::client_go().clock(time.clock()))?;
+/// let _entered = time.enter();
+/// let backoff: BackoffHandle<String> = BackoffHandle::new(BackoffConfig::client_go())?;
 ///
 /// let attempt = backoff.check("db-1").expect("nothing is pending yet");
 /// let wait = backoff.record_failure("db-1", attempt, ErrorClass::Transient);
@@ -60,7 +60,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// assert_eq!(backoff.record_failure("db-1", attempt, ErrorClass::Transient), Some(Duration::from_millis(10)));
 ///
 /// backoff.record_success("db-1");
-/// assert!(backoff.is_empty());
+/// assert_eq!(backoff.attempts("db-1"), 0);
 /// # Ok::<(), kube_reconcile::ConfigError>(())
 /// ```
 pub struct BackoffHandle<Key = ObjectKey> {
@@ -201,7 +201,8 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let time = ManualClock::new();
-    /// let per_region = BackoffHandle::<&str>::new(BackoffConfig::operator().clock(time.clock()))?;
+    /// let _entered = time.enter();
+    /// let per_region = BackoffHandle::<&str>::new(BackoffConfig::operator())?;
     ///
     /// let first = per_region.call(&"eu-1", async { Err::<(), _>(ErrorClass::Transient) }).await;
     /// assert!(matches!(first, Err(BackoffError::Failed { retry_after: Some(_), .. })));
@@ -282,12 +283,14 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     }
 
     /// How many keys are tracked, counting idle ones not yet swept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.shared.store.len()
     }
 
     /// Whether no key is tracked.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

@@ -22,10 +22,10 @@ use super::{Backoff, BackoffConfig, BackoffHandle};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let layer = BackoffLayer::new(BackoffConfig::operator().cap(Duration::from_secs(60)))?;
+/// let layer = BackoffConfig::operator().cap(Duration::from_secs(60)).build()?;
 /// let handle = layer.handle();
 /// let reconciler = reconcile.with(layer);
-/// assert_eq!(handle.len(), 0);
+/// assert_eq!(handle.sweep(), 0, "no object tracked yet");
 /// # let _ = reconciler;
 /// # Ok(()) }
 /// ```
@@ -40,7 +40,7 @@ impl BackoffLayer {
     /// # Errors
     ///
     /// A [`ConfigError`](crate::ConfigError) if a value in `config` cannot work.
-    pub fn new(config: BackoffConfig) -> Result<Self, crate::ConfigError> {
+    pub(crate) fn new(config: BackoffConfig) -> Result<Self, crate::ConfigError> {
         Ok(BackoffLayer {
             handle: BackoffHandle::new(config)?,
         })
@@ -56,7 +56,8 @@ impl BackoffLayer {
 
     /// A layer with client-go's schedule, [`BackoffConfig::client_go`]: 5 ms doubling to
     /// 1000 s, no jitter.
-    pub fn client_go() -> Self {
+    #[cfg(test)]
+    pub(crate) fn client_go() -> Self {
         Self::from_preset(BackoffConfig::client_go())
     }
 

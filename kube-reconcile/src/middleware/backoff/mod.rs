@@ -46,7 +46,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let time = ManualClock::new();
-//! let layer = BackoffLayer::new(BackoffConfig::client_go().clock(time.clock()))?;
+//! let _entered = time.enter();
+//! let layer = BackoffConfig::client_go().build()?;
 //! let handle = layer.handle();
 //! let reconciler = reconcile.with(layer);
 //!

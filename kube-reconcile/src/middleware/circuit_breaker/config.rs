@@ -89,8 +89,6 @@ pub(super) const fn class_bit(class: ErrorClass) -> u8 {
 /// | probe timeout (fixed) | 60 s | a hung probe cannot pin the circuit half-open |
 /// | classes never counted (fixed) | Terminal and Conflict | not-found, validation and conflicts say nothing about the dependency's health |
 /// | [`spread`](Self::spread) | 5 s | refused reconciles come back spread over 5 s, not all at once |
-/// | [`seed`](Self::seed) | from the OS | |
-/// | [`clock`](Self::clock) | [`Clock::tokio`], taken at `build` | |
 ///
 /// # Examples
 ///
@@ -286,15 +284,17 @@ impl BreakerConfig {
     }
 
     /// Seeds the jitter, for reproducible tests.
+    #[cfg(test)]
     #[must_use]
-    pub const fn seed(mut self, seed: u64) -> Self {
+    pub(crate) const fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// The clock the breaker reads.
+    #[cfg(test)]
     #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
         self
     }

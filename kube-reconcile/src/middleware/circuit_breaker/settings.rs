@@ -128,7 +128,7 @@ impl Settings {
             excluded: config.excluded,
             spread: config.spread,
             seed: config.seed,
-            clock: config.clock.clone().unwrap_or_else(Clock::tokio),
+            clock: config.clock.clone().unwrap_or_default(),
         })
     }
 

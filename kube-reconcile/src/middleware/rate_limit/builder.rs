@@ -20,8 +20,8 @@ use crate::{clock::Clock, rng::Rng};
 ///
 /// # Default
 ///
-/// No limits (add at least one), weight 1, the tokio clock, jitter up to 1 s, seed from
-/// the OS, 100 000 objects tracked by the per-object limit.
+/// No limits (add at least one), weight 1, jitter up to 1 s, 100 000 objects tracked by
+/// the per-object limit.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RateLimitBuilder {
@@ -79,7 +79,8 @@ impl RateLimitBuilder {
     }
 
     /// Reads `clock` for the global and per-object limits (a budget keeps its own).
-    pub fn clock(self, clock: Clock) -> Self {
+    #[cfg(test)]
+    pub(crate) fn clock(self, clock: Clock) -> Self {
         RateLimitBuilder {
             clock: Some(clock),
             ..self
@@ -93,7 +94,8 @@ impl RateLimitBuilder {
     }
 
     /// Seeds the jitter, for reproducible tests.
-    pub fn seed(self, seed: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn seed(self, seed: u64) -> Self {
         RateLimitBuilder {
             seed: Some(seed),
             ..self

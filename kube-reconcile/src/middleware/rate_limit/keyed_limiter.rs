@@ -40,8 +40,8 @@ use crate::{
 /// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{KeyedLimiter, Quota}};
 ///
 /// let manual = ManualClock::new();
-/// let limiter = KeyedLimiter::<String>::new(Quota::per_minute(NonZeroU32::new(1).unwrap()))
-///     .clock(manual.clock());
+/// let _entered = manual.enter();
+/// let limiter = KeyedLimiter::<String>::new(Quota::per_minute(NonZeroU32::new(1).unwrap()));
 /// assert!(limiter.check_key("tenant-a").is_ok());
 /// assert!(limiter.check_key("tenant-a").is_err());
 /// assert!(limiter.check_key("tenant-b").is_ok());
@@ -85,7 +85,7 @@ impl<Key: Hash + Eq> KeyedLimiter<Key> {
     ///
     /// [`Clock::tokio`], taken when the limiter is created.
     #[must_use]
-    pub fn clock(self, clock: Clock) -> Self {
+    pub(crate) fn clock(self, clock: Clock) -> Self {
         KeyedLimiter { clock, ..self }
     }
 

@@ -26,8 +26,8 @@ use crate::clock::{Clock, Nanos};
 /// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
 ///
 /// let manual = ManualClock::new();
-/// let limiter = RateLimiter::new(Quota::per_second(NonZeroU32::new(4).unwrap()))
-///     .clock(manual.clock());
+/// let _entered = manual.enter(); // what is built now reads the manual clock
+/// let limiter = RateLimiter::new(Quota::per_second(NonZeroU32::new(4).unwrap()));
 /// for _ in 0..4 {
 ///     limiter.check().unwrap();
 /// }
@@ -63,7 +63,7 @@ impl RateLimiter {
     ///
     /// [`Clock::tokio`], taken when the limiter is created.
     #[must_use]
-    pub fn clock(self, clock: Clock) -> Self {
+    pub(crate) fn clock(self, clock: Clock) -> Self {
         RateLimiter { clock, ..self }
     }
 
