@@ -66,6 +66,9 @@ use self::{
     cli::Options, crd::Database, dbaas::DbaasClient, operator::DatabaseMachine, report::Report,
 };
 
+/// The finalizer that deprovisions a deleted Database's instance.
+pub const FINALIZER: &str = "example.kube-reconcile.dev/deprovision";
+
 /// Everything a run needs, wired together.
 pub struct Operator {
     /// The client the operator uses.
@@ -176,7 +179,7 @@ pub fn start_with(
     }
     let ctx = Arc::new(operator::Ctx { dbaas });
     let config = PhaseConfig::default()
-        .finalizer("example.kube-reconcile.dev/deprovision")
+        .finalizer(FINALIZER)
         .controller("database-operator")
         .children(
             EnsureConfig::default()

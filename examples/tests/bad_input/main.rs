@@ -216,7 +216,7 @@ async fn with_status(
                     name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({
-                        "metadata": { "finalizers": [world.engine.finalizer()] }
+                        "metadata": { "finalizers": [example::FINALIZER] }
                     })),
                 )
                 .await

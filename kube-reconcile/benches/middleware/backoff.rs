@@ -174,9 +174,15 @@ fn memory(report: &mut Report) {
     let keys: Vec<ObjectKey> = (0..MEMORY_KEYS)
         .map(|i| ObjectKey::of(&object(i)))
         .collect();
-    let key_heap: usize = keys
-        .iter()
-        .map(|k| k.uid().len() + k.namespace().map_or(0, str::len) + k.name().len())
+    // Each key holds its object's UID, namespace and name.
+    let key_heap: usize = (0..MEMORY_KEYS)
+        .map(|i| {
+            let meta = object(i).metadata;
+            [meta.uid, meta.namespace, meta.name]
+                .iter()
+                .map(|part| part.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+        })
         .sum();
 
     let before = live_bytes();

@@ -287,7 +287,12 @@ fn layer(c: &mut Criterion, report: &mut Report) {
     let ctx = Arc::new(());
     let ours = reconcile
         .with(RateLimitLayer::per_object(ours_quota()))
-        .with(RateLimitLayer::global(ours_quota()));
+        .with(
+            RateLimitLayer::builder()
+                .global(ours_quota())
+                .build()
+                .expect("a valid limit"),
+        );
     let per_object = governor::RateLimiter::keyed(governor_quota());
     let global = governor::RateLimiter::direct(governor_quota());
     let by_hand = |i: usize| {

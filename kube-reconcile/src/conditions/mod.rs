@@ -202,7 +202,7 @@ impl Condition {
     }
 
     /// When `status` last changed, if stamped.
-    pub fn last_transition(&self) -> Option<Timestamp> {
+    pub(crate) fn last_transition(&self) -> Option<Timestamp> {
         self.last_transition_time.as_ref().map(|t| t.0)
     }
 }

@@ -44,7 +44,8 @@ pub enum ExternalError<E> {
 
 impl<E> ExternalError<E> {
     /// The unavailability, if the dependency held the call back.
-    pub fn unavailable(&self) -> Option<&Unavailable> {
+    #[cfg(test)]
+    pub(crate) fn unavailable(&self) -> Option<&Unavailable> {
         match self {
             ExternalError::Unavailable(u) => Some(u),
             _ => None,

@@ -23,7 +23,10 @@ impl<C: ExactlyOnce> Dependency<C> {
     /// # Errors
     ///
     /// [`ExternalError::MissingUid`] or [`ExternalError::InvalidPrefix`].
-    pub fn key<K: Resource>(&self, obj: &K) -> Result<IdempotencyKey, ExternalError<C::Error>> {
+    pub(crate) fn key<K: Resource>(
+        &self,
+        obj: &K,
+    ) -> Result<IdempotencyKey, ExternalError<C::Error>> {
         Ok(IdempotencyKey::derive(self.client().key_prefix(), obj)?)
     }
 

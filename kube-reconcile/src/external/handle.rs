@@ -103,7 +103,7 @@ impl<C: ExternalDependency> Dependency<C> {
 
     /// The client itself. Calls made on it directly bypass the breaker, the budget and
     /// the condition: for reading what it holds (in tests, say), not for calls.
-    pub fn client(&self) -> &C {
+    pub(crate) fn client(&self) -> &C {
         &self.client
     }
 
@@ -129,7 +129,7 @@ impl<C: ExternalDependency> Dependency<C> {
     }
 
     /// The rate budget calls draw from, if any.
-    pub fn budget(&self) -> Option<&RateBudget> {
+    pub(crate) fn budget(&self) -> Option<&RateBudget> {
         self.gate.budget()
     }
 }

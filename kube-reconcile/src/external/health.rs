@@ -32,7 +32,7 @@ use crate::{
 ///
 /// assert!(matches!(Health::from(Ok::<(), ErrorClass>(())), Health::Available));
 /// let down = Health::unavailable("maintenance window").retry_after(Duration::from_secs(600));
-/// assert_eq!(down.message(), Some("maintenance window"));
+/// assert!(matches!(&down, Health::Unavailable { message, .. } if message == "maintenance window"));
 /// assert_eq!(
 ///     Health::from(Err::<(), _>(ErrorClass::Throttled { retry_after: Some(Duration::from_secs(9)) })),
 ///     Health::unavailable("throttled (retry after 9s)").retry_after(Duration::from_secs(9)),
@@ -76,14 +76,6 @@ impl Health {
     /// Whether the dependency is available.
     pub(crate) const fn is_available(&self) -> bool {
         matches!(self, Health::Available)
-    }
-
-    /// Why it is unavailable, if it is.
-    pub fn message(&self) -> Option<&str> {
-        match self {
-            Health::Unavailable { message, .. } => Some(message),
-            Health::Available => None,
-        }
     }
 }
 

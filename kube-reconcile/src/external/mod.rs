@@ -26,7 +26,7 @@
 //! what the handle returns):
 //!
 //! ```
-//! use std::{collections::BTreeMap, sync::{Mutex, atomic::{AtomicBool, Ordering}}, time::Duration};
+//! use std::{collections::BTreeMap, sync::{Arc, Mutex, atomic::{AtomicBool, Ordering}}, time::Duration};
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //! use kube_reconcile::ErrorClass;
 //! use kube_reconcile::external::{
@@ -35,8 +35,8 @@
 //! };
 //!
 //! /// The user's DBaaS client: instances named by key, sizes in GiB.
-//! #[derive(Default)]
-//! struct Dbaas { up: AtomicBool, instances: Mutex<BTreeMap<String, u32>> }
+//! #[derive(Clone, Default)]
+//! struct Dbaas { up: Arc<AtomicBool>, instances: Arc<Mutex<BTreeMap<String, u32>>> }
 //!
 //! impl ExternalDependency for Dbaas {
 //!     type Error = ErrorClass;
@@ -65,7 +65,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
-//! let dbaas = Dependency::builder(Dbaas::default())
+//! let client = Dbaas::default();
+//! let dbaas = Dependency::builder(client.clone())
 //!     .health_interval(Duration::from_secs(10))
 //!     .spread(Duration::ZERO)
 //!     .build();
@@ -77,14 +78,14 @@
 //! assert_eq!(held.retry_after, Duration::from_secs(10));
 //! let condition = held.condition.as_ref().unwrap();
 //! assert_eq!((condition.type_.as_str(), condition.reason.as_str()), ("DbaasAvailable", "ExternalSystemUnavailable"));
-//! assert!(dbaas.client().instances.lock().unwrap().is_empty());
+//! assert!(client.instances.lock().unwrap().is_empty());
 //!
 //! // Up again, after the health interval: created once, found the next time.
-//! dbaas.client().up.store(true, Ordering::SeqCst);
+//! client.up.store(true, Ordering::SeqCst);
 //! tokio::time::advance(Duration::from_secs(10)).await;
 //! assert!(matches!(dbaas.ensure(&db, &10).await.unwrap(), Provisioned::Created(_)));
 //! assert!(matches!(dbaas.ensure(&db, &10).await.unwrap(), Provisioned::Found(_)));
-//! assert_eq!(dbaas.client().instances.lock().unwrap().len(), 1);
+//! assert_eq!(client.instances.lock().unwrap().len(), 1);
 //! # }
 //! ```
 //!

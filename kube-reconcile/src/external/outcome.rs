@@ -12,7 +12,8 @@ pub enum Provisioned<R> {
 
 impl<R> Provisioned<R> {
     /// The resource.
-    pub const fn resource(&self) -> &R {
+    #[cfg(test)]
+    pub(crate) const fn resource(&self) -> &R {
         match self {
             Provisioned::Found(r) | Provisioned::Created(r) => r,
         }

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The condition type the [`DeferralStatusLayer`](super::DeferralStatusLayer) layer writes.
-pub const DEFERRED: &str = "Deferred";
+pub(crate) const DEFERRED: &str = "Deferred";
 
 /// Between the cause and the time in every message, so the time can be read back.
 const UNTIL: &str = "; next attempt at ";

@@ -137,11 +137,6 @@ impl<M, K> PhaseEngine<M, K> {
         })
     }
 
-    /// The finalizer this engine puts on objects.
-    pub fn finalizer(&self) -> &str {
-        &self.inner.config.finalizer
-    }
-
     /// How many objects the engine holds paced time for in memory
     /// ([`Transition::paced`](super::Transition::paced)): those paced in the phase they
     /// are in. Zero once every object has left such a phase or was deleted through the

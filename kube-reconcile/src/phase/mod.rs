@@ -218,7 +218,6 @@ pub use self::change::PhaseChange;
 pub use self::cleanup::Cleanup;
 pub use self::config::PhaseConfig;
 pub(crate) use self::config::PhaseConfigError;
-pub use self::deferral::DEFERRED;
 pub use self::deferral_status::DeferralStatusLayer;
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;

@@ -45,18 +45,9 @@ impl ObjectKey {
     }
 
     /// The object's UID (or `namespace/name` if it had none).
-    pub fn uid(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn uid(&self) -> &str {
         &self.uid
-    }
-
-    /// The object's namespace; `None` for cluster-scoped objects.
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
-    /// The object's name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 

@@ -204,7 +204,7 @@ impl ShardHandle {
     }
 
     /// Whether this member holds its Lease now.
-    pub fn is_member(&self) -> bool {
+    pub(crate) fn is_member(&self) -> bool {
         self.shared.member.is_leader()
     }
 

@@ -83,7 +83,7 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Ok(unavailable.action())
         }
         Ok(provisioned) => {
-            status.instance_id = Some(provisioned.resource().id.clone());
+            status.instance_id = Some(provisioned.into_resource().id);
             ctx.dbaas.set_available(&mut status.conditions);
             Ok(Action::requeue(Duration::from_secs(300)))
         }
@@ -175,7 +175,7 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
     .await;
     let down = condition(&db).unwrap();
     assert_eq!(down.status, ConditionStatus::False);
-    let since = down.last_transition().unwrap();
+    let since = down.last_transition_time.as_ref().unwrap().0;
     assert!(
         since >= start - Duration::from_secs(1) && since <= Timestamp::now(),
         "{since}"
@@ -213,7 +213,7 @@ async fn the_gate_sets_and_clears_the_condition_on_a_real_object() {
         (up.reason.as_str(), up.message.as_str()),
         ("Available", "dbaas is available")
     );
-    let transition = up.last_transition().unwrap();
+    let transition = up.last_transition_time.as_ref().unwrap().0;
     assert!(
         transition >= since + Duration::from_secs(10)
             && transition <= since + Duration::from_secs(13),

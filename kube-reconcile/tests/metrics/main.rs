@@ -293,7 +293,12 @@ async fn rate_limit_rejections_are_counted_by_budget_with_their_waits() {
     let registry = registry_of(&metrics);
     let one_a_minute = Quota::per_minute(NonZeroU32::new(1).expect("non-zero"));
     let reconciler = reconcile
-        .with(RateLimitLayer::global(one_a_minute))
+        .with(
+            RateLimitLayer::builder()
+                .global(one_a_minute)
+                .build()
+                .unwrap(),
+        )
         .with(metrics.layer("configmaps"));
     let controller = Controller::new(cms.clone(), watcher::Config::default())
         .run_reconciler(reconciler, Arc::new(Ctx::default()));

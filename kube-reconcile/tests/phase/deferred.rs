@@ -11,14 +11,14 @@ use kube_reconcile::{
         circuit_breaker::CircuitBreakerLayer,
         rate_limit::{Quota, RateLimitLayer},
     },
-    phase::{DEFERRED, DeferralStatusLayer},
+    phase::DeferralStatusLayer,
 };
 use kube_reconcile_test_support::both_tiers;
 
 use super::*;
 
 fn deferred(obj: &Pipeline) -> Option<Condition> {
-    machine(obj).conditions.find(DEFERRED).cloned()
+    machine(obj).conditions.find("Deferred").cloned()
 }
 
 /// The `Deferred` condition of `obj`, checked to give `reason` and a message that starts

@@ -142,7 +142,7 @@ fn condition_time(obj: &Pipeline, type_: &str) -> Option<k8s_openapi::jiff::Time
     machine(obj)
         .conditions
         .find(type_)
-        .and_then(kube_reconcile::conditions::Condition::last_transition)
+        .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
 #[tokio::test(start_paused = true)]

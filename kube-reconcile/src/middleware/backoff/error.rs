@@ -69,7 +69,8 @@ impl<E> BackoffError<E> {
     }
 
     /// When the next attempt is due; `None` after a terminal error.
-    pub const fn retry_after(&self) -> Option<Duration> {
+    #[cfg(test)]
+    pub(crate) const fn retry_after(&self) -> Option<Duration> {
         match self {
             BackoffError::BackingOff { retry_after } => Some(*retry_after),
             BackoffError::Failed { retry_after, .. } => *retry_after,

@@ -88,7 +88,7 @@ impl Breaker {
     }
 
     /// The dependency this breaker protects.
-    pub fn dependency(&self) -> &str {
+    pub(crate) fn dependency(&self) -> &str {
         &self.shared.name
     }
 

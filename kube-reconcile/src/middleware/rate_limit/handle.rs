@@ -17,7 +17,7 @@ use crate::reconciler::ObjectKey;
 /// use std::num::NonZeroU32;
 /// use kube_reconcile::middleware::rate_limit::{Quota, RateLimitLayer};
 ///
-/// let layer = RateLimitLayer::global(Quota::per_second(NonZeroU32::new(5).unwrap()));
+/// let layer = RateLimitLayer::per_object(Quota::per_second(NonZeroU32::new(5).unwrap()));
 /// let handle = layer.handle();
 /// assert_eq!(handle.sweep(), 0, "no object tracked");
 /// ```

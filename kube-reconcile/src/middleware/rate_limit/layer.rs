@@ -196,7 +196,8 @@ fn reserve_direct<K: Resource>(
 
 impl RateLimitLayer {
     /// One rate limit for every reconcile, across all objects (builder defaults otherwise).
-    pub fn global(quota: Quota) -> Self {
+    #[cfg(test)]
+    pub(crate) fn global(quota: Quota) -> Self {
         RateLimitBuilder::default().global(quota).assemble()
     }
 
