@@ -39,6 +39,8 @@ pub(super) struct Inner<M> {
     pub(super) pacing: super::pacing::Pacing,
     /// Watch caches of child kinds, read before the server.
     pub(super) cache: crate::ensure::ChildCache,
+    /// The version of each object the engine last wrote, until its cache shows it.
+    pub(super) own_writes: super::own_writes::OwnWrites,
 }
 
 impl<M, K> Clone for PhaseEngine<M, K> {
@@ -113,6 +115,7 @@ impl<M, K> PhaseEngine<M, K> {
                 wall: WallClock::new(clock, Timestamp::now()),
                 pacing: super::pacing::Pacing::default(),
                 cache: crate::ensure::ChildCache::default(),
+                own_writes: super::own_writes::OwnWrites::default(),
                 config,
             }),
             _resource: PhantomData,

@@ -77,6 +77,12 @@ impl<M> Inner<M> {
     where
         M: PhaseMachine<K, Ctx>,
     {
+        if self.own_writes.behind(&*obj) {
+            // The cache has not shown this engine's latest write of the object yet: what
+            // it holds is older, and any write computed from it would conflict.
+            tracing::debug!(object = %obj.name_any(), "the cache is behind this engine's last write; waiting for it");
+            return Ok(Action::requeue(super::own_writes::CACHE_BEHIND_RETRY));
+        }
         let api = Target::of(&self.client, &*obj);
         let at = self.at();
         if obj.meta().deletion_timestamp.is_some() {

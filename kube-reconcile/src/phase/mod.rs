@@ -208,6 +208,7 @@ mod messages;
 mod next_status;
 mod noted;
 mod operator;
+mod own_writes;
 mod pacing;
 mod status;
 mod table;

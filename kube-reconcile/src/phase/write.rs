@@ -151,7 +151,9 @@ impl<M> Inner<M> {
         let params = PatchParams::default();
         let request =
             Request::new(&api.url).patch_subresource("status", name, &params, &Patch::Merge(&body));
-        api.send(request, "writing status").await
+        let answered: K = api.send(request, "writing status").await?;
+        self.own_writes.wrote(&answered);
+        Ok(answered)
     }
 
     pub(super) async fn add_finalizer<K: Object, E>(
@@ -161,7 +163,9 @@ impl<M> Inner<M> {
     ) -> Result<K, PhaseError<E>> {
         let mut finalizers = obj.finalizers().to_vec();
         finalizers.push(self.config.finalizer.clone());
-        patch_finalizers(api, obj, &finalizers, "adding the finalizer").await
+        let answered = patch_finalizers(api, obj, &finalizers, "adding the finalizer").await?;
+        self.own_writes.wrote(&answered);
+        Ok(answered)
     }
 
     pub(super) async fn remove_finalizer<K: Object, E>(
@@ -175,7 +179,9 @@ impl<M> Inner<M> {
             .filter(|f| **f != self.config.finalizer)
             .cloned()
             .collect();
-        patch_finalizers(api, obj, &finalizers, "removing the finalizer").await
+        let answered = patch_finalizers(api, obj, &finalizers, "removing the finalizer").await?;
+        self.own_writes.forget(obj);
+        Ok(answered)
     }
 
     /// Publishes an event about `obj`; a failure to publish is logged, never fatal.

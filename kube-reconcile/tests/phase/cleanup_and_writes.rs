@@ -87,14 +87,46 @@ async fn a_stale_object_cannot_overwrite_a_newer_status() {
     env.create("db", 3, "").await;
     env.reconcile("db").await.unwrap();
     let stale = Arc::new(env.get("db").await);
-    env.reconcile("db").await.unwrap(); // Pending -> Provisioning
+    // Someone else moves the object on; the engine's write from the old copy conflicts.
+    env.api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "team": "payments" } } })),
+        )
+        .await
+        .unwrap();
     let err = env
         .engine
         .reconcile(stale, env.ctx.clone())
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Conflict);
-    assert_eq!(phase_of(&env.get("db").await), Some("Provisioning"));
+    assert_eq!(phase_of(&env.get("db").await), Some("Pending"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_older_than_the_engines_own_write_waits_for_the_cache_and_writes_nothing() {
+    let env = env().await;
+    env.create("db", 3, "").await;
+    env.reconcile("db").await.unwrap();
+    let stale = Arc::new(env.get("db").await);
+    env.reconcile("db").await.unwrap(); // Pending -> Provisioning
+    let written = env.get("db").await;
+    // A controller whose cache has not shown that write yet hands the engine the old copy:
+    // it waits for the cache instead of sending a write that would conflict.
+    let action = env.engine.reconcile(stale, env.ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        env.get("db").await.resource_version(),
+        written.resource_version()
+    );
+    // The copy with the write reconciles as usual.
+    env.reconcile("db").await.unwrap();
+    assert_eq!(phase_of(&env.get("db").await), Some("Configuring"));
 }
 
 #[tokio::test(start_paused = true)]
