@@ -3,13 +3,7 @@
 use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::{
-    Client, Resource,
-    runtime::{
-        controller::Action,
-        events::{Recorder, Reporter},
-    },
-};
+use kube::{Client, Resource, runtime::controller::Action};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument as _;
 
@@ -33,7 +27,7 @@ pub(super) struct Inner<M> {
     pub(super) client: Client,
     pub(super) config: PhaseConfig,
     pub(super) schedule: RetrySchedule,
-    pub(super) recorder: Option<Recorder>,
+    pub(super) recorder: Option<super::recorder::Recorder>,
     pub(super) wall: WallClock,
     /// Objects held back by the operator's own pacing, and since when.
     pub(super) pacing: super::pacing::Pacing,
@@ -97,15 +91,9 @@ impl<M, K> PhaseEngine<M, K> {
                 .schedule()
                 .expect("the operator preset is a valid schedule"),
         };
-        let recorder = config.events.then(|| {
-            Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: config.controller.clone(),
-                    instance: None,
-                },
-            )
-        });
+        let recorder = config
+            .events
+            .then(|| super::recorder::Recorder::new(client.clone(), config.controller.clone()));
         PhaseEngine {
             inner: Arc::new(Inner {
                 machine,

@@ -210,6 +210,7 @@ mod noted;
 mod operator;
 mod own_writes;
 mod pacing;
+mod recorder;
 mod status;
 mod table;
 mod transition;

@@ -5,10 +5,7 @@ use kube::{
     Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
     core::Request,
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-    },
+    runtime::{controller::Action, events::EventType},
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -189,17 +186,12 @@ impl<M> Inner<M> {
         let Some(recorder) = &self.recorder else {
             return;
         };
-        let event = Event {
-            type_: note.kind,
+        let note = Note {
+            kind: note.kind,
             reason: truncate(&note.reason, 128).to_owned(),
-            note: Some(truncate(&note.text, 1024).to_owned()),
-            action: "Transition".to_owned(),
-            secondary: None,
+            text: truncate(&note.text, 1024).to_owned(),
         };
-        let reference = obj.object_ref(&K::DynamicType::default());
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(object = %obj.name_any(), %error, "publishing an event failed");
-        }
+        recorder.publish(obj, note, self.wall.now()).await;
     }
 }
 
