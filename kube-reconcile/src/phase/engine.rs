@@ -86,7 +86,7 @@ impl<M, K> PhaseEngine<M, K> {
         let clock = crate::clock::Clock::default();
         let schedule = match config.retry.clone().schedule() {
             Ok(schedule) => schedule,
-            // Only reachable through `new`, whose default schedule is valid.
+            // Unreachable: `with_config` checked the schedule before calling this.
             Err(_) => crate::middleware::backoff::BackoffConfig::operator()
                 .schedule()
                 .expect("the operator preset is a valid schedule"),
