@@ -25,7 +25,8 @@ use crate::clock::Clock;
 ///
 /// `lease_duration` 15 s, `renew_deadline` 10 s, `retry_period` 2 s (client-go's and
 /// controller-runtime's defaults); identity `$HOSTNAME-<16 random hex digits>` (or
-/// `kube-reconcile-<...>` without `HOSTNAME`), unique per process.
+/// `kube-reconcile-<...>` without `HOSTNAME`), unique per process, lowercased with any
+/// other character as `-` so it is a DNS label (a shard's label value).
 ///
 /// # Examples
 ///
