@@ -221,6 +221,19 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_from_a_host_name_becomes_a_dns_label() {
+        assert_eq!(label_safe("Pod.Name_7-0123abcd"), "pod-name-7-0123abcd");
+        let long = format!("{}-0123456789abcdef", "h".repeat(80));
+        let safe = label_safe(&long);
+        assert_eq!(safe.len(), 63);
+        assert!(
+            safe.ends_with("-0123456789abcdef"),
+            "the random part stays: {safe}"
+        );
+        assert_eq!(label_safe("..-0123abcd"), "0123abcd");
+    }
+
+    #[test]
     fn timings_must_nest() {
         let base = LeaseConfig::new("ns", "lock");
         let err = base
