@@ -95,7 +95,7 @@ impl Recorder {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let seen = self.count(key, now);
         let result = if seen.count == 1 {
-            self.create(&events, obj, &note, &name, seen.stamp, now)
+            self.create(&events, obj, &note, &namespace, seen.stamp, now)
                 .await
         } else {
             let series =
@@ -111,7 +111,8 @@ impl Recorder {
                 // Gone (its time to live on the server ran out): a new Event, counted from one.
                 Err(kube::Error::Api(status)) if status.code == 404 => {
                     let stamp = self.restart(key, now);
-                    self.create(&events, obj, &note, &name, stamp, now).await
+                    self.create(&events, obj, &note, &namespace, stamp, now)
+                        .await
                 }
                 other => other.map(drop),
             }
@@ -126,7 +127,7 @@ impl Recorder {
         events: &Api<Event>,
         obj: &K,
         note: &Note,
-        name: &str,
+        namespace: &str,
         stamp: u64,
         now: Timestamp,
     ) -> Result<(), kube::Error>
@@ -135,8 +136,8 @@ impl Recorder {
     {
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(event_name(name, stamp)),
-                namespace: Some(obj.namespace().unwrap_or_else(|| "default".to_owned())),
+                name: Some(event_name(&obj.name_any(), stamp)),
+                namespace: Some(namespace.to_owned()),
                 ..ObjectMeta::default()
             },
             action: Some("Transition".to_owned()),
@@ -166,11 +167,7 @@ impl Recorder {
     fn count(&self, key: u64, now: Timestamp) -> Published {
         let mut seen = self.lock();
         seen.sweep(now);
-        let fresh = Published {
-            stamp: fastrand::u64(..),
-            count: 1,
-            last: now,
-        };
+        let fresh = Published::first(now);
         match seen.events.entry(key) {
             Entry::Occupied(mut seen) if !past_window(seen.get().last, now) => {
                 let published = seen.get_mut();
@@ -188,11 +185,7 @@ impl Recorder {
 
     /// Starts the Event `key` over at `now`; answers its stamp.
     fn restart(&self, key: u64, now: Timestamp) -> u64 {
-        let fresh = Published {
-            stamp: fastrand::u64(..),
-            count: 1,
-            last: now,
-        };
+        let fresh = Published::first(now);
         self.lock().events.insert(key, fresh);
         fresh.stamp
     }
@@ -205,6 +198,17 @@ impl Recorder {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Published {
+    /// A first Event at `now`, with a new random stamp.
+    fn first(now: Timestamp) -> Self {
+        Published {
+            stamp: fastrand::u64(..),
+            count: 1,
+            last: now,
+        }
     }
 }
 
