@@ -37,6 +37,8 @@ use database_operator as example;
 
 #[path = "convergence/fairness.rs"]
 mod fairness;
+#[path = "convergence/heap.rs"]
+mod heap;
 #[path = "convergence/measure.rs"]
 mod measure;
 #[path = "convergence/naive.rs"]
@@ -53,7 +55,7 @@ use std::process::ExitCode;
 use run::{Operator, run};
 
 #[global_allocator]
-static ALLOC: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+static ALLOC: heap::SidedAlloc = heap::SidedAlloc::system();
 
 /// The injected API error rate of the faulted runs.
 const ERROR_RATE: f64 = 0.10;
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         println!("convergence: skipped (filtered out)");
         return ExitCode::SUCCESS;
     };
+    heap::start_counting();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,20 +1,17 @@
-//! What the bench measures besides time: the API requests one client makes, by verb and
-//! resource, and the process's heap.
+//! What the bench counts besides time and heap: the API requests one client makes, by verb
+//! and resource.
 
 use std::{
     collections::BTreeMap,
     fmt,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
-    thread::JoinHandle,
-    time::Duration,
 };
 
 use kube::client::Body;
 use kube_reconcile_testing::ApiServer;
+
+use super::heap::OnWorld;
 
 /// The Kubernetes verbs, in the order the table prints them.
 pub(crate) const VERBS: [&str; 8] = [
@@ -92,11 +89,12 @@ impl fmt::Display for Requests {
 pub(crate) struct RequestCounter(Arc<Mutex<Requests>>);
 
 impl RequestCounter {
-    /// A `kube::Client` for `server` whose requests this counter counts.
+    /// A `kube::Client` for `server` whose requests this counter counts (and the server
+    /// serves on the world's side).
     pub(crate) fn client(&self, server: &ApiServer) -> kube::Client {
         kube::Client::new(
             Counted {
-                inner: server.clone(),
+                inner: OnWorld(server.clone()),
                 counter: self.clone(),
             },
             "default",
@@ -125,14 +123,14 @@ impl RequestCounter {
 /// The API server as a tower service, counting each request by verb and resource.
 #[derive(Clone)]
 struct Counted {
-    inner: ApiServer,
+    inner: OnWorld,
     counter: RequestCounter,
 }
 
 impl tower::Service<http::Request<Body>> for Counted {
-    type Response = <ApiServer as tower::Service<http::Request<Body>>>::Response;
-    type Error = <ApiServer as tower::Service<http::Request<Body>>>::Error;
-    type Future = <ApiServer as tower::Service<http::Request<Body>>>::Future;
+    type Response = <OnWorld as tower::Service<http::Request<Body>>>::Response;
+    type Error = <OnWorld as tower::Service<http::Request<Body>>>::Error;
+    type Future = <OnWorld as tower::Service<http::Request<Body>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         tower::Service::poll_ready(&mut self.inner, cx)
@@ -174,9 +172,7 @@ fn classify(method: &http::Method, uri: &http::Uri) -> (&'static str, String) {
         resource.push('/');
         resource.push_str(sub);
     }
-    let watch = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let watch = is_watch(uri);
     let verb = match (method.as_str(), name.is_some()) {
         ("GET", true) => "get",
         ("GET", false) if watch => "watch",
@@ -191,55 +187,8 @@ fn classify(method: &http::Method, uri: &http::Uri) -> (&'static str, String) {
     (verb, resource)
 }
 
-/// Bytes the process has allocated and not yet freed.
-///
-/// The instrumented allocator already counts a reallocation's growth in
-/// `bytes_allocated` (and its shrinking in `bytes_deallocated`), so the live heap is the
-/// difference of those two; `bytes_reallocated` is the same growth counted again.
-pub(crate) fn live_heap() -> usize {
-    let stats = super::ALLOC.stats();
-    stats
-        .bytes_allocated
-        .saturating_sub(stats.bytes_deallocated)
-}
-
-/// The peak of the process's live heap while it runs, sampled every millisecond.
-///
-/// The bench installs a counting allocator; this samples its live-bytes figure from a
-/// thread of its own, so the peak misses only spikes shorter than a millisecond.
-pub(crate) struct PeakHeap {
-    peak: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl PeakHeap {
-    /// Starts sampling; the peak starts at the heap as it is now.
-    pub(crate) fn start(live: fn() -> usize) -> Self {
-        let peak = Arc::new(AtomicUsize::new(live()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let (peak, stop) = (peak.clone(), stop.clone());
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(live(), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        });
-        PeakHeap {
-            peak,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops sampling; returns the peak.
-    pub(crate) fn stop(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        self.peak.load(Ordering::Relaxed)
-    }
+/// Whether a GET at `uri` is a watch.
+pub(crate) fn is_watch(uri: &http::Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
 }

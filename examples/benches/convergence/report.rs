@@ -195,7 +195,7 @@ fn print_costs(ours: &Outcome, naive: &Outcome) {
         naive.per_object(naive.dbaas_throttled),
     );
     text_row(
-        "peak heap growth / object",
+        "operator heap growth / object (peak)",
         &kib(ours.peak_heap, ours.n),
         &kib(naive.peak_heap, naive.n),
     );
@@ -351,6 +351,7 @@ fn targets(results: &[Sized], error_rate: f64) -> Verdict {
 
     v.others_missed |= !in_order(results);
     v.others_missed |= !requests_per_object(results);
+    v.others_missed |= !lean_memory(results);
 
     // Faults: at most 1.3x the fault-free time, for API errors and a flaky health endpoint.
     v.others_missed |= !slowdown(
@@ -418,6 +419,33 @@ fn requests_per_object(results: &[Sized]) -> bool {
     }
     println!(
         "{} at most 22 API requests per converged object:{detail}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// At most 6 KiB of operator heap per object at Ready, and a peak at most twice that.
+fn lean_memory(results: &[Sized]) -> bool {
+    let mut detail = String::new();
+    let mut ok = true;
+    for s in results {
+        let o = &s.ours;
+        let (ready, peak) = (
+            o.operator_heap as f64 / 1024.0 / o.n as f64,
+            o.peak_heap as f64 / 1024.0 / o.n as f64,
+        );
+        ok &= ready <= 6.0 && peak <= 12.0;
+        let _ = write!(
+            detail,
+            " N={}: {ready:.1} KiB at Ready, {peak:.1} KiB at the peak, {:.1}x (naive: {}, {});",
+            o.n,
+            peak / ready.max(f64::MIN_POSITIVE),
+            kib(s.naive.operator_heap, s.naive.n),
+            kib(s.naive.peak_heap, s.naive.n),
+        );
+    }
+    println!(
+        "{} operator heap at most 6 KiB per object at Ready, its peak at most twice that (12 KiB):{detail}",
         verdict(ok)
     );
     ok

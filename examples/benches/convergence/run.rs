@@ -34,7 +34,8 @@ use super::{
         dbaas::{DbaasClient, DbaasServer, RunningDbaas},
         report::Report,
     },
-    measure::{PeakHeap, RequestCounter, Requests, live_heap},
+    heap::{OnWorld, PeakHeap, live_heap, world_side},
+    measure::{RequestCounter, Requests},
     naive,
     plot::DbaasSample,
 };
@@ -88,8 +89,8 @@ pub(crate) struct Outcome {
     pub(crate) dbaas_throttled: u64,
     /// Injected API errors that fired.
     pub(crate) faults_fired: u64,
-    /// Growth of the process heap at its peak during convergence: the operator's
-    /// caches and state, plus the server's stored children and status.
+    /// Growth of the operator's heap at its peak during convergence (not the world's:
+    /// see `heap.rs`).
     pub(crate) peak_heap: usize,
     /// The heap the converged operator held (freed when it stopped).
     pub(crate) operator_heap: usize,
@@ -126,7 +127,7 @@ impl Steady {
     }
 }
 
-/// The world one run happens in.
+/// The world one run happens in, all of it on the world's side of the heap.
 struct World {
     server: ApiServer,
     /// Uncounted: creates the Databases and watches them converge.
@@ -137,9 +138,15 @@ struct World {
 }
 
 impl World {
+    /// Builds the world, counting what it allocates on the world's side.
     async fn new(seed: u64) -> World {
+        world_side(World::build(seed)).await
+    }
+
+    async fn build(seed: u64) -> World {
         let server = ApiServer::builder().seed(seed).build();
-        let client = server.client();
+        let namespace = server.client().default_namespace().to_owned();
+        let client = Client::new(OnWorld(server.clone()), namespace);
         example::install_crd(&client)
             .await
             .unwrap_or_else(|e| panic!("installing the Database CRD failed: {e}"));
@@ -334,7 +341,7 @@ pub(crate) async fn run(
     health_failure_rate: f64,
 ) -> Outcome {
     let world = World::new(0xC0_4E46 + n as u64).await;
-    world.create(n).await;
+    world_side(world.create(n)).await;
     world.dbaas.faults().flaky_health(health_failure_rate);
     if error_rate > 0.0 {
         world
@@ -346,7 +353,7 @@ pub(crate) async fn run(
     let client = counter.client(&world.server);
 
     let baseline = live_heap();
-    let peak = PeakHeap::start(live_heap);
+    let peak = PeakHeap::start();
     let started = Instant::now();
     let running = Running::start(
         operator,
@@ -358,10 +365,13 @@ pub(crate) async fn run(
     // would need.
     let deadline = started + Duration::from_secs(60) + Duration::from_millis(250 * n as u64);
     let samples = std::sync::Mutex::new(Vec::new());
-    let ready_at = tokio::select! {
-        ready_at = world.ready(n, started, deadline) => ready_at,
-        () = world.sample_dbaas(started, &samples) => unreachable!("sampling never ends"),
-    };
+    let ready_at = world_side(async {
+        tokio::select! {
+            ready_at = world.ready(n, started, deadline) => ready_at,
+            () = world.sample_dbaas(started, &samples) => unreachable!("sampling never ends"),
+        }
+    })
+    .await;
     let mut dbaas_over_time = samples
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
