@@ -6,7 +6,7 @@ use futures_util::StreamExt as _;
 use kube::{
     Api, Client, Resource,
     core::ApiResource,
-    runtime::{Controller, watcher},
+    runtime::{Controller, WatchStreamExt as _, reflector, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -248,7 +248,7 @@ impl<M, K> Operator<M, K> {
             Some(shard) => shard.watcher_config(self.watcher),
             None => self.watcher,
         };
-        let mut controller = Controller::new(api, objects);
+        let mut controller = lean_controller(api, objects);
         if let Some(n) = layers.concurrency {
             controller = controller
                 .with_config(kube::runtime::controller::Config::default().concurrency(n.get()));
@@ -298,6 +298,22 @@ impl<M, K> Operator<M, K> {
             drop(shard);
         }
     }
+}
+
+/// A controller over the objects of `api` whose cache leaves out their managed fields: the
+/// engine never reads them, and as `serde_json` trees they were half of each object's heap.
+fn lean_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let objects = reflector(
+        writer,
+        watcher(api, config).modify(|obj: &mut K| obj.meta_mut().managed_fields = None),
+    )
+    .applied_objects();
+    Controller::for_stream(objects, store)
 }
 
 impl<M, K> OperatorBuilder<M, K> {

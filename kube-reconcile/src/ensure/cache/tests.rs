@@ -154,3 +154,35 @@ fn a_relist_replaces_the_cache_at_its_end_and_only_our_fields_are_kept() {
         .collect();
     assert_eq!(managers, ["ours"]);
 }
+
+#[test]
+fn a_child_is_kept_deflated_and_read_back_whole() {
+    let (cache, mut feed) = cache();
+    let mut settings = map("settings", "7");
+    settings.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/managed-by", "ours"),
+            ("app.kubernetes.io/instance", "db-1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    );
+    settings.data = serde_json::json!({ "data": {
+        "postgresql.conf": "max_connections = 100\nshared_buffers = 128MB\n".repeat(20),
+    }});
+    feed.on(watcher::Event::Apply(settings.clone()));
+    let objects = &cache.inner.kinds.read().unwrap()[0].objects;
+    let map = objects.map.read().unwrap();
+    let entry = &map[&(Some("ns".to_owned()), "settings".to_owned())];
+    assert_eq!(entry.len, serde_json::to_vec(&settings).unwrap().len());
+    assert!(
+        entry.deflated.len() * 4 < entry.len,
+        "{} bytes deflated from {}",
+        entry.deflated.len(),
+        entry.len
+    );
+    let Cached::Hit(Some(read)) = cache.get(&config_maps(), Some("ns"), "settings") else {
+        panic!("settings is cached")
+    };
+    assert_eq!(read, serde_json::to_value(&settings).unwrap());
+}
