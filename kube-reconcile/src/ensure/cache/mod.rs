@@ -299,6 +299,11 @@ impl ChildCache {
                 return Cached::Miss;
             }
             needs.remove(&key);
+            // A burst of writes (every object's children created at once) grows the map;
+            // it need not keep that size once the cache has caught up.
+            if needs.capacity() > 64 && needs.len() * 4 < needs.capacity() {
+                needs.shrink_to_fit();
+            }
         } else if cached.is_none() && self.inner.partial.load(Ordering::Relaxed) {
             // Another shard's child, say, whose owner just moved to us: ask the server.
             return Cached::Miss;
