@@ -34,13 +34,7 @@ pub mod standalone;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Secret, Service},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
     api::PostParams,
@@ -206,11 +200,6 @@ pub fn start_with(
         client.clone(),
     )
     .config(config)
-    // Children are read from watch caches, not by GET.
-    .cache::<ConfigMap>()
-    .cache::<Secret>()
-    .cache::<Service>()
-    .cache::<StatefulSet>()
     .rate_limit(rate_limit)
     .backoff(backoff)
     .leader(wiring.leader)

@@ -134,12 +134,12 @@ async fn until_labelled(maps: &Api<ConfigMap>, label: &str) {
 }
 
 both_tiers! {
+    /// The cache of a kind starts at the first read of one of its children.
     async fn children_are_read_from_the_cache_and_never_older_than_our_writes(cx: Tier) {
         cx.install_crd(&Shelf::crd()).await;
         let recorder = Recorder::new(&cx.client());
         let operator = Operator::builder(shelves(), recorder.client())
             .config(PhaseConfig::default().finalizer("test.kube-reconcile.dev/owner"))
-            .cache::<ConfigMap>()
             .build()
             .unwrap();
         let api: Api<Shelf> = cx.api();
@@ -174,9 +174,7 @@ both_tiers! {
         let ((), calls) = recorder.during(tokio::time::sleep(Duration::from_secs(1))).await;
         assert_eq!(calls.get(Verb::Get, "configmaps"), 0, "{calls}");
         assert_eq!(calls.writes(), 0, "{calls}");
-        let writes = recorder
-            .calls()
-            .get(Verb::Patch, "configmaps");
+        let writes = recorder.calls().get(Verb::Patch, "configmaps");
         assert_eq!(writes, 2, "one apply per label: {}", recorder.calls());
         controller.abort();
     }

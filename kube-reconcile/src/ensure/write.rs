@@ -78,7 +78,9 @@ pub(crate) fn to_json(obj: &DynamicObject, kind: &str, shown: &str) -> Result<Va
 
 impl Children {
     /// Reads the live object as JSON, if it exists: from the watch cache of its kind
-    /// when there is one that has seen our last write to it, else from the server.
+    /// when there is one that has seen our last write to it, else from the server. The
+    /// first read of a kind starts its cache, when the operator caches children, and
+    /// waits for its first list.
     pub(crate) async fn read(
         &self,
         location: &Location,
@@ -86,10 +88,11 @@ impl Children {
     ) -> Result<Option<Value>, EnsureError> {
         let shown = location.display(name);
         let namespace = location.namespace.as_deref();
-        if let Some(cache) = &self.cache
-            && let Cached::Hit(found) = cache.get(&location.resource, namespace, name)
-        {
-            return Ok(found);
+        if let Some(cache) = &self.cache {
+            cache.until_synced(&location.resource).await;
+            if let Cached::Hit(found) = cache.get(&location.resource, namespace, name) {
+                return Ok(found);
+            }
         }
         match location.api.get_opt(name).await {
             Ok(found) => {

@@ -41,7 +41,7 @@
 //! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
 //! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
 //! | `kube_reconcile_budget_rate` | gauge | `budget` | Calls a second a dependency's budget admits now, read at each scrape ([`Metrics::observe_dependency`]): an adaptive budget's estimate of the dependency's capacity. |
-//! | `kube_reconcile_cached_children` | gauge | `controller`, `kind` | Children the operator's watch caches hold ([`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache) with [`metrics`](crate::phase::OperatorBuilder::metrics)); a sharded operator's hold only its own shard's. |
+//! | `kube_reconcile_cached_children` | gauge | `controller`, `kind` | Children the operator's watch caches hold (an operator with [`metrics`](crate::phase::OperatorBuilder::metrics)); a sharded operator's hold only its own shard's. |
 //!
 //! Breakers move lazily: an open circuit whose open duration has passed reads `open`
 //! until the next call half-opens it. A [`MetricsOnly`](crate::middleware::circuit_breaker::State::MetricsOnly)

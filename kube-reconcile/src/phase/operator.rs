@@ -2,10 +2,9 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, stream::BoxStream};
 use kube::{
     Api, Client, Resource,
-    core::ApiResource,
     runtime::{Controller, WatchStreamExt as _, reflector, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -52,7 +51,6 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
 /// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
-/// | [`cache`](OperatorBuilder::cache) | none: children are read by GET |
 /// | [`concurrency`](OperatorBuilder::concurrency) | no bound (kube-runtime's default) |
 /// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
 ///
@@ -116,8 +114,6 @@ struct Layers {
     shard: Option<ShardHandle>,
     #[cfg(feature = "metrics")]
     metrics: Option<(crate::metrics::Metrics, Arc<str>)>,
-    /// Child kinds read from watch caches.
-    caches: Vec<ApiResource>,
     /// Reconciles at once (`None`: no bound, kube-runtime's default).
     concurrency: Option<std::num::NonZeroU16>,
 }
@@ -150,7 +146,6 @@ impl<M, K> Operator<M, K> {
                 shard: None,
                 #[cfg(feature = "metrics")]
                 metrics: None,
-                caches: Vec::new(),
                 concurrency: None,
             },
         }
@@ -190,11 +185,7 @@ impl<M, K> Operator<M, K> {
         Ctx: Send + Sync + 'static,
     {
         let mut layers = self.layers;
-        let caches = std::mem::take(&mut layers.caches);
         let selector = self.engine.children_selector();
-        if selector.is_none() && !caches.is_empty() {
-            tracing::warn!("children carry no labels: their kinds are not cached");
-        }
         let selector = match (&layers.shard, selector) {
             (Some(shard), Some((selector, manager))) => {
                 self.engine.cache().partial();
@@ -202,19 +193,12 @@ impl<M, K> Operator<M, K> {
             }
             (_, selector) => selector,
         };
-        let watches: Vec<_> = selector
-            .map(|(selector, manager)| {
-                caches
-                    .iter()
-                    .map(|resource| {
-                        self.engine
-                            .cache()
-                            .watch(self.client.clone(), resource, &selector, &manager)
-                            .boxed()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Each child kind is cached from the first read of one of its children.
+        let started = selector.map(|(selector, manager)| {
+            self.engine
+                .cache()
+                .start_on_first_read(self.client.clone(), selector, manager)
+        });
         // The cache sizes, exported after every change when there are metrics.
         #[cfg(feature = "metrics")]
         let report: Option<Box<dyn Fn() + Send>> =
@@ -269,14 +253,7 @@ impl<M, K> Operator<M, K> {
             .run_reconciler(reconciler, ctx)
             .for_each(|_| async {});
         // Never done by itself (not even with no kind to cache): the controller decides.
-        let caches = futures_util::stream::select_all(watches)
-            .chain(futures_util::stream::pending())
-            .for_each(move |()| {
-                if let Some(report) = &report {
-                    report();
-                }
-                std::future::ready(())
-            });
+        let caches = keep_caches(started, report);
         // The shard's tasks stop with its last handle: this one lives as long as the
         // controller, so an operator given the only handle keeps its membership.
         let shard = layers.shard.take();
@@ -296,6 +273,31 @@ impl<M, K> Operator<M, K> {
                 }
             }
             drop(shard);
+        }
+    }
+}
+
+/// Polls the children's caches, each one from when it is `started`, calling `report` after
+/// every change; never done by itself.
+async fn keep_caches(
+    mut started: Option<tokio::sync::mpsc::UnboundedReceiver<BoxStream<'static, ()>>>,
+    report: Option<Box<dyn Fn() + Send>>,
+) {
+    let mut watches = futures_util::stream::SelectAll::new();
+    loop {
+        tokio::select! {
+            Some(watch) = async {
+                match &mut started {
+                    Some(started) => started.recv().await,
+                    None => None,
+                }
+            } => watches.push(watch),
+            Some(()) = watches.next() => {
+                if let Some(report) = &report {
+                    report();
+                }
+            }
+            else => std::future::pending::<()>().await,
         }
     }
 }
@@ -347,33 +349,6 @@ impl<M, K> OperatorBuilder<M, K> {
     /// objects wait without running their handler.
     pub fn breaker(mut self, breaker: Breaker) -> Self {
         self.layers.breaker = Some(breaker);
-        self
-    }
-
-    /// Reads children of kind `C` from a watch cache instead of the API server.
-    ///
-    /// The operator watches, in every namespace, the objects of kind `C` that carry the
-    /// `app.kubernetes.io/managed-by` label of its field manager (every child it writes
-    /// does, unless [labels](crate::ensure::EnsureConfig::labels) are off; then this does
-    /// nothing). [`Step::ensure`](super::Step::ensure) and
-    /// [`Step::readiness`](super::Step::readiness) read such children from the cache,
-    /// never older than this process's own last write to them: after a write the child
-    /// is read from the server until the cache holds the version written (or a newer
-    /// one). Unchanged children then cost no request at all. The operator needs `list`
-    /// and `watch` on `C` in every namespace.
-    ///
-    /// A [sharded](Self::shard) operator's children carry their owner's shard label,
-    /// and the cache holds only this member's; a child it lacks is read from the
-    /// server. With [metrics](Self::metrics), `kube_reconcile_cached_children` counts
-    /// what the caches hold.
-    pub fn cache<C>(mut self) -> Self
-    where
-        C: Resource<DynamicType = ()>,
-    {
-        let resource = ApiResource::erase::<C>(&());
-        if !self.layers.caches.contains(&resource) {
-            self.layers.caches.push(resource);
-        }
         self
     }
 
@@ -473,10 +448,6 @@ impl fmt::Debug for Layers {
             .field("deferral_status", &self.deferral_status)
             .field("leader", &self.leader.is_some())
             .field("shard", &self.shard)
-            .field(
-                "caches",
-                &self.caches.iter().map(|r| &r.kind).collect::<Vec<_>>(),
-            )
             .finish_non_exhaustive()
     }
 }

@@ -63,9 +63,8 @@
 //! - Deleting a live member's Lease makes its objects move at once, up to one retry
 //!   period before the member notices and stops (as deleting a leader's Lease does).
 //! - With [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard), children
-//!   carry their owner's shard label too, and the child caches of
-//!   [`OperatorBuilder::cache`](crate::phase::OperatorBuilder::cache) watch only this
-//!   member's: each replica caches its own shard. A child the cache lacks is read from
+//!   carry their owner's shard label too, and the operator's caches of its children
+//!   watch only this member's: each replica caches its own shard. A child the cache lacks is read from
 //!   the server (it may be one whose owner just moved here), and the new owner relabels
 //!   it when it ensures it (one write per child, create-only children included). A child
 //!   that is ensured only in an early phase (a generated password written once) keeps the

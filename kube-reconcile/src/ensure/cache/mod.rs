@@ -1,7 +1,8 @@
 //! Cache-first reads of children: watch caches of the child kinds, and read-your-writes.
 //!
-//! A [`ChildCache`] holds one watch cache per registered child kind (a reflector over the
-//! children our field manager labels). `Children` reads a child from it instead of
+//! A [`ChildCache`] holds one watch cache per child kind (a reflector over the children our
+//! field manager labels), started when the operator starts or when a reconcile first reads
+//! a child of that kind. `Children` reads a child from it instead of
 //! sending a GET, unless the cache may be older than what this process last did to that
 //! child: after each write it remembers the `resourceVersion` the server answered with,
 //! and until the cache holds that version (or a newer one) the child is read by GET
@@ -23,7 +24,7 @@ use std::{
     },
 };
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, stream::BoxStream};
 use kube::{
     Api, Client,
     api::DynamicObject,
@@ -61,6 +62,16 @@ struct Inner {
     needs: Mutex<HashMap<Key, Need>>,
     /// The caches hold a part of our children (a shard's): a child they lack may exist.
     partial: AtomicBool,
+    /// Starts the cache of a kind the first time one of its children is read.
+    starter: Mutex<Option<Starter>>,
+}
+
+/// What a cache of a new kind watches, and where its watch goes to be polled.
+struct Starter {
+    client: Client,
+    selector: String,
+    manager: String,
+    watches: tokio::sync::mpsc::UnboundedSender<BoxStream<'static, ()>>,
 }
 
 struct Kind {
@@ -74,7 +85,21 @@ struct Objects {
     map: RwLock<HashMap<Name, Entry>>,
     /// Whether the first list is in.
     synced: AtomicBool,
+    /// Whether the watch failed before the first list was in (no RBAC for the kind, say):
+    /// reads do not wait for it.
+    failed: AtomicBool,
+    /// Wakes the reads waiting for the first list (or the failure).
+    settled: tokio::sync::Notify,
 }
+
+impl Objects {
+    fn is_settled(&self) -> bool {
+        self.synced.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// How long a read waits for a new kind's first list before it asks the server.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One cached child.
 struct Entry {
@@ -118,6 +143,7 @@ impl Feeder {
                         .unwrap_or_else(PoisonError::into_inner) = listing;
                 }
                 self.objects.synced.store(true, Ordering::Release);
+                self.objects.settled.notify_waiters();
             }
             watcher::Event::Apply(obj) => {
                 let (key, entry) = compact(&self.manager, obj);
@@ -210,23 +236,112 @@ impl ChildCache {
                 objects: objects.clone(),
             });
         let mut feeder = Feeder {
-            objects,
+            objects: objects.clone(),
             manager: manager.to_owned(),
             listing: None,
         };
         let api: Api<DynamicObject> = Api::all_with(client, resource);
         let config = watcher::Config::default().labels(selector);
         let kind = resource.kind.clone();
+        let mut warned = false;
         // Backed off: a watch the server refuses (no RBAC for the kind, say) is retried
         // slowly, and until the cache is synced every read goes to the server.
         watcher::watcher(api, config)
             .default_backoff()
             .map(move |event| match event {
                 Ok(event) => feeder.on(event),
-                Err(error) => {
-                    tracing::warn!(%kind, %error, "watching children for the cache failed; reading them from the server");
+                Err(error) if !warned => {
+                    warned = true;
+                    objects.failed.store(true, Ordering::Release);
+                    objects.settled.notify_waiters();
+                    tracing::warn!(%kind, %error, "watching children for the cache failed; reading them from the server (the operator needs list and watch on them in every namespace)");
                 }
+                Err(error) => tracing::debug!(%kind, %error, "watching children for the cache failed again"),
             })
+    }
+
+    /// From now on, the first read of a child of a kind not cached yet starts its cache
+    /// (as [`watch`](Self::watch) with `selector` and `manager`); the returned receiver
+    /// yields each new cache's stream, which keeps it up to date while it is polled.
+    pub(crate) fn start_on_first_read(
+        &self,
+        client: Client,
+        selector: String,
+        manager: String,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<BoxStream<'static, ()>> {
+        let (watches, started) = tokio::sync::mpsc::unbounded_channel();
+        *self
+            .inner
+            .starter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Starter {
+            client,
+            selector,
+            manager,
+            watches,
+        });
+        started
+    }
+
+    /// Waits until the cache of `resource`'s kind has its first list (at most
+    /// [`SYNC_WAIT`], and not at all if its watch failed), starting it if this is the
+    /// first read of the kind and [`start_on_first_read`](Self::start_on_first_read) said
+    /// how: controller-runtime's informers start the same way.
+    pub(crate) async fn until_synced(&self, resource: &ApiResource) {
+        if self.objects_of(resource).is_none() {
+            self.start(resource);
+        }
+        let Some(objects) = self.objects_of(resource) else {
+            return;
+        };
+        let settled = objects.settled.notified();
+        let mut settled = std::pin::pin!(settled);
+        // Registered before the check, so a list that ends in between still wakes us.
+        settled.as_mut().enable();
+        if !objects.is_settled() {
+            let _ = tokio::time::timeout(SYNC_WAIT, settled).await;
+        }
+    }
+
+    fn objects_of(&self, resource: &ApiResource) -> Option<Arc<Objects>> {
+        let gvk = gvk_of(resource);
+        self.inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|k| k.gvk == gvk)
+            .map(|k| k.objects.clone())
+    }
+
+    /// Starts the cache of `resource`'s kind, if there is a starter and no cache yet.
+    fn start(&self, resource: &ApiResource) {
+        let starter = self
+            .inner
+            .starter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(starter) = starter.as_ref() else {
+            return;
+        };
+        let gvk = gvk_of(resource);
+        let known = self
+            .inner
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|k| k.gvk == gvk);
+        if !known {
+            tracing::debug!(kind = %resource.kind, "caching children of a kind read for the first time");
+            let watch = self.watch(
+                starter.client.clone(),
+                resource,
+                &starter.selector,
+                &starter.manager,
+            );
+            let _ = starter.watches.send(watch.boxed());
+        }
     }
 
     /// Marks the caches as holding only some of our children (a shard's), so a child

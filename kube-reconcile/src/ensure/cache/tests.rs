@@ -186,3 +186,66 @@ fn a_child_is_kept_deflated_and_read_back_whole() {
     };
     assert_eq!(read, serde_json::to_value(&settings).unwrap());
 }
+
+/// A cache of config maps whose first list is not in yet.
+fn unsynced() -> (ChildCache, Feeder) {
+    let objects = Arc::new(Objects::default());
+    let cache = ChildCache::default();
+    cache.inner.kinds.write().unwrap().push(Kind {
+        gvk: gvk_of(&config_maps()),
+        objects: objects.clone(),
+    });
+    let feeder = Feeder {
+        objects,
+        manager: "ours".to_owned(),
+        listing: None,
+    };
+    (cache, feeder)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_waits_for_the_first_list_of_its_kind_and_no_longer() {
+    let (cache, mut feed) = unsynced();
+    let started = tokio::time::Instant::now();
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.until_synced(&config_maps()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "no list yet");
+    feed.on(watcher::Event::Init);
+    feed.on(watcher::Event::InitApply(map("a", "4")));
+    feed.on(watcher::Event::InitDone);
+    waiting.await.unwrap();
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(300));
+    assert_eq!(read(&cache, "a"), "4");
+    // Synced: no wait at all.
+    cache.until_synced(&config_maps()).await;
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_waits_at_most_the_sync_wait_and_not_for_a_failed_watch() {
+    let (cache, _feed) = unsynced();
+    let started = tokio::time::Instant::now();
+    cache.until_synced(&config_maps()).await;
+    assert_eq!(started.elapsed(), SYNC_WAIT, "then the server is asked");
+    assert_eq!(read(&cache, "a"), "server");
+    let objects = cache.objects_of(&config_maps()).unwrap();
+    objects.failed.store(true, Ordering::Release);
+    cache.until_synced(&config_maps()).await;
+    assert_eq!(
+        started.elapsed(),
+        SYNC_WAIT,
+        "a failed watch is not waited for"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_starter_a_kind_never_read_is_not_waited_for() {
+    let cache = ChildCache::default();
+    let started = tokio::time::Instant::now();
+    cache.until_synced(&config_maps()).await;
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+    assert_eq!(read(&cache, "a"), "server");
+}
