@@ -14,19 +14,25 @@ fn map(name: &str, version: &str) -> DynamicObject {
 
 /// A cache of config maps fed by hand, synced.
 fn cache() -> (ChildCache, Feeder) {
+    let (cache, mut feeder) = unsynced();
+    feeder.on(watcher::Event::Init);
+    feeder.on(watcher::Event::InitDone);
+    (cache, feeder)
+}
+
+/// A cache of config maps fed by hand, whose first list is not in yet.
+fn unsynced() -> (ChildCache, Feeder) {
     let objects = Arc::new(Objects::default());
     let cache = ChildCache::default();
     cache.inner.kinds.write().unwrap().push(Kind {
         gvk: gvk_of(&config_maps()),
         objects: objects.clone(),
     });
-    let mut feeder = Feeder {
+    let feeder = Feeder {
         objects,
         manager: "ours".to_owned(),
         listing: None,
     };
-    feeder.on(watcher::Event::Init);
-    feeder.on(watcher::Event::InitDone);
     (cache, feeder)
 }
 
@@ -185,22 +191,6 @@ fn a_child_is_kept_deflated_and_read_back_whole() {
         panic!("settings is cached")
     };
     assert_eq!(read, serde_json::to_value(&settings).unwrap());
-}
-
-/// A cache of config maps whose first list is not in yet.
-fn unsynced() -> (ChildCache, Feeder) {
-    let objects = Arc::new(Objects::default());
-    let cache = ChildCache::default();
-    cache.inner.kinds.write().unwrap().push(Kind {
-        gvk: gvk_of(&config_maps()),
-        objects: objects.clone(),
-    });
-    let feeder = Feeder {
-        objects,
-        manager: "ours".to_owned(),
-        listing: None,
-    };
-    (cache, feeder)
 }
 
 #[tokio::test(start_paused = true)]
