@@ -41,7 +41,6 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 use kube_reconcile::{
-    ensure::EnsureConfig,
     external::Dependency,
     leader::{LeaderElector, LeaderHandle, LeaseConfig},
     metrics::Metrics,
@@ -51,7 +50,7 @@ use kube_reconcile::{
         circuit_breaker::{Breaker, BreakerConfig},
         rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
     },
-    phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine},
+    phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine, Running},
     shard::{ShardConfig, ShardHandle},
 };
 use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
@@ -79,10 +78,8 @@ pub struct Operator {
     pub dbaas_budget: RateBudget,
     /// The phase engine (for the objects it holds paced in memory).
     pub engine: PhaseEngine<DatabaseMachine, Database>,
-    /// The controller task.
-    pub controller: tokio::task::JoinHandle<()>,
-    /// Tells the controller to stop taking work (graceful shutdown).
-    stop: tokio::sync::oneshot::Sender<()>,
+    /// The running controller.
+    pub controller: Running,
 }
 
 impl std::fmt::Debug for Operator {
@@ -90,24 +87,6 @@ impl std::fmt::Debug for Operator {
         f.debug_struct("Operator")
             .field("breaker", &self.breaker)
             .finish_non_exhaustive()
-    }
-}
-
-impl Operator {
-    /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
-    /// (then cuts them), and returns whether they all finished.
-    pub async fn shut_down(self, deadline: Duration) -> bool {
-        let _ = self.stop.send(());
-        let mut controller = self.controller;
-        if tokio::time::timeout(deadline, &mut controller)
-            .await
-            .is_ok()
-        {
-            true
-        } else {
-            controller.abort();
-            false
-        }
     }
 }
 
@@ -172,14 +151,10 @@ pub fn start_with(
         metrics.observe_dependency(&dbaas);
     }
     let ctx = Arc::new(operator::Ctx { dbaas });
+    // The controller's name is also the field manager its children are written under.
     let config = PhaseConfig::default()
         .finalizer(FINALIZER)
         .controller("database-operator")
-        .children(
-            EnsureConfig::default()
-                .field_manager("database-operator")
-                .part_of("database-operator"),
-        )
         .retry(
             BackoffConfig::operator()
                 .base(Duration::from_millis(500))
@@ -209,14 +184,7 @@ pub fn start_with(
     .build()?;
     let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(
-        operator
-            .shutdown_on(async move {
-                let _ = stopped.await;
-            })
-            .run(api.clone(), ctx),
-    );
+    let controller = operator.spawn(api.clone(), ctx);
     Ok(Operator {
         client,
         api,
@@ -226,7 +194,6 @@ pub fn start_with(
         dbaas_budget: budget,
         engine,
         controller,
-        stop,
     })
 }
 
@@ -317,7 +284,7 @@ async fn operate(
     ));
     scenario::stopped().await?;
     report.say("stopping: no new work; waiting for the reconciles in flight");
-    let finished = operator.shut_down(Duration::from_secs(30)).await;
+    let finished = operator.controller.shut_down(Duration::from_secs(30)).await;
     printer.abort();
     if let Some(kubeconfig) = kubeconfig {
         kubeconfig.remove()?;
@@ -405,7 +372,7 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
     }
     printer.abort();
     // Stops gracefully and hands the Lease over at once instead of letting it expire.
-    operator.shut_down(Duration::from_secs(5)).await;
+    operator.controller.shut_down(Duration::from_secs(5)).await;
     println!(
         "\n{}",
         if ok {

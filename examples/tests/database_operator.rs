@@ -278,9 +278,7 @@ both_tiers! {
         let ensure = kube_reconcile::ensure::Children::with_config(
             recorder.client(),
             db,
-            kube_reconcile::ensure::EnsureConfig::default()
-                .field_manager("database-operator")
-                .part_of("database-operator"),
+            kube_reconcile::ensure::EnsureConfig::default().field_manager("database-operator"),
         )
         .unwrap();
         for _ in 0..3 {

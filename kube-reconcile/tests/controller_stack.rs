@@ -107,7 +107,7 @@ async fn the_whole_stack_backs_off_gates_watch_events_and_times_out() {
     let breaker = Breaker::new("dependency");
     let reconciler = reconcile
         .with(TimeoutLayer::new(Duration::from_secs(10)))
-        .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
+        .with(CircuitBreakerLayer::from(breaker.clone()))
         .with(RateLimitLayer::per_object(Quota::per_second(
             NonZeroU32::new(50).unwrap(),
         )))
@@ -161,7 +161,7 @@ async fn an_open_breaker_defers_every_object_without_calling_the_reconciler() {
     let breaker = Breaker::new("dbaas");
     breaker.force_open();
     let ctx = Arc::new(Ctx::default());
-    let reconciler = reconcile.with(CircuitBreakerLayer::from_breaker(breaker.clone()));
+    let reconciler = reconcile.with(CircuitBreakerLayer::from(breaker.clone()));
     let controller = Controller::new(cms.clone(), watcher::Config::default())
         .run_reconciler(reconciler, Arc::clone(&ctx));
     tokio::spawn(controller.for_each(|_| async {}));

@@ -188,17 +188,17 @@ both_tiers! {
         tokio::time::timeout(Duration::from_secs(10), leader.leading())
             .await
             .expect("the only candidate leads");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let operator = Operator::builder(shelves(), cx.client())
-            .config(PhaseConfig::default().finalizer("test.kube-reconcile.dev/owner"))
+            .config(
+                PhaseConfig::default()
+                    .finalizer("test.kube-reconcile.dev/owner")
+                    .controller("shelf-operator"),
+            )
             .leader(Some(leader.clone()))
             .build()
-            .unwrap()
-            .shutdown_on(async move {
-                let _ = stopped.await;
-            });
+            .unwrap();
         let api: Api<Shelf> = cx.api();
-        let run = tokio::spawn(operator.run(api.clone(), Arc::new(())));
+        let running = operator.spawn(api.clone(), Arc::new(()));
         api.create(
             &PostParams::default(),
             &Shelf::new("s1", ShelfSpec { label: "one".into() }),
@@ -206,12 +206,23 @@ both_tiers! {
         .await
         .unwrap();
         until_labelled(&cx.api(), "one").await;
+        // The controller's name is the children's field manager too.
+        let child = cx.api::<ConfigMap>().get("s1-label").await.unwrap();
+        assert_eq!(
+            child.labels().get("app.kubernetes.io/managed-by").map(String::as_str),
+            Some("shelf-operator")
+        );
+        let managers: Vec<_> = child
+            .managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        assert!(managers.contains(&"shelf-operator"), "{managers:?}");
 
-        stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(15), run)
-            .await
-            .expect("run returns once the reconciles in flight finished")
-            .unwrap();
+        assert!(
+            running.shut_down(Duration::from_secs(15)).await,
+            "the reconciles in flight finished and the Lease was handed over in time"
+        );
         // Released, not left to expire: no holder, and this replica no longer leads.
         let held = cx.api::<Lease>().get("shelves").await.unwrap();
         let holder = held.spec.and_then(|s| s.holder_identity).unwrap_or_default();

@@ -323,12 +323,15 @@ impl Running {
 
     /// Stops the controller and waits until it has let go of everything it held.
     async fn stop(self) {
-        let task = match self {
-            Running::Ours { operator, .. } => operator.controller,
-            Running::Naive(naive) => naive.controller,
-        };
-        task.abort();
-        let _ = task.await;
+        match self {
+            Running::Ours { operator, .. } => {
+                operator.controller.shut_down(Duration::ZERO).await;
+            }
+            Running::Naive(naive) => {
+                naive.controller.abort();
+                let _ = naive.controller.await;
+            }
+        }
     }
 }
 

@@ -135,7 +135,7 @@
 //! [`DynamicObject`]: kube::core::DynamicObject
 
 mod cache;
-pub(crate) use self::{cache::ChildCache, child::MANAGED_BY};
+pub(crate) use self::{cache::ChildCache, child::MANAGED_BY, config::DEFAULT_FIELD_MANAGER};
 mod child;
 mod config;
 mod desired;
@@ -307,6 +307,7 @@ impl Children {
 
     /// The standard labels children get (when labels are on); labels the desired object
     /// sets itself take precedence.
+    #[doc(hidden)]
     pub fn standard_labels(&self) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::new();
         labels.insert(

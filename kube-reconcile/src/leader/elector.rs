@@ -52,6 +52,7 @@ impl LeaderElector {
     }
 
     /// A handle on this election; valid before and after the elector runs.
+    #[doc(hidden)]
     pub fn handle(&self) -> LeaderHandle {
         LeaderHandle {
             shared: Arc::clone(&self.shared),
@@ -75,6 +76,7 @@ impl LeaderElector {
     /// Dropping the future (or aborting its task) steps down at once without
     /// clearing the Lease: other candidates take over when it expires, as after a
     /// crash.
+    #[doc(hidden)]
     pub async fn run(self) {
         let LeaderElector {
             api,

@@ -71,7 +71,7 @@
 //! let dbaas = Breaker::new("dbaas");
 //! metrics.observe_breaker(&dbaas);
 //! let reconciler = reconcile
-//!     .with(CircuitBreakerLayer::from_breaker(dbaas))
+//!     .with(CircuitBreakerLayer::from(dbaas))
 //!     .with(metrics.layer("configmaps"));
 //! reconciler.call(Arc::new(ConfigMap::default()), Arc::new(())).await;
 //!

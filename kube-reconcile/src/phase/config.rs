@@ -17,7 +17,9 @@ use crate::{ensure::EnsureConfig, middleware::backoff::BackoffConfig};
 /// - tokio's clock
 /// - no [transition callbacks](PhaseConfig::on_transition)
 /// - children written by [`Step::ensure`](super::Step::ensure) with the default
-///   [`EnsureConfig`] (field manager `kube-reconcile`)
+///   [`EnsureConfig`], under the [controller name](PhaseConfig::controller) as their
+///   field manager (and `app.kubernetes.io/managed-by` label) unless
+///   [`EnsureConfig::field_manager`] names another
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct PhaseConfig {
@@ -52,7 +54,8 @@ impl PhaseConfig {
         self
     }
 
-    /// The controller name that events are reported under.
+    /// The controller name: events are reported under it, and children are written
+    /// under it as their field manager unless [`children`](Self::children) names another.
     pub fn controller(mut self, name: impl Into<String>) -> Self {
         self.controller = name.into();
         self

@@ -76,8 +76,13 @@ impl<M, K> PhaseEngine<M, K> {
     pub fn with_config(
         machine: M,
         client: Client,
-        config: PhaseConfig,
+        mut config: PhaseConfig,
     ) -> Result<Self, crate::ConfigError> {
+        // One name: the controller's children are written under its name unless their
+        // configuration names another field manager.
+        if config.children.get_field_manager() == crate::ensure::DEFAULT_FIELD_MANAGER {
+            config.children = config.children.field_manager(config.controller.clone());
+        }
         config.check()?;
         Ok(Self::build(machine, client, config))
     }

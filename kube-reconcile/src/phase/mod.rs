@@ -224,7 +224,7 @@ pub use self::deferral_status::DeferralStatusLayer;
 pub use self::engine::PhaseEngine;
 pub use self::error::PhaseError;
 pub use self::machine::{PhaseMachine, Step};
-pub use self::operator::{Operator, OperatorBuilder};
+pub use self::operator::{Operator, OperatorBuilder, Running};
 pub use self::status::{ErrorRecord, HasPhaseStatus, PhaseRecord, PhaseStatus, RetryStatus};
 pub(crate) use self::table::TableError;
 pub use self::table::{Transitions, TransitionsBuilder};

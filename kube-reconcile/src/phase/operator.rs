@@ -52,7 +52,7 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 /// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
 /// | [`concurrency`](OperatorBuilder::concurrency) | no bound (kube-runtime's default) |
-/// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends |
+/// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends (or [`Running::shut_down`] after [`spawn`](Operator::spawn)) |
 ///
 /// # Examples
 ///
@@ -172,6 +172,40 @@ impl<M, K> Operator<M, K> {
         self
     }
 
+    /// [`run`](Self::run) on a tokio task; the handle shuts it down gracefully with a
+    /// deadline. A [signal](Self::shutdown_on) set before still stops it too.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn` does).
+    pub fn spawn<Ctx>(mut self, api: Api<K>, ctx: Arc<Ctx>) -> Running
+    where
+        M: PhaseMachine<K, Ctx>,
+        K: Resource + HasPhaseStatus + Clone + Serialize + DeserializeOwned + fmt::Debug,
+        K: Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
+        Ctx: Send + Sync + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let earlier = self.shutdown.take();
+        let signal = async move {
+            // A dropped handle leaves the operator running.
+            let stopped = async move {
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match earlier {
+                Some(earlier) => {
+                    futures_util::future::select(earlier, std::pin::pin!(stopped)).await;
+                }
+                None => stopped.await,
+            }
+        };
+        let task = tokio::spawn(self.shutdown_on(signal).run(api, ctx));
+        Running { stop, task }
+    }
+
     /// Runs the controller over the objects of `api` with the handlers' context `ctx`,
     /// until the watch ends or the [shutdown signal](Self::shutdown_on) fired and the
     /// reconciles in flight finished. Failed reconciles are logged by the engine and
@@ -216,7 +250,7 @@ impl<M, K> Operator<M, K> {
         let reconciler = self
             .engine
             .with(TimeoutLayer::new(layers.timeout))
-            .with_optional(layers.breaker.map(CircuitBreakerLayer::from_breaker))
+            .with_optional(layers.breaker.map(CircuitBreakerLayer::from))
             .with_optional(layers.rate_limit)
             .with(layers.backoff)
             .with_optional(deferrals)
@@ -274,6 +308,39 @@ impl<M, K> Operator<M, K> {
             }
             drop(shard);
         }
+    }
+}
+
+/// An operator running on a tokio task, from [`Operator::spawn`]. Dropping the handle
+/// leaves the operator running, as dropping a `JoinHandle` leaves its task.
+#[derive(Debug)]
+#[must_use = "keep the handle to shut the operator down"]
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
+    /// and hands the Leases over (as [`Operator::shutdown_on`] does); returns whether all
+    /// of that finished in time. Reconciles still running at the deadline are cut; either
+    /// way the operator has let go of everything it held when this returns.
+    pub async fn shut_down(self, deadline: Duration) -> bool {
+        let Running { stop, mut task } = self;
+        let _ = stop.send(());
+        if tokio::time::timeout(deadline, &mut task).await.is_ok() {
+            true
+        } else {
+            task.abort();
+            let _ = task.await;
+            false
+        }
+    }
+
+    /// Stops the operator at once, reconciles in flight included, as a crash would: its
+    /// Leases are not released and expire.
+    pub fn abort(&self) {
+        self.task.abort();
     }
 }
 

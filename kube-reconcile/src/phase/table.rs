@@ -107,6 +107,7 @@ impl<P: Phase> Transitions<P> {
     }
 
     /// Whether a handler in `from` may move to `to`.
+    #[doc(hidden)]
     pub fn allows(&self, from: P, to: P) -> bool {
         to == self.failed || self.edges.contains(&(from, to))
     }

@@ -92,7 +92,7 @@ async fn a_breaker_shared_by_a_layer_and_a_dependency_closes_only_after_a_real_s
         });
     }
 
-    let reconciler = reconcile.with(CircuitBreakerLayer::from_breaker(breaker.clone()));
+    let reconciler = reconcile.with(CircuitBreakerLayer::from(breaker.clone()));
     let deps = Arc::new(Deps {
         dependency,
         up: up.clone(),
@@ -179,7 +179,7 @@ async fn deleting_under_a_tight_budget_waits_for_turns_without_failures_or_trips
         .build();
     let (engine, ctx) = engine(&client, dependency);
     let reconciler = engine
-        .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
+        .with(CircuitBreakerLayer::from(breaker.clone()))
         .with(BackoffLayer::operator());
     let api: Api<Bucket> = Api::namespaced(client.clone(), "default");
     let controller = tokio::spawn(

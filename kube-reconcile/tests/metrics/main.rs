@@ -214,7 +214,7 @@ async fn an_open_breaker_shows_in_its_state_and_in_the_deferrals() {
         .build()
         .expect("valid");
     let reconciler = reconcile
-        .with(CircuitBreakerLayer::from_breaker(breaker.clone()))
+        .with(CircuitBreakerLayer::from(breaker.clone()))
         .with(backoff)
         .with(metrics.layer("configmaps"));
     let controller = Controller::new(cms.clone(), watcher::Config::default())

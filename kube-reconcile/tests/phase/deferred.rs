@@ -8,7 +8,7 @@ use kube_reconcile::{
     conditions::Condition,
     middleware::{
         backoff::BackoffConfig,
-        circuit_breaker::CircuitBreakerLayer,
+        circuit_breaker::{Breaker, CircuitBreakerLayer},
         rate_limit::{Quota, RateLimitLayer},
     },
     phase::DeferralStatusLayer,
@@ -188,8 +188,8 @@ async fn failures_show_their_count_error_and_next_attempt_and_success_clears_the
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_shows_its_dependency_and_short_waits_show_nothing() {
     let env = env().await;
-    let breaker = CircuitBreakerLayer::new("billing");
-    let handle = breaker.breaker().clone();
+    let handle = Breaker::new("billing");
+    let breaker = CircuitBreakerLayer::from(handle.clone());
     let stack = env
         .engine
         .clone()

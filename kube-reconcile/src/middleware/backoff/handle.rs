@@ -81,6 +81,7 @@ pub(super) struct Shared<Key> {
 /// It remembers when the attempt started, so that a failure of an attempt that started
 /// while a delay was still pending does not raise the exponent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
 pub struct Attempt {
     /// When it started, or `None` if the key was not tracked then (which is earlier
     /// than any delay recorded since, and saves reading the clock).
@@ -101,6 +102,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// # Errors
     ///
     /// A [`ConfigError`](crate::ConfigError) if a value in `config` cannot work.
+    #[doc(hidden)]
     pub fn new(config: BackoffConfig) -> Result<Self, crate::ConfigError> {
         Ok(Self::from_resolved(config.resolve()?))
     }
@@ -129,6 +131,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// # Errors
     ///
     /// A [`Deferral`] with the remaining wait while `key` is backing off.
+    #[doc(hidden)]
     pub fn check<Q>(&self, key: &Q) -> Result<Attempt, Deferral>
     where
         Key: Borrow<Q>,
@@ -144,6 +147,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     }
 
     /// Records that an attempt for `key` succeeded: its state is reset.
+    #[doc(hidden)]
     pub fn record_success<Q>(&self, key: &Q)
     where
         Key: Borrow<Q>,
@@ -159,6 +163,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// while a delay was still pending; throttled ones wait at least their
     /// `retry_after` (up to the cap). A conflict waits the conflict delay and leaves the
     /// exponent alone. A terminal error forgets the key.
+    #[doc(hidden)]
     pub fn record_failure<Q>(
         &self,
         key: &Q,

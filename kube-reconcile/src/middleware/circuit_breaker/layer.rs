@@ -23,10 +23,10 @@ use super::{Breaker, CircuitBreaker};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dbaas = BreakerConfig::default().open_duration(Duration::from_secs(10)).build("dbaas")?;
-/// let reconciler = reconcile.with(CircuitBreakerLayer::from_breaker(dbaas.clone()));
+/// let reconciler = reconcile.with(CircuitBreakerLayer::from(dbaas.clone()));
 /// let health = dbaas.call(async { Ok::<_, ErrorClass>(()) }).await;
 /// assert!(health.is_ok());
-/// assert_eq!(reconciler.breaker().snapshot().calls, 1);
+/// assert_eq!(dbaas.snapshot().calls, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -38,23 +38,14 @@ impl CircuitBreakerLayer {
     /// A layer with a new breaker for `dependency` and the
     /// [default configuration](super::BreakerConfig#default).
     pub fn new(dependency: impl Into<Arc<str>>) -> Self {
-        Self::from_breaker(Breaker::new(dependency))
-    }
-
-    /// A layer that shares `breaker` (and its state) with everyone else holding it.
-    pub const fn from_breaker(breaker: Breaker) -> Self {
-        CircuitBreakerLayer { breaker }
-    }
-
-    /// The shared breaker, for introspection and manual control.
-    pub const fn breaker(&self) -> &Breaker {
-        &self.breaker
+        Self::from(Breaker::new(dependency))
     }
 }
 
+/// A layer that shares `breaker` (and its state) with everyone else holding it.
 impl From<Breaker> for CircuitBreakerLayer {
     fn from(breaker: Breaker) -> Self {
-        Self::from_breaker(breaker)
+        CircuitBreakerLayer { breaker }
     }
 }
 

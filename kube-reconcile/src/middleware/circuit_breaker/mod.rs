@@ -44,7 +44,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dbaas = BreakerConfig::default().consecutive_failures(3).build("dbaas")?;
-//! let reconciler = provision.with(CircuitBreakerLayer::from_breaker(dbaas.clone()));
+//! let reconciler = provision.with(CircuitBreakerLayer::from(dbaas.clone()));
 //! let (obj, ctx) = (Arc::new(ConfigMap::default()), Arc::new(()));
 //! for _ in 0..3 {
 //!     assert!(matches!(reconciler.call(obj.clone(), ctx.clone()).await, Outcome::Failed(_)));

@@ -74,6 +74,7 @@ impl RateLimitBuilder {
     }
 
     /// Each reconcile takes `weight` cells from every limit.
+    #[doc(hidden)]
     pub fn weight(self, weight: NonZeroU32) -> Self {
         RateLimitBuilder { weight, ..self }
     }

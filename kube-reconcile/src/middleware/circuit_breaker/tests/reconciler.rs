@@ -57,7 +57,7 @@ async fn open_breaker_defers_without_calling_the_inner_reconciler() {
         .open_duration_jitter(0.0)
         .build("dbaas")
         .unwrap();
-    let r = Scripted::new(failing).with(CircuitBreakerLayer::from_breaker(breaker.clone()));
+    let r = Scripted::new(failing).with(CircuitBreakerLayer::from(breaker.clone()));
     let (obj, ctx) = args();
     while breaker.state() == State::Closed {
         assert!(r.call(obj.clone(), ctx.clone()).await.is_failed());
