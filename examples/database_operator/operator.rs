@@ -88,14 +88,11 @@ impl ExternalDependency for DbaasClient {
     }
 }
 
-/// DBaaS instances are found by the idempotency key they were created with.
+/// DBaaS instances are found by the idempotency key they were created with
+/// (`dbaas-<uid>`).
 impl ExactlyOnce for DbaasClient {
     type Spec = InstanceSpec;
     type Resource = Instance;
-
-    fn key_prefix(&self) -> &'static str {
-        "db"
-    }
 
     async fn observe(&self, key: &IdempotencyKey) -> Result<Option<Instance>, DbaasError> {
         let found = self.find_by_key(key.as_str()).await?;
