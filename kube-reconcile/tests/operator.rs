@@ -230,3 +230,24 @@ both_tiers! {
         assert!(!leader.is_leader());
     }
 }
+
+both_tiers! {
+    /// The handle of a spawned operator is not its lifeline: dropped, the operator keeps
+    /// reconciling, as a dropped `JoinHandle` leaves its task.
+    async fn a_dropped_running_handle_leaves_the_operator_running(cx: Tier) {
+        cx.install_crd(&Shelf::crd()).await;
+        let operator = Operator::builder(shelves(), cx.client())
+            .config(PhaseConfig::default().finalizer("test.kube-reconcile.dev/owner"))
+            .build()
+            .unwrap();
+        let api: Api<Shelf> = cx.api();
+        drop(operator.spawn(api.clone(), Arc::new(())));
+        api.create(
+            &PostParams::default(),
+            &Shelf::new("s1", ShelfSpec { label: "one".into() }),
+        )
+        .await
+        .unwrap();
+        until_labelled(&cx.api(), "one").await;
+    }
+}
