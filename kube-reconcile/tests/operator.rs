@@ -112,6 +112,22 @@ fn shelves() -> Shelves {
     Shelves { table }
 }
 
+/// Creates the Shelf `s1` labelled `one` and waits until the operator wrote that label.
+async fn shelve_one(api: &Api<Shelf>, maps: &Api<ConfigMap>) {
+    api.create(
+        &PostParams::default(),
+        &Shelf::new(
+            "s1",
+            ShelfSpec {
+                label: "one".into(),
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    until_labelled(maps, "one").await;
+}
+
 /// Waits (at most 30 s) until the label ConfigMap of `s1` says `label`.
 async fn until_labelled(maps: &Api<ConfigMap>, label: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -199,13 +215,7 @@ both_tiers! {
             .unwrap();
         let api: Api<Shelf> = cx.api();
         let running = operator.spawn(api.clone(), Arc::new(()));
-        api.create(
-            &PostParams::default(),
-            &Shelf::new("s1", ShelfSpec { label: "one".into() }),
-        )
-        .await
-        .unwrap();
-        until_labelled(&cx.api(), "one").await;
+        shelve_one(&api, &cx.api()).await;
         // The controller's name is the children's field manager too.
         let child = cx.api::<ConfigMap>().get("s1-label").await.unwrap();
         assert_eq!(
@@ -242,12 +252,6 @@ both_tiers! {
             .unwrap();
         let api: Api<Shelf> = cx.api();
         drop(operator.spawn(api.clone(), Arc::new(())));
-        api.create(
-            &PostParams::default(),
-            &Shelf::new("s1", ShelfSpec { label: "one".into() }),
-        )
-        .await
-        .unwrap();
-        until_labelled(&cx.api(), "one").await;
+        shelve_one(&api, &cx.api()).await;
     }
 }

@@ -174,7 +174,15 @@ impl<M, K> Operator<M, K> {
         self.shutdown = Some(Box::pin(signal));
         self
     }
+}
 
+/// Running the operator: what its watch and its engine need of `K`.
+impl<M, K> Operator<M, K>
+where
+    K: Resource + HasPhaseStatus + Clone + Serialize + DeserializeOwned + fmt::Debug,
+    K: Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
+{
     /// [`run`](Self::run) on a tokio task; the handle shuts it down gracefully with a
     /// deadline. A [signal](Self::shutdown_on) set before still stops it too.
     ///
@@ -184,9 +192,6 @@ impl<M, K> Operator<M, K> {
     pub fn spawn<Ctx>(mut self, api: Api<K>, ctx: Arc<Ctx>) -> Running
     where
         M: PhaseMachine<K, Ctx>,
-        K: Resource + HasPhaseStatus + Clone + Serialize + DeserializeOwned + fmt::Debug,
-        K: Send + Sync + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
         Ctx: Send + Sync + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -216,9 +221,6 @@ impl<M, K> Operator<M, K> {
     pub fn run<Ctx>(self, api: Api<K>, ctx: Arc<Ctx>) -> impl Future<Output = ()> + Send
     where
         M: PhaseMachine<K, Ctx>,
-        K: Resource + HasPhaseStatus + Clone + Serialize + DeserializeOwned + fmt::Debug,
-        K: Send + Sync + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
         Ctx: Send + Sync + 'static,
     {
         let mut layers = self.layers;
