@@ -118,7 +118,13 @@ both_tiers! {
             stats.throttled,
         );
 
-        // Each replica owns a third, ±15 %.
+        // Each replica owns a third, ±15 % at 3,000 Databases. Hashing places each
+        // Database independently, so a share wanders by about sqrt(n·(1/3)·(2/3)): 2.6 %
+        // of a third at 3,000 but 5.8 % at the real tier's 600. Fewer Databases get the
+        // bound with the same confidence as ±15 % at 3,000, 15 % · sqrt(3,000 / n)
+        // (34 % at 600); a fixed ±15 % fails about one run in twenty at 600 (simulated
+        // over 400 random namespaces and identities), whatever the ring does.
+        let tolerance = 15.0 * (3_000.0 / f64::from(u32::try_from(n).unwrap())).sqrt().max(1.0);
         let mut shares: BTreeMap<String, usize> = BTreeMap::new();
         let mut identities: BTreeMap<String, String> = BTreeMap::new();
         for d in &list {
@@ -130,8 +136,9 @@ both_tiers! {
         eprintln!("{} tier: the Databases by replica: {shares:?}", cx.name());
         for (host, _, _) in &replicas {
             let share = shares.get(*host).copied().unwrap_or_default();
-            // |share - n/3| <= 15 % of n/3, in whole numbers.
-            assert!((300 * share).abs_diff(100 * n) <= 15 * n, "{host} owns {share} of {n}: {shares:?}");
+            // |share - n/3| <= tolerance % of n/3.
+            let off = 100.0 * (3.0 * f64::from(u32::try_from(share).unwrap()) / f64::from(u32::try_from(n).unwrap()) - 1.0);
+            assert!(off.abs() <= tolerance, "{host} owns {share} of {n} ({off:+.1} %, allowed ±{tolerance:.1} %): {shares:?}");
         }
         assert_eq!(shares.values().sum::<usize>(), n, "every Database has an owner: {shares:?}");
 
