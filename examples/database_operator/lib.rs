@@ -42,15 +42,14 @@ use kube::{
 };
 use kube_reconcile::{
     external::Dependency,
-    leader::{LeaderElector, LeaderHandle, LeaseConfig},
+    leader::{LeaderHandle, LeaseConfig},
     metrics::Metrics,
     middleware::{
         backoff::BackoffConfig,
-        backoff::BackoffHandle,
         circuit_breaker::{Breaker, BreakerConfig},
-        rate_limit::{Quota, RateBudget, RateLimitHandle, RateLimitLayer},
+        rate_limit::{Quota, RateBudget, RateLimitLayer},
     },
-    phase::{Operator as PhaseOperator, PhaseConfig, PhaseEngine, Running},
+    phase::{Operator as PhaseOperator, PhaseConfig, Running},
     shard::{ShardConfig, ShardHandle},
 };
 use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
@@ -70,14 +69,8 @@ pub struct Operator {
     pub api: Api<Database>,
     /// The DBaaS breaker, shared by every Database.
     pub breaker: Breaker,
-    /// The per-object backoff state of the reconciler's retries.
-    pub backoff: BackoffHandle,
-    /// The per-object rate limit of the reconciler.
-    pub rate_limit: RateLimitHandle,
     /// The DBaaS budget, shared by every Database.
     pub dbaas_budget: RateBudget,
-    /// The phase engine (for the objects it holds paced in memory).
-    pub engine: PhaseEngine<DatabaseMachine, Database>,
     /// The running controller.
     pub controller: Running,
 }
@@ -167,7 +160,6 @@ pub fn start_with(
         .base(Duration::from_millis(20))
         .cap(Duration::from_secs(20))
         .build()?;
-    let rate_limit_handle = rate_limit.handle();
     // The recommended stack: timeout, rate limit, backoff, a Deferred condition while
     // the middleware holds a Database back, and leader election and metrics if asked.
     let operator = PhaseOperator::builder(
@@ -182,17 +174,13 @@ pub fn start_with(
     .metrics(wiring.metrics, "databases")
     .concurrency(wiring.concurrency)
     .build()?;
-    let (engine, backoff_handle) = (operator.engine().clone(), operator.backoff());
     let api: Api<Database> = Api::namespaced(client.clone(), namespace);
     let controller = operator.spawn(api.clone(), ctx);
     Ok(Operator {
         client,
         api,
         breaker,
-        backoff: backoff_handle,
-        rate_limit: rate_limit_handle,
         dbaas_budget: budget,
-        engine,
         controller,
     })
 }
@@ -246,7 +234,7 @@ async fn wire(
     // started alongside wait and take over when it stops.
     if options.leader_elect {
         let lease = LeaseConfig::new(namespace.to_owned(), "database-operator");
-        let handle = LeaderElector::new(client.clone(), lease)?.spawn();
+        let handle = LeaderHandle::spawn(client.clone(), lease)?;
         report.say(&format!(
             "leader election on Lease {namespace}/database-operator as {}",
             handle.identity()

@@ -175,11 +175,10 @@ impl Report {
         for line in breaker.iter() {
             println!("  {line}");
         }
+        let tracked = operator.controller.tracked();
         println!(
             "\nPer-object state: {} Database(s) backing off, {} with a rate limit in use, {} with time paced for the DBaaS budget in memory",
-            operator.backoff.sweep(),
-            operator.rate_limit.sweep(),
-            operator.engine.paced_objects()
+            tracked.backing_off, tracked.rate_limited, tracked.paced
         );
         println!(
             "DBaaS budget: {:.0} calls a second now",

@@ -455,7 +455,7 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work() {
-    use kube_reconcile::leader::{LeaderElector, LeaseConfig};
+    use kube_reconcile::leader::{LeaderHandle, LeaseConfig};
     let cx = Tier::embedded("leader").await;
     let world = world(&cx).await;
     let lease = |id: &str| {
@@ -465,13 +465,9 @@ async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work
             .renew_deadline(Duration::from_secs(1))
             .retry_period(Duration::from_millis(200))
     };
-    let first = LeaderElector::new(world.client.clone(), lease("first"))
-        .unwrap()
-        .spawn();
-    let second = LeaderElector::new(world.client.clone(), lease("second"))
-        .unwrap()
-        .spawn();
-    let start = |leader: &kube_reconcile::leader::LeaderHandle| {
+    let first = LeaderHandle::spawn(world.client.clone(), lease("first")).unwrap();
+    let second = LeaderHandle::spawn(world.client.clone(), lease("second")).unwrap();
+    let start = |leader: &LeaderHandle| {
         let wiring = example::Wiring {
             leader: Some(leader.clone()),
             ..example::Wiring::default()

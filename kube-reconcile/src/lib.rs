@@ -120,7 +120,7 @@ pub use crate::error::{Classify, ConfigError, ErrorClass, HandlerError, Terminal
 #[doc(inline)]
 pub use crate::external::{Dependency, ExactlyOnce, ExternalDependency};
 #[doc(inline)]
-pub use crate::leader::{LeaderElector, LeaseConfig};
+pub use crate::leader::{LeaderHandle, LeaseConfig};
 #[doc(inline)]
 pub use crate::reconciler::{
     ControllerExt, DeferReason, Deferral, Either, ObjectKey, Outcome, Reconciler, ReconcilerExt,

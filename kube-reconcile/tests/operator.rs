@@ -1,7 +1,7 @@
 //! The recipe (`phase::Operator`) on both tiers: children read from the operator's watch
 //! caches (an unchanged child costs no request at all, and a child is never read from a
 //! cache older than the operator's own last write to it), and a graceful shutdown that
-//! hands the leader Lease over at once.
+//! hands the leader Lease over at once; what a running operator keeps per object.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -12,11 +12,12 @@ use kube::{
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::{
-    HandlerError, LeaderElector, LeaseConfig,
+    ErrorClass, HandlerError, LeaderHandle, LeaseConfig,
     ensure::Ensure,
+    middleware::rate_limit::{Quota, RateLimitLayer},
     phase::{
-        HasPhaseStatus, Operator, PhaseConfig, PhaseMachine, PhaseStatus, Step, Transition,
-        Transitions,
+        HasPhaseStatus, Operator, PhaseConfig, PhaseMachine, PhaseStatus, Step, Tracked,
+        Transition, Transitions,
     },
 };
 use kube_reconcile_test_support::{both_tiers, recorder::Recorder};
@@ -73,7 +74,8 @@ impl Ensure<Shelf> for Label {
     }
 }
 
-/// Ensures the label in every phase; Ready checks it every 100 ms.
+/// Ensures the label in every phase; Ready checks it every 100 ms. The label `fail`
+/// fails every pass, as a transient error.
 struct Shelves {
     table: Transitions<ShelfPhase>,
 }
@@ -92,6 +94,13 @@ impl PhaseMachine<Shelf, ()> for Shelves {
         owner: &Shelf,
         step: &Step<'_, ShelfPhase, ()>,
     ) -> Result<Transition<ShelfPhase>, HandlerError> {
+        if owner.spec.label == "fail" {
+            return Err(HandlerError::other(
+                ErrorClass::Transient,
+                "LabelRefused",
+                "the label `fail` fails",
+            ));
+        }
         step.ensure(owner, &Label).await?;
         Ok(match phase {
             ShelfPhase::Pending => Transition::to(ShelfPhase::Ready),
@@ -200,7 +209,7 @@ both_tiers! {
     async fn a_gracefully_stopped_operator_hands_its_lease_over_at_once(cx: Tier) {
         cx.install_crd(&Shelf::crd()).await;
         let lease = LeaseConfig::new(cx.namespace(), "shelves").identity("replica-a");
-        let leader = LeaderElector::new(cx.client(), lease).unwrap().spawn();
+        let leader = LeaderHandle::spawn(cx.client(), lease).unwrap();
         tokio::time::timeout(Duration::from_secs(10), leader.leading())
             .await
             .expect("the only candidate leads");
@@ -253,5 +262,51 @@ both_tiers! {
         let api: Api<Shelf> = cx.api();
         drop(operator.spawn(api.clone(), Arc::new(())));
         shelve_one(&api, &cx.api()).await;
+    }
+}
+
+both_tiers! {
+    /// `Running::tracked` counts an object while the backoff holds it, and every count
+    /// falls back to zero once it converged and its per-object rate limit refilled.
+    async fn running_tracked_counts_what_the_operator_holds_per_object(cx: Tier) {
+        cx.install_crd(&Shelf::crd()).await;
+        let per_object = Quota::per_second(std::num::NonZeroU32::new(50).unwrap());
+        let operator = Operator::builder(shelves(), cx.client())
+            .config(PhaseConfig::default().finalizer("test.kube-reconcile.dev/owner"))
+            .rate_limit(RateLimitLayer::per_object(per_object))
+            .build()
+            .unwrap();
+        let api: Api<Shelf> = cx.api();
+        let running = operator.spawn(api.clone(), Arc::new(()));
+        assert_eq!(running.tracked(), Tracked::default(), "no object seen yet");
+        api.create(
+            &PostParams::default(),
+            &Shelf::new("s1", ShelfSpec { label: "fail".into() }),
+        )
+        .await
+        .unwrap();
+        let until = |want: fn(&Tracked) -> bool, what: &'static str| {
+            let running = &running;
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let tracked = running.tracked();
+                    if want(&tracked) {
+                        return;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "never {what}: {tracked:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        until(|t| t.backing_off == 1, "one object backing off").await;
+        api.patch("s1", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "label": "one" } })))
+            .await
+            .unwrap();
+        until_labelled(&cx.api(), "one").await;
+        // Forgotten on success; the limit is full again 20 ms after a reconcile, and
+        // Ready reconciles every 100 ms.
+        until(|t| *t == Tracked::default(), "back to zero").await;
+        assert!(running.shut_down(Duration::from_secs(10)).await);
     }
 }

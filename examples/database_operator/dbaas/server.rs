@@ -18,7 +18,7 @@ use std::{
 
 use hyper::{header::HeaderValue, service::service_fn};
 use hyper_util::rt::TokioIo;
-use kube_reconcile::middleware::rate_limit::{Quota, RateLimiter};
+use kube_reconcile::middleware::rate_limit::{Quota, RateBudget};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
@@ -139,7 +139,7 @@ impl DbaasServerBuilder {
                 callers: BTreeMap::new(),
             }),
             faults: DbaasFaults::new(self.seed.rotate_left(32)),
-            limiter: RateLimiter::new(self.rate_limit),
+            limiter: RateBudget::new("dbaas-server", self.rate_limit),
         });
         let (stop, stopped) = watch::channel(false);
         let accept = tokio::spawn(accept(listener, shared.clone(), stopped));
@@ -276,7 +276,7 @@ struct Shared {
     authorization: HeaderValue,
     state: Mutex<State>,
     faults: DbaasFaults,
-    limiter: RateLimiter,
+    limiter: RateBudget,
 }
 
 #[derive(Debug)]

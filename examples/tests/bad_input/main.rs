@@ -294,7 +294,7 @@ async fn reconcile_and_check(
         .ok_or("no Ready condition")?;
     match problem {
         Some(problem) => {
-            if ready.status.as_str() == "True" && !claims_ready {
+            if ready.status == kube_reconcile::conditions::ConditionStatus::True && !claims_ready {
                 return Err(format!(
                     "Ready=True with an invalid spec ({problem}): {first:?}"
                 ));

@@ -201,26 +201,23 @@ pub(crate) async fn check_cleaned_up(
         assert!(finalizers.is_empty(), "seed {seed:#x}: {finalizers:?}");
     }
 
-    // Per-object middleware state back to zero:
+    // Per-object state back to zero:
     // - backoff: no object tracked. Its state is forgotten on success and on terminal
     //   errors, and each object's last reconcile (the one that removed the finalizer)
     //   succeeded; a sweep drops anything idle past its TTL.
     // - rate limit: no object tracked once a sweep forgets the limits that are full
     //   again; a per-object limit of 20/s refills within a second of the last reconcile.
+    // - the phase engine: no object held paced (deletion forgets it).
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let backoff = operator.backoff.sweep();
-        let rate_limited = operator.rate_limit.sweep();
-        if backoff == 0 && rate_limited == 0 {
+        let tracked = operator.controller.tracked();
+        if tracked == Tracked::default() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "seed {seed:#x}: per-object state left: backoff {:?}, rate limit {rate_limited} keys",
-            operator.backoff
+            "seed {seed:#x}: per-object state left: {tracked:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // - the phase engine: no object held paced (deletion forgets it).
-    assert_eq!(operator.engine.paced_objects(), 0, "seed {seed:#x}");
 }

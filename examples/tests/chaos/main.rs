@@ -29,7 +29,10 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use kube_reconcile::{middleware::rate_limit::Quota, phase::HasPhaseStatus};
+use kube_reconcile::{
+    middleware::rate_limit::Quota,
+    phase::{HasPhaseStatus, Tracked},
+};
 use kube_reconcile_testing::{ApiServer, Fault, Verb, WorkloadSimulator};
 use serde::de::DeserializeOwned;
 use serde_json::json;

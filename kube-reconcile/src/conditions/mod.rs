@@ -61,8 +61,9 @@ pub enum ConditionStatus {
 }
 
 impl ConditionStatus {
-    /// The string Kubernetes stores: `"True"`, `"False"` or `"Unknown"`.
-    pub const fn as_str(self) -> &'static str {
+    /// The string Kubernetes stores: `"True"`, `"False"` or `"Unknown"` (also its
+    /// `Display`).
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             ConditionStatus::True => "True",
             ConditionStatus::False => "False",

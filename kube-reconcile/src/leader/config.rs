@@ -41,7 +41,7 @@ use crate::clock::Clock;
 /// # let _ = config;
 /// ```
 ///
-/// [`LeaderElector::new`](super::LeaderElector::new) checks the values: the renew
+/// [`LeaderHandle::spawn`](super::LeaderHandle::spawn) checks the values: the renew
 /// deadline below the lease duration, the retry period below the renew deadline and
 /// not zero, a non-empty identity; it refuses others with a [`LeaderError`](super::LeaderError)
 /// naming the setting.

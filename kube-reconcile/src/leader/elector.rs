@@ -16,10 +16,10 @@ use crate::{clock::Nanos, rng::Rng};
 
 /// Contends for a `coordination.k8s.io/v1` Lease and keeps it while it can.
 ///
-/// Build it with [`LeaderElector::new`], take a [`LeaderHandle`] (for
-/// [`layer`](LeaderHandle::layer) and [`is_leader`](LeaderHandle::is_leader)), then
-/// drive it with [`spawn`](LeaderElector::spawn) or [`run`](LeaderElector::run). See
-/// the [module docs](super) for the protocol and its guarantees.
+/// Users start one with [`LeaderHandle::spawn`]; tests drive [`run`](LeaderElector::run)
+/// themselves, to cut it as a crash would. See the [module docs](super) for the protocol
+/// and its guarantees.
+#[doc(hidden)]
 pub struct LeaderElector {
     api: Api<Lease>,
     shared: Arc<Shared>,

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use tokio::sync::{oneshot, watch};
 
-use super::{LeaderError, layer::LeaderLayer, shared::Shared};
+use super::{LeaderError, LeaseConfig, layer::LeaderLayer, shared::Shared};
 
 /// The election as this candidate last saw it.
 ///
@@ -40,16 +40,28 @@ impl Leadership {
 
 /// The process's view of one election: leadership, changes, the layer, release.
 ///
-/// Cheap to clone; clones share state. Get one from [`LeaderElector::handle`] or
-/// [`LeaderElector::spawn`](super::LeaderElector::spawn).
-///
-/// [`LeaderElector::handle`]: super::LeaderElector::handle
+/// Cheap to clone; clones share state. [`LeaderHandle::spawn`] starts the election.
 #[derive(Clone)]
 pub struct LeaderHandle {
     pub(super) shared: Arc<Shared>,
 }
 
 impl LeaderHandle {
+    /// Starts contending for the Lease in `config` on a tokio task, talking to the API
+    /// server through `client`; the task runs until [`release`](Self::release).
+    ///
+    /// # Errors
+    ///
+    /// A [`LeaderError`] naming the setting when the timings do not nest or the identity
+    /// is empty.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn` does).
+    pub fn spawn(client: kube::Client, config: LeaseConfig) -> Result<LeaderHandle, LeaderError> {
+        Ok(super::LeaderElector::new(client, config)?.spawn())
+    }
+
     /// Whether this candidate leads now: the elector holds the lease and the renew
     /// deadline of the last successful renewal has not passed on the clock.
     pub fn is_leader(&self) -> bool {

@@ -16,15 +16,15 @@ use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 /// # use std::sync::Arc;
 /// # use k8s_openapi::api::core::v1::ConfigMap;
 /// # use kube::runtime::controller::Action;
-/// use kube_reconcile::{ReconcilerExt, leader::{LeaderElector, LeaseConfig}};
+/// use kube_reconcile::{ReconcilerExt, leader::{LeaderHandle, LeaseConfig}};
 /// use kube_reconcile_testing::ApiServer;
 /// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, kube::Error> { Ok(Action::await_change()) }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let client = ApiServer::new().client();
-/// let elector = LeaderElector::new(client, LeaseConfig::new("default", "my-operator")).unwrap();
-/// let reconciler = reconcile.with(elector.handle().layer());
+/// let leader = LeaderHandle::spawn(client, LeaseConfig::new("default", "my-operator")).unwrap();
+/// let reconciler = reconcile.with(leader.layer());
 /// # let _ = reconciler;
 /// # }
 /// ```

@@ -15,7 +15,7 @@
 //! use std::{sync::Arc, time::Duration};
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //! use kube::runtime::controller::Action;
-//! use kube_reconcile::{Outcome, Reconciler, ReconcilerExt, leader::{LeaderElector, LeaseConfig}};
+//! use kube_reconcile::{Outcome, Reconciler, ReconcilerExt, leader::{LeaderHandle, LeaseConfig}};
 //! # use kube_reconcile_testing::ApiServer;
 //! # let client = ApiServer::new().client();
 //!
@@ -23,9 +23,9 @@
 //!     Ok(Action::requeue(Duration::from_secs(300)))
 //! }
 //!
-//! let a = LeaderElector::new(client.clone(), LeaseConfig::new("default", "my-operator"))?.spawn();
+//! let a = LeaderHandle::spawn(client.clone(), LeaseConfig::new("default", "my-operator"))?;
 //! a.leading().await; // the Lease was free: `a` takes it at once
-//! let b = LeaderElector::new(client, LeaseConfig::new("default", "my-operator"))?.spawn();
+//! let b = LeaderHandle::spawn(client, LeaseConfig::new("default", "my-operator"))?;
 //!
 //! // Only the leader's reconciler runs; the follower's defers.
 //! let (on_a, on_b) = (reconcile.with(a.layer()), reconcile.with(b.layer()));
@@ -51,15 +51,14 @@
 //! # use k8s_openapi::api::core::v1::ConfigMap;
 //! # use kube::{Api, Client, runtime::{Controller, controller::Action, watcher}};
 //! # use kube_reconcile::{ControllerExt, ReconcilerExt, middleware::backoff::BackoffLayer};
-//! use kube_reconcile::leader::{LeaderElector, LeaseConfig};
+//! use kube_reconcile::leader::{LeaderHandle, LeaseConfig};
 //! # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, kube::Error> { Ok(Action::await_change()) }
 //! # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = std::env::var("POD_NAME")?; // plus something unique per process
-//! let leader = LeaderElector::new(
+//! let leader = LeaderHandle::spawn(
 //!     client.clone(),
 //!     LeaseConfig::new("operators", "my-operator").identity(identity),
-//! )?
-//! .spawn();
+//! )?;
 //! let reconciler = reconcile.with(BackoffLayer::operator()).with(leader.layer());
 //! Controller::new(Api::<ConfigMap>::all(client), watcher::Config::default())
 //!     .shutdown_on_signal()

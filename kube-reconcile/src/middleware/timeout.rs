@@ -89,16 +89,6 @@ pub enum TimeoutError<E> {
     },
 }
 
-impl<E> TimeoutError<E> {
-    /// The call's own error, if it failed before the deadline.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            TimeoutError::Reconcile(e) => Some(e),
-            TimeoutError::Elapsed { .. } => None,
-        }
-    }
-}
-
 impl<E: Classify> Classify for TimeoutError<E> {
     fn class(&self) -> ErrorClass {
         match self {

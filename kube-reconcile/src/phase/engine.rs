@@ -137,7 +137,9 @@ impl<M, K> PhaseEngine<M, K> {
     /// ([`Transition::paced`](super::Transition::paced)): those paced in the phase they
     /// are in. Zero once every object has left such a phase or was deleted through the
     /// engine's finalizer (an object whose finalizer was removed by hand keeps its few
-    /// bytes until the process ends).
+    /// bytes until the process ends). An operator's count is
+    /// [`Running::tracked`](super::Running::tracked).
+    #[doc(hidden)]
     pub fn paced_objects(&self) -> usize {
         self.inner.pacing.len()
     }

@@ -9,14 +9,17 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine};
+use super::{
+    HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine,
+    running::{Running, Tracked},
+};
 use crate::{
     ControllerExt, ReconcilerExt,
     leader::LeaderHandle,
     middleware::{
-        backoff::{BackoffHandle, BackoffLayer},
+        backoff::BackoffLayer,
         circuit_breaker::{Breaker, CircuitBreakerLayer},
-        rate_limit::RateLimitLayer,
+        rate_limit::{RateLimitHandle, RateLimitLayer},
         timeout::TimeoutLayer,
     },
     shard::ShardHandle,
@@ -154,16 +157,6 @@ impl<M, K> Operator<M, K> {
         }
     }
 
-    /// The engine (clones share it), for its state.
-    pub fn engine(&self) -> &PhaseEngine<M, K> {
-        &self.engine
-    }
-
-    /// The per-object backoff state: attempts and next attempt of each object.
-    pub fn backoff(&self) -> BackoffHandle {
-        self.layers.backoff.handle()
-    }
-
     /// Stops taking new work once `signal` completes and lets the reconciles in flight
     /// finish (kube-runtime's graceful shutdown), then releases the
     /// [leader](OperatorBuilder::leader) and [shard](OperatorBuilder::shard) Leases so
@@ -210,8 +203,15 @@ where
                 None => stopped.await,
             }
         };
+        let (engine, backoff) = (self.engine.clone(), self.layers.backoff.handle());
+        let rate_limit = self.layers.rate_limit.as_ref().map(RateLimitLayer::handle);
+        let tracked = move || Tracked {
+            backing_off: backoff.sweep(),
+            rate_limited: rate_limit.as_ref().map_or(0, RateLimitHandle::sweep),
+            paced: engine.paced_objects(),
+        };
         let task = tokio::spawn(self.shutdown_on(signal).run(api, ctx));
-        Running { stop, task }
+        Running::new(stop, task, Box::new(tracked))
     }
 
     /// Runs the controller over the objects of `api` with the handlers' context `ctx`,
@@ -314,39 +314,6 @@ where
     }
 }
 
-/// An operator running on a tokio task, from [`Operator::spawn`]. Dropping the handle
-/// leaves the operator running, as dropping a `JoinHandle` leaves its task.
-#[derive(Debug)]
-#[must_use = "keep the handle to shut the operator down"]
-pub struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
-    /// and hands the Leases over (as [`Operator::shutdown_on`] does); returns whether all
-    /// of that finished in time. Reconciles still running at the deadline are cut; either
-    /// way the operator has let go of everything it held when this returns.
-    pub async fn shut_down(self, deadline: Duration) -> bool {
-        let Running { stop, mut task } = self;
-        let _ = stop.send(());
-        if tokio::time::timeout(deadline, &mut task).await.is_ok() {
-            true
-        } else {
-            task.abort();
-            let _ = task.await;
-            false
-        }
-    }
-
-    /// Stops the operator at once, reconciles in flight included, as a crash would: its
-    /// Leases are not released and expire.
-    pub fn abort(&self) {
-        self.task.abort();
-    }
-}
-
 /// Polls the children's caches, each one from when it is `started`, calling `report` after
 /// every change; never done by itself.
 async fn keep_caches(
@@ -401,8 +368,7 @@ impl<M, K> OperatorBuilder<M, K> {
         self
     }
 
-    /// The per-object backoff (keep its [`handle`](BackoffLayer::handle) to look at
-    /// it, or use [`Operator::backoff`]).
+    /// The per-object backoff ([`Running::tracked`] counts the objects it holds).
     pub fn backoff(mut self, backoff: BackoffLayer) -> Self {
         self.layers.backoff = backoff;
         self

@@ -174,7 +174,7 @@ impl ShardHandle {
     }
 
     /// `shard.kube-reconcile.dev/<ring>=<identity>`: the objects this member owns.
-    pub fn label_selector(&self) -> String {
+    pub(crate) fn label_selector(&self) -> String {
         format!("{}={}", self.shared.config.shard_label(), self.identity())
     }
 
@@ -209,18 +209,23 @@ impl ShardHandle {
     }
 
     /// Waits until this member holds its Lease.
+    #[doc(hidden)] // For tests and benches.
     pub async fn joined(&self) {
         self.shared.member.leading().await;
     }
 
-    /// Objects this member handed over to another after a drain request.
+    /// Objects this member handed over to another after a drain request (exported as
+    /// `kube_reconcile_shard_handovers_total` by the operator's metrics).
+    #[doc(hidden)] // For tests; users read the metric.
     pub fn handed_over(&self) -> u64 {
         self.shared.handed_over.load(Ordering::Relaxed)
     }
 
     /// How many objects this member's controller holds, when it runs through
     /// [`OperatorBuilder::shard`](crate::phase::OperatorBuilder::shard) (`None` for a
-    /// controller wired by hand).
+    /// controller wired by hand). Exported as `kube_reconcile_shard_objects` by the
+    /// operator's metrics.
+    #[doc(hidden)] // For tests; users read the metric.
     pub fn owned(&self) -> Option<usize> {
         Some(self.shared.owned.load(Ordering::Relaxed)).filter(|n| *n != usize::MAX)
     }

@@ -60,14 +60,6 @@ pub enum BackoffError<E> {
 }
 
 impl<E> BackoffError<E> {
-    /// The call's own error, if the call was made.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            BackoffError::Failed { source, .. } => Some(source),
-            BackoffError::BackingOff { .. } => None,
-        }
-    }
-
     /// When the next attempt is due; `None` after a terminal error.
     #[cfg(test)]
     pub(crate) const fn retry_after(&self) -> Option<Duration> {

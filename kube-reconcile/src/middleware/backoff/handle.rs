@@ -281,6 +281,8 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// returns how many keys are left.
     ///
     /// Sweeps also run by themselves (at most once a minute, when a new key is tracked).
+    /// An operator's count is [`Running::tracked`](crate::phase::Running::tracked).
+    #[doc(hidden)]
     pub fn sweep(&self) -> usize {
         self.shared
             .store

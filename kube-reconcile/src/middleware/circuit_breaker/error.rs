@@ -38,16 +38,6 @@ pub enum BreakerError<E> {
     Inner(E),
 }
 
-impl<E> BreakerError<E> {
-    /// The call's own error, if it ran and failed.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            BreakerError::Inner(e) => Some(e),
-            BreakerError::Open { .. } => None,
-        }
-    }
-}
-
 /// An open breaker is the dependency saying "not now": [`ErrorClass::Throttled`] with
 /// the time to wait. A failed call keeps its own class.
 impl<E: Classify> Classify for BreakerError<E> {

@@ -351,7 +351,7 @@ mod tests {
             .await
             .expect_err("the call fails");
         assert_eq!(failed.class(), ErrorClass::Conflict);
-        assert!(matches!(failed.into_inner(), Some(ErrorClass::Conflict)));
+        assert!(matches!(failed, RateLimitError::Call(ErrorClass::Conflict)));
         assert_eq!(budget.capacity().remaining(), 0);
     }
 

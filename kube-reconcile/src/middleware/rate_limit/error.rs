@@ -81,16 +81,6 @@ pub enum RateLimitError<E> {
     Call(E),
 }
 
-impl<E> RateLimitError<E> {
-    /// The call's own error, if it was made and failed.
-    pub fn into_inner(self) -> Option<E> {
-        match self {
-            RateLimitError::Call(e) => Some(e),
-            RateLimitError::RateLimited { .. } => None,
-        }
-    }
-}
-
 /// A refusal is [`Throttled`](ErrorClass::Throttled) with its exact wait, so backoff
 /// honours it; a failed call keeps its own class.
 impl<E: Classify> Classify for RateLimitError<E> {

@@ -5,24 +5,13 @@ use std::{fmt, sync::Arc};
 use super::layer::{Limit, Shared};
 use crate::reconciler::ObjectKey;
 
-/// A view of a [`RateLimitLayer`](super::RateLimitLayer)'s limits, for status, metrics
-/// and tests.
+/// A view of a [`RateLimitLayer`](super::RateLimitLayer)'s limits, for the deferral
+/// status, metrics and [`Running::tracked`](crate::phase::Running::tracked).
 ///
 /// Limits are named as deferrals name them: `"global"`, `"object"` and each budget's
 /// name.
-///
-/// # Examples
-///
-/// ```
-/// use std::num::NonZeroU32;
-/// use kube_reconcile::middleware::rate_limit::{Quota, RateLimitLayer};
-///
-/// let layer = RateLimitLayer::per_object(Quota::per_second(NonZeroU32::new(5).unwrap()));
-/// let handle = layer.handle();
-/// assert_eq!(handle.sweep(), 0, "no object tracked");
-/// ```
 #[derive(Clone)]
-pub struct RateLimitHandle {
+pub(crate) struct RateLimitHandle {
     shared: Arc<Shared>,
 }
 
@@ -68,7 +57,7 @@ impl RateLimitHandle {
     /// Forgets objects whose limit is full again; returns how many are still tracked.
     ///
     /// Pruning also happens by itself as new objects arrive; this runs it now.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         self.per_object().map_or(0, super::KeyedLimiter::sweep)
     }
 

@@ -219,7 +219,7 @@ impl RateLimitLayer {
     }
 
     /// A handle to inspect the limits.
-    pub fn handle(&self) -> RateLimitHandle {
+    pub(crate) fn handle(&self) -> RateLimitHandle {
         RateLimitHandle::new(Arc::clone(&self.shared))
     }
 }

@@ -37,6 +37,7 @@ use crate::clock::{Clock, Nanos};
 /// assert!(limiter.check().is_ok());
 /// ```
 #[derive(Debug)]
+#[doc(hidden)] // Compared with governor's in the benches; users take a `RateBudget`.
 pub struct RateLimiter {
     quota: Quota,
     /// The emission interval in force, in nanoseconds: the quota's, unless an adaptive

@@ -67,13 +67,12 @@ pub use self::{
     budget::RateBudget,
     builder::RateLimitBuilder,
     error::{RateLimitError, RateLimited},
-    handle::RateLimitHandle,
     keyed_limiter::KeyedLimiter,
     layer::RateLimitLayer,
     limiter::RateLimiter,
     quota::Quota,
 };
-pub(crate) use self::{error::RateLimitConfigError, quota::QuotaError};
+pub(crate) use self::{error::RateLimitConfigError, handle::RateLimitHandle, quota::QuotaError};
 use crate::reconciler::{DeferReason, Deferral, Outcome, Reconciler};
 
 /// A reconciler that runs only when its rate limits have capacity, and defers otherwise.
