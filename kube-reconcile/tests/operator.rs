@@ -168,7 +168,7 @@ both_tiers! {
             .build()
             .unwrap();
         let api: Api<Shelf> = cx.api();
-        let controller = tokio::spawn(operator.run(api.clone(), Arc::new(())));
+        let controller = operator.spawn(api.clone(), Arc::new(()));
         api.create(
             &PostParams::default(),
             &Shelf::new("s1", ShelfSpec { label: "one".into() }),

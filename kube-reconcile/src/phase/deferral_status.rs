@@ -20,7 +20,7 @@ use super::{
 use crate::{
     clock::Clock,
     error::Classify,
-    middleware::backoff::BackoffHandle,
+    middleware::backoff::{BackoffHandle, BackoffLayer},
     reconciler::{DeferReason, ObjectKey, Outcome, Reconciler},
     wall_clock::WallClock,
 };
@@ -28,7 +28,8 @@ use crate::{
 /// Shows in each object's status why the middleware holds it back, and until when.
 ///
 /// Put it outside [`Backoff`](crate::middleware::backoff::Backoff) (the outermost layer
-/// that writes), and give it the backoff's handle so failures show their next attempt.
+/// that writes), and show it the backoff layer so failures show their next attempt.
+/// [`Operator`](super::Operator) wires it so by itself.
 ///
 /// # Examples
 ///
@@ -42,7 +43,7 @@ use crate::{
 /// # async fn main() {
 /// let client = ApiServer::new().client();
 /// let backoff = BackoffLayer::operator();
-/// let status = DeferralStatusLayer::new(client).backoff(backoff.handle());
+/// let status = DeferralStatusLayer::new(client).backoff(&backoff);
 /// // engine.with(RateLimitLayer::per_object(quota)).with(backoff).with(status)
 /// # let _ = (status, RateLimitLayer::per_object(Quota::per_second(std::num::NonZeroU32::MIN)));
 /// # }
@@ -88,15 +89,16 @@ impl DeferralStatusLayer {
         self
     }
 
-    /// The backoff whose failures to show (with their count and next attempt); its
-    /// clock becomes this layer's clock.
+    /// The backoff whose failures to show (with their count and next attempt), from any
+    /// reconciler it wraps; its clock becomes this layer's clock.
     ///
     /// # Default
     ///
     /// None: failures are not shown (the phase machine's `lastError` still records
     /// them); deferrals are.
     #[must_use]
-    pub fn backoff(self, handle: BackoffHandle) -> Self {
+    pub fn backoff(self, backoff: &BackoffLayer) -> Self {
+        let handle = backoff.handle();
         self.update(|s| {
             s.wall = WallClock::new(handle.clock().clone(), Timestamp::now());
             s.backoff = Some(handle);

@@ -1,6 +1,6 @@
 //! [`Operator`]: the recommended stack around a [`PhaseEngine`], wired in one place.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::{StreamExt as _, stream::BoxStream};
 use kube::{
@@ -24,8 +24,6 @@ use crate::{
     },
     shard::ShardHandle,
 };
-
-type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// Reconciles at once unless [`OperatorBuilder::concurrency`] says otherwise.
 const DEFAULT_CONCURRENCY: std::num::NonZeroU16 = std::num::NonZeroU16::new(64).unwrap();
@@ -58,7 +56,6 @@ const DEFAULT_CONCURRENCY: std::num::NonZeroU16 = std::num::NonZeroU16::new(64).
 /// | [`shard`](OperatorBuilder::shard) | none: every object is this replica's |
 /// | `metrics` (feature `metrics`) | none |
 /// | [`concurrency`](OperatorBuilder::concurrency) | 64 reconciles at once |
-/// | [`shutdown_on`](Operator::shutdown_on) | none: runs until the watch ends (or [`Running::shut_down`] after [`spawn`](Operator::spawn)) |
 ///
 /// # Examples
 ///
@@ -95,10 +92,9 @@ const DEFAULT_CONCURRENCY: std::num::NonZeroU16 = std::num::NonZeroU16::new(64).
 ///     .config(PhaseConfig::default().controller("cache-operator"))
 ///     .timeout(Duration::from_secs(20))
 ///     .build()?;
-/// operator
-///     .shutdown_on(async { tokio::signal::ctrl_c().await.unwrap_or_default() })
-///     .run(Api::<Cache>::all(client), Arc::new(()))
-///     .await;
+/// let running = operator.spawn(Api::<Cache>::all(client), Arc::new(()));
+/// tokio::signal::ctrl_c().await?;
+/// running.shut_down(Duration::from_secs(30)).await;
 /// # Ok(()) }
 /// ```
 pub struct Operator<M, K> {
@@ -106,7 +102,6 @@ pub struct Operator<M, K> {
     client: Client,
     layers: Layers,
     watcher: watcher::Config,
-    shutdown: Option<Shutdown>,
 }
 
 /// The layers around the engine, as the builder sets them.
@@ -156,17 +151,6 @@ impl<M, K> Operator<M, K> {
             },
         }
     }
-
-    /// Stops taking new work once `signal` completes and lets the reconciles in flight
-    /// finish (kube-runtime's graceful shutdown), then releases the
-    /// [leader](OperatorBuilder::leader) and [shard](OperatorBuilder::shard) Leases so
-    /// another replica takes over at once instead of after the lease duration; then
-    /// [`run`](Self::run) returns.
-    #[must_use]
-    pub fn shutdown_on(mut self, signal: impl Future<Output = ()> + Send + Sync + 'static) -> Self {
-        self.shutdown = Some(Box::pin(signal));
-        self
-    }
 }
 
 /// Running the operator: what its watch and its engine need of `K`.
@@ -176,31 +160,26 @@ where
     K: Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + fmt::Debug + Unpin,
 {
-    /// [`run`](Self::run) on a tokio task; the handle shuts it down gracefully with a
-    /// deadline. A [signal](Self::shutdown_on) set before still stops it too.
+    /// Runs the controller over the objects of `api`, with the handlers' context `ctx`,
+    /// on a tokio task, until [`Running::shut_down`]: it stops taking new work, lets the
+    /// reconciles in flight finish (kube-runtime's graceful shutdown) and releases the
+    /// [leader](OperatorBuilder::leader) and [shard](OperatorBuilder::shard) Leases, so
+    /// another replica takes over at once instead of after the lease duration. Failed
+    /// reconciles are logged by the engine and retried by the backoff.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime (as `tokio::spawn` does).
-    pub fn spawn<Ctx>(mut self, api: Api<K>, ctx: Arc<Ctx>) -> Running
+    pub fn spawn<Ctx>(self, api: Api<K>, ctx: Arc<Ctx>) -> Running
     where
         M: PhaseMachine<K, Ctx>,
         Ctx: Send + Sync + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let earlier = self.shutdown.take();
         let signal = async move {
             // A dropped handle leaves the operator running.
-            let stopped = async move {
-                if stopped.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            match earlier {
-                Some(earlier) => {
-                    futures_util::future::select(earlier, std::pin::pin!(stopped)).await;
-                }
-                None => stopped.await,
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
             }
         };
         let (engine, backoff) = (self.engine.clone(), self.layers.backoff.handle());
@@ -210,15 +189,18 @@ where
             rate_limited: rate_limit.as_ref().map_or(0, RateLimitHandle::sweep),
             paced: engine.paced_objects(),
         };
-        let task = tokio::spawn(self.shutdown_on(signal).run(api, ctx));
+        let task = tokio::spawn(self.run(api, ctx, signal));
         Running::new(stop, task, Box::new(tracked))
     }
 
-    /// Runs the controller over the objects of `api` with the handlers' context `ctx`,
-    /// until the watch ends or the [shutdown signal](Self::shutdown_on) fired and the
-    /// reconciles in flight finished. Failed reconciles are logged by the engine and
-    /// retried by the backoff; the stream's items are not returned.
-    pub fn run<Ctx>(self, api: Api<K>, ctx: Arc<Ctx>) -> impl Future<Output = ()> + Send
+    /// The controller until the watch ends, or `stop` fired and the reconciles in flight
+    /// finished and the Leases were handed over.
+    fn run<Ctx>(
+        self,
+        api: Api<K>,
+        ctx: Arc<Ctx>,
+        stop: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> impl Future<Output = ()> + Send
     where
         M: PhaseMachine<K, Ctx>,
         Ctx: Send + Sync + 'static,
@@ -248,10 +230,9 @@ where
             });
         #[cfg(not(feature = "metrics"))]
         let report: Option<Box<dyn Fn() + Send>> = None;
-        let backoff_handle = layers.backoff.handle();
         let deferrals = layers
             .deferral_status
-            .then(|| super::DeferralStatusLayer::new(self.client.clone()).backoff(backoff_handle));
+            .then(|| super::DeferralStatusLayer::new(self.client.clone()).backoff(&layers.backoff));
         let reconciler = self
             .engine
             .with(TimeoutLayer::new(layers.timeout))
@@ -279,12 +260,9 @@ where
             let store = controller.store();
             shard.count_with(move || store.len());
         }
-        // Stopped on a signal, the operator hands its Leases over at once, as
-        // controller-runtime's `LeaderElectionReleaseOnCancel` does.
-        let hand_over = self.shutdown.is_some();
-        if let Some(signal) = self.shutdown {
-            controller = controller.graceful_shutdown_on(signal);
-        }
+        // Stopped, the operator hands its Leases over at once, as controller-runtime's
+        // `LeaderElectionReleaseOnCancel` does.
+        controller = controller.graceful_shutdown_on(stop);
         let leader = layers.leader.clone();
         let controller = controller
             .run_reconciler(reconciler, ctx)
@@ -297,17 +275,15 @@ where
         async move {
             // The caches live as long as the controller; they never end by themselves.
             futures_util::future::select(std::pin::pin!(controller), std::pin::pin!(caches)).await;
-            if hand_over {
-                if let Some(leader) = leader
-                    && let Err(error) = leader.release().await
-                {
-                    tracing::warn!(%error, "the leader Lease was not released; it expires");
-                }
-                if let Some(shard) = &shard
-                    && let Err(error) = shard.release().await
-                {
-                    tracing::warn!(%error, "the shard membership was not released; it expires");
-                }
+            if let Some(leader) = leader
+                && let Err(error) = leader.release().await
+            {
+                tracing::warn!(%error, "the leader Lease was not released; it expires");
+            }
+            if let Some(shard) = &shard
+                && let Err(error) = shard.release().await
+            {
+                tracing::warn!(%error, "the shard membership was not released; it expires");
             }
             drop(shard);
         }
@@ -456,7 +432,6 @@ impl<M, K> OperatorBuilder<M, K> {
             client: self.client,
             layers: self.layers,
             watcher: watcher::Config::default(),
-            shutdown: None,
         })
     }
 }

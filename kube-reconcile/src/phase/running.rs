@@ -43,8 +43,8 @@ impl Running {
     }
 
     /// Stops taking new work, lets the reconciles in flight finish for up to `deadline`
-    /// and hands the Leases over (as [`Operator::shutdown_on`](super::Operator::shutdown_on)
-    /// does); returns whether all of that finished in time. Reconciles still running at
+    /// and hands the leader and shard Leases over; returns whether all of that finished
+    /// in time. Reconciles still running at
     /// the deadline are cut; either way the operator has let go of everything it held
     /// when this returns.
     pub async fn shut_down(self, deadline: Duration) -> bool {

@@ -14,6 +14,7 @@ use kube::Resource;
 /// name, new UID) starts with fresh state. An object without a UID (never stored by an
 /// API server) is identified by `namespace/name`.
 #[derive(Clone)]
+#[doc(hidden)] // The key of the per-object layers' state; users never name it.
 pub struct ObjectKey {
     uid: Box<str>,
     namespace: Option<Box<str>>,

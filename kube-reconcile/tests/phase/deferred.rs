@@ -124,7 +124,7 @@ async fn backoff_stack() -> (
         .jitter(kube_reconcile::middleware::backoff::Jitter::None)
         .build()
         .unwrap();
-    let status = DeferralStatusLayer::new(env.client()).backoff(backoff.handle());
+    let status = DeferralStatusLayer::new(env.client()).backoff(&backoff);
     let stack = env.engine.clone().with(backoff).with(status);
     (env, stack)
 }

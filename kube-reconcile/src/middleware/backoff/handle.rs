@@ -63,6 +63,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// assert_eq!(backoff.attempts("db-1"), 0);
 /// # Ok::<(), kube_reconcile::ConfigError>(())
 /// ```
+#[doc(hidden)] // Read by the deferral status, the benches and tests; users see `Running::tracked`.
 pub struct BackoffHandle<Key = ObjectKey> {
     pub(super) shared: Arc<Shared<Key>>,
 }

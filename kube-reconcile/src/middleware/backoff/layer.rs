@@ -68,6 +68,7 @@ impl BackoffLayer {
     }
 
     /// A handle on the per-object state of every reconciler this layer wraps.
+    #[doc(hidden)]
     pub fn handle(&self) -> BackoffHandle {
         self.handle.clone()
     }

@@ -22,13 +22,14 @@
 //! - **Early re-triggers do not escalate** (kubernetes#132805). If an attempt that started
 //!   before the pending delay was over fails, the exponent stays; only the delay is re-armed.
 //!
-//! State is kept only for failing objects, per [`ObjectKey`] (UID, so a recreated object
+//! State is kept only for failing objects, per object UID (so a recreated object
 //! starts fresh): 24 bytes beside the key, under 48 with the map's own overhead (see the
 //! `middleware` bench). The gate of an object that is not failing reads no clock and
 //! allocates nothing. State is forgotten on success and on terminal errors, and swept once idle
 //! for the configured TTL after its next attempt was due, so objects deleted while failing
-//! do not linger. [`BackoffHandle`] shows each object's
-//! [`next_attempt`](BackoffHandle::next_attempt).
+//! do not linger. [`DeferralStatusLayer`](crate::phase::DeferralStatusLayer) shows each
+//! failing object's count and next attempt in its status;
+//! [`Running::tracked`](crate::phase::Running::tracked) counts them.
 //!
 //! # Examples
 //!
@@ -94,8 +95,7 @@ pub use self::state::Jitter;
 
 /// A reconciler that backs off per object after failures.
 ///
-/// Build it with [`BackoffLayer`] (or [`Backoff::new`] with a [`BackoffHandle`]). See the
-/// [module docs](self) for the rules.
+/// Build it with [`BackoffLayer`]. See the [module docs](self) for the rules.
 ///
 /// # Guarantees
 ///
