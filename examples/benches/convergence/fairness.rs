@@ -3,7 +3,8 @@
 //! its share admits, against one DBaaS with a limit of its own. Each budget finds its
 //! share from the DBaaS's answers alone; the bench prints each one's rate and answered
 //! calls, and Jain's fairness index of the answered calls (1.0: equal shares; 1/3: one
-//! takes all).
+//! takes all). Run twice: with the DBaaS's rate-limit headers, which the budgets read as
+//! a congestion mark before any 429, and without, learning from 429s alone.
 
 use std::{
     num::NonZeroU32,
@@ -36,9 +37,12 @@ pub(crate) struct Fairness {
     pub(crate) rates: Vec<f64>,
     /// Calls each replica got answered (not refused) after the warm-up.
     pub(crate) answered: Vec<u64>,
-    /// Calls the DBaaS received, and refused with 429.
+    /// Calls the DBaaS received, and refused with 429, over the whole run.
     pub(crate) calls: u64,
     pub(crate) throttled: u64,
+    /// The same after the warm-up (the slow start left out).
+    pub(crate) calls_after_warm_up: u64,
+    pub(crate) throttled_after_warm_up: u64,
 }
 
 impl Fairness {
@@ -46,6 +50,12 @@ impl Fairness {
     #[allow(clippy::cast_precision_loss, reason = "call counts far below 2^52")]
     pub(crate) fn throttled_percent(&self) -> f64 {
         100.0 * self.throttled as f64 / self.calls.max(1) as f64
+    }
+
+    /// The same after the warm-up.
+    #[allow(clippy::cast_precision_loss, reason = "call counts far below 2^52")]
+    pub(crate) fn throttled_percent_after_warm_up(&self) -> f64 {
+        100.0 * self.throttled_after_warm_up as f64 / self.calls_after_warm_up.max(1) as f64
     }
 
     /// Jain's index of `values`: (Σx)² / (n·Σx²).
@@ -61,10 +71,12 @@ impl Fairness {
     }
 }
 
-/// Runs the three budgets against one DBaaS for [`RUN`].
-pub(crate) async fn run() -> Fairness {
+/// Runs the three budgets against one DBaaS for [`RUN`]; the DBaaS sends its rate-limit
+/// headers if `headers`.
+pub(crate) async fn run(headers: bool) -> Fairness {
     let dbaas = DbaasServer::builder()
         .rate_limit(Quota::per_second(NonZeroU32::new(LIMIT).expect("non-zero")))
+        .rate_limit_headers(headers)
         .seed(7)
         .start()
         .await
@@ -86,10 +98,12 @@ pub(crate) async fn run() -> Fairness {
     }
     let mut sums = [0.0; REPLICAS];
     let mut samples = 0_u32;
+    let mut at_warm_up = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while started.elapsed() < RUN {
         tick.tick().await;
         if started.elapsed() >= WARM_UP {
+            at_warm_up.get_or_insert_with(|| dbaas.stats());
             for (sum, (budget, _, _)) in sums.iter_mut().zip(&replicas) {
                 *sum += budget.rate();
             }
@@ -97,6 +111,7 @@ pub(crate) async fn run() -> Fairness {
         }
     }
     let stats = dbaas.stats();
+    let warm = at_warm_up.unwrap_or_default();
     let mut answered = Vec::new();
     for (_, count, callers) in replicas {
         for caller in callers {
@@ -109,6 +124,8 @@ pub(crate) async fn run() -> Fairness {
         answered,
         calls: stats.total_calls(),
         throttled: stats.throttled,
+        calls_after_warm_up: stats.total_calls() - warm.total_calls(),
+        throttled_after_warm_up: stats.throttled - warm.throttled,
     }
 }
 

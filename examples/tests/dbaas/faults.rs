@@ -240,3 +240,57 @@ async fn a_stopped_service_refuses_connections_which_are_transient() {
     assert!(matches!(refused, DbaasError::Connect(_)), "{refused:?}");
     assert_eq!(refused.class(), ErrorClass::Transient);
 }
+
+#[tokio::test]
+async fn the_rate_limit_headers_slow_an_adaptive_budget_before_any_429() {
+    use kube_reconcile::{external::Dependency, middleware::rate_limit::RateBudget};
+    // Twenty calls a minute, so the count left does not refill during the test.
+    let twenty_a_minute = Quota::per_minute(NonZeroU32::new(20).expect("not zero"));
+    let (server, client) = start(fast().rate_limit(twenty_a_minute)).await;
+    let response = raw(
+        &server,
+        "GET /v1/instances HTTP/1.1\r\nhost: dbaas\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(
+        response.contains("\r\nratelimit-policy: \"instances\";q=20\r\n")
+            && response.contains("\r\nratelimit: \"instances\";r=19;t=3\r\n"),
+        "{response}"
+    );
+    // Eight more straight to the DBaaS leave eleven of twenty.
+    for i in 0..8 {
+        client
+            .find_by_key(&format!("k{i}"))
+            .await
+            .expect("within the limit");
+    }
+    let budget = RateBudget::adaptive(
+        "dbaas",
+        Quota::per_second(NonZeroU32::new(500).expect("not zero")),
+    );
+    let dbaas = Dependency::builder(client).budget(budget.clone()).build();
+    let start = budget.rate();
+    // Ten left, half: nothing to act on.
+    dbaas
+        .call(|c| c.find_by_key("a"))
+        .await
+        .expect("within the limit");
+    assert!(
+        (budget.rate() - start).abs() < 1e-9,
+        "{} of {start}",
+        budget.rate()
+    );
+    // Nine left, under half, and refilled only in 33 s: the budget halves its rate with
+    // no call refused.
+    dbaas
+        .call(|c| c.find_by_key("b"))
+        .await
+        .expect("within the limit");
+    assert!(
+        (budget.rate() - start / 2.0).abs() < 1e-9,
+        "{} of {start}",
+        budget.rate()
+    );
+    assert_eq!(server.stats().throttled, 0);
+}

@@ -16,6 +16,12 @@ use super::{health::Health, key::IdempotencyKey};
 /// condition `<Name>Available`, and per-call accounting. Handlers call the system only
 /// through the handle.
 ///
+/// A client whose answers carry rate-limit headers (`RateLimit`, `X-RateLimit-Remaining`,
+/// ...) passes them on with one line where it reads an answer,
+/// `if let Some(hint) = RateLimitHint::from_headers(&headers) { hint.report() }`, and an
+/// [adaptive budget](crate::middleware::rate_limit::RateBudget::adaptive) slows down
+/// before the system refuses anything ([`RateLimitHint`](super::RateLimitHint)).
+///
 /// # Examples
 ///
 /// ```

@@ -53,7 +53,8 @@ impl Pass<'_> {
         self.permit.is_probe()
     }
 
-    /// Runs `call` and records its result; see [`record`](Pass::record).
+    /// Runs `call` and records its result (see [`record`](Pass::record)), and the
+    /// [hint](super::RateLimitHint) the client reported from its answer, if any.
     ///
     /// # Errors
     ///
@@ -63,8 +64,14 @@ impl Pass<'_> {
         F: Future<Output = Result<T, E>>,
         E: Classify,
     {
-        let result = call.await;
+        let (result, hint) = super::hint::collect(call).await;
+        let gate = self.dependency;
         self.record(&result);
+        // The answer said the dependency is nearly out of calls: slow down now rather
+        // than after its refusals.
+        if let (Some(hint), Some(budget)) = (hint, gate.budget()) {
+            budget.hinted(hint);
+        }
         result
     }
 

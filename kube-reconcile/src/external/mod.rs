@@ -160,6 +160,7 @@ mod exactly_once;
 mod gate;
 mod handle;
 mod health;
+mod hint;
 mod key;
 mod outcome;
 mod unavailable;
@@ -172,6 +173,7 @@ pub use self::{
     error::ExternalError,
     handle::Dependency,
     health::Health,
+    hint::RateLimitHint,
     key::IdempotencyKey,
     outcome::{Deletion, Provisioned},
     unavailable::{Unavailable, UnavailableReason},

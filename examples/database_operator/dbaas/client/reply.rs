@@ -6,6 +6,8 @@ use bytes::Bytes;
 use hyper::{HeaderMap, StatusCode, header::RETRY_AFTER};
 use tokio::task::JoinHandle;
 
+use kube_reconcile::external::RateLimitHint;
+
 use super::{super::api::ApiError, DbaasError};
 
 /// An answer, not yet judged.
@@ -18,6 +20,10 @@ pub(super) struct Reply {
 impl Reply {
     /// The body of a 2xx answer, or the error any other status stands for.
     pub(super) fn ok(self) -> Result<Bytes, DbaasError> {
+        // How much of its budget the DBaaS says is left, for ours to slow down before a 429.
+        if let Some(hint) = RateLimitHint::from_headers(&self.headers) {
+            hint.report();
+        }
         let status = self.status;
         if status.is_success() {
             return Ok(self.body);

@@ -56,7 +56,23 @@ pub(super) async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply
         .and_then(|agent| agent.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let reply = answer(shared, endpoint, id.as_deref(), request, &caller).await;
+    let mut reply = answer(shared, endpoint, id.as_deref(), request, &caller).await;
+    if shared.rate_limit_headers && !endpoint.is_health() {
+        let (remaining, burst, full_in) = shared.limiter.remaining();
+        // Whole seconds, rounded up, until the budget is full again.
+        let reset = full_in.as_secs() + u64::from(full_in.subsec_nanos() > 0);
+        for (name, value) in [
+            ("ratelimit-policy", format!("\"instances\";q={burst}")),
+            (
+                "ratelimit",
+                format!("\"instances\";r={remaining};t={reset}"),
+            ),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                reply.headers_mut().insert(name, value);
+            }
+        }
+    }
     let status = reply.status();
     if status.is_server_error() {
         shared.lock().stats.server_errors += 1;

@@ -249,3 +249,49 @@ async fn with_a_budget_429s_slow_the_budget_and_never_open_the_breaker() {
     }
     assert_eq!(alone.breaker().state(), State::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_says_the_limit_is_running_out_slows_the_budget_before_any_429() {
+    let budget = RateBudget::adaptive("dbaas", Quota::per_second(nz(1000)));
+    let dbaas = Gate::builder("dbaas").budget(budget.clone()).build();
+    let answer = |left: u64| async move {
+        crate::external::RateLimitHint::new(left, Some(100), None).report();
+        Ok::<_, ErrorClass>(())
+    };
+    let gate = &dbaas;
+    let call = |left| async move {
+        let Admission::Ready(pass) = gate.admit().await else {
+            panic!("the budget has cells")
+        };
+        pass.call(answer(left)).await.unwrap();
+    };
+    let start = budget.rate();
+    // Half or more left: nothing to act on.
+    call(50).await;
+    assert!(
+        (budget.rate() - start).abs() < 1e-9,
+        "{} of {start}",
+        budget.rate()
+    );
+    // Less than half: the cut a 429 would make (the slow start ends at half).
+    call(49).await;
+    assert!(
+        (budget.rate() - start / 2.0).abs() < 1e-9,
+        "{} of {start}",
+        budget.rate()
+    );
+    // Marks in the second after a cut answer calls sent at the old rate.
+    call(0).await;
+    assert!(
+        (budget.rate() - start / 2.0).abs() < 1e-9,
+        "{} of {start}",
+        budget.rate()
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    call(0).await;
+    assert!(
+        (budget.rate() - start * 0.35).abs() < 1e-6,
+        "{} of {start}",
+        budget.rate()
+    );
+}

@@ -4,8 +4,10 @@
 //! - **Slow start**: while every call goes through and callers are waiting for cells, the
 //!   rate doubles every half second, from a sixteenth of the ceiling.
 //! - **Multiplicative decrease**: a call refused for load (a 429, [`Throttled`]) cuts the
-//!   rate, to half when it ends the slow start, else to 70 %. Refusals in the second that
-//!   follows a cut answer calls sent at the old rate and cut nothing more.
+//!   rate, to half when it ends the slow start, else to 70 %. So does an answer whose
+//!   [rate-limit hint](crate::external::RateLimitHint) says the dependency is running
+//!   out, as an ECN mark does for TCP: the cut comes before any refusal. Refusals and marks in the second that follows a cut answer calls sent at
+//!   the old rate and cut nothing more.
 //! - **Additive increase**: after a cut the rate climbs by a hundredth of the ceiling
 //!   every second (at least one call a second, every second), probing past where it was
 //!   refused until the next refusal.

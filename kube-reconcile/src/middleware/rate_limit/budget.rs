@@ -83,7 +83,10 @@ impl RateBudget {
     /// other. The burst is the ceiling's, at most 10 calls.
     ///
     /// It learns from the calls a [`Dependency`](crate::external::Dependency) makes
-    /// through it; [`rate`](Self::rate) says where it is.
+    /// through it; [`rate`](Self::rate) says where it is. A client that reports the
+    /// rate-limit headers of its answers ([`RateLimitHint`](crate::external::RateLimitHint))
+    /// lets it slow down when the dependency says it is nearly out of calls, before it
+    /// refuses any.
     ///
     /// # Examples
     ///
@@ -133,6 +136,15 @@ impl RateBudget {
     /// Tells an adaptive budget that the dependency refused a call for load.
     pub(crate) fn throttled(&self) {
         self.adapt(Aimd::throttled);
+    }
+
+    /// Tells an adaptive budget what the dependency said of its limit in an answer
+    /// ([`RateLimitHint`](crate::external::RateLimitHint)): running out at this budget's
+    /// rate, it makes the cut of a refusal before any call is refused.
+    pub(crate) fn hinted(&self, hint: crate::external::RateLimitHint) {
+        if self.inner.adaptive.is_some() && hint.is_congested(self.rate()) {
+            self.adapt(Aimd::throttled);
+        }
     }
 
     fn adapt(&self, event: impl FnOnce(&mut Aimd, Nanos) -> f64) {

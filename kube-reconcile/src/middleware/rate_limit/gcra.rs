@@ -107,18 +107,31 @@ impl Gcra {
         nanos(next.saturating_sub(u128::from(now) + u128::from(quota.window())))
     }
 
-    /// The cell's free capacity at `now`.
-    #[cfg(test)]
-    pub(super) fn capacity(&self, quota: &Quota, now: Nanos) -> Capacity {
+    /// Cells that would be admitted at `now`, back to back.
+    pub(super) fn remaining(&self, quota: &Quota, now: Nanos) -> u32 {
         let tat = self.tat.load(Ordering::Acquire);
         let free =
             (now.as_raw().saturating_add(quota.window())).saturating_sub(tat.max(now.as_raw()));
-        let remaining = u32::try_from(free / quota.interval_nanos())
+        u32::try_from(free / quota.interval_nanos())
             .unwrap_or(u32::MAX)
-            .min(quota.max_burst().get());
+            .min(quota.max_burst().get())
+    }
+
+    /// How long until the cell is full again at `now` (zero if it is).
+    pub(super) fn full_in(&self, now: Nanos) -> Duration {
+        Duration::from_nanos(
+            self.tat
+                .load(Ordering::Acquire)
+                .saturating_sub(now.as_raw()),
+        )
+    }
+
+    /// The cell's free capacity at `now`.
+    #[cfg(test)]
+    pub(super) fn capacity(&self, quota: &Quota, now: Nanos) -> Capacity {
         Capacity {
-            remaining,
-            full_in: Duration::from_nanos(tat.saturating_sub(now.as_raw())),
+            remaining: self.remaining(quota, now),
+            full_in: self.full_in(now),
         }
     }
 

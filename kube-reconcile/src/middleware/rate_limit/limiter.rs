@@ -94,6 +94,16 @@ impl RateLimiter {
             .map_err(limited)
     }
 
+    /// How many cells it would admit now, back to back, out of its burst, and how long
+    /// until it is full again: what a server's rate-limit headers say (the example's
+    /// simulated DBaaS sends them).
+    #[doc(hidden)]
+    pub fn remaining(&self) -> (u32, NonZeroU32, Duration) {
+        let (quota, now) = (self.quota(), self.clock.now());
+        let remaining = self.cell.remaining(&quota, now);
+        (remaining, quota.max_burst(), self.cell.full_in(now))
+    }
+
     /// The free capacity now.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> super::gcra::Capacity {
