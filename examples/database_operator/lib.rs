@@ -101,7 +101,7 @@ pub struct Wiring {
     pub min_deadline: Duration,
     /// How often a Ready Database is checked for drift, instead of every 5 minutes.
     pub ready_resync: Option<Duration>,
-    /// Reconcile at most this many Databases at once (`None`: no bound).
+    /// Reconcile at most this many Databases at once (`None`: the operator's default, 64).
     pub concurrency: Option<std::num::NonZeroU16>,
 }
 
