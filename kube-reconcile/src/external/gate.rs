@@ -67,8 +67,8 @@ impl Pass<'_> {
         let (result, hint) = super::hint::collect(call).await;
         let gate = self.dependency;
         self.record(&result);
-        // The answer said the dependency is nearly out of calls: slow down now rather
-        // than after its refusals.
+        // What the answer said of the dependency's limit: running out, the budget slows
+        // down now rather than after the dependency's refusals.
         if let (Some(hint), Some(budget)) = (hint, gate.budget()) {
             budget.hinted(hint);
         }
