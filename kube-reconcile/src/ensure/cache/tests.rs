@@ -239,3 +239,95 @@ async fn without_a_starter_a_kind_never_read_is_not_waited_for() {
     assert_eq!(started.elapsed(), std::time::Duration::ZERO);
     assert_eq!(read(&cache, "a"), "server");
 }
+
+/// A config map as an operator's children of one kind look: the same labels, owner and
+/// shape, their own name, uid and settings.
+fn child(name: &str, version: &str) -> DynamicObject {
+    let mut obj = map(name, version);
+    obj.metadata.uid = Some(format!("8a1c2f3e-0000-4000-8000-{name:0>12}"));
+    obj.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/managed-by", "database-operator"),
+            ("app.kubernetes.io/instance", name),
+            ("app.kubernetes.io/component", "settings"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    );
+    obj.data = serde_json::json!({ "data": {
+        "postgresql.conf": format!("max_connections = 100\nshared_buffers = 128MB\ncluster_name = '{name}'\n"),
+    }});
+    obj
+}
+
+#[test]
+fn children_of_a_kind_are_deflated_after_the_first_and_read_back_whole() {
+    let (cache, mut feed) = cache();
+    for (name, version) in [("db-1", "3"), ("db-2", "4"), ("db-3", "5")] {
+        feed.on(watcher::Event::Apply(child(name, version)));
+    }
+    let objects = cache.inner.kinds.read().unwrap()[0].objects.clone();
+    for (name, version) in [("db-2", "4"), ("db-3", "5")] {
+        let json = serde_json::to_vec(&child(name, version)).unwrap();
+        let alone = miniz_oxide::deflate::compress_to_vec(&json, 6).len();
+        let kept = objects.map.read().unwrap()[&(Some("ns".to_owned()), name.to_owned())]
+            .deflated
+            .len();
+        assert!(
+            kept * 2 < alone,
+            "{name}: {kept} bytes after the primer, {alone} on its own"
+        );
+        let Cached::Hit(Some(read)) = cache.get(&config_maps(), Some("ns"), name) else {
+            panic!("{name} is cached")
+        };
+        assert_eq!(read, serde_json::to_value(child(name, version)).unwrap());
+    }
+    // A relist keeps the primer: the entries it brings are read back too.
+    feed.on(watcher::Event::Init);
+    feed.on(watcher::Event::InitApply(child("db-4", "6")));
+    feed.on(watcher::Event::InitDone);
+    assert_eq!(read(&cache, "db-4"), "6");
+    assert_eq!(read(&cache, "db-1"), "absent");
+}
+
+#[test]
+fn a_secret_primes_its_kind_without_its_data() {
+    let secrets = ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+    let objects = Arc::new(Objects::default());
+    let cache = ChildCache::default();
+    cache.inner.kinds.write().unwrap().push(Kind {
+        gvk: gvk_of(&secrets),
+        objects: objects.clone(),
+    });
+    let mut feed = Feeder {
+        objects: objects.clone(),
+        manager: "ours".to_owned(),
+        listing: None,
+    };
+    feed.on(watcher::Event::Init);
+    feed.on(watcher::Event::InitDone);
+    let secret = |name: &str, password: &str| {
+        let mut obj = DynamicObject::new(name, &secrets).within("ns");
+        obj.metadata.resource_version = Some("9".to_owned());
+        obj.data = serde_json::json!({ "data": { "password": password }, "type": "Opaque" });
+        obj
+    };
+    feed.on(watcher::Event::Apply(secret("db-1", "c2VjcmV0LW9uZQ==")));
+    feed.on(watcher::Event::Apply(secret("db-2", "c2VjcmV0LXR3bw==")));
+    let primer = objects
+        .primer
+        .get()
+        .expect("the first Secret primes the kind");
+    let text = String::from_utf8_lossy(primer.text());
+    assert!(text.contains("\"db-1\""), "{text}");
+    assert!(
+        !text.contains("c2VjcmV0"),
+        "the primer keeps a password: {text}"
+    );
+    for (name, password) in [("db-1", "c2VjcmV0LW9uZQ=="), ("db-2", "c2VjcmV0LXR3bw==")] {
+        let Cached::Hit(Some(read)) = cache.get(&secrets, Some("ns"), name) else {
+            panic!("{name} is cached")
+        };
+        assert_eq!(read["data"]["password"], password);
+    }
+}
