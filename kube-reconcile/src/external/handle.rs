@@ -4,7 +4,7 @@ use std::{fmt, future::Future, sync::Arc};
 
 use crate::{
     conditions::Conditions,
-    middleware::{circuit_breaker::Breaker, rate_limit::RateBudget},
+    middleware::circuit_breaker::Breaker,
 };
 
 use super::{
@@ -129,7 +129,8 @@ impl<C: ExternalDependency> Dependency<C> {
     }
 
     /// The rate budget calls draw from, if any.
-    pub(crate) fn budget(&self) -> Option<&RateBudget> {
+    #[cfg(feature = "metrics")]
+    pub(crate) fn budget(&self) -> Option<&crate::middleware::rate_limit::RateBudget> {
         self.gate.budget()
     }
 }

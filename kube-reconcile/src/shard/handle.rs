@@ -164,6 +164,7 @@ impl ShardHandle {
     }
 
     /// The ring's name.
+    #[cfg(feature = "metrics")]
     pub(crate) fn ring(&self) -> &str {
         self.shared.config.ring()
     }

@@ -169,7 +169,8 @@ impl RateBudget {
         }
     }
 
-    /// The dependency's name, as deferrals report it.
+    /// The dependency's name, as the metrics label its rate.
+    #[cfg(any(test, feature = "metrics"))]
     pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
