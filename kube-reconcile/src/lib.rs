@@ -95,6 +95,7 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+#[doc(hidden)]
 pub mod clock;
 pub mod conditions;
 pub mod ensure;
@@ -111,6 +112,7 @@ mod reconciler;
 mod rng;
 mod scope;
 pub mod shard;
+pub mod testing;
 mod wall_clock;
 
 #[doc(inline)]

@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{api::ObjectMeta, runtime::controller::Action};
 use kube_reconcile::{
     ErrorClass, ObjectKey, Reconciler, ReconcilerExt,
-    clock::ManualClock,
     middleware::backoff::{BackoffConfig, BackoffHandle},
+    testing::ManualClock,
 };
 
 use crate::support::{Report, allocations, live_bytes};

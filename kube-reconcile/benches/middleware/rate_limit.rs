@@ -23,8 +23,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{api::ObjectMeta, runtime::controller::Action};
 use kube_reconcile::{
     ErrorClass, ObjectKey, Outcome, Reconciler, ReconcilerExt,
-    clock::{Clock, ManualClock},
+    clock::Clock,
     middleware::rate_limit::{KeyedLimiter, Quota, RateLimitLayer, RateLimiter},
+    testing::ManualClock,
 };
 
 use crate::support::{Report, allocations, live_bytes};

@@ -280,7 +280,7 @@ impl fmt::Debug for Clock {
 ///
 /// ```
 /// use std::{num::NonZeroU32, time::Duration};
-/// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
+/// use kube_reconcile::{testing::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
 ///
 /// let time = ManualClock::new();
 /// let limiter = {

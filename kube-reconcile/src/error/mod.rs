@@ -226,13 +226,6 @@ pub fn terminal<E>(error: E) -> Terminal<E> {
     Terminal(error)
 }
 
-impl<E> Terminal<E> {
-    /// The wrapped error.
-    pub fn into_inner(self) -> E {
-        self.0
-    }
-}
-
 impl<E> Classify for Terminal<E> {
     fn class(&self) -> ErrorClass {
         ErrorClass::Terminal

@@ -2,10 +2,7 @@
 
 use std::{fmt, future::Future, sync::Arc};
 
-use crate::{
-    conditions::Conditions,
-    middleware::circuit_breaker::Breaker,
-};
+use crate::{conditions::Conditions, middleware::circuit_breaker::Breaker};
 
 use super::{
     builder::DependencyBuilder, client::ExternalDependency, dependency::Gate, error::ExternalError,

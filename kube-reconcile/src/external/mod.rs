@@ -128,7 +128,7 @@
 //! the engine after a call that succeeded in the step, not on admission: a half-open
 //! probe that fails must not flap it.
 //!
-//! An [`Unavailable`] carries the wait: [`Unavailable::action`] is
+//! An [`Unavailable`] carries the wait: a plain reconciler returns
 //! `Action::requeue(retry_after)`, and [`Unavailable::apply`] sets its condition. The
 //! wait is the breaker's half-open time (plus its spread), the time of the next health
 //! check, or the budget's exact wait, with a random spread so objects do not return

@@ -3,7 +3,6 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::controller::Action;
 
 use crate::conditions::{Condition, Conditions};
 
@@ -75,11 +74,6 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
-    /// What the controller should do: `Action::requeue(retry_after)`.
-    pub fn action(&self) -> Action {
-        Action::requeue(self.retry_after)
-    }
-
     /// Sets [`condition`](Unavailable::condition) in `conditions`, stamped with
     /// [`observed_at`](Unavailable::observed_at); returns whether anything changed.
     /// Changes nothing when rate limited.

@@ -10,7 +10,7 @@
 //!   readiness poll.
 //! - **Cancel-safe.** A dropped future releases what it reserved and records nothing.
 //! - **One clock.** Time is tokio's, so `tokio::time::pause()` drives every layer (or a
-//!   [`ManualClock`](crate::clock::ManualClock) entered while the layers are built).
+//!   [`ManualClock`](crate::testing::ManualClock) entered while the layers are built).
 //! - **Observable.** Each layer hands out a handle to inspect its state.
 //!
 //! Recommended order, outside in:

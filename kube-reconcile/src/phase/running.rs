@@ -60,7 +60,9 @@ impl Running {
     }
 
     /// Stops the operator at once, reconciles in flight included, as a crash would: its
-    /// Leases are not released and expire.
+    /// Leases are not released and expire. For tests that play a crash; an operator stops
+    /// with [`shut_down`](Self::shut_down).
+    #[doc(hidden)]
     pub fn abort(&self) {
         self.task.abort();
     }

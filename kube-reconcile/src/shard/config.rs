@@ -61,13 +61,6 @@ impl ShardConfig {
         self
     }
 
-    /// Points per member on the hash ring: more spread the objects more evenly.
-    #[must_use]
-    pub const fn virtual_nodes(mut self, n: NonZeroU32) -> Self {
-        self.virtual_nodes = n;
-        self
-    }
-
     /// Checks the names and timings.
     ///
     /// # Errors

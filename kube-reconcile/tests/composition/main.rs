@@ -53,7 +53,7 @@ async fn reconcile(_: Arc<Bucket>, deps: Arc<Deps>) -> Result<Action, ExternalEr
     };
     match deps.dependency.call(call).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(ExternalError::Unavailable(u)) => Ok(u.action()),
+        Err(ExternalError::Unavailable(u)) => Ok(Action::requeue(u.retry_after)),
         Err(e) => Err(e),
     }
 }

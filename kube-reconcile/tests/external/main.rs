@@ -80,7 +80,7 @@ async fn reconcile(db: Arc<Database>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let outcome = match ctx.dbaas.ensure(&*db, &db.spec.size).await {
         Err(ExternalError::Unavailable(unavailable)) => {
             unavailable.apply(&mut status.conditions);
-            Ok(unavailable.action())
+            Ok(Action::requeue(unavailable.retry_after))
         }
         Ok(provisioned) => {
             status.instance_id = Some(provisioned.into_resource().id);

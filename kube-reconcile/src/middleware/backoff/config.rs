@@ -154,7 +154,7 @@ impl BackoffConfig {
         self
     }
 
-    /// Sets the clock the layer reads (a [`ManualClock`](crate::clock::ManualClock) in tests).
+    /// Sets the clock the layer reads (a [`ManualClock`](crate::testing::ManualClock) in tests).
     #[cfg(test)]
     #[must_use]
     pub(crate) fn clock(mut self, clock: Clock) -> Self {

@@ -39,7 +39,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use kube_reconcile::{ErrorClass, clock::ManualClock};
+/// use kube_reconcile::{ErrorClass, testing::ManualClock};
 /// use kube_reconcile::middleware::backoff::{BackoffConfig, BackoffHandle};
 ///
 /// let time = ManualClock::new();
@@ -201,7 +201,7 @@ impl<Key: Eq + Hash> BackoffHandle<Key> {
     /// # Examples
     ///
     /// ```
-    /// use kube_reconcile::{ErrorClass, clock::ManualClock};
+    /// use kube_reconcile::{ErrorClass, testing::ManualClock};
     /// use kube_reconcile::middleware::backoff::{BackoffConfig, BackoffError, BackoffHandle};
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -37,7 +37,7 @@
 //! use std::{sync::Arc, time::Duration};
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //! use kube::{api::ObjectMeta, runtime::controller::Action};
-//! use kube_reconcile::{ErrorClass, Outcome, Reconciler, ReconcilerExt, clock::ManualClock};
+//! use kube_reconcile::{ErrorClass, Outcome, Reconciler, ReconcilerExt, testing::ManualClock};
 //! use kube_reconcile::middleware::backoff::{BackoffConfig, BackoffLayer};
 //!
 //! async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {

@@ -169,7 +169,8 @@ impl Breaker {
         self.shared.state()
     }
 
-    /// Counters, rates and deadlines, for metrics and status conditions.
+    /// Counters, rates and deadlines, for the metrics.
+    #[doc(hidden)]
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
     }

@@ -135,6 +135,7 @@ pub struct StateChange {
 /// two apart from each other.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub struct Snapshot {
     /// The breaker's state.
     pub state: State,

@@ -37,7 +37,7 @@ use crate::{
 ///
 /// ```
 /// use std::num::NonZeroU32;
-/// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{KeyedLimiter, Quota}};
+/// use kube_reconcile::{testing::ManualClock, middleware::rate_limit::{KeyedLimiter, Quota}};
 ///
 /// let manual = ManualClock::new();
 /// let _entered = manual.enter();

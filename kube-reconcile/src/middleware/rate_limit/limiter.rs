@@ -23,7 +23,7 @@ use crate::clock::{Clock, Nanos};
 ///
 /// ```
 /// use std::{num::NonZeroU32, time::Duration};
-/// use kube_reconcile::{clock::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
+/// use kube_reconcile::{testing::ManualClock, middleware::rate_limit::{Quota, RateLimiter}};
 ///
 /// let manual = ManualClock::new();
 /// let _entered = manual.enter(); // what is built now reads the manual clock
