@@ -78,8 +78,7 @@ pub(crate) fn to_json(obj: &DynamicObject, kind: &str, shown: &str) -> Result<Va
 
 impl Children {
     /// Reads the live object as JSON, if it exists: from the watch cache of its kind
-    /// when there is one and it has seen our last write to it (or sees it within a
-    /// second), else from the server. The
+    /// when there is one that has seen our last write to it, else from the server. The
     /// first read of a kind starts its cache, when the operator caches children, and
     /// waits for its first list.
     pub(crate) async fn read(
@@ -91,7 +90,7 @@ impl Children {
         let namespace = location.namespace.as_deref();
         if let Some(cache) = &self.cache {
             cache.until_synced(&location.resource).await;
-            if let Cached::Hit(found) = cache.read(&location.resource, namespace, name).await {
+            if let Cached::Hit(found) = cache.get(&location.resource, namespace, name) {
                 return Ok(found);
             }
         }

@@ -88,8 +88,6 @@ struct Objects {
     map: RwLock<HashMap<Name, Entry>>,
     /// Whether the first list is in.
     synced: AtomicBool,
-    /// Wakes the reads waiting for the cache to catch up with a write, at every change.
-    changed: tokio::sync::Notify,
     /// Whether the watch failed before the first list was in (no RBAC for the kind, say):
     /// reads do not wait for it.
     failed: AtomicBool,
@@ -108,11 +106,6 @@ impl Objects {
 /// How long a read waits for a new kind's first list before it asks the server.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long a read waits for the cache to see our last write to the child before it asks
-/// the server: a watch event usually follows its write within milliseconds, and waiting
-/// for it costs the API server nothing, where a GET costs a request.
-const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Keeps `objects` up to date from a watch's events; `manager`'s managed fields are the
 /// only ones kept.
 struct Feeder {
@@ -125,11 +118,6 @@ struct Feeder {
 
 impl Feeder {
     fn on(&mut self, event: watcher::Event<DynamicObject>) {
-        self.apply(event);
-        self.objects.changed.notify_waiters();
-    }
-
-    fn apply(&mut self, event: watcher::Event<DynamicObject>) {
         match event {
             watcher::Event::Init => self.listing = Some(HashMap::new()),
             watcher::Event::InitApply(obj) => {
@@ -203,9 +191,7 @@ fn compact(objects: &Objects, manager: &str, mut obj: DynamicObject) -> (Name, E
 pub(crate) enum Cached {
     /// The cache answers: the child as JSON, or `None` for no such child.
     Hit(Option<Value>),
-    /// The cache has not seen our last write to the child (or its deletion) yet.
-    Behind,
-    /// Ask the server: the kind is not cached (yet), or a write conflicted.
+    /// Ask the server: the kind is not cached (yet), or the cache is behind our writes.
     Miss,
 }
 
@@ -364,34 +350,6 @@ impl ChildCache {
             .collect()
     }
 
-    /// Reads a child from the cache, waiting up to [`CATCH_UP_WAIT`] for the cache to see
-    /// our last write to it (KEP-5647's read-your-writes: wait for the cache rather than
-    /// ask the server); [`Cached::Miss`] when it still has not, or cannot answer at all.
-    pub(crate) async fn read(
-        &self,
-        resource: &ApiResource,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Cached {
-        let Some(objects) = self.objects_of(resource) else {
-            return Cached::Miss;
-        };
-        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
-        loop {
-            let changed = objects.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            // Registered before the check, so a change in between still wakes us.
-            changed.as_mut().enable();
-            match self.get(resource, namespace, name) {
-                Cached::Behind => {}
-                answer => return answer,
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Cached::Miss;
-            }
-        }
-    }
-
     /// Reads a child from the cache, if the cache can answer for it.
     pub(crate) fn get(
         &self,
@@ -433,11 +391,7 @@ impl ChildCache {
                 _ => false,
             };
             if !caught_up {
-                return if need == Need::Fresh {
-                    Cached::Miss
-                } else {
-                    Cached::Behind
-                };
+                return Cached::Miss;
             }
             needs.remove(&key);
             // A burst of writes (every object's children created at once) grows the map;

@@ -45,7 +45,6 @@ fn read(cache: &ChildCache, name: &str) -> String {
             .unwrap_or_default()
             .to_owned(),
         Cached::Hit(None) => "absent".to_owned(),
-        Cached::Behind => "behind".to_owned(),
         Cached::Miss => "server".to_owned(),
     }
 }
@@ -73,9 +72,9 @@ fn the_cache_answers_until_we_write_and_again_once_it_has_our_write() {
         "the cache knows what is not there"
     );
 
-    // We wrote version 5: the cached 4 is older, so the cache cannot answer yet.
+    // We wrote version 5: the cached 4 is older, so the server is asked.
     cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
-    assert_eq!(read(&cache, "a"), "behind");
+    assert_eq!(read(&cache, "a"), "server");
     feed.on(watcher::Event::Apply(map("a", "5")));
     assert_eq!(read(&cache, "a"), "5");
     assert_eq!(cache.pending(), 0, "forgotten once the cache caught up");
@@ -92,7 +91,7 @@ fn a_create_the_cache_has_not_seen_is_not_read_as_missing() {
     cache.saw(&config_maps(), Some("ns"), "new", Some(&map("new", "7")));
     assert_eq!(
         read(&cache, "new"),
-        "behind",
+        "server",
         "absent from the cache, but we created it"
     );
     feed.on(watcher::Event::Apply(map("new", "7")));
@@ -100,13 +99,13 @@ fn a_create_the_cache_has_not_seen_is_not_read_as_missing() {
 }
 
 #[test]
-fn deletes_wait_for_the_cache_and_conflicts_go_to_the_server() {
+fn deletes_and_conflicts_go_to_the_server_until_the_cache_agrees() {
     let (cache, mut feed) = cache();
     feed.on(watcher::Event::Apply(map("a", "4")));
     cache.saw(&config_maps(), Some("ns"), "a", None);
     assert_eq!(
         read(&cache, "a"),
-        "behind",
+        "server",
         "deleted, and the cache still has it"
     );
     feed.on(watcher::Event::Delete(map("a", "5")));
@@ -331,61 +330,4 @@ fn a_secret_primes_its_kind_without_its_data() {
         };
         assert_eq!(read["data"]["password"], password);
     }
-}
-
-/// Where an async read goes: the cache's answer, or `"server"`; and how long it waited.
-async fn read_waiting(cache: &ChildCache, name: &str) -> (String, std::time::Duration) {
-    let started = tokio::time::Instant::now();
-    let answer = match cache.read(&config_maps(), Some("ns"), name).await {
-        Cached::Hit(Some(json)) => json["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        Cached::Hit(None) => "absent".to_owned(),
-        Cached::Behind | Cached::Miss => "server".to_owned(),
-    };
-    (answer, started.elapsed())
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_read_behind_our_write_waits_for_the_cache_and_asks_the_server_only_after_a_second() {
-    let (cache, feed) = cache();
-    let feed = Arc::new(Mutex::new(feed));
-    feed.lock()
-        .unwrap()
-        .on(watcher::Event::Apply(map("a", "4")));
-    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "5")));
-
-    // Our write's watch event arrives 30 ms later: the read waits for it, no GET.
-    let feeding = tokio::spawn({
-        let feed = feed.clone();
-        async move {
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            // An unrelated change first: the read checks again and keeps waiting.
-            feed.lock()
-                .unwrap()
-                .on(watcher::Event::Apply(map("b", "6")));
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            feed.lock()
-                .unwrap()
-                .on(watcher::Event::Apply(map("a", "7")));
-        }
-    });
-    let (answer, waited) = read_waiting(&cache, "a").await;
-    feeding.await.unwrap();
-    assert_eq!(answer, "7");
-    assert_eq!(waited, std::time::Duration::from_millis(60));
-
-    // A write whose event never comes: the server is asked after CATCH_UP_WAIT.
-    cache.saw(&config_maps(), Some("ns"), "a", Some(&map("a", "8")));
-    let (answer, waited) = read_waiting(&cache, "a").await;
-    assert_eq!((answer.as_str(), waited), ("server", CATCH_UP_WAIT));
-
-    // A conflict does not wait: the cache may be behind someone else's write.
-    cache.stale(&config_maps(), Some("ns"), "b");
-    let (answer, waited) = read_waiting(&cache, "b").await;
-    assert_eq!(
-        (answer.as_str(), waited),
-        ("server", std::time::Duration::ZERO)
-    );
 }
