@@ -157,6 +157,10 @@ fn lock(members: &Mutex<Members>) -> MutexGuard<'_, Members> {
     members.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long a round waits after a change to the objects, for the changes that come with
+/// it (objects created in a burst), before it assigns them.
+const BATCH: std::time::Duration = std::time::Duration::from_millis(20);
+
 async fn assign_while_leading(
     client: &Client,
     shared: &Arc<Shared>,
@@ -171,9 +175,16 @@ async fn assign_while_leading(
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
         None => Api::all_with(client.clone(), resource),
     };
+    // A change to the objects (a new one, an owner's label written) starts a round soon,
+    // instead of at the next period: a new object waits for its owner for about
+    // `BATCH`, not half a period on average.
+    let changed = tokio::sync::Notify::new();
     let objects_watch = reflector(objects_writer, watcher(metas, watcher::Config::default()))
         .default_backoff()
-        .for_each(|_| async {});
+        .for_each(|_| {
+            changed.notify_one();
+            async {}
+        });
     let rounds = async {
         let _ = objects.wait_until_ready().await;
         let mut ring = Ring::default();
@@ -196,13 +207,14 @@ async fn assign_while_leading(
                     }
                 })
                 .await;
-            tokio::time::sleep_until(
-                config
-                    .lease
-                    .clock
-                    .instant_at(config.lease.clock.now().saturating_add(period)),
-            )
-            .await;
+            let clock = &config.lease.clock;
+            tokio::select! {
+                () = tokio::time::sleep_until(clock.instant_at(clock.now().saturating_add(period))) => {}
+                () = changed.notified() => {
+                    // Let the objects created together arrive, to label them in one round.
+                    tokio::time::sleep_until(clock.instant_at(clock.now().saturating_add(BATCH))).await;
+                }
+            }
         }
     };
     tokio::select! {

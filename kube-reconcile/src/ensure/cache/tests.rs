@@ -31,6 +31,7 @@ fn unsynced() -> (ChildCache, Feeder) {
     let feeder = Feeder {
         objects,
         manager: "ours".to_owned(),
+        secrets: false,
         listing: None,
     };
     (cache, feeder)
@@ -302,17 +303,23 @@ fn a_secret_primes_its_kind_without_its_data() {
     let mut feed = Feeder {
         objects: objects.clone(),
         manager: "ours".to_owned(),
+        secrets: true,
         listing: None,
     };
-    feed.on(watcher::Event::Init);
-    feed.on(watcher::Event::InitDone);
     let secret = |name: &str, password: &str| {
         let mut obj = DynamicObject::new(name, &secrets).within("ns");
+        // As the items of a list come: without their kind.
+        obj.types = None;
         obj.metadata.resource_version = Some("9".to_owned());
         obj.data = serde_json::json!({ "data": { "password": password }, "type": "Opaque" });
         obj
     };
-    feed.on(watcher::Event::Apply(secret("db-1", "c2VjcmV0LW9uZQ==")));
+    feed.on(watcher::Event::Init);
+    feed.on(watcher::Event::InitApply(secret(
+        "db-1",
+        "c2VjcmV0LW9uZQ==",
+    )));
+    feed.on(watcher::Event::InitDone);
     feed.on(watcher::Event::Apply(secret("db-2", "c2VjcmV0LXR3bw==")));
     let primer = objects
         .primer
