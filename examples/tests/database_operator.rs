@@ -327,13 +327,19 @@ async fn the_operator_s_metrics_are_served_over_http() {
     .unwrap();
     world.create("orders", "16", 1).await;
     world.all_ready(1).await;
-    let text = scrape(served.local_addr()).await;
+    // The engine counts a transition once its status write has returned; a watch can show
+    // the write to the test a moment before that, so the count may lag the status.
+    let to_ready = r#"kube_reconcile_phase_transitions_total{controller="databases",from="Verifying",to="Ready"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(served.local_addr()).await;
+        if series(&text, to_ready).is_some() || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     operator.controller.abort();
-    let ready = series(
-        &text,
-        r#"kube_reconcile_phase_transitions_total{controller="databases",from="Verifying",to="Ready"}"#,
-    );
-    assert_eq!(ready, Some(1.0), "{text}");
+    assert_eq!(series(&text, to_ready), Some(1.0), "{text}");
     let successes = series(
         &text,
         r#"controller_runtime_reconcile_total{controller="databases",result="requeue_after"}"#,
