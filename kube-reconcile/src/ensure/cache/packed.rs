@@ -34,7 +34,7 @@ impl Primer {
     /// A primer from a child's JSON (`secret`: leave out its data, which is not shared by
     /// other children and should not outlive the child in memory).
     pub(super) fn from_child(json: &[u8], secret: bool) -> Option<Self> {
-        let text = if secret {
+        let mut text = if secret {
             let mut value: serde_json::Value = serde_json::from_slice(json).ok()?;
             if let Some(object) = value.as_object_mut() {
                 object.remove("data");
@@ -44,7 +44,6 @@ impl Primer {
         } else {
             json.to_vec()
         };
-        let mut text = text;
         text.truncate(PRIMER_MAX);
         let (mut head, split) = deflate(&text, &[])?;
         // What follows the cut is the end of an empty stream, which no child keeps.
