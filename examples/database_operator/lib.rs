@@ -7,7 +7,7 @@
 //! ```
 //!
 //! This library is the operator; `main.rs` only parses the flags and sets up logging.
-//! Its tests and the convergence bench start the operator through [`start_with`].
+//! Its tests and the convergence bench start the operator through [`start`].
 //!
 //! Each `Database` goes Pending → Provisioning → Configuring → Deploying → Verifying →
 //! Ready (Verifying → Failed → Provisioning with backoff; Ready → Updating → Verifying on
@@ -34,12 +34,7 @@ pub mod standalone;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::{
-    Api, Client, CustomResourceExt,
-    api::PostParams,
-    runtime::wait::{await_condition, conditions},
-};
+use kube::{Api, Client, CustomResourceExt};
 use kube_reconcile::{
     external::Dependency,
     leader::{LeaderHandle, LeaseConfig},
@@ -61,10 +56,9 @@ use self::{
 /// The finalizer that deprovisions a deleted Database's instance.
 pub const FINALIZER: &str = "example.kube-reconcile.dev/deprovision";
 
-/// Everything a run needs, wired together.
+/// The running operator, and what its demo, tests and bench look at.
+#[derive(Debug)]
 pub struct Operator {
-    /// The client the operator uses.
-    pub client: Client,
     /// The Databases.
     pub api: Api<Database>,
     /// The DBaaS breaker, shared by every Database.
@@ -73,14 +67,6 @@ pub struct Operator {
     pub dbaas_budget: RateBudget,
     /// The running controller.
     pub controller: Running,
-}
-
-impl std::fmt::Debug for Operator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Operator")
-            .field("breaker", &self.breaker)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What else wraps the operator: leader election and metrics.
@@ -105,18 +91,9 @@ pub struct Wiring {
     pub concurrency: Option<std::num::NonZeroU16>,
 }
 
-/// Starts the operator on `client` against the DBaaS `dbaas` talks to.
+/// Starts the operator on `client` against the DBaaS `dbaas` talks to, with leader
+/// election, sharding and metrics as `wiring` says.
 pub fn start(
-    client: Client,
-    namespace: &str,
-    dbaas: DbaasClient,
-    report: &Report,
-) -> Result<Operator, Box<dyn std::error::Error>> {
-    start_with(client, namespace, dbaas, report, Wiring::default())
-}
-
-/// [`start`], with leader election and metrics as `wiring` says.
-pub fn start_with(
     client: Client,
     namespace: &str,
     dbaas: DbaasClient,
@@ -174,31 +151,14 @@ pub fn start_with(
     .metrics(wiring.metrics, "databases")
     .concurrency(wiring.concurrency)
     .build()?;
-    let api: Api<Database> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Database> = Api::namespaced(client, namespace);
     let controller = operator.spawn(api.clone(), ctx);
     Ok(Operator {
-        client,
         api,
         breaker,
         dbaas_budget: budget,
         controller,
     })
-}
-
-/// Installs the `Database` CRD and waits until it is served.
-pub async fn install_crd(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Database::crd();
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    if crds.get_opt(&name).await?.is_none() {
-        crds.create(&PostParams::default(), &crd).await?;
-    }
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await??;
-    Ok(())
 }
 
 /// `--metrics-addr`, `--leader-elect` and `--shard`: what wraps the operator, and the
@@ -315,7 +275,7 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
     if server.is_some() || options.install_crd {
-        install_crd(&client).await?;
+        kube_reconcile_testing::install_crd(&client, &Database::crd()).await?;
         report.say("Database CRD installed and established");
     }
     let (simulated, dbaas) = standalone::dbaas_for(&options, &report).await?;
@@ -326,7 +286,7 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
             .start()
     });
     let (wiring, _metrics_endpoint) = wire(&options, &client, &namespace, &report).await?;
-    let operator = start_with(client.clone(), &namespace, dbaas, &report, wiring)?;
+    let operator = start(client.clone(), &namespace, dbaas, &report, wiring)?;
     if options.operator_only {
         let server = server.as_ref();
         operate(server, operator, &namespace, &report).await?;

@@ -323,7 +323,7 @@ pub async fn serve(
     server: &ApiServer,
     operator: &Operator,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let ns = operator.client.default_namespace().to_owned();
+    let ns = operator.api.namespace().unwrap_or_default().to_owned();
     let kubeconfig = serve_for_kubectl(server, &ns).await?;
     println!("  kubectl describe database orders -n {ns}");
     println!(

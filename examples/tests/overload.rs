@@ -36,7 +36,7 @@ use std::{
 };
 
 use kube::{
-    Api, ResourceExt,
+    Api, CustomResourceExt, ResourceExt,
     api::{ListParams, PostParams},
 };
 use kube_reconcile::{
@@ -320,7 +320,7 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     let wall = WallInstant::now();
     let server = ApiServer::new();
     let client = server.client();
-    example::install_crd(&client)
+    kube_reconcile_testing::install_crd(&client, &Database::crd())
         .await
         .expect("the CRD installs");
     let quota = Quota::per_second(nz(RATE)).burst(nz(BURST));
@@ -355,7 +355,7 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
         ready_resync: Some(Duration::from_secs(24 * 3600)),
         ..example::Wiring::default()
     };
-    let operator = example::start_with(
+    let operator = example::start(
         client.clone(),
         client.default_namespace(),
         dbaas.client(),

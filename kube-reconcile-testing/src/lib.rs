@@ -14,6 +14,9 @@
 //!   fresh certificates and an admin in `system:masters`, and stops them on drop.
 //!   Start-up takes a few seconds.
 //!
+//! [`install_crd`] creates a `CustomResourceDefinition` on either (or any cluster) and
+//! waits until it is served.
+//!
 //! The crate depends on nothing of `kube-reconcile`; that library's tests, example and
 //! benches run on it. Its conformance suite (`tests/conformance.rs` in this crate) runs
 //! every behaviour below on both tiers, so the embedded server stays honest.
@@ -159,12 +162,15 @@
 struct ReadmeDoctests;
 
 mod envtest;
+mod install;
 mod server;
 mod simulator;
 mod tls;
 
 #[doc(inline)]
 pub use self::envtest::{Assets, ControlPlane, ControlPlaneBuilder, EnvtestError};
+#[doc(inline)]
+pub use self::install::{InstallError, install_crd};
 #[doc(inline)]
 pub use self::server::{
     ApiError, ApiServer, ApiServerBuilder, Body, Fault, FaultAction, Faults, HttpServer,

@@ -16,20 +16,13 @@
 //! see to that), each test in a namespace of its own; the embedded tests get a fresh
 //! server each.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::{
     api::core::v1::Namespace,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
-use kube::{
-    Api, Client, Resource,
-    api::PostParams,
-    runtime::wait::{await_condition, conditions},
-};
+use kube::{Api, Client, Resource, api::PostParams};
 use kube_reconcile_testing::{ApiServer, Assets, ControlPlane};
 
 /// Runs each `async fn name(cx: Tier) { .. }` on both tiers, as `name::embedded` and
@@ -228,18 +221,9 @@ impl Tier {
     /// Creates `crd` unless it exists (real tests share one cluster) and waits until it is
     /// Established.
     pub async fn install_crd(&self, crd: &CustomResourceDefinition) {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        match crds.create(&PostParams::default(), crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create CRD: {e}"),
-        }
-        let name = crd.metadata.name.clone().expect("CRD name");
-        let established = await_condition(crds, &name, conditions::is_crd_established());
-        tokio::time::timeout(Duration::from_secs(20), established)
+        kube_reconcile_testing::install_crd(&self.client, crd)
             .await
-            .expect("CRD established in time")
-            .expect("watch the CRD");
+            .unwrap_or_else(|e| panic!("install the CRD: {e}"));
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, CustomResourceExt, ResourceExt,
     api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
@@ -147,7 +147,7 @@ impl World {
         let server = ApiServer::builder().seed(seed).build();
         let namespace = server.client().default_namespace().to_owned();
         let client = Client::new(OnWorld(server.clone()), namespace);
-        example::install_crd(&client)
+        kube_reconcile_testing::install_crd(&client, &Database::crd())
             .await
             .unwrap_or_else(|e| panic!("installing the Database CRD failed: {e}"));
         let dbaas = DbaasServer::builder()
@@ -294,9 +294,8 @@ impl Running {
                     }),
                     ..example::Wiring::default()
                 };
-                let operator =
-                    example::start_with(client, namespace, dbaas, &Report::new(), wiring)
-                        .unwrap_or_else(|e| panic!("the example operator did not start: {e}"));
+                let operator = example::start(client, namespace, dbaas, &Report::new(), wiring)
+                    .unwrap_or_else(|e| panic!("the example operator did not start: {e}"));
                 Running::Ours {
                     operator: Box::new(operator),
                     registry,

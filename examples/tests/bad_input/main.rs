@@ -20,7 +20,7 @@ use std::{
 };
 
 use kube::{
-    Api, Client,
+    Api, Client, CustomResourceExt,
     api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::{
@@ -59,7 +59,9 @@ struct World {
 async fn world() -> World {
     let server = ApiServer::new();
     let client = server.client();
-    example::install_crd(&client).await.unwrap();
+    kube_reconcile_testing::install_crd(&client, &Database::crd())
+        .await
+        .unwrap();
     let dbaas = DbaasServer::builder()
         .provision_delay(Duration::ZERO)
         .jitter(Duration::ZERO)

@@ -72,7 +72,7 @@ pub(crate) fn api_faults(server: &ApiServer, rng: &mut fastrand::Rng) -> Vec<Str
 pub(crate) async fn world(seed: u64, rng: &mut fastrand::Rng) -> World {
     let server = ApiServer::builder().seed(seed).build();
     let client = server.client();
-    example::install_crd(&client)
+    kube_reconcile_testing::install_crd(&client, &Database::crd())
         .await
         .unwrap_or_else(|e| panic!("seed {seed:#x}: installing the CRD failed: {e}"));
     let dbaas = DbaasServer::builder()

@@ -26,7 +26,7 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret, Service},
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, CustomResourceExt, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use kube_reconcile::{
@@ -165,6 +165,7 @@ impl World {
             &self.namespace,
             self.dbaas.client(),
             &Report::new(),
+            example::Wiring::default(),
         )
         .unwrap_or_else(|e| panic!("seed {:#x}: the operator did not start: {e}", self.seed))
     }

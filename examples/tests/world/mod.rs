@@ -64,6 +64,7 @@ impl World {
             &self.namespace,
             self.dbaas.client(),
             &Report::new(),
+            example::Wiring::default(),
         )
         .unwrap()
     }

@@ -34,7 +34,10 @@ use kube::{
 };
 use serde_json::Value;
 
-use self::packed::{Entry, Primer};
+use self::{
+    feeder::{Feeder, version},
+    packed::{Entry, Primer},
+};
 
 /// What this process knows a child's next read must see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,95 +113,6 @@ impl Objects {
 /// pages) sent 64 GETs, one per reconcile slot, when this was ten seconds.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Keeps `objects` up to date from a watch's events; `manager`'s managed fields are the
-/// only ones kept.
-struct Feeder {
-    objects: Arc<Objects>,
-    manager: String,
-    /// The kind is `Secret`: its primer leaves out the data. Known from the watch, not
-    /// from each object, because the objects of a list carry no kind.
-    secrets: bool,
-    /// The objects of a list in progress (a first list, or a relist after the watch
-    /// expired), swapped in whole when it ends.
-    listing: Option<HashMap<Name, Entry>>,
-}
-
-impl Feeder {
-    fn on(&mut self, event: watcher::Event<DynamicObject>) {
-        match event {
-            watcher::Event::Init => self.listing = Some(HashMap::new()),
-            watcher::Event::InitApply(obj) => {
-                let (key, entry) = compact(&self.objects, &self.manager, self.secrets, obj);
-                if let Some(listing) = &mut self.listing {
-                    listing.insert(key, entry);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(listing) = self.listing.take() {
-                    *self
-                        .objects
-                        .map
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = listing;
-                }
-                self.objects.synced.store(true, Ordering::Release);
-                self.objects.settled.notify_waiters();
-            }
-            watcher::Event::Apply(obj) => {
-                let (key, entry) = compact(&self.objects, &self.manager, self.secrets, obj);
-                self.objects
-                    .map
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key, entry);
-            }
-            watcher::Event::Delete(obj) => {
-                let key = (
-                    obj.metadata.namespace,
-                    obj.metadata.name.unwrap_or_default(),
-                );
-                self.objects
-                    .map
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&key);
-            }
-        }
-    }
-}
-
-/// `obj` as the cache keeps it: compact JSON with only `manager`'s managed fields,
-/// deflated after the kind's primer (which the first child cached becomes; without its
-/// data if the kind is `secrets`).
-fn compact(
-    objects: &Objects,
-    manager: &str,
-    secrets: bool,
-    mut obj: DynamicObject,
-) -> (Name, Entry) {
-    {
-        let meta = &mut obj.metadata;
-        if let Some(fields) = &mut meta.managed_fields {
-            fields.retain(|f| f.manager.as_deref() == Some(manager));
-        }
-        if let Some(annotations) = &mut meta.annotations {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-    let json = serde_json::to_vec(&obj).unwrap_or_default();
-    if objects.primer.get().is_none()
-        && let Some(primer) = Primer::from_child(&json, secrets)
-    {
-        let _ = objects.primer.set(primer);
-    }
-    let entry = Entry::pack(version(&obj), &json, objects.primer.get());
-    let key = (
-        obj.metadata.namespace,
-        obj.metadata.name.unwrap_or_default(),
-    );
-    (key, entry)
-}
-
 /// What a cached read found.
 pub(crate) enum Cached {
     /// The cache answers: the child as JSON, or `None` for no such child.
@@ -227,12 +141,7 @@ impl ChildCache {
                 gvk: gvk_of(resource),
                 objects: objects.clone(),
             });
-        let mut feeder = Feeder {
-            objects: objects.clone(),
-            manager: manager.to_owned(),
-            secrets: resource.group.is_empty() && resource.kind == "Secret",
-            listing: None,
-        };
+        let mut feeder = Feeder::new(objects.clone(), manager, resource);
         let api: Api<DynamicObject> = Api::all_with(client, resource);
         let config = watcher::Config::default().labels(selector);
         let kind = resource.kind.clone();
@@ -497,11 +406,7 @@ fn gvk_of(resource: &ApiResource) -> GroupVersionKind {
     GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind)
 }
 
-/// The object's `resourceVersion` as a number (etcd's revision), if it is one.
-fn version(obj: &DynamicObject) -> Option<u64> {
-    obj.metadata.resource_version.as_deref()?.parse().ok()
-}
-
+mod feeder;
 mod packed;
 #[cfg(test)]
 mod tests;

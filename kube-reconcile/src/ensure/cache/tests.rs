@@ -28,12 +28,7 @@ fn unsynced() -> (ChildCache, Feeder) {
         gvk: gvk_of(&config_maps()),
         objects: objects.clone(),
     });
-    let feeder = Feeder {
-        objects,
-        manager: "ours".to_owned(),
-        secrets: false,
-        listing: None,
-    };
+    let feeder = Feeder::new(objects, "ours", &config_maps());
     (cache, feeder)
 }
 
@@ -300,12 +295,7 @@ fn a_secret_primes_its_kind_without_its_data() {
         gvk: gvk_of(&secrets),
         objects: objects.clone(),
     });
-    let mut feed = Feeder {
-        objects: objects.clone(),
-        manager: "ours".to_owned(),
-        secrets: true,
-        listing: None,
-    };
+    let mut feed = Feeder::new(objects.clone(), "ours", &secrets);
     let secret = |name: &str, password: &str| {
         let mut obj = DynamicObject::new(name, &secrets).within("ns");
         // As the items of a list come: without their kind.
