@@ -38,6 +38,7 @@ mod cleanup_and_writes;
 mod deferred;
 mod failures;
 mod flows;
+mod order;
 mod random;
 mod tiers;
 

@@ -5,14 +5,19 @@ use std::{fmt, future::Future, sync::Arc};
 use futures_util::{StreamExt as _, stream::BoxStream};
 use kube::{
     Api, Client, Resource,
-    runtime::{Controller, WatchStreamExt as _, reflector, watcher},
+    runtime::{
+        Controller, WatchStreamExt as _, controller,
+        reflector::{ObjectRef, reflector, store},
+        watcher,
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 
 mod builder;
+mod list_queue;
 
-use self::builder::Layers;
 pub use self::builder::OperatorBuilder;
+use self::{builder::Layers, list_queue::ListQueue};
 use super::{
     HasPhaseStatus, PhaseEngine, PhaseMachine,
     running::{Running, Tracked},
@@ -201,7 +206,8 @@ where
             Some(shard) => shard.watcher_config(self.watcher),
             None => self.watcher,
         };
-        let mut controller = lean_controller(api, objects);
+        let window = usize::from(layers.concurrency.get());
+        let (mut controller, queue) = lean_controller(api, objects, window);
         controller = controller.with_config(
             kube::runtime::controller::Config::default().concurrency(layers.concurrency.get()),
         );
@@ -216,7 +222,10 @@ where
         let leader = layers.leader.clone();
         let controller = controller
             .run_reconciler(reconciler, ctx)
-            .for_each(|_| async {});
+            .for_each(move |result| {
+                finished(&queue, &result);
+                std::future::ready(())
+            });
         // Never done by itself (not even with no kind to cache): the controller decides.
         let caches = keep_caches(started, report);
         // The shard's tasks stop with its last handle: this one lives as long as the
@@ -265,20 +274,44 @@ async fn keep_caches(
     }
 }
 
-/// A controller over the objects of `api` whose cache leaves out their managed fields: the
-/// engine never reads them, and as `serde_json` trees they were half of each object's heap.
-fn lean_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+/// A controller over the objects of `api` whose cache leaves out their managed fields (the
+/// engine never reads them, and as `serde_json` trees they were half of each object's
+/// heap), and whose listed objects go to it `window` at a time ([`ListQueue`]); the queue
+/// hears of finished reconciles through [`finished`].
+fn lean_controller<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    window: usize,
+) -> (Controller<K>, Arc<ListQueue<K>>)
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (store, writer) = reflector::store();
-    let objects = reflector(
+    let (store, writer) = store();
+    let events = reflector(
         writer,
         watcher(api, config).modify(|obj: &mut K| obj.meta_mut().managed_fields = None),
-    )
-    .applied_objects();
-    Controller::for_stream(objects, store)
+    );
+    let (queue, released) = ListQueue::new(store.clone(), window);
+    let triggers = queue.triggers(events, released);
+    (Controller::for_stream(triggers, store), queue)
+}
+
+/// Tells `queue` that the reconcile `result` is about finished.
+fn finished<K, E, Q>(
+    queue: &ListQueue<K>,
+    result: &Result<(ObjectRef<K>, kube::runtime::controller::Action), controller::Error<E, Q>>,
+) where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    match result {
+        Ok((object, _)) => queue.finished(object.namespace.as_deref(), &object.name),
+        Err(controller::Error::ReconcilerFailed(_, object)) => {
+            queue.finished(object.namespace.as_deref(), &object.name);
+        }
+        Err(_) => {}
+    }
 }
 
 impl<M, K> fmt::Debug for Operator<M, K> {
