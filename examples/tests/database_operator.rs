@@ -27,7 +27,6 @@ use serde_json::json;
 use example::{
     cli::Options,
     crd::{Database, DatabaseSpec, Engine},
-    report::Report,
 };
 
 fn options() -> Options {

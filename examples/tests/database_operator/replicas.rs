@@ -18,14 +18,7 @@ async fn the_operator_s_metrics_are_served_over_http() {
         metrics: Some(metrics),
         ..example::Wiring::default()
     };
-    let operator = example::start(
-        world.client.clone(),
-        &world.namespace,
-        world.dbaas.client(),
-        &Report::new(),
-        wiring,
-    )
-    .unwrap();
+    let operator = world.operator_with(wiring);
     world.create("orders", "16", 1).await;
     world.all_ready(1).await;
     // The engine counts a transition once its status write has returned; a watch can show
@@ -80,16 +73,7 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
             metrics: Some(metrics),
             ..example::Wiring::default()
         };
-        operators.push(
-            example::start(
-                world.client.clone(),
-                &world.namespace,
-                world.dbaas.client(),
-                &Report::new(),
-                wiring,
-            )
-            .unwrap(),
-        );
+        operators.push(world.operator_with(wiring));
         shards.push(shard);
         registries.push(registry);
     }
@@ -179,14 +163,7 @@ async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work
             leader: Some(leader.clone()),
             ..example::Wiring::default()
         };
-        example::start(
-            world.client.clone(),
-            &world.namespace,
-            world.dbaas.client(),
-            &Report::new(),
-            wiring,
-        )
-        .unwrap()
+        world.operator_with(wiring)
     };
     let (a, b) = (start(&first), start(&second));
     world.create("alpha", "16", 1).await;

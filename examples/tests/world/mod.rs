@@ -59,12 +59,17 @@ pub(crate) async fn world_with(cx: &Tier, pods: bool) -> World {
 
 impl World {
     pub(crate) fn operator(&self) -> example::Operator {
+        self.operator_with(example::Wiring::default())
+    }
+
+    /// The operator, wrapped as `wiring` says.
+    pub(crate) fn operator_with(&self, wiring: example::Wiring) -> example::Operator {
         example::start(
             self.client.clone(),
             &self.namespace,
             self.dbaas.client(),
             &Report::new(),
-            example::Wiring::default(),
+            wiring,
         )
         .unwrap()
     }
