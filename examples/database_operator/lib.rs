@@ -36,15 +36,16 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use kube::{Api, Client, CustomResourceExt};
 use kube_reconcile::{
-    external::Dependency,
+    ConfigError,
+    external::{Dependency, DependencyBuilder},
     leader::{LeaderHandle, LeaseConfig},
-    metrics::Metrics,
+    metrics::{Metrics, MetricsServer},
     middleware::{
         backoff::BackoffConfig,
-        circuit_breaker::{Breaker, BreakerConfig},
+        circuit_breaker::BreakerConfig,
         rate_limit::{Quota, RateBudget, RateLimitLayer},
     },
-    phase::{Operator as PhaseOperator, PhaseConfig, Running},
+    phase::{Operator as PhaseOperator, OperatorBuilder, PhaseConfig, Running},
     shard::{ShardConfig, ShardHandle},
 };
 use kube_reconcile_testing::{ApiServer, WorkloadSimulator};
@@ -61,67 +62,36 @@ pub const FINALIZER: &str = "example.kube-reconcile.dev/deprovision";
 pub struct Operator {
     /// The Databases.
     pub api: Api<Database>,
-    /// The DBaaS breaker, shared by every Database.
-    pub breaker: Breaker,
-    /// The DBaaS budget, shared by every Database.
-    pub dbaas_budget: RateBudget,
+    /// The DBaaS, behind the breaker and the budget every Database shares.
+    pub dbaas: Dependency<DbaasClient>,
     /// The running controller.
     pub controller: Running,
 }
 
-/// What else wraps the operator: leader election and metrics.
-#[derive(Debug, Default)]
-pub struct Wiring {
-    /// Reconcile only while this handle leads.
-    pub leader: Option<LeaderHandle>,
-    /// Reconcile only the Databases this member of the ring owns.
-    pub shard: Option<ShardHandle>,
-    /// Record metrics here.
-    pub metrics: Option<Metrics>,
-    /// The DBaaS rate budget instead of an adaptive one (which finds the DBaaS's capacity
-    /// from its answers, never above 500 calls a second).
-    pub dbaas_budget: Option<RateBudget>,
-    /// Phase deadlines at least this long. Waits for a turn at the budget never count
-    /// toward them (`Transition::paced`), but outages do: a test whose outages outlast
-    /// the lesson's deadlines raises them here.
-    pub min_deadline: Duration,
-    /// How often a Ready Database is checked for drift, instead of every 5 minutes.
-    pub ready_resync: Option<Duration>,
-    /// Reconcile at most this many Databases at once (`None`: the operator's default, 64).
-    pub concurrency: Option<std::num::NonZeroU16>,
-}
+/// The operator's settings, as [`operator`] makes them: wrap it further (leader
+/// election, sharding, metrics, concurrency) before [`start`].
+pub type Builder = OperatorBuilder<DatabaseMachine, Database>;
 
-/// Starts the operator on `client` against the DBaaS `dbaas` talks to, with leader
-/// election, sharding and metrics as `wiring` says.
-pub fn start(
-    client: Client,
-    namespace: &str,
-    dbaas: DbaasClient,
-    report: &Report,
-    wiring: Wiring,
-) -> Result<Operator, Box<dyn std::error::Error>> {
+/// The DBaaS behind its circuit breaker (open for 2 s once half of at least 4 calls
+/// failed), an adaptive budget that finds its capacity from its answers (never above
+/// 500 calls a second), and a health check at most once a second.
+pub fn dbaas(client: DbaasClient) -> Result<DependencyBuilder<DbaasClient>, ConfigError> {
     let breaker = BreakerConfig::default()
-        .min_calls(std::num::NonZeroU32::new(4).expect("non-zero"))
+        .min_calls(NonZeroU32::new(4).expect("non-zero"))
         .open_duration(Duration::from_secs(2))
         .build("dbaas")?;
-    report.watch_breaker(&breaker);
-    let budget = wiring.dbaas_budget.unwrap_or_else(|| {
-        RateBudget::adaptive(
-            "dbaas",
-            Quota::per_second(NonZeroU32::new(500).unwrap_or(NonZeroU32::MAX)),
-        )
-    });
-    let dbaas = Dependency::builder(dbaas)
-        .breaker(breaker.clone())
-        .budget(budget.clone())
-        .health_interval(Duration::from_secs(1))
-        .build();
-    if let Some(metrics) = &wiring.metrics {
-        // The breaker's state and the adaptive budget's rate.
-        metrics.observe_dependency(&dbaas);
-    }
-    let ctx = Arc::new(operator::Ctx { dbaas });
-    // The controller's name is also the field manager its children are written under.
+    let ceiling = Quota::per_second(NonZeroU32::new(500).expect("non-zero"));
+    Ok(Dependency::builder(client)
+        .breaker(breaker)
+        .budget(RateBudget::adaptive("dbaas", ceiling))
+        .health_interval(Duration::from_secs(1)))
+}
+
+/// The operator of `machine`: the engine, with this example's finalizer, controller name
+/// (also the children's field manager) and retries out of Failed, inside the recommended
+/// middleware (a timeout, at most 20 reconciles a second per Database, backoff, and a
+/// `Deferred` condition while the middleware holds a Database back).
+pub fn operator(client: Client, machine: DatabaseMachine) -> Result<Builder, ConfigError> {
     let config = PhaseConfig::default()
         .finalizer(FINALIZER)
         .controller("database-operator")
@@ -130,66 +100,58 @@ pub fn start(
                 .base(Duration::from_millis(500))
                 .cap(Duration::from_secs(10)),
         );
-    let rate_limit = RateLimitLayer::per_object(Quota::per_second(
-        std::num::NonZeroU32::new(20).expect("non-zero"),
-    ));
     let backoff = BackoffConfig::operator()
         .base(Duration::from_millis(20))
         .cap(Duration::from_secs(20))
         .build()?;
-    // The recommended stack: timeout, rate limit, backoff, a Deferred condition while
-    // the middleware holds a Database back, and leader election and metrics if asked.
-    let operator = PhaseOperator::builder(
-        DatabaseMachine::new(wiring.min_deadline)?.resync(wiring.ready_resync),
-        client.clone(),
-    )
-    .config(config)
-    .rate_limit(rate_limit)
-    .backoff(backoff)
-    .leader(wiring.leader)
-    .shard(wiring.shard)
-    .metrics(wiring.metrics, "databases")
-    .concurrency(wiring.concurrency)
-    .build()?;
-    let api: Api<Database> = Api::namespaced(client, namespace);
-    let controller = operator.spawn(api.clone(), ctx);
+    let per_object = Quota::per_second(NonZeroU32::new(20).expect("non-zero"));
+    Ok(PhaseOperator::builder(machine, client)
+        .config(config)
+        .rate_limit(RateLimitLayer::per_object(per_object))
+        .backoff(backoff))
+}
+
+/// Starts `operator` on the Databases of `api`; its handlers call `dbaas`.
+pub fn start(
+    operator: Builder,
+    api: Api<Database>,
+    dbaas: Dependency<DbaasClient>,
+) -> Result<Operator, ConfigError> {
+    let ctx = Arc::new(operator::Ctx {
+        dbaas: dbaas.clone(),
+    });
+    let controller = operator.build()?.spawn(api.clone(), ctx);
     Ok(Operator {
         api,
-        breaker,
-        dbaas_budget: budget,
+        dbaas,
         controller,
     })
 }
 
-/// `--metrics-addr`, `--leader-elect` and `--shard`: what wraps the operator, and the
-/// metrics endpoint (served while it is kept). The operator releases its Leases itself
-/// when it stops.
+/// `--max-concurrent-reconciles`, `--metrics-addr`, `--leader-elect` and `--shard` around
+/// `operator`, and the metrics endpoint (served while it is kept). The operator releases
+/// its Leases itself when it stops.
 async fn wire(
     options: &Options,
+    operator: Builder,
     client: &Client,
     namespace: &str,
     report: &Report,
-) -> Result<(Wiring, Option<kube_reconcile::metrics::MetricsServer>), Box<dyn std::error::Error>> {
-    let mut wiring = Wiring {
-        concurrency: options.max_concurrent_reconciles,
-        ..Wiring::default()
-    };
-    // --metrics-addr: Prometheus metrics over HTTP for as long as the run lasts.
-    let metrics_endpoint = match options.metrics_addr {
-        Some(addr) => {
-            let metrics = Metrics::new();
-            let mut registry = prometheus_client::registry::Registry::default();
-            metrics.register(&mut registry);
-            let endpoint = kube_reconcile::metrics::serve(addr, Arc::new(registry)).await?;
-            report.say(&format!(
-                "metrics at http://{}/metrics",
-                endpoint.local_addr()
-            ));
-            wiring.metrics = Some(metrics);
-            Some(endpoint)
-        }
-        None => None,
-    };
+) -> Result<(Builder, Option<MetricsServer>), Box<dyn std::error::Error>> {
+    let mut operator = operator.concurrency(options.max_concurrent_reconciles);
+    let mut endpoint = None;
+    if let Some(addr) = options.metrics_addr {
+        let metrics = Metrics::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let served = kube_reconcile::metrics::serve(addr, Arc::new(registry)).await?;
+        report.say(&format!(
+            "metrics at http://{}/metrics",
+            served.local_addr()
+        ));
+        operator = operator.metrics(Some(metrics), "databases");
+        endpoint = Some(served);
+    }
     // --leader-elect: reconcile only while holding the Lease; copies of this process
     // started alongside wait and take over when it stops.
     if options.leader_elect {
@@ -199,7 +161,7 @@ async fn wire(
             "leader election on Lease {namespace}/database-operator as {}",
             handle.identity()
         ));
-        wiring.leader = Some(handle);
+        operator = operator.leader(Some(handle));
     } else if options.shard {
         let lease = LeaseConfig::new(namespace.to_owned(), "databases");
         let config = ShardConfig::new(lease).objects_namespace(namespace);
@@ -208,9 +170,9 @@ async fn wire(
             "sharding the Databases as {} (kubectl get databases -L shard.kube-reconcile.dev/databases)",
             shard.identity()
         ));
-        wiring.shard = Some(shard);
+        operator = operator.shard(Some(shard));
     }
-    Ok((wiring, metrics_endpoint))
+    Ok((operator, endpoint))
 }
 
 /// `--operator-only`: no script; reconcile what is there until stopped, then hand over
@@ -285,8 +247,12 @@ pub async fn run(options: Options) -> Result<bool, Box<dyn std::error::Error>> {
             .ready_after(Duration::from_millis(300))
             .start()
     });
-    let (wiring, _metrics_endpoint) = wire(&options, &client, &namespace, &report).await?;
-    let operator = start(client.clone(), &namespace, dbaas, &report, wiring)?;
+    let dbaas = self::dbaas(dbaas)?.build();
+    report.watch_breaker(dbaas.breaker());
+    let machine = DatabaseMachine::new(Duration::ZERO, operator::READY_RESYNC)?;
+    let operator = self::operator(client.clone(), machine)?;
+    let (operator, _metrics) = wire(&options, operator, &client, &namespace, &report).await?;
+    let operator = start(operator, Api::namespaced(client.clone(), &namespace), dbaas)?;
     if options.operator_only {
         let server = server.as_ref();
         operate(server, operator, &namespace, &report).await?;

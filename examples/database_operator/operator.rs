@@ -116,6 +116,10 @@ impl ExactlyOnce for DbaasClient {
     }
 }
 
+/// How long a Ready Database rests before its children are checked for drift, unless
+/// [`DatabaseMachine::new`] says otherwise.
+pub const READY_RESYNC: Duration = Duration::from_secs(300);
+
 /// The `Database` operator.
 #[derive(Debug)]
 pub struct DatabaseMachine {
@@ -125,21 +129,11 @@ pub struct DatabaseMachine {
 }
 
 impl DatabaseMachine {
-    /// The machine with the lesson's table, each deadline at least `min_deadline`.
-    pub fn new(min_deadline: Duration) -> Result<Self, ConfigError> {
-        Ok(DatabaseMachine {
-            table: transitions(min_deadline)?,
-            resync: Duration::from_secs(300),
-        })
-    }
-
-    /// Checks Ready Databases for drift every `resync` (`None`: every 5 minutes).
-    #[must_use]
-    pub fn resync(mut self, resync: Option<Duration>) -> Self {
-        if let Some(resync) = resync {
-            self.resync = resync;
-        }
-        self
+    /// The machine with the lesson's table, each deadline at least `min_deadline`; it
+    /// checks Ready Databases for drift every `resync`.
+    pub fn new(min_deadline: Duration, resync: Duration) -> Result<Self, ConfigError> {
+        let table = transitions(min_deadline)?;
+        Ok(DatabaseMachine { table, resync })
     }
 }
 

@@ -169,7 +169,7 @@ impl Report {
         let breaker = self.breaker.lock().expect("report lock");
         println!(
             "\nBreaker 'dbaas': now {:?}; {} state change(s)",
-            operator.breaker.state(),
+            operator.dbaas.breaker().state(),
             breaker.len()
         );
         for line in breaker.iter() {
@@ -182,7 +182,10 @@ impl Report {
         );
         println!(
             "DBaaS budget: {:.0} calls a second now",
-            operator.dbaas_budget.rate()
+            operator.dbaas.budget().map_or(
+                0.0,
+                kube_reconcile::middleware::rate_limit::RateBudget::rate
+            )
         );
         if let Some(dbaas) = dbaas {
             println!("\nDBaaS: {}", dbaas.stats());

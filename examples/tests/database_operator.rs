@@ -297,7 +297,7 @@ fn metrics() -> (
     kube_reconcile::metrics::Metrics,
     prometheus_client::registry::Registry,
 ) {
-    let metrics = kube_reconcile::metrics::Metrics::new();
+    let metrics = kube_reconcile::metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
     (metrics, registry)

@@ -52,7 +52,7 @@ use tokio::time::Instant;
 use example::{
     crd::{Database, DatabaseSpec, Engine},
     dbaas::{DbaasServer, RunningDbaas},
-    report::Report,
+    operator::DatabaseMachine,
 };
 
 /// The DBaaS's limit: five calls a second, five at once.
@@ -346,28 +346,23 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     // The operator: the DBaaS's own quota as its budget, in calls; deadlines long enough
     // for every object to wait its turn.
     let started = Instant::now();
-    let wiring = example::Wiring {
-        dbaas_budget: Some(RateBudget::new("dbaas", quota)),
-        min_deadline: Duration::from_secs(24 * 3600),
-        // Ready Databases rest for the length of the run: the drift checks of thousands of
-        // finished objects would cost most of the run's API requests and say nothing
-        // about the DBaaS's limit.
-        ready_resync: Some(Duration::from_secs(24 * 3600)),
-        ..example::Wiring::default()
-    };
-    let operator = example::start(
-        client.clone(),
-        client.default_namespace(),
-        dbaas.client(),
-        &Report::new(),
-        wiring,
-    )
-    .expect("the operator starts");
+    let handle = example::dbaas(dbaas.client())
+        .expect("the DBaaS's settings")
+        .budget(RateBudget::new("dbaas", quota))
+        .build();
+    let day = Duration::from_secs(24 * 3600);
+    // Ready Databases rest for the length of the run: the drift checks of thousands of
+    // finished objects would cost most of the run's API requests and say nothing about
+    // the DBaaS's limit.
+    let machine = DatabaseMachine::new(day, day).expect("the machine's table");
+    let operator = example::operator(client.clone(), machine)
+        .and_then(|operator| example::start(operator, api.clone(), handle))
+        .expect("the operator starts");
     let changes = Arc::new(Mutex::new(Vec::<Change>::new()));
     {
         let changes = Arc::clone(&changes);
         let calls = dbaas.instance_call_counter();
-        operator.breaker.on_transition(move |t| {
+        operator.dbaas.breaker().on_transition(move |t| {
             changes
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -405,7 +400,7 @@ async fn thousands_of_databases_stay_within_the_dbaas_limit_and_the_breaker_hold
     check_rate(&times, RATE, BURST);
 
     // The brownout opened the breaker; while it was not closed, only probes got through.
-    let probes = operator.breaker.snapshot().probes_admitted;
+    let probes = operator.dbaas.breaker().snapshot().probes_admitted;
     let (openings, calls_while_open, probe_calls) =
         check_breaker(&changes, &times, probes, brownout);
 

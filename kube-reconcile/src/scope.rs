@@ -25,6 +25,17 @@ pub(crate) struct Notes {
     /// How far along the object of this run is: a dependency's budget gives callers
     /// further along earlier turns.
     pub(crate) priority: u32,
+    /// Where the dependencies called in this run export their breakers and budgets.
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+/// The metrics a run's dependencies export themselves to (the operator's, if it has
+/// any), so that no dependency has to be named to the metrics by hand.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Observer {
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Notes {
@@ -47,11 +58,21 @@ pub(crate) fn add_missing(conditions: &mut Vec<Condition>, more: Vec<Condition>)
     }
 }
 
-/// Runs `f` in a fresh scope for an object `priority` along, and returns its output with
-/// what it noted.
-pub(crate) async fn run<F: Future>(priority: u32, f: F) -> (F::Output, Notes) {
+/// Runs `f` in a fresh scope for an object `priority` along, its dependencies exporting
+/// themselves to `observer`, and returns its output with what it noted.
+pub(crate) async fn run<F: Future>(
+    priority: u32,
+    #[cfg_attr(
+        not(feature = "metrics"),
+        expect(unused_variables, reason = "no metrics")
+    )]
+    observer: &Observer,
+    f: F,
+) -> (F::Output, Notes) {
     let notes = Notes {
         priority,
+        #[cfg(feature = "metrics")]
+        metrics: observer.metrics.clone(),
         ..Notes::default()
     };
     SCOPE
@@ -67,6 +88,21 @@ pub(crate) async fn run<F: Future>(priority: u32, f: F) -> (F::Output, Notes) {
 pub(crate) fn priority() -> u32 {
     SCOPE.try_with(|notes| notes.borrow().priority).unwrap_or(0)
 }
+
+/// Exports `gate`'s breaker and budget to the run's metrics, if it has any (once per
+/// gate and metrics: later calls find them there).
+#[cfg(feature = "metrics")]
+pub(crate) fn called(gate: &crate::external::Gate) {
+    let _ = SCOPE.try_with(|notes| {
+        if let Some(metrics) = &notes.borrow().metrics {
+            metrics.observe_gate(gate);
+        }
+    });
+}
+
+/// Without the `metrics` feature there is nothing to export to.
+#[cfg(not(feature = "metrics"))]
+pub(crate) const fn called(_: &crate::external::Gate) {}
 
 /// Notes a refusal; the first one of a run is the one that counts.
 pub(crate) fn held_back(unavailable: &Unavailable) {

@@ -32,7 +32,7 @@ use super::{
         self,
         crd::{Database, DatabaseSpec, Engine},
         dbaas::{DbaasClient, DbaasServer, RunningDbaas},
-        report::Report,
+        operator::{DatabaseMachine, READY_RESYNC},
     },
     heap::{OnWorld, PeakHeap, live_heap, world_side},
     measure::{RequestCounter, Requests},
@@ -279,22 +279,24 @@ impl Running {
     fn start(kind: Operator, client: Client, namespace: &str, dbaas: DbaasClient) -> Running {
         match kind {
             Operator::Ours | Operator::Oracle => {
-                let metrics = Metrics::new();
+                let metrics = Metrics::default();
                 let mut registry = Registry::default();
                 metrics.register(&mut registry);
+                let mut dbaas = example::dbaas(dbaas).expect("the DBaaS's settings");
+                if kind == Operator::Oracle {
+                    let quota = Quota::per_second(NonZeroU32::new(DBAAS_LIMIT).expect("non-zero"));
+                    dbaas = dbaas.budget(RateBudget::new("dbaas", quota));
+                }
+                let dbaas = dbaas.build();
                 // The lesson's deadlines: a turn at the DBaaS budget is paced, off
                 // their clock, so even N = 10,000 (21 minutes of budget) fits them.
-                let wiring = example::Wiring {
-                    metrics: Some(metrics),
-                    dbaas_budget: (kind == Operator::Oracle).then(|| {
-                        RateBudget::new(
-                            "dbaas",
-                            Quota::per_second(NonZeroU32::new(DBAAS_LIMIT).expect("non-zero")),
-                        )
-                    }),
-                    ..example::Wiring::default()
-                };
-                let operator = example::start(client, namespace, dbaas, &Report::new(), wiring)
+                let machine = DatabaseMachine::new(Duration::ZERO, READY_RESYNC)
+                    .expect("the machine's table");
+                let operator = example::operator(client.clone(), machine)
+                    .and_then(|operator| {
+                        let operator = operator.metrics(Some(metrics), "databases");
+                        example::start(operator, Api::namespaced(client, namespace), dbaas)
+                    })
                     .unwrap_or_else(|e| panic!("the example operator did not start: {e}"));
                 Running::Ours {
                     operator: Box::new(operator),

@@ -73,7 +73,7 @@ async fn world() -> World {
         dbaas: Dependency::builder(dbaas_client).build(),
     });
     let engine = PhaseEngine::with_config(
-        DatabaseMachine::new(Duration::ZERO).unwrap(),
+        DatabaseMachine::new(Duration::ZERO, example::operator::READY_RESYNC).unwrap(),
         client.clone(),
         PhaseConfig::default()
             .finalizer("example.kube-reconcile.dev/deprovision")

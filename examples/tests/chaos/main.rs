@@ -40,7 +40,7 @@ use serde_json::json;
 use example::{
     crd::{Database, DatabaseSpec, Engine},
     dbaas::{DbaasServer, RunningDbaas},
-    report::Report,
+    operator::{DatabaseMachine, READY_RESYNC},
 };
 
 /// The seeds run when `KUBE_RECONCILE_CHAOS_SEED` is not set.
@@ -160,14 +160,14 @@ struct World {
 
 impl World {
     fn operator(&self) -> example::Operator {
-        example::start(
-            self.client.clone(),
-            &self.namespace,
-            self.dbaas.client(),
-            &Report::new(),
-            example::Wiring::default(),
-        )
-        .unwrap_or_else(|e| panic!("seed {:#x}: the operator did not start: {e}", self.seed))
+        let dbaas = example::dbaas(self.dbaas.client())
+            .unwrap_or_else(|e| panic!("seed {:#x}: the DBaaS's settings: {e}", self.seed))
+            .build();
+        let machine = DatabaseMachine::new(Duration::ZERO, READY_RESYNC)
+            .unwrap_or_else(|e| panic!("seed {:#x}: the machine's table: {e}", self.seed));
+        example::operator(self.client.clone(), machine)
+            .and_then(|operator| example::start(operator, self.api.clone(), dbaas))
+            .unwrap_or_else(|e| panic!("seed {:#x}: the operator did not start: {e}", self.seed))
     }
 
     /// Lists `K`, retrying through injected faults.

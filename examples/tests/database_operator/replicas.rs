@@ -14,11 +14,7 @@ async fn the_operator_s_metrics_are_served_over_http() {
     )
     .await
     .unwrap();
-    let wiring = example::Wiring {
-        metrics: Some(metrics),
-        ..example::Wiring::default()
-    };
-    let operator = world.operator_with(wiring);
+    let operator = world.operator_with(|operator| operator.metrics(Some(metrics), "databases"));
     world.create("orders", "16", 1).await;
     world.all_ready(1).await;
     // The engine counts a transition once its status write has returned; a watch can show
@@ -68,12 +64,11 @@ async fn two_sharded_operators_split_the_databases_and_export_their_shares() {
         let shard = ShardHandle::join::<example::crd::Database>(world.client.clone(), config)
             .await
             .unwrap();
-        let wiring = example::Wiring {
-            shard: Some(shard.clone()),
-            metrics: Some(metrics),
-            ..example::Wiring::default()
-        };
-        operators.push(world.operator_with(wiring));
+        operators.push(world.operator_with(|operator| {
+            operator
+                .shard(Some(shard.clone()))
+                .metrics(Some(metrics), "databases")
+        }));
         shards.push(shard);
         registries.push(registry);
     }
@@ -159,11 +154,7 @@ async fn two_operators_with_leader_election_hand_over_and_both_converge_the_work
     let first = LeaderHandle::spawn(world.client.clone(), lease("first")).unwrap();
     let second = LeaderHandle::spawn(world.client.clone(), lease("second")).unwrap();
     let start = |leader: &LeaderHandle| {
-        let wiring = example::Wiring {
-            leader: Some(leader.clone()),
-            ..example::Wiring::default()
-        };
-        world.operator_with(wiring)
+        world.operator_with(|operator| operator.leader(Some(leader.clone())))
     };
     let (a, b) = (start(&first), start(&second));
     world.create("alpha", "16", 1).await;

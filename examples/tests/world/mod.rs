@@ -9,7 +9,6 @@ use database_operator::{
     self as example,
     crd::{Database, DatabaseSpec, Engine},
     dbaas::{DbaasServer, RunningDbaas},
-    report::Report,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -59,19 +58,15 @@ pub(crate) async fn world_with(cx: &Tier, pods: bool) -> World {
 
 impl World {
     pub(crate) fn operator(&self) -> example::Operator {
-        self.operator_with(example::Wiring::default())
+        self.operator_with(|operator| operator)
     }
 
-    /// The operator, wrapped as `wiring` says.
-    pub(crate) fn operator_with(&self, wiring: example::Wiring) -> example::Operator {
-        example::start(
-            self.client.clone(),
-            &self.namespace,
-            self.dbaas.client(),
-            &Report::new(),
-            wiring,
-        )
-        .unwrap()
+    /// The operator, wrapped as `wrap` says (leader election, sharding, metrics...).
+    pub(crate) fn operator_with(
+        &self,
+        wrap: impl FnOnce(example::Builder) -> example::Builder,
+    ) -> example::Operator {
+        start(&self.client, &self.namespace, self.dbaas.client(), wrap)
     }
 
     pub(crate) async fn create(&self, name: &str, version: &str, replicas: i32) {
@@ -303,4 +298,25 @@ pub(crate) fn series(scrape: &str, name_and_labels: &str) -> Option<f64> {
     scrape
         .lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// The example's operator on the Databases of `namespace`, with the lesson's deadlines
+/// and resync, wrapped as `wrap` says.
+pub(crate) fn start(
+    client: &Client,
+    namespace: &str,
+    dbaas: example::dbaas::DbaasClient,
+    wrap: impl FnOnce(example::Builder) -> example::Builder,
+) -> example::Operator {
+    let dbaas = example::dbaas(dbaas).unwrap().build();
+    let machine =
+        example::operator::DatabaseMachine::new(Duration::ZERO, example::operator::READY_RESYNC)
+            .unwrap();
+    let operator = example::operator(client.clone(), machine).unwrap();
+    example::start(
+        wrap(operator),
+        Api::namespaced(client.clone(), namespace),
+        dbaas,
+    )
+    .unwrap()
 }

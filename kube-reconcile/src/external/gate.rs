@@ -184,6 +184,7 @@ impl Gate {
     /// More calls than the budget's burst could never fit at once: such a pass takes
     /// the whole burst, and its calls can exceed the dependency's limit.
     pub(crate) async fn admit_n(&self, calls: NonZeroU32) -> Admission<'_> {
+        crate::scope::called(self);
         let inner = &*self.inner;
         let permit = match self.acquire(calls) {
             Admission::Ready(pass) => pass.permit,

@@ -46,7 +46,7 @@ use super::{
 /// ```
 pub struct Dependency<C> {
     client: Arc<C>,
-    pub(super) gate: Gate,
+    pub(crate) gate: Gate,
 }
 
 impl<C> Clone for Dependency<C> {
@@ -125,9 +125,9 @@ impl<C: ExternalDependency> Dependency<C> {
         self.gate.breaker()
     }
 
-    /// The rate budget calls draw from, if any.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn budget(&self) -> Option<&crate::middleware::rate_limit::RateBudget> {
+    /// The rate budget calls draw from, if any: [`RateBudget::rate`](crate::middleware::rate_limit::RateBudget::rate)
+    /// reads an adaptive budget's estimate of the dependency's capacity.
+    pub fn budget(&self) -> Option<&crate::middleware::rate_limit::RateBudget> {
         self.gate.budget()
     }
 }

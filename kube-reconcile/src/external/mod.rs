@@ -165,7 +165,6 @@ mod key;
 mod outcome;
 mod unavailable;
 
-#[cfg(test)]
 pub(crate) use self::dependency::Gate;
 pub use self::{
     builder::DependencyBuilder,

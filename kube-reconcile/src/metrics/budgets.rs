@@ -21,6 +21,9 @@ impl Budgets {
     /// name replaces the first).
     pub(super) fn observe(&self, budget: &RateBudget) {
         let mut budgets = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if budgets.iter().any(|b| b.is(budget)) {
+            return;
+        }
         budgets.retain(|b| b.name() != budget.name());
         budgets.push(budget.clone());
     }

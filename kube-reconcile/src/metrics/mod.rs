@@ -2,13 +2,17 @@
 //! what no framework exports: phases, breakers, deferrals, backoff.
 //!
 //! One [`Metrics`] holds every family; [`register`](Metrics::register) it in a
-//! `prometheus_client` [`Registry`], then plug it in where the events happen:
+//! `prometheus_client` [`Registry`] and [`serve`][] it (`GET /metrics` over HTTP). A
+//! phase operator takes it whole: [`OperatorBuilder::metrics`](crate::phase::OperatorBuilder::metrics)
+//! records its reconciles, phases, caches and shard, and exports the breaker and budget of
+//! every dependency its handlers call. Around a plain reconciler, plug it in where the
+//! events happen:
 //!
 //! - [`Metrics::layer`][]: a metrics layer, outermost around the reconciler;
-//! - [`Metrics::observe_breaker`][]: once per circuit breaker;
+//! - [`Metrics::observe_breaker`][] or [`Metrics::observe_dependency`][]: per circuit
+//!   breaker or dependency;
 //! - [`Metrics::phase_observer`][]: into
-//!   [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition);
-//! - [`serve`][]: `GET /metrics` over HTTP.
+//!   [`PhaseConfig::on_transition`](crate::phase::PhaseConfig::on_transition).
 //!
 //! # The metrics
 //!
@@ -64,7 +68,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let metrics = Metrics::new();
+//! let metrics = Metrics::default();
 //! let mut registry = Registry::default();
 //! metrics.register(&mut registry);
 //!
@@ -107,12 +111,15 @@ use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels, 
 
 /// Every metric this crate exports, shared by all clones.
 ///
-/// Create one per process, [`register`](Metrics::register) it once, and hand clones to
+/// Create one per process (`Metrics::default()`: empty families, registered nowhere),
+/// [`register`](Metrics::register) it once, and hand clones to
 /// the places that record. The [module docs](self) list the metrics.
 #[derive(Clone, Default)]
 pub struct Metrics {
     families: Arc<Families>,
     budgets: Arc<budgets::Budgets>,
+    /// The breakers observed so far: each is observed once.
+    breakers: Arc<std::sync::Mutex<Vec<Breaker>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,11 +129,6 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// Empty metric families, not yet registered anywhere.
-    pub fn new() -> Self {
-        Metrics::default()
-    }
-
     /// Adds every family to `registry`. Values are shared: what is recorded through this
     /// `Metrics` (or a clone) shows in `registry`.
     ///
@@ -149,10 +151,20 @@ impl Metrics {
     /// Exports `breaker`'s state and counts its transitions, under its dependency name.
     ///
     /// Sets the state gauge now, then follows every change through
-    /// [`Breaker::on_transition`]. Call it once per breaker, before the breaker is in use
-    /// (a change racing with this call may show a moment late); a second call would count
-    /// every transition twice.
+    /// [`Breaker::on_transition`]. Call it before the breaker is in use (a change racing
+    /// with this call may show a moment late); a second call for the same breaker (or a
+    /// clone of it) does nothing.
     pub fn observe_breaker(&self, breaker: &Breaker) {
+        {
+            let mut breakers = self
+                .breakers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if breakers.iter().any(|b| b.is(breaker)) {
+                return;
+            }
+            breakers.push(breaker.clone());
+        }
         let families = Arc::clone(&self.families);
         let dependency: Arc<str> = breaker.dependency().into();
         let name = Arc::clone(&dependency);
@@ -174,10 +186,19 @@ impl Metrics {
     /// Exports what `dependency` holds: its breaker's state and transitions (as
     /// [`observe_breaker`](Self::observe_breaker)) and, when it has a budget, the budget's
     /// rate now (`kube_reconcile_budget_rate{budget}`: an adaptive budget's estimate of the
-    /// dependency's capacity, read at each scrape). Call it once per dependency.
+    /// dependency's capacity, read at each scrape). A second call does nothing.
+    ///
+    /// A [phase operator](crate::phase::OperatorBuilder::metrics) with metrics does this
+    /// by itself for every dependency its handlers call, at the first call; call it for a
+    /// dependency whose state should show before then, or that a plain reconciler calls.
     pub fn observe_dependency<C: ExternalDependency>(&self, dependency: &Dependency<C>) {
-        self.observe_breaker(dependency.breaker());
-        if let Some(budget) = dependency.budget() {
+        self.observe_gate(&dependency.gate);
+    }
+
+    /// [`observe_dependency`](Self::observe_dependency) by the dependency's gate.
+    pub(crate) fn observe_gate(&self, gate: &crate::external::Gate) {
+        self.observe_breaker(gate.breaker());
+        if let Some(budget) = gate.budget() {
             self.budgets.observe(budget);
         }
     }
@@ -243,7 +264,7 @@ impl Metrics {
     /// ```
     /// use kube_reconcile::{metrics::Metrics, phase::PhaseConfig};
     ///
-    /// let metrics = Metrics::new();
+    /// let metrics = Metrics::default();
     /// let config = PhaseConfig::default().on_transition(metrics.phase_observer("databases"));
     /// # let _ = config;
     /// ```
@@ -324,7 +345,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn breaker_moves_are_counted_and_the_state_follows() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         let breaker = Breaker::new("dbaas");
         metrics.observe_breaker(&breaker);
         let state = |s: State| {
@@ -351,7 +372,7 @@ mod tests {
 
     #[test]
     fn phase_changes_count_edges_and_time_in_the_phase_left() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         let observe = metrics.phase_observer("databases");
         let change = |from, to, spent| PhaseChange {
             namespace: Some("ns"),

@@ -73,7 +73,7 @@ impl fmt::Debug for MetricsServer {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let metrics = Metrics::new();
+/// let metrics = Metrics::default();
 /// let mut registry = Registry::default();
 /// metrics.register(&mut registry);
 /// let server = serve("127.0.0.1:0".parse().expect("an address"), Arc::new(registry)).await?;
@@ -185,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_answer_in_the_openmetrics_text_format() {
-        let metrics = super::super::Metrics::new();
+        let metrics = super::super::Metrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let _ = metrics.layer("widgets").layer(());

@@ -30,6 +30,8 @@ pub struct PhaseConfig {
     pub(super) events: bool,
     pub(super) observers: Observers,
     pub(super) children: EnsureConfig,
+    /// Where the dependencies the handlers call export themselves (the operator's metrics).
+    pub(super) dependencies_observer: crate::scope::Observer,
 }
 
 impl Default for PhaseConfig {
@@ -42,6 +44,7 @@ impl Default for PhaseConfig {
             events: true,
             observers: Observers::default(),
             children: EnsureConfig::default(),
+            dependencies_observer: crate::scope::Observer::default(),
         }
     }
 }

@@ -49,7 +49,7 @@ impl<M> Inner<M> {
             now: at.now,
         };
         // Deleting finishes an object: its calls go before any phase's.
-        let decided = noted(u32::MAX, self.machine.cleanup(obj, &step)).await;
+        let decided = noted(u32::MAX, &self.config, self.machine.cleanup(obj, &step)).await;
         match decided {
             Ok(Cleanup {
                 kind: CleanupKind::Paced(after),

@@ -265,6 +265,7 @@ impl<M> Inner<M> {
         };
         let decided = noted(
             priority(table, status, phase),
+            &self.config,
             self.machine.handle(phase, obj, &step),
         )
         .await;

@@ -69,11 +69,13 @@ impl Decision for Cleanup {
 /// of the dependencies it called go along with a decision that does not set them.
 pub(super) async fn noted<D: Decision, E: Classify>(
     priority: u32,
+    config: &super::PhaseConfig,
     run: impl Future<Output = Result<D, E>>,
 ) -> Result<D, E> {
     // Boxed: a handler's future (a whole phase of user code) is often large, and the
     // engine's future is what the controller holds for every reconcile in flight.
-    let (decided, notes) = crate::scope::run(priority, Box::pin(run)).await;
+    let observer = &config.dependencies_observer;
+    let (decided, notes) = crate::scope::run(priority, observer, Box::pin(run)).await;
     let conditions = notes.conditions();
     let decided = match (decided, &notes.refusal) {
         (Err(error), Some(refusal)) if error.class() != ErrorClass::Terminal => {

@@ -24,15 +24,17 @@ use kube::{
 };
 use kube_reconcile::{
     Classify, ControllerExt, ErrorClass, Reconciler, ReconcilerExt,
+    error::HandlerError,
+    external::{Dependency, ExternalDependency, Health},
     metrics::{Metrics, serve},
     middleware::{
         backoff::{BackoffConfig, Jitter},
         circuit_breaker::{BreakerConfig, CircuitBreakerLayer},
-        rate_limit::{Quota, RateLimitLayer},
+        rate_limit::{Quota, RateBudget, RateLimitLayer},
     },
     phase::{
-        HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition,
-        Transitions,
+        HasPhaseStatus, Operator, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step,
+        Transition, Transitions,
     },
 };
 use kube_reconcile_testing::ApiServer;
@@ -147,7 +149,7 @@ fn registry_of(metrics: &Metrics) -> Registry {
 async fn successes_and_failures_are_counted_under_controller_runtime_names() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let registry = registry_of(&metrics);
     let backoff = BackoffConfig::operator()
         .jitter(Jitter::None)
@@ -202,7 +204,7 @@ async fn successes_and_failures_are_counted_under_controller_runtime_names() {
 async fn an_open_breaker_shows_in_its_state_and_in_the_deferrals() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let registry = registry_of(&metrics);
     let breaker = BreakerConfig::default()
         .consecutive_failures(2)
@@ -289,7 +291,7 @@ async fn an_open_breaker_shows_in_its_state_and_in_the_deferrals() {
 async fn rate_limit_rejections_are_counted_by_budget_with_their_waits() {
     let server = ApiServer::new();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let registry = registry_of(&metrics);
     let one_a_minute = Quota::per_minute(NonZeroU32::new(1).expect("non-zero"));
     let reconciler = reconcile
@@ -338,7 +340,7 @@ async fn the_metrics_endpoint_serves_openmetrics_text_over_http() {
     async fn ok(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
         Ok(Action::await_change())
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let registry = Arc::new(registry_of(&metrics));
     let reconciler = ok.with(metrics.layer("scraped"));
     for _ in 0..3 {

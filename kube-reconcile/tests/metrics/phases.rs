@@ -70,7 +70,7 @@ async fn phase_changes_and_time_in_each_phase_come_from_the_engine() {
         .create(&PostParams::default(), &Cache::crd())
         .await
         .expect("CRD created");
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let registry = registry_of(&metrics);
     let table = Transitions::builder(Pending)
         .path([Pending, Warming, Ready, Updating, Warming])
@@ -89,19 +89,7 @@ async fn phase_changes_and_time_in_each_phase_come_from_the_engine() {
     let controller = Controller::new(caches.clone(), watcher::Config::default())
         .run_reconciler(engine.with(metrics.layer("caches")), Arc::new(()));
     tokio::spawn(controller.for_each(|_| async {}));
-    caches
-        .create(
-            &PostParams::default(),
-            &Cache::new("hot", CacheSpec { size_mb: 64 }),
-        )
-        .await
-        .expect("created");
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let hot = caches.get("hot").await.expect("read");
-    assert_eq!(
-        hot.phase_status().and_then(|s| s.phase.as_deref()),
-        Some("Ready")
-    );
+    create_hot_until_ready(&caches, Duration::from_secs(60)).await;
 
     let m = Scrape::of(&registry);
     let c = ("controller", "caches");
@@ -129,5 +117,137 @@ async fn phase_changes_and_time_in_each_phase_come_from_the_engine() {
             "controller_runtime_reconcile_total",
             &[c, ("result", "success")]
         ) >= 1.0
+    );
+}
+
+/// A stock service the caches reserve memory at, as an external dependency.
+#[derive(Debug)]
+struct Stock;
+
+impl ExternalDependency for Stock {
+    type Error = kube::Error;
+
+    fn name(&self) -> &'static str {
+        "stock"
+    }
+
+    async fn health(&self) -> Health {
+        Health::Available
+    }
+}
+
+/// Reserves a cache's memory at the stock service, then it is Ready.
+struct ReservingMachine {
+    table: Transitions<CachePhase>,
+}
+
+impl PhaseMachine<Cache, Dependency<Stock>> for ReservingMachine {
+    type Phase = CachePhase;
+    type Error = HandlerError;
+
+    fn transitions(&self) -> &Transitions<CachePhase> {
+        &self.table
+    }
+
+    async fn handle(
+        &self,
+        phase: CachePhase,
+        _: &Cache,
+        step: &Step<'_, CachePhase, Dependency<Stock>>,
+    ) -> Result<Transition<CachePhase>, HandlerError> {
+        Ok(match phase {
+            CachePhase::Pending => {
+                step.ctx().call(|_| async { Ok(()) }).await?;
+                Transition::to(CachePhase::Ready)
+            }
+            _ => Transition::done(),
+        })
+    }
+}
+
+/// An operator with metrics exports the breaker and budget of each dependency its
+/// handlers call, with nobody naming the dependency to the metrics; naming it as well
+/// counts nothing twice.
+#[tokio::test(start_paused = true)]
+async fn an_operator_exports_the_dependencies_its_handlers_call() {
+    use CachePhase::{Failed, Pending, Ready};
+    let server = ApiServer::new();
+    let client = server.client();
+    kube_reconcile_testing::install_crd(&client, &Cache::crd())
+        .await
+        .expect("CRD installed");
+    let metrics = Metrics::default();
+    let registry = registry_of(&metrics);
+    let quota = Quota::per_second(NonZeroU32::new(50).expect("non-zero"));
+    let stock = Dependency::builder(Stock)
+        .budget(RateBudget::new("stock", quota))
+        .build();
+    let state = |m: &Scrape, state| {
+        m.get(
+            "kube_reconcile_breaker_state",
+            &[("dependency", "stock"), ("state", state)],
+        )
+    };
+    assert_eq!(
+        state(&Scrape::of(&registry), "closed"),
+        None,
+        "not called yet"
+    );
+
+    let table = Transitions::builder(Pending)
+        .path([Pending, Ready])
+        .edge(Failed, Pending)
+        .ready(Ready)
+        .failed(Failed)
+        .build()
+        .expect("a valid table");
+    let operator = Operator::builder(ReservingMachine { table }, client.clone())
+        .config(PhaseConfig::default().events(false))
+        .metrics(Some(metrics.clone()), "caches")
+        .build()
+        .expect("valid");
+    let caches: Api<Cache> = Api::default_namespaced(client);
+    let running = operator.spawn(caches.clone(), Arc::new(stock.clone()));
+    create_hot_until_ready(&caches, Duration::from_secs(10)).await;
+    let m = Scrape::of(&registry);
+    assert_eq!(state(&m, "closed"), Some(1.0), "exported at its first call");
+    assert_eq!(
+        m.get("kube_reconcile_budget_rate", &[("budget", "stock")]),
+        Some(50.0)
+    );
+
+    // Named by hand as well: one export, every transition counted once.
+    metrics.observe_dependency(&stock);
+    stock.breaker().force_open();
+    let m = Scrape::of(&registry);
+    assert_eq!(state(&m, "forced_open"), Some(1.0));
+    assert_eq!(
+        m.get(
+            "kube_reconcile_breaker_transitions_total",
+            &[
+                ("dependency", "stock"),
+                ("from", "closed"),
+                ("to", "forced_open")
+            ]
+        ),
+        Some(1.0)
+    );
+    running.abort();
+}
+
+/// Creates the cache `hot` and checks that it is Ready `after` that.
+async fn create_hot_until_ready(caches: &Api<Cache>, after: Duration) {
+    caches
+        .create(
+            &PostParams::default(),
+            &Cache::new("hot", CacheSpec { size_mb: 64 }),
+        )
+        .await
+        .expect("created");
+    tokio::time::sleep(after).await;
+    let hot = caches.get("hot").await.expect("read");
+    assert_eq!(
+        hot.phase_status().and_then(|s| s.phase.as_deref()),
+        Some("Ready")
     );
 }

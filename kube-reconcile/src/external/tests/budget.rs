@@ -79,7 +79,9 @@ async fn inside_the_engine_objects_further_along_get_the_earlier_turns() {
     let held = |priority| {
         let dbaas = &dbaas;
         async move {
-            let (admission, _) = crate::scope::run(priority, dbaas.admit()).await;
+            let (admission, _) =
+                crate::scope::run(priority, &crate::scope::Observer::default(), dbaas.admit())
+                    .await;
             let Admission::Unavailable(limited) = admission else {
                 panic!("spent")
             };

@@ -56,7 +56,7 @@ fn value(metrics: &Metrics, name: &str, extra: &[(&str, &str)]) -> Option<f64> {
 
 #[tokio::test(start_paused = true)]
 async fn each_outcome_lands_in_its_controller_runtime_result_and_our_reasons() {
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let reconciler = Scripted.with(metrics.layer("cms"));
     for name in [
         "ok",
@@ -123,7 +123,7 @@ async fn each_outcome_lands_in_its_controller_runtime_result_and_our_reasons() {
 
 #[tokio::test(start_paused = true)]
 async fn error_policy_requeues_count_as_backoff_retries_and_terminal_waits_do_not() {
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let reconciler = Scripted.with(metrics.layer("cms"));
     let obj = ConfigMap::default();
     let action = reconciler.error_action(&obj, &ErrorClass::Transient);
@@ -141,7 +141,7 @@ async fn durations_are_read_on_the_paused_clock() {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         Ok(Action::await_change())
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let reconciler = slow.with(metrics.layer("cms").max_concurrent_reconciles(4));
     reconciler.call(named("a"), Arc::new(())).await;
     let sum = value(
@@ -173,7 +173,7 @@ async fn pending_forever(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorC
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_leaves_the_active_gauge_as_it_was_and_records_nothing() {
-    let metrics = Metrics::new();
+    let metrics = Metrics::default();
     let reconciler = pending_forever.with(metrics.layer("cms"));
     let mut call = Box::pin(reconciler.call(named("hung"), Arc::new(())));
     let pending = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_pending()));

@@ -87,6 +87,12 @@ impl Breaker {
         }
     }
 
+    /// Whether `other` is this breaker (a clone of it), not merely one with the same name.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn is(&self, other: &Breaker) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The dependency this breaker protects.
     pub(crate) fn dependency(&self) -> &str {
         &self.shared.name

@@ -134,8 +134,11 @@ impl<M, K> OperatorBuilder<M, K> {
     }
 
     /// Record metrics under `controller` (`None`: no metrics): reconciles around the
-    /// whole stack, every phase change, the watch caches' sizes, and with a
-    /// [`shard`](Self::shard) the member's counts (`kube_reconcile_shard_*`).
+    /// whole stack, every phase change, the watch caches' sizes, with a
+    /// [`shard`](Self::shard) the member's counts (`kube_reconcile_shard_*`), and the
+    /// breaker and budget of every dependency the handlers call, from its first call
+    /// ([`Metrics::observe_dependency`](crate::metrics::Metrics::observe_dependency)
+    /// without naming it).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(
@@ -161,6 +164,10 @@ impl<M, K> OperatorBuilder<M, K> {
         #[cfg(feature = "metrics")]
         if let Some((metrics, name)) = &self.layers.metrics {
             config = config.on_transition(metrics.phase_observer(Arc::clone(name)));
+            config.dependencies_observer.metrics = Some(metrics.clone());
+            if let Some(breaker) = &self.layers.breaker {
+                metrics.observe_breaker(breaker);
+            }
             if let Some(shard) = &self.layers.shard {
                 metrics.observe_shard(shard);
             }

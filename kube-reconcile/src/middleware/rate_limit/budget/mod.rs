@@ -52,6 +52,14 @@ pub struct RateBudget {
     inner: Arc<Inner>,
 }
 
+impl RateBudget {
+    /// Whether `other` is this budget (a clone of it), not merely one with the same name.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn is(&self, other: &RateBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     name: Arc<str>,
