@@ -102,8 +102,7 @@ pub fn operator(client: Client, machine: DatabaseMachine) -> Result<Builder, Con
         );
     let backoff = BackoffConfig::operator()
         .base(Duration::from_millis(20))
-        .cap(Duration::from_secs(20))
-        .build()?;
+        .cap(Duration::from_secs(20));
     let per_object = Quota::per_second(NonZeroU32::new(20).expect("non-zero"));
     Ok(PhaseOperator::builder(machine, client)
         .config(config)

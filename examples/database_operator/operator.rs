@@ -110,10 +110,6 @@ impl ExactlyOnce for DbaasClient {
     async fn delete(&self, _: &IdempotencyKey, instance: &Instance) -> Result<(), DbaasError> {
         DbaasClient::delete(self, &instance.id).await.map(|_| ())
     }
-
-    fn id(&self, instance: &Instance) -> String {
-        instance.id.clone()
-    }
 }
 
 /// How long a Ready Database rests before its children are checked for drift, unless

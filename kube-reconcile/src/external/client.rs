@@ -135,10 +135,6 @@ pub trait ExternalDependency: Send + Sync + 'static {
 ///         self.0.lock().unwrap().remove(key.as_str());
 ///         Ok(())
 ///     }
-///
-///     fn id(&self, bucket: &Self::Resource) -> String {
-///         bucket.0.clone()
-///     }
 /// }
 /// ```
 pub trait ExactlyOnce: ExternalDependency {
@@ -185,6 +181,10 @@ pub trait ExactlyOnce: ExternalDependency {
         resource: &Self::Resource,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// The system's own identifier of `resource`, for logs.
-    fn id(&self, resource: &Self::Resource) -> String;
+    /// The system's own identifier of `resource`, for the logs of its create and delete
+    /// (default: none; the idempotency key identifies the resource as well).
+    fn id(&self, resource: &Self::Resource) -> Option<String> {
+        let _ = resource;
+        None
+    }
 }

@@ -60,7 +60,7 @@
 //!         self.instances.lock().unwrap().remove(key.as_str());
 //!         Ok(())
 //!     }
-//!     fn id(&self, instance: &(String, u32)) -> String { instance.0.clone() }
+//!     fn id(&self, instance: &(String, u32)) -> Option<String> { Some(instance.0.clone()) }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]

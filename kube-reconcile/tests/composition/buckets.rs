@@ -159,8 +159,8 @@ impl ExactlyOnce for Store {
         Ok(())
     }
 
-    fn id(&self, bucket: &(String, String)) -> String {
-        bucket.0.clone()
+    fn id(&self, bucket: &(String, String)) -> Option<String> {
+        Some(bucket.0.clone())
     }
 }
 

@@ -237,7 +237,7 @@ impl ExactlyOnce for FakeDbaas {
         Ok(())
     }
 
-    fn id(&self, instance: &Instance) -> String {
-        instance.id.clone()
+    fn id(&self, instance: &Instance) -> Option<String> {
+        Some(instance.id.clone())
     }
 }

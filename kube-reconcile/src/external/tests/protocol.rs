@@ -132,8 +132,8 @@ impl ExactlyOnce for Fake {
         }
     }
 
-    fn id(&self, (id, _): &(String, String)) -> String {
-        id.clone()
+    fn id(&self, (id, _): &(String, String)) -> Option<String> {
+        Some(id.clone())
     }
 }
 

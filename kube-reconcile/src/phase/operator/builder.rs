@@ -9,7 +9,11 @@ use kube::{Client, runtime::watcher};
 use super::Operator;
 use crate::{
     leader::LeaderHandle,
-    middleware::{backoff::BackoffLayer, circuit_breaker::Breaker, rate_limit::RateLimitLayer},
+    middleware::{
+        backoff::{BackoffConfig, BackoffLayer},
+        circuit_breaker::Breaker,
+        rate_limit::RateLimitLayer,
+    },
     phase::{PhaseConfig, PhaseEngine},
     shard::ShardHandle,
 };
@@ -39,6 +43,8 @@ pub struct OperatorBuilder<M, K> {
     _resource: std::marker::PhantomData<fn() -> K>,
     client: Client,
     config: PhaseConfig,
+    /// The backoff's schedule, when not the default; checked at `build`.
+    backoff: Option<BackoffConfig>,
     layers: Layers,
 }
 
@@ -50,6 +56,7 @@ impl<M, K> Operator<M, K> {
             _resource: std::marker::PhantomData,
             client,
             config: PhaseConfig::default(),
+            backoff: None,
             layers: Layers {
                 timeout: Duration::from_secs(30),
                 backoff: BackoffLayer::operator(),
@@ -79,9 +86,12 @@ impl<M, K> OperatorBuilder<M, K> {
         self
     }
 
-    /// The per-object backoff ([`Running::tracked`](crate::phase::Running::tracked) counts the objects it holds).
-    pub fn backoff(mut self, backoff: BackoffLayer) -> Self {
-        self.layers.backoff = backoff;
+    /// The schedule of the per-object backoff after a failed reconcile, checked at
+    /// [`build`](Self::build) ([`Running::tracked`](crate::phase::Running::tracked) counts
+    /// the objects it holds). The same type as the engine's
+    /// [`retry`](PhaseConfig::retry) out of the failed phase.
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -154,8 +164,12 @@ impl<M, K> OperatorBuilder<M, K> {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`](crate::ConfigError) naming the bad setting of the [`config`](Self::config).
-    pub fn build(self) -> Result<Operator<M, K>, crate::ConfigError> {
+    /// A [`ConfigError`](crate::ConfigError) naming the bad setting of the
+    /// [`config`](Self::config) or the [`backoff`](Self::backoff).
+    pub fn build(mut self) -> Result<Operator<M, K>, crate::ConfigError> {
+        if let Some(backoff) = self.backoff {
+            self.layers.backoff = backoff.build()?;
+        }
         let mut config = self.config;
         if let Some(shard) = &self.layers.shard {
             // Children carry their owner's shard label: each member caches its own.

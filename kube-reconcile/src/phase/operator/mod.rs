@@ -53,7 +53,7 @@ use crate::{
 /// |---|---|
 /// | [`config`](OperatorBuilder::config) | [`PhaseConfig::default`](super::PhaseConfig::default) |
 /// | [`timeout`](OperatorBuilder::timeout) | 30 s |
-/// | [`backoff`](OperatorBuilder::backoff) | [`BackoffLayer::operator`](crate::middleware::backoff::BackoffLayer::operator) (1 s doubling to 300 s, full jitter) |
+/// | [`backoff`](OperatorBuilder::backoff) | [`BackoffConfig::operator`](crate::middleware::backoff::BackoffConfig::operator) (1 s doubling to 300 s, full jitter) |
 /// | [`rate_limit`](OperatorBuilder::rate_limit) | none |
 /// | [`breaker`](OperatorBuilder::breaker) | none |
 /// | [`leader`](OperatorBuilder::leader) | none: every replica reconciles |
