@@ -180,6 +180,8 @@ impl<C> DependencyBuilder<C> {
                 spread: self.spread,
                 rng: Rng::new(self.seed),
                 wall,
+                #[cfg(feature = "metrics")]
+                observed_by: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         (self.client, gate)

@@ -34,6 +34,10 @@ pub(super) struct Inner {
     pub(super) spread: Duration,
     pub(super) rng: Rng,
     pub(super) wall: WallClock,
+    /// The [`Metrics`](crate::metrics::Metrics) that exported this gate last (its id; 0:
+    /// none), so that a call through the gate costs them one atomic load.
+    #[cfg(feature = "metrics")]
+    pub(super) observed_by: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
@@ -57,6 +61,15 @@ impl Gate {
     /// The rate budget the gate draws from, if any.
     pub(crate) fn budget(&self) -> Option<&RateBudget> {
         self.inner.budget.as_ref()
+    }
+
+    /// Records that the metrics `id` export this gate; whether they did not already.
+    /// Once they do, a load (no write, so calls from many threads share the cache line).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn observed_by(&self, id: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen = &self.inner.observed_by;
+        seen.load(Relaxed) != id && seen.swap(id, Relaxed) != id
     }
 
     /// Makes the next [`admit`](Gate::admit) run the health check again

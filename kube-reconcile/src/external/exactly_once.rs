@@ -102,7 +102,7 @@ impl<C: ExactlyOnce> Dependency<C> {
         tracing::debug!(key = %key, "creating external resource");
         match self.send(None, client.create(&key, spec)).await {
             Ok(created) => {
-                tracing::info!(key = %key, id = client.id(&created).as_deref(), "created external resource");
+                tracing::info!(key = %key, id = client.id(&created).map(tracing::field::display), "created external resource");
                 Ok(Provisioned::Created(created))
             }
             Err(ExternalError::Call(error)) => {
@@ -138,7 +138,7 @@ impl<C: ExactlyOnce> Dependency<C> {
         };
         match self.send(None, client.delete(&key, &found)).await {
             Ok(()) => {
-                tracing::info!(key = %key, id = client.id(&found).as_deref(), "deleted external resource");
+                tracing::info!(key = %key, id = client.id(&found).map(tracing::field::display), "deleted external resource");
                 Ok(Deletion::Requested(found))
             }
             Err(ExternalError::Call(error)) => {

@@ -17,12 +17,19 @@ use crate::middleware::rate_limit::RateBudget;
 pub(super) struct Budgets(Mutex<Vec<RateBudget>>);
 
 impl Budgets {
-    /// Exports `budget` from now on (once per budget name: a second budget of the same
-    /// name replaces the first).
+    /// Exports `budget` from now on; a second call for it (or a clone) does nothing. The
+    /// series is per budget name: a second budget of the same name replaces the first
+    /// (a warning says so).
     pub(super) fn observe(&self, budget: &RateBudget) {
         let mut budgets = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if budgets.iter().any(|b| b.is(budget)) {
             return;
+        }
+        if budgets.iter().any(|b| b.name() == budget.name()) {
+            tracing::warn!(
+                budget = budget.name(),
+                "a second rate budget of this name is exported: it replaces the first"
+            );
         }
         budgets.retain(|b| b.name() != budget.name());
         budgets.push(budget.clone());

@@ -44,7 +44,7 @@
 //! | `kube_reconcile_shard_objects` | gauge | `ring`, `member` | Objects a [shard](crate::shard) member's controller holds (exported by [`OperatorBuilder::metrics`](crate::phase::OperatorBuilder::metrics) with a shard). |
 //! | `kube_reconcile_shard_handovers_total` | counter | `ring`, `member` | Objects the member handed over after a drain request. |
 //! | `kube_reconcile_shard_assignments_total` | counter | `ring`, `member` | Objects this process labelled with an owner while it was the ring's assigner. |
-//! | `kube_reconcile_budget_rate` | gauge | `budget` | Calls a second a dependency's budget admits now, read at each scrape ([`Metrics::observe_dependency`]): an adaptive budget's estimate of the dependency's capacity. |
+//! | `kube_reconcile_budget_rate` | gauge | `budget` | Calls a second a dependency's budget admits now, read at each scrape ([`Metrics::observe_dependency`], or a phase operator with metrics at the dependency's first call): an adaptive budget's estimate of the dependency's capacity. |
 //! | `kube_reconcile_cached_children` | gauge | `controller`, `kind` | Children the operator's watch caches hold (an operator with [`metrics`](crate::phase::OperatorBuilder::metrics)); a sharded operator's hold only its own shard's. |
 //!
 //! Breakers move lazily: an open circuit whose open duration has passed reads `open`
@@ -88,13 +88,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, Mutex, PoisonError,
+    atomic::{AtomicU64, Ordering},
+};
 
 use prometheus_client::registry::Registry;
 
 use crate::{
     external::{Dependency, ExternalDependency},
-    middleware::circuit_breaker::Breaker,
+    middleware::circuit_breaker::{Breaker, WeakBreaker},
     phase::PhaseChange,
     shard::{ShardEvent, ShardHandle},
 };
@@ -118,8 +121,21 @@ use self::families::{BreakerMoveLabels, Families, PhaseLabels, PhaseMoveLabels, 
 pub struct Metrics {
     families: Arc<Families>,
     budgets: Arc<budgets::Budgets>,
-    /// The breakers observed so far: each is observed once.
-    breakers: Arc<std::sync::Mutex<Vec<Breaker>>>,
+    /// The breakers exported so far, each once (without keeping them alive).
+    breakers: Arc<Mutex<Vec<WeakBreaker>>>,
+    /// Which `Metrics` these are (clones share it): dependency gates remember it.
+    id: MetricsId,
+}
+
+/// A process-unique id of a [`Metrics`] and its clones (never 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MetricsId(u64);
+
+impl Default for MetricsId {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        MetricsId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,18 +168,27 @@ impl Metrics {
     ///
     /// Sets the state gauge now, then follows every change through
     /// [`Breaker::on_transition`]. Call it before the breaker is in use (a change racing
-    /// with this call may show a moment late); a second call for the same breaker (or a
-    /// clone of it) does nothing.
+    /// with this call may leave the gauge on the old state until the next change); a
+    /// second call for the same breaker (or a clone of it) does nothing. Two breakers of
+    /// one dependency name share its series (a warning says so).
     pub fn observe_breaker(&self, breaker: &Breaker) {
         {
-            let mut breakers = self
-                .breakers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
             if breakers.iter().any(|b| b.is(breaker)) {
                 return;
             }
-            breakers.push(breaker.clone());
+            breakers.retain(|b| b.upgrade().is_some());
+            if breakers
+                .iter()
+                .filter_map(WeakBreaker::upgrade)
+                .any(|b| b.dependency() == breaker.dependency())
+            {
+                tracing::warn!(
+                    dependency = breaker.dependency(),
+                    "a second circuit breaker of this name is exported: both move the same series"
+                );
+            }
+            breakers.push(breaker.downgrade());
         }
         let families = Arc::clone(&self.families);
         let dependency: Arc<str> = breaker.dependency().into();
@@ -188,15 +213,22 @@ impl Metrics {
     /// rate now (`kube_reconcile_budget_rate{budget}`: an adaptive budget's estimate of the
     /// dependency's capacity, read at each scrape). A second call does nothing.
     ///
-    /// A [phase operator](crate::phase::OperatorBuilder::metrics) with metrics does this
-    /// by itself for every dependency its handlers call, at the first call; call it for a
-    /// dependency whose state should show before then, or that a plain reconciler calls.
+    /// A phase operator with [metrics](crate::phase::OperatorBuilder::metrics) does this
+    /// by itself for every dependency its handlers and cleanup call, at the first call
+    /// (a call from a task the handler spawns is not seen). Call it for a dependency whose
+    /// state should show before then, or that anything else calls (a plain reconciler, a
+    /// [`PhaseEngine`](crate::phase::PhaseEngine) run without the operator's builder).
     pub fn observe_dependency<C: ExternalDependency>(&self, dependency: &Dependency<C>) {
         self.observe_gate(&dependency.gate);
     }
 
-    /// [`observe_dependency`](Self::observe_dependency) by the dependency's gate.
+    /// [`observe_dependency`](Self::observe_dependency) by the dependency's gate: on every
+    /// call through the gate of an operator with metrics, so one atomic load once the
+    /// gate has been exported.
     pub(crate) fn observe_gate(&self, gate: &crate::external::Gate) {
+        if !gate.observed_by(self.id.0) {
+            return;
+        }
         self.observe_breaker(gate.breaker());
         if let Some(budget) = gate.budget() {
             self.budgets.observe(budget);
@@ -342,6 +374,36 @@ mod tests {
 
     use super::*;
     use crate::middleware::circuit_breaker::State;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_breaker_is_exported_once_and_not_kept_alive() {
+        let metrics = Metrics::default();
+        let breaker = Breaker::new("dbaas");
+        metrics.observe_breaker(&breaker);
+        metrics.observe_breaker(&breaker.clone());
+        breaker.force_open();
+        let labels = [
+            ("dependency", "dbaas"),
+            ("from", "closed"),
+            ("to", "forced_open"),
+        ];
+        let moved = sample(
+            &metrics,
+            "kube_reconcile_breaker_transitions_total",
+            &labels,
+        );
+        assert_eq!(moved, Some(1.0), "one export, one count");
+        let weak = breaker.downgrade();
+        drop(breaker);
+        assert!(weak.upgrade().is_none(), "the metrics hold no breaker");
+        // A new breaker of the name is exported (the old one is gone, no warning).
+        metrics.observe_breaker(&Breaker::new("dbaas"));
+        let closed = [("dependency", "dbaas"), ("state", "closed")];
+        assert_eq!(
+            sample(&metrics, "kube_reconcile_breaker_state", &closed),
+            Some(1.0)
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn breaker_moves_are_counted_and_the_state_follows() {

@@ -66,6 +66,24 @@ pub struct Breaker {
     shared: Arc<Shared>,
 }
 
+/// A [`Breaker`] held without keeping it alive; from [`Breaker::downgrade`].
+#[cfg(feature = "metrics")]
+pub(crate) struct WeakBreaker(std::sync::Weak<Shared>);
+
+#[cfg(feature = "metrics")]
+impl WeakBreaker {
+    /// Whether this is `breaker` (a clone of it), not merely one with the same name. The
+    /// weak reference keeps the allocation, so no other breaker can have its address.
+    pub(crate) fn is(&self, breaker: &Breaker) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&breaker.shared))
+    }
+
+    /// The breaker, if anything still holds it.
+    pub(crate) fn upgrade(&self) -> Option<Breaker> {
+        self.0.upgrade().map(|shared| Breaker { shared })
+    }
+}
+
 impl Breaker {
     /// A breaker for `dependency` with the [default configuration](BreakerConfig#default).
     ///
@@ -87,10 +105,10 @@ impl Breaker {
         }
     }
 
-    /// Whether `other` is this breaker (a clone of it), not merely one with the same name.
+    /// This breaker, held without keeping it alive (the metrics' list of what they export).
     #[cfg(feature = "metrics")]
-    pub(crate) fn is(&self, other: &Breaker) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+    pub(crate) fn downgrade(&self) -> WeakBreaker {
+        WeakBreaker(Arc::downgrade(&self.shared))
     }
 
     /// The dependency this breaker protects.

@@ -77,6 +77,8 @@ mod time_window;
 mod transition;
 mod window;
 
+#[cfg(feature = "metrics")]
+pub(crate) use self::breaker::WeakBreaker;
 pub(crate) use self::error::ConfigError;
 pub use self::{
     breaker::Breaker,

@@ -146,9 +146,9 @@ impl<M, K> OperatorBuilder<M, K> {
     /// Record metrics under `controller` (`None`: no metrics): reconciles around the
     /// whole stack, every phase change, the watch caches' sizes, with a
     /// [`shard`](Self::shard) the member's counts (`kube_reconcile_shard_*`), and the
-    /// breaker and budget of every dependency the handlers call, from its first call
-    /// ([`Metrics::observe_dependency`](crate::metrics::Metrics::observe_dependency)
-    /// without naming it).
+    /// breaker and budget of every dependency the handlers and cleanup call, from its
+    /// first call ([`Metrics::observe_dependency`](crate::metrics::Metrics::observe_dependency)
+    /// without naming it; calls from a task a handler spawns are not seen).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn metrics(
