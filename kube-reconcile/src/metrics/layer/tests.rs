@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::*;
 use crate::{
-    metrics::sample,
+    metrics::tests::sample,
     reconciler::{Deferral, ReconcilerExt},
 };
 
