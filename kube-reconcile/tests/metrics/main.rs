@@ -9,10 +9,7 @@
 
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::{
     api::core::v1::ConfigMap,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -24,17 +21,15 @@ use kube::{
 };
 use kube_reconcile::{
     Classify, ControllerExt, ErrorClass, Reconciler, ReconcilerExt,
-    error::HandlerError,
-    external::{Dependency, ExternalDependency, Health},
-    metrics::{Metrics, serve},
+    metrics::Metrics,
     middleware::{
         backoff::{BackoffConfig, Jitter},
         circuit_breaker::{BreakerConfig, CircuitBreakerLayer},
-        rate_limit::{Quota, RateBudget, RateLimitLayer},
+        rate_limit::{Quota, RateLimitLayer},
     },
     phase::{
-        HasPhaseStatus, Operator, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step,
-        Transition, Transitions,
+        HasPhaseStatus, PhaseConfig, PhaseEngine, PhaseMachine, PhaseStatus, Step, Transition,
+        Transitions,
     },
 };
 use kube_reconcile_testing::ApiServer;
@@ -42,9 +37,10 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The samples of an `OpenMetrics` text exposition, by name and sorted labels.
+mod endpoint;
 mod phases;
 
+/// The samples of an `OpenMetrics` text exposition, by name and sorted labels.
 struct Scrape(HashMap<(String, Vec<(String, String)>), f64>);
 
 impl Scrape {
@@ -333,80 +329,4 @@ async fn rate_limit_rejections_are_counted_by_budget_with_their_waits() {
         "each waits for the next token, about a minute"
     );
     assert_eq!(bucket("120.0"), 2.0);
-}
-
-#[tokio::test]
-async fn the_metrics_endpoint_serves_openmetrics_text_over_http() {
-    async fn ok(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, ErrorClass> {
-        Ok(Action::await_change())
-    }
-    let metrics = Metrics::default();
-    let registry = Arc::new(registry_of(&metrics));
-    let reconciler = ok.with(metrics.layer("scraped"));
-    for _ in 0..3 {
-        reconciler
-            .call(Arc::new(ConfigMap::default()), Arc::new(()))
-            .await;
-    }
-    let server = serve("127.0.0.1:0".parse().expect("an address"), registry)
-        .await
-        .expect("bound");
-
-    let (status, content_type, body) = get(server.local_addr(), "/metrics").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
-    );
-    assert!(body.ends_with("# EOF\n"));
-    let m = Scrape::parse(&body);
-    assert_eq!(
-        m.get(
-            "controller_runtime_reconcile_total",
-            &[("controller", "scraped"), ("result", "success")]
-        ),
-        Some(3.0)
-    );
-    assert_eq!(get(server.local_addr(), "/").await.0, 404);
-
-    let addr = server.local_addr();
-    server.shutdown();
-    tokio::task::yield_now().await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "nothing listens after shutdown"
-    );
-}
-
-/// One HTTP/1.1 GET: status, content type and body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, String) {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("a request");
-    let response = sender.send_request(request).await.expect("a response");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes();
-    (
-        status,
-        content_type,
-        String::from_utf8(body.to_vec()).expect("utf-8"),
-    )
 }

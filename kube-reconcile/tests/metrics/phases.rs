@@ -1,5 +1,12 @@
 //! Phase metrics from the engine: transitions and time in each phase.
 
+use kube_reconcile::{
+    error::HandlerError,
+    external::{Dependency, ExternalDependency, Health},
+    middleware::rate_limit::RateBudget,
+    phase::Operator,
+};
+
 use super::*;
 
 /// A cache that warms up for 20 seconds before it is ready.

@@ -270,10 +270,10 @@ mod tests {
         }
     }
 
-    fn fed() -> (Fed, impl Stream<Item = ConfigMap>) {
+    fn fed() -> (Fed, impl Stream<Item = ConfigMap> + Unpin) {
         let (store, writer) = reflector::store();
         let (queue, released) = ListQueue::new(store, 2);
-        (Fed { queue, writer }, released)
+        (Fed { queue, writer }, Box::pin(released))
     }
 
     async fn next(released: &mut (impl Stream<Item = ConfigMap> + Unpin)) -> String {
@@ -282,8 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_list_goes_a_window_at_a_time_as_reconciles_finish() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         assert_eq!(fed.list(&["a", "b", "c", "d", "e"]), ["a", "b"]);
         assert_eq!(fed.queue.waiting(), 3);
         fed.queue.finished(Some("ns"), "a");
@@ -298,8 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reconcile_finished_before_the_list_ends_releases_the_next_at_its_end() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         fed.feed(watcher::Event::Init);
         for n in ["a", "b", "c"] {
             fed.feed(watcher::Event::InitApply(map(n)));
@@ -313,8 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn later_events_go_at_once_and_take_the_object_out_of_the_queue() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         fed.list(&["a", "b", "c", "d"]);
         // "c" changed (its own status write, say): triggered now, ahead of the list.
         assert_eq!(
@@ -328,8 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_object_frees_its_place_and_is_never_released() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         fed.list(&["a", "b", "c", "d"]);
         assert!(fed.feed(watcher::Event::Delete(map("c"))).is_none());
         // "a" was released and is deleted before its reconcile: "d" takes its place.
@@ -340,8 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relist_drops_what_is_gone_and_paces_the_rest() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         fed.list(&["a", "b", "c", "d"]);
         // The watch expired; "c" and "d" were deleted meanwhile, "e" created.
         assert!(fed.list(&["a", "b", "e"]).is_empty());
@@ -354,8 +349,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_release_whose_reconcile_is_never_seen_expires() {
-        let (mut fed, released) = fed();
-        let mut released = std::pin::pin!(released);
+        let (mut fed, mut released) = fed();
         fed.list(&["a", "b", "c"]);
         tokio::time::advance(RELEASE_EXPIRY).await;
         // Any finished reconcile looks at the clock.
